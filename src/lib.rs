@@ -1,0 +1,19 @@
+//! cvmbuild: a declarative, reproducible build engine for CernVM-style
+//! operating systems.
+//!
+//! Data flows one way through the modules:
+//!
+//! ```text
+//! lang  (.cvm text -> values with source spans)
+//!  -> eval (values -> typed releases -> derivation graph, pinned by solve + lock)
+//!      -> repo  (yum repodata -> package pool, RPM version/dependency semantics)
+//!      -> solve (pool + shopping list -> optimal closed package set)
+//!  -> build (scheduler) -> builders (fetch, extract, assemble, ...) -> store
+//!  -> cvmfs / image (published outputs)
+//!  -> diff (compares two releases)
+//! ```
+//!
+//! `cli` is the only module that prints; everything else returns values or
+//! errors.
+
+pub mod cli;
