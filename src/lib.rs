@@ -17,3 +17,4 @@
 //! errors.
 
 pub mod cli;
+pub mod lang;
