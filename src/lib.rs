@@ -19,3 +19,4 @@
 pub mod builders;
 pub mod cli;
 pub mod repo;
+pub mod lang;
