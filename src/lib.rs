@@ -16,4 +16,6 @@
 //! `cli` is the only module that prints; everything else returns values or
 //! errors.
 
+pub mod builders;
 pub mod cli;
+pub mod store;

@@ -1,0 +1,1 @@
+//! Builders: the steps that turn derivation inputs into store objects.
