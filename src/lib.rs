@@ -18,5 +18,6 @@
 
 pub mod builders;
 pub mod cli;
-pub mod repo;
 pub mod lang;
+pub mod repo;
+pub mod store;

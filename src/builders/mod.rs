@@ -1,3 +1,5 @@
-//! Builtin builders: the code that turns a derivation's inputs into its output.
+//! Builtin builders: the code that turns a derivation's inputs into its
+//! output in the store.
 
+pub mod extract;
 pub mod meta_rpm;
