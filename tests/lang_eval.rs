@@ -83,7 +83,15 @@ fn reference_example_evaluates() {
     assert_eq!(str_of(field(prod, "version")), "3.1.0.0");
     assert_eq!(
         strings(field(prod, "packages")),
-        ["bash", "coreutils", "kernel", "openssh-server", "yum", "cvmfs", "condor >= 8.0"]
+        [
+            "bash",
+            "coreutils",
+            "kernel",
+            "openssh-server",
+            "yum",
+            "cvmfs",
+            "condor >= 8.0"
+        ]
     );
     let kernel = field(prod, "kernel");
     assert_eq!(str_of(field(kernel, "cmdline")), "quiet console=ttyS0");
@@ -99,8 +107,14 @@ fn reference_example_evaluates() {
         ValueKind::Path(dir.join("keys/epel.asc"))
     );
     let initrd = field(prod, "initrd");
-    assert_eq!(str_of(field(field(initrd, "files"), "/etc/motd")), "hello\n");
-    assert_eq!(field(initrd, "init").kind, ValueKind::Path(dir.join("init.sh")));
+    assert_eq!(
+        str_of(field(field(initrd, "files"), "/etc/motd")),
+        "hello\n"
+    );
+    assert_eq!(
+        field(initrd, "init").kind,
+        ValueKind::Path(dir.join("init.sh"))
+    );
 
     let dev = &spec.branches[1].value;
     assert_eq!(record(dev).tag, Some(Tag::Release));

@@ -242,17 +242,26 @@ impl Loader {
             }
         };
         if main && branches.is_empty() {
-            let end = Span {
-                file,
-                start: text_len,
-                end: text_len,
+            let (span, label) = match ast.decls.last() {
+                Some(d) => (
+                    d.keyword_span.to(d.name_span),
+                    "the last declaration; no `branch` is declared",
+                ),
+                None => (
+                    Span {
+                        file,
+                        start: 0,
+                        end: 0,
+                    },
+                    "this file declares nothing",
+                ),
             };
             return Err(self
                 .err(
                     "cvm::no-branch",
-                    end,
+                    span,
                     "the main file declares no branch".into(),
-                    "expected a `branch` declaration by here",
+                    label,
                 )
                 .with_help("declare one: `branch production = release { ... }`"));
         }
@@ -584,16 +593,24 @@ impl Loader {
 
     /// The error for an `import` of a file that is still being evaluated.
     fn cycle(&self, canon: &Path, span: Span) -> Error {
+        // Paths are shown relative to the main file's directory: shorter,
+        // and the same on every machine.
+        let base = self
+            .sources
+            .path(FileId(0))
+            .parent()
+            .unwrap_or(Path::new("/"));
+        let show = |p: &Path| p.strip_prefix(base).unwrap_or(p).display().to_string();
         let mut chain: Vec<String> = Vec::new();
         let mut seen = false;
         for (f, _) in &self.stack {
             let p = self.sources.path(*f);
             seen |= p == canon;
             if seen {
-                chain.push(p.display().to_string());
+                chain.push(show(p));
             }
         }
-        chain.push(canon.display().to_string());
+        chain.push(show(canon));
         self.err(
             "cvm::import-cycle",
             span,
