@@ -107,6 +107,11 @@ fn main_file_that_cannot_be_read() {
 
 #[test]
 fn nesting_is_bounded() {
+    // Just inside the limit: parses and evaluates (and fails only for
+    // lack of a branch), without exhausting a test thread's stack.
+    let ok = format!("let x = {}1{}", "[".repeat(120), "]".repeat(120));
+    let err = lang::load_str(&root().join("ok.cvm"), &ok).unwrap_err();
+    assert_eq!(err.code(), "cvm::no-branch");
     let deep = format!("let x = {}1{}", "[".repeat(100_000), "]".repeat(100_000));
     let err = lang::load_str(&root().join("deep.cvm"), &deep).unwrap_err();
     assert_eq!(err.code(), "cvm::too-deep");

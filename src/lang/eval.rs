@@ -143,7 +143,7 @@ impl Loader {
                                 format!("`{}` is defined twice", decl.name),
                                 "defined again here",
                             )
-                            .label(&self.sources, first.name_span, "first defined here")
+                            .with_label(&self.sources, first.name_span, "first defined here")
                             .with_help("names cannot be redefined; choose another name"));
                     }
                     let value = self.eval(&decl.expr, &scope)?;
@@ -164,7 +164,7 @@ impl Loader {
                             )
                             .with_help("branches may only be declared in the main file");
                         if let Some((_, Some(import))) = self.stack.last() {
-                            e = e.label(&self.sources, *import, "imported from");
+                            e = e.with_label(&self.sources, *import, "imported from");
                         }
                         return Err(e);
                     }
@@ -176,7 +176,7 @@ impl Loader {
                                 format!("branch `{}` is declared twice", decl.name),
                                 "declared again here",
                             )
-                            .label(&self.sources, first.name_span, "first declared here"));
+                            .with_label(&self.sources, first.name_span, "first declared here"));
                     }
                     let value = self.eval(&decl.expr, &scope)?;
                     if !matches!(&value.kind, ValueKind::Record(r) if r.tag == Some(Tag::Release)) {
@@ -293,7 +293,7 @@ impl Loader {
                                 format!("field `{}` is defined twice", f.key),
                                 "defined again here",
                             )
-                            .label(&self.sources, first.key_span, "first defined here")
+                            .with_label(&self.sources, first.key_span, "first defined here")
                             .with_help("to change a field of an existing record, use `//`"));
                     }
                     let value = self.eval(&f.value, scope)?;
@@ -416,18 +416,19 @@ impl Loader {
         match later {
             Some(d) if d.kind == DeclKind::Let => {
                 e = e
-                    .label(&self.sources, d.name_span, "defined here, later")
+                    .with_label(&self.sources, d.name_span, "defined here, later")
                     .with_help("a `let` is only visible after its definition");
             }
             Some(d) => {
                 e = e
-                    .label(&self.sources, d.name_span, "this is a branch")
+                    .with_label(&self.sources, d.name_span, "this is a branch")
                     .with_help(
                     "branches cannot be referenced; bind the release with `let` and use that name",
                 );
             }
             None => {
-                if let Some(n) = nearest(name, scope.lets.iter().map(|b| b.name.as_str())) {
+                let names = scope.lets.iter().map(|b| b.name.as_str());
+                if let Some(n) = nearest(name, names.chain(["true", "false"])) {
                     e = e.with_help(format!("did you mean `{n}`?"));
                 }
             }
@@ -445,7 +446,7 @@ impl Loader {
                     format!("cannot access field `{name}` of a {found}"),
                     "field access",
                 )
-                .label(
+                .with_label(
                     &self.sources,
                     v.span,
                     &format!("this is a {found}, not a record"),
@@ -465,7 +466,7 @@ impl Loader {
                 ),
                 "no such field",
             )
-            .label(&self.sources, v.span, "this record");
+            .with_label(&self.sources, v.span, "this record");
         if let Some(n) = nearest(name, names.iter().copied()) {
             e = e.with_help(format!("did you mean `{n}`?"));
         }
@@ -503,8 +504,8 @@ impl Loader {
                                 format!("cannot update a {x} with a {y}"),
                                 "incompatible records",
                             )
-                            .label(&self.sources, l.span, &format!("this is a {x}"))
-                            .label(&self.sources, r.span, &format!("this is a {y}")));
+                            .with_label(&self.sources, l.span, &format!("this is a {x}"))
+                            .with_label(&self.sources, r.span, &format!("this is a {y}")));
                     }
                     (x, y) => x.or(y),
                 };
@@ -529,8 +530,8 @@ impl Loader {
                         format!("`{}` needs {need}, found {ta} and {tb}", op.symbol()),
                         "operator",
                     )
-                    .label(&self.sources, l.span, &format!("this is a {ta}"))
-                    .label(&self.sources, r.span, &format!("this is a {tb}")));
+                    .with_label(&self.sources, l.span, &format!("this is a {ta}"))
+                    .with_label(&self.sources, r.span, &format!("this is a {tb}")));
             }
         })
     }

@@ -196,7 +196,7 @@ impl Lexer<'_> {
                             "unterminated interpolation: expected `}`, found end of file".into(),
                             "file ends here",
                         )
-                        .label(
+                        .with_label(
                             self.sources,
                             self.span(open, open + 2),
                             "interpolation starts here",
@@ -298,7 +298,7 @@ impl Lexer<'_> {
                         "unterminated interpolation: expected `}`".into(),
                         "interpolation starts here",
                     )
-                    .label(
+                    .with_label(
                         this.sources,
                         this.span(open, open + 1),
                         "this quote starts a string inside the interpolation",
@@ -313,7 +313,7 @@ impl Lexer<'_> {
                 "unterminated string: expected a closing `\"` on the same line".into(),
                 "string starts here",
             )
-            .label(this.sources, this.span(end, end), "line ends here")
+            .with_label(this.sources, this.span(end, end), "line ends here")
             .with_help("strings cannot span lines; write a line break as `\\n`")
         };
         loop {

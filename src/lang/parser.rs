@@ -138,7 +138,7 @@ impl<'a> Parser<'a> {
             format!("{prefix}expected {what}, found {found}"),
             &label,
         )
-        .label(self.sources, open, &format!("{construct} starts here"))
+        .with_label(self.sources, open, &format!("{construct} starts here"))
     }
 
     fn keyword_as_name(&self, t: &Token, kw: &str, quoted_ok: bool) -> Error {
@@ -188,7 +188,7 @@ impl<'a> Parser<'a> {
                     "declarations must come before the trailing expression".into(),
                     "declaration after the trailing expression",
                 )
-                .label(self.sources, trailing.span, "trailing expression")),
+                .with_label(self.sources, trailing.span, "trailing expression")),
             _ => Err(self.expected(
                 "an operator or end of file after the trailing expression",
                 "unexpected here",

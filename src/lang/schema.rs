@@ -277,7 +277,7 @@ mod tests {
             ("cvmfs", CVMFS),
         ] {
             for fs in spec {
-                let row = format!("| `{}` | {} |", fs.name, fs.ty.describe());
+                let row = format!("| `{}` | `{}` |", fs.name, fs.ty.describe());
                 assert!(
                     reference.contains(&row),
                     "{table}: missing row starting {row}"
