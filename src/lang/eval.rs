@@ -14,7 +14,7 @@ use super::ast::{BinOp, Decl, DeclKind, Expr, ExprKind, Part};
 use super::error::Error;
 use super::source::{FileId, SourceMap, Span};
 use super::suggest::nearest;
-use super::value::{Field, Record, Tag, Value, ValueKind};
+use super::value::{a, Field, Record, Tag, Value, ValueKind};
 use super::{lexer, parser, schema, Branch, Spec};
 
 /// How many files may be in the middle of importing one another. Bounds
@@ -181,14 +181,18 @@ impl Loader {
                     let value = self.eval(&decl.expr, &scope)?;
                     if !matches!(&value.kind, ValueKind::Record(r) if r.tag == Some(Tag::Release)) {
                         let found = value.kind.type_name();
-                        return Err(self
+                        let mut e = self
                             .err(
                                 "cvm::type",
                                 value.span,
                                 format!("branch `{}` must be a release, found {found}", decl.name),
-                                &format!("this is a {found}"),
+                                &format!("this is {}", a(found)),
                             )
-                            .with_help("construct it with `release { ... }`"));
+                            .with_help("construct it with `release { ... }`");
+                        if value.span != decl.expr.span {
+                            e = e.with_label(&self.sources, decl.expr.span, "the branch's value");
+                        }
+                        return Err(e);
                     }
                     branches.push(Branch {
                         name: decl.name.clone(),
@@ -333,7 +337,7 @@ impl Loader {
                             "cvm::type",
                             v.span,
                             format!("`{tag}` takes a record, found {found}"),
-                            &format!("this is a {found}"),
+                            &format!("this is {}", a(found)),
                         ));
                     }
                 }
@@ -360,8 +364,8 @@ impl Loader {
                                 .err(
                                     "cvm::type",
                                     e.span,
-                                    format!("cannot interpolate a {found} into a string"),
-                                    &format!("this is a {found}"),
+                                    format!("cannot interpolate {} into a string", a(found)),
+                                    &format!("this is {}", a(found)),
                                 )
                                 .with_help(
                                     "only strings, integers and paths can be interpolated",
@@ -443,13 +447,13 @@ impl Loader {
                 .err(
                     "cvm::type",
                     name_span,
-                    format!("cannot access field `{name}` of a {found}"),
+                    format!("cannot access field `{name}` of {}", a(found)),
                     "field access",
                 )
                 .with_label(
                     &self.sources,
                     v.span,
-                    &format!("this is a {found}, not a record"),
+                    &format!("this is {}, not a record", a(found)),
                 ));
         };
         if let Some(f) = r.fields.remove(name) {
@@ -516,13 +520,13 @@ impl Loader {
                 }
                 ValueKind::Record(a)
             }
-            (op, a, b) => {
+            (op, lk, rk) => {
                 let need = match op {
                     BinOp::Concat => "two lists or two strings",
                     BinOp::Diff => "two lists",
                     BinOp::Update => "two records",
                 };
-                let (ta, tb) = (a.type_name(), b.type_name());
+                let (ta, tb) = (lk.type_name(), rk.type_name());
                 return Err(self
                     .err(
                         "cvm::type",
@@ -530,8 +534,8 @@ impl Loader {
                         format!("`{}` needs {need}, found {ta} and {tb}", op.symbol()),
                         "operator",
                     )
-                    .with_label(&self.sources, l.span, &format!("this is a {ta}"))
-                    .with_label(&self.sources, r.span, &format!("this is a {tb}")));
+                    .with_label(&self.sources, l.span, &format!("this is {}", a(ta)))
+                    .with_label(&self.sources, r.span, &format!("this is {}", a(tb))));
             }
         })
     }

@@ -392,7 +392,8 @@ fn char_help(c: char) -> String {
         '+' => "`++` concatenates lists or strings".into(),
         '/' => "`//` updates a record; a path starts with `./` or `../`".into(),
         '\'' => "strings use double quotes: \"...\"".into(),
-        ':' | ';' => "fields are written `name = value`, separated by newlines or commas".into(),
+        ':' => "fields are written `name = value`".into(),
+        ';' => "no `;` is needed: declarations are separated by whitespace, fields and list elements optionally by commas".into(),
         _ => "see lang/reference.md for the tokens of the language".into(),
     }
 }
