@@ -62,6 +62,7 @@ broken!(
     "forward_reference.cvm",
     "cvm::unknown-ident"
 );
+broken!(self_reference, "self_reference.cvm", "cvm::unknown-ident");
 broken!(type_concat, "type_concat.cvm", "cvm::type");
 broken!(type_update, "type_update.cvm", "cvm::type");
 broken!(type_interpolation, "type_interpolation.cvm", "cvm::type");

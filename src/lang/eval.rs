@@ -416,25 +416,31 @@ impl Loader {
             format!("unknown name `{name}`"),
             "not defined",
         );
-        let later = scope.decls.iter().find(|d| d.name == name);
-        match later {
-            Some(d) if d.kind == DeclKind::Let => {
-                e = e
-                    .with_label(&self.sources, d.name_span, "defined here, later")
-                    .with_help("a `let` is only visible after its definition");
-            }
-            Some(d) => {
-                e = e
-                    .with_label(&self.sources, d.name_span, "this is a branch")
-                    .with_help(
+        let declared = |kind| {
+            scope
+                .decls
+                .iter()
+                .find(|d| d.kind == kind && d.name == name)
+        };
+        if let Some(d) = declared(DeclKind::Let) {
+            // The use is either inside the `let` being defined or before it.
+            e = if d.name_span.start < span.start {
+                e.with_label(&self.sources, d.name_span, "being defined here")
+                    .with_help("a `let` cannot refer to itself: there is no recursion")
+            } else {
+                e.with_label(&self.sources, d.name_span, "defined here, later")
+                    .with_help("a `let` is only visible after its definition")
+            };
+        } else if let Some(d) = declared(DeclKind::Branch) {
+            e = e
+                .with_label(&self.sources, d.name_span, "this is a branch")
+                .with_help(
                     "branches cannot be referenced; bind the release with `let` and use that name",
                 );
-            }
-            None => {
-                let names = scope.lets.iter().map(|b| b.name.as_str());
-                if let Some(n) = nearest(name, names.chain(["true", "false"])) {
-                    e = e.with_help(format!("did you mean `{n}`?"));
-                }
+        } else {
+            let names = scope.lets.iter().map(|b| b.name.as_str());
+            if let Some(n) = nearest(name, names.chain(["true", "false"])) {
+                e = e.with_help(format!("did you mean `{n}`?"));
             }
         }
         Err(e)
