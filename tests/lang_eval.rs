@@ -316,3 +316,22 @@ fn source_map_builds_diagnostics_for_later_stages() {
     assert_eq!(err.code(), "cvm::solve");
     assert_eq!(err.to_string(), "no package for this arch");
 }
+
+#[test]
+fn merge_is_shallow_difference_keeps_order_and_keywords_can_be_quoted() {
+    let main = r#"
+let k = { "repo" = { x = "1", y = "2" } } // { "repo" = { x = "3" } }
+let os = repo (repo { url = "u" })
+branch main = release {
+  name = k."repo".x, version = "1", arch = "a", repos = [os]
+  packages = ["a", "b", "a", "c"] -- ["a", "x"]
+  pins = k."repo"
+}
+"#;
+    let (_dir, spec) = load_files(&[("main.cvm", main)]);
+    let spec = spec.unwrap_or_else(|e| panic!("{e:?}"));
+    let v = &spec.branches[0].value;
+    assert_eq!(str_of(field(v, "name")), "3");
+    assert_eq!(strings(field(v, "packages")), ["b", "c"]);
+    assert_eq!(record(field(v, "pins")).fields.len(), 1);
+}

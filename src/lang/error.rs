@@ -144,3 +144,14 @@ impl Diagnostic for Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Callers wrap errors in `miette::Report` and send them across
+    /// threads (the build scheduler is parallel).
+    #[test]
+    fn error_is_send_and_sync() {
+        fn check<T: Send + Sync + 'static>() {}
+        check::<super::Error>();
+    }
+}
