@@ -135,7 +135,8 @@ fn specs(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// Loading and rendering never panic, whatever the input: every prefix of
 /// every test and example spec (which cuts strings, records and
-/// interpolations at every possible point), and pseudo-random token soup.
+/// interpolations at every possible point), pseudo-random token soup and
+/// pseudo-random bytes.
 #[test]
 fn no_input_panics() {
     let mut files = Vec::new();
@@ -194,6 +195,11 @@ fn no_input_panics() {
             text.push_str(fragments[(state % fragments.len() as u64) as usize]);
         }
         inputs.push((main.clone(), text));
+        // And raw bytes, made valid UTF-8 as an editor would.
+        let bytes: Vec<u8> = (0..state % 40)
+            .map(|i| (state.rotate_left(i as u32 * 7) & 0xff) as u8)
+            .collect();
+        inputs.push((main.clone(), String::from_utf8_lossy(&bytes).into_owned()));
     }
     for (path, text) in inputs {
         if let Err(e) = lang::load_str(&path, &text) {
