@@ -83,7 +83,15 @@ fn reference_example_evaluates() {
     assert_eq!(str_of(field(prod, "version")), "3.1.0.0");
     assert_eq!(
         strings(field(prod, "packages")),
-        ["bash", "coreutils", "kernel", "openssh-server", "yum", "cvmfs", "condor >= 8.0"]
+        [
+            "bash",
+            "coreutils",
+            "kernel",
+            "openssh-server",
+            "yum",
+            "cvmfs",
+            "condor >= 8.0"
+        ]
     );
     let kernel = field(prod, "kernel");
     assert_eq!(str_of(field(kernel, "cmdline")), "quiet console=ttyS0");
@@ -99,8 +107,14 @@ fn reference_example_evaluates() {
         ValueKind::Path(dir.join("keys/epel.asc"))
     );
     let initrd = field(prod, "initrd");
-    assert_eq!(str_of(field(field(initrd, "files"), "/etc/motd")), "hello\n");
-    assert_eq!(field(initrd, "init").kind, ValueKind::Path(dir.join("init.sh")));
+    assert_eq!(
+        str_of(field(field(initrd, "files"), "/etc/motd")),
+        "hello\n"
+    );
+    assert_eq!(
+        field(initrd, "init").kind,
+        ValueKind::Path(dir.join("init.sh"))
+    );
 
     let dev = &spec.branches[1].value;
     assert_eq!(record(dev).tag, Some(Tag::Release));
@@ -301,4 +315,23 @@ fn source_map_builds_diagnostics_for_later_stages() {
         .with_help("try i686");
     assert_eq!(err.code(), "cvm::solve");
     assert_eq!(err.to_string(), "no package for this arch");
+}
+
+#[test]
+fn merge_is_shallow_difference_keeps_order_and_keywords_can_be_quoted() {
+    let main = r#"
+let k = { "repo" = { x = "1", y = "2" } } // { "repo" = { x = "3" } }
+let os = repo (repo { url = "u" })
+branch main = release {
+  name = k."repo".x, version = "1", arch = "a", repos = [os]
+  packages = ["a", "b", "a", "c"] -- ["a", "x"]
+  pins = k."repo"
+}
+"#;
+    let (_dir, spec) = load_files(&[("main.cvm", main)]);
+    let spec = spec.unwrap_or_else(|e| panic!("{e:?}"));
+    let v = &spec.branches[0].value;
+    assert_eq!(str_of(field(v, "name")), "3");
+    assert_eq!(strings(field(v, "packages")), ["b", "c"]);
+    assert_eq!(record(field(v, "pins")).fields.len(), 1);
 }

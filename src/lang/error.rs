@@ -72,8 +72,9 @@ impl Error {
         })
     }
 
-    /// Add a secondary label. A span in another file becomes a help line.
-    pub(crate) fn label(mut self, sources: &SourceMap, span: Span, label: &str) -> Error {
+    /// Add a secondary label, e.g. "first defined here". A span in another
+    /// file than the primary one becomes a help line `label: path:line:col`.
+    pub fn with_label(mut self, sources: &SourceMap, span: Span, label: &str) -> Error {
         if self.inner.file == Some(span.file) {
             self.inner.labels.push(LabeledSpan::new_with_span(
                 Some(label.to_owned()),
@@ -141,5 +142,16 @@ impl Diagnostic for Error {
         } else {
             Some(Box::new(self.inner.labels.iter().cloned()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Callers wrap errors in `miette::Report` and send them across
+    /// threads (the build scheduler is parallel).
+    #[test]
+    fn error_is_send_and_sync() {
+        fn check<T: Send + Sync + 'static>() {}
+        check::<super::Error>();
     }
 }

@@ -14,7 +14,7 @@ use super::ast::{BinOp, Decl, DeclKind, Expr, ExprKind, Part};
 use super::error::Error;
 use super::source::{FileId, SourceMap, Span};
 use super::suggest::nearest;
-use super::value::{Field, Record, Tag, Value, ValueKind};
+use super::value::{a, Field, Record, Tag, Value, ValueKind};
 use super::{lexer, parser, schema, Branch, Spec};
 
 /// How many files may be in the middle of importing one another. Bounds
@@ -143,7 +143,7 @@ impl Loader {
                                 format!("`{}` is defined twice", decl.name),
                                 "defined again here",
                             )
-                            .label(&self.sources, first.name_span, "first defined here")
+                            .with_label(&self.sources, first.name_span, "first defined here")
                             .with_help("names cannot be redefined; choose another name"));
                     }
                     let value = self.eval(&decl.expr, &scope)?;
@@ -164,7 +164,7 @@ impl Loader {
                             )
                             .with_help("branches may only be declared in the main file");
                         if let Some((_, Some(import))) = self.stack.last() {
-                            e = e.label(&self.sources, *import, "imported from");
+                            e = e.with_label(&self.sources, *import, "imported from");
                         }
                         return Err(e);
                     }
@@ -176,19 +176,23 @@ impl Loader {
                                 format!("branch `{}` is declared twice", decl.name),
                                 "declared again here",
                             )
-                            .label(&self.sources, first.name_span, "first declared here"));
+                            .with_label(&self.sources, first.name_span, "first declared here"));
                     }
                     let value = self.eval(&decl.expr, &scope)?;
                     if !matches!(&value.kind, ValueKind::Record(r) if r.tag == Some(Tag::Release)) {
                         let found = value.kind.type_name();
-                        return Err(self
+                        let mut e = self
                             .err(
                                 "cvm::type",
                                 value.span,
                                 format!("branch `{}` must be a release, found {found}", decl.name),
-                                &format!("this is a {found}"),
+                                &format!("this is {}", a(found)),
                             )
-                            .with_help("construct it with `release { ... }`"));
+                            .with_help("construct it with `release { ... }`");
+                        if value.span != decl.expr.span {
+                            e = e.with_label(&self.sources, decl.expr.span, "the branch's value");
+                        }
+                        return Err(e);
                     }
                     branches.push(Branch {
                         name: decl.name.clone(),
@@ -242,17 +246,26 @@ impl Loader {
             }
         };
         if main && branches.is_empty() {
-            let end = Span {
-                file,
-                start: text_len,
-                end: text_len,
+            let (span, label) = match ast.decls.last() {
+                Some(d) => (
+                    d.keyword_span.to(d.name_span),
+                    "the last declaration; no `branch` is declared",
+                ),
+                None => (
+                    Span {
+                        file,
+                        start: 0,
+                        end: 0,
+                    },
+                    "this file declares nothing",
+                ),
             };
             return Err(self
                 .err(
                     "cvm::no-branch",
-                    end,
+                    span,
                     "the main file declares no branch".into(),
-                    "expected a `branch` declaration by here",
+                    label,
                 )
                 .with_help("declare one: `branch production = release { ... }`"));
         }
@@ -284,7 +297,7 @@ impl Loader {
                                 format!("field `{}` is defined twice", f.key),
                                 "defined again here",
                             )
-                            .label(&self.sources, first.key_span, "first defined here")
+                            .with_label(&self.sources, first.key_span, "first defined here")
                             .with_help("to change a field of an existing record, use `//`"));
                     }
                     let value = self.eval(&f.value, scope)?;
@@ -324,7 +337,7 @@ impl Loader {
                             "cvm::type",
                             v.span,
                             format!("`{tag}` takes a record, found {found}"),
-                            &format!("this is a {found}"),
+                            &format!("this is {}", a(found)),
                         ));
                     }
                 }
@@ -351,8 +364,8 @@ impl Loader {
                                 .err(
                                     "cvm::type",
                                     e.span,
-                                    format!("cannot interpolate a {found} into a string"),
-                                    &format!("this is a {found}"),
+                                    format!("cannot interpolate {} into a string", a(found)),
+                                    &format!("this is {}", a(found)),
                                 )
                                 .with_help(
                                     "only strings, integers and paths can be interpolated",
@@ -403,24 +416,31 @@ impl Loader {
             format!("unknown name `{name}`"),
             "not defined",
         );
-        let later = scope.decls.iter().find(|d| d.name == name);
-        match later {
-            Some(d) if d.kind == DeclKind::Let => {
-                e = e
-                    .label(&self.sources, d.name_span, "defined here, later")
-                    .with_help("a `let` is only visible after its definition");
-            }
-            Some(d) => {
-                e = e
-                    .label(&self.sources, d.name_span, "this is a branch")
-                    .with_help(
+        let declared = |kind| {
+            scope
+                .decls
+                .iter()
+                .find(|d| d.kind == kind && d.name == name)
+        };
+        if let Some(d) = declared(DeclKind::Let) {
+            // The use is either inside the `let` being defined or before it.
+            e = if d.name_span.start < span.start {
+                e.with_label(&self.sources, d.name_span, "being defined here")
+                    .with_help("a `let` cannot refer to itself: there is no recursion")
+            } else {
+                e.with_label(&self.sources, d.name_span, "defined here, later")
+                    .with_help("a `let` is only visible after its definition")
+            };
+        } else if let Some(d) = declared(DeclKind::Branch) {
+            e = e
+                .with_label(&self.sources, d.name_span, "this is a branch")
+                .with_help(
                     "branches cannot be referenced; bind the release with `let` and use that name",
                 );
-            }
-            None => {
-                if let Some(n) = nearest(name, scope.lets.iter().map(|b| b.name.as_str())) {
-                    e = e.with_help(format!("did you mean `{n}`?"));
-                }
+        } else {
+            let names = scope.lets.iter().map(|b| b.name.as_str());
+            if let Some(n) = nearest(name, names.chain(["true", "false"])) {
+                e = e.with_help(format!("did you mean `{n}`?"));
             }
         }
         Err(e)
@@ -433,13 +453,13 @@ impl Loader {
                 .err(
                     "cvm::type",
                     name_span,
-                    format!("cannot access field `{name}` of a {found}"),
+                    format!("cannot access field `{name}` of {}", a(found)),
                     "field access",
                 )
-                .label(
+                .with_label(
                     &self.sources,
                     v.span,
-                    &format!("this is a {found}, not a record"),
+                    &format!("this is {}, not a record", a(found)),
                 ));
         };
         if let Some(f) = r.fields.remove(name) {
@@ -456,7 +476,7 @@ impl Loader {
                 ),
                 "no such field",
             )
-            .label(&self.sources, v.span, "this record");
+            .with_label(&self.sources, v.span, "this record");
         if let Some(n) = nearest(name, names.iter().copied()) {
             e = e.with_help(format!("did you mean `{n}`?"));
         }
@@ -494,8 +514,8 @@ impl Loader {
                                 format!("cannot update a {x} with a {y}"),
                                 "incompatible records",
                             )
-                            .label(&self.sources, l.span, &format!("this is a {x}"))
-                            .label(&self.sources, r.span, &format!("this is a {y}")));
+                            .with_label(&self.sources, l.span, &format!("this is a {x}"))
+                            .with_label(&self.sources, r.span, &format!("this is a {y}")));
                     }
                     (x, y) => x.or(y),
                 };
@@ -506,13 +526,13 @@ impl Loader {
                 }
                 ValueKind::Record(a)
             }
-            (op, a, b) => {
+            (op, lk, rk) => {
                 let need = match op {
                     BinOp::Concat => "two lists or two strings",
                     BinOp::Diff => "two lists",
                     BinOp::Update => "two records",
                 };
-                let (ta, tb) = (a.type_name(), b.type_name());
+                let (ta, tb) = (lk.type_name(), rk.type_name());
                 return Err(self
                     .err(
                         "cvm::type",
@@ -520,8 +540,8 @@ impl Loader {
                         format!("`{}` needs {need}, found {ta} and {tb}", op.symbol()),
                         "operator",
                     )
-                    .label(&self.sources, l.span, &format!("this is a {ta}"))
-                    .label(&self.sources, r.span, &format!("this is a {tb}")));
+                    .with_label(&self.sources, l.span, &format!("this is {}", a(ta)))
+                    .with_label(&self.sources, r.span, &format!("this is {}", a(tb))));
             }
         })
     }
@@ -584,16 +604,24 @@ impl Loader {
 
     /// The error for an `import` of a file that is still being evaluated.
     fn cycle(&self, canon: &Path, span: Span) -> Error {
+        // Paths are shown relative to the main file's directory: shorter,
+        // and the same on every machine.
+        let base = self
+            .sources
+            .path(FileId(0))
+            .parent()
+            .unwrap_or(Path::new("/"));
+        let show = |p: &Path| p.strip_prefix(base).unwrap_or(p).display().to_string();
         let mut chain: Vec<String> = Vec::new();
         let mut seen = false;
         for (f, _) in &self.stack {
             let p = self.sources.path(*f);
             seen |= p == canon;
             if seen {
-                chain.push(p.display().to_string());
+                chain.push(show(p));
             }
         }
-        chain.push(canon.display().to_string());
+        chain.push(show(canon));
         self.err(
             "cvm::import-cycle",
             span,

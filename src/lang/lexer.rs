@@ -155,6 +155,13 @@ impl Lexer<'_> {
         }
     }
 
+    /// Where "end of file" is shown: after the last non-blank character, so
+    /// that the label lands on a visible line rather than past the final
+    /// newline.
+    fn end(&self) -> usize {
+        self.text.trim_end().len()
+    }
+
     fn error(&self, start: usize, end: usize, message: String, label: &str) -> Error {
         Error::at(
             self.sources,
@@ -180,6 +187,7 @@ impl Lexer<'_> {
             pos = self.text.len() - trivia(&self.text[pos..]).len();
             let rest = &self.text[pos..];
             let Some(c) = rest.chars().next() else {
+                let pos = self.end();
                 if let Some(open) = interp {
                     return Err(self
                         .error(
@@ -188,7 +196,7 @@ impl Lexer<'_> {
                             "unterminated interpolation: expected `}`, found end of file".into(),
                             "file ends here",
                         )
-                        .label(
+                        .with_label(
                             self.sources,
                             self.span(open, open + 2),
                             "interpolation starts here",
@@ -208,7 +216,7 @@ impl Lexer<'_> {
                 return Ok((out, pos + 1));
             }
             let (tok, len) = if c == '"' {
-                let (parts, end) = self.string(pos, depth)?;
+                let (parts, end) = self.string(pos, interp, depth)?;
                 (Tok::Str(parts), end - pos)
             } else if let Ok((r, p)) = path(rest) {
                 (Tok::Path(p.to_owned()), rest.len() - r.len())
@@ -265,27 +273,53 @@ impl Lexer<'_> {
 
     /// Lex a string starting at the `"` at `open`; returns its parts and the
     /// offset after the closing `"`.
-    fn string(&mut self, open: usize, depth: usize) -> Result<(Vec<StrPart>, usize), Error> {
+    /// `interp` is the offset of the `${` the string is inside, if any.
+    fn string(
+        &mut self,
+        open: usize,
+        interp: Option<usize>,
+        depth: usize,
+    ) -> Result<(Vec<StrPart>, usize), Error> {
         let mut parts = Vec::new();
         let mut lit = String::new();
         let mut pos = open + 1;
-        let unterminated = |this: &Self| {
+        // Strings end at the end of their line: a missing quote is then
+        // reported on the line where it is missing, not at some later
+        // quote that happened to pair up with it.
+        let unterminated = |this: &Self, end: usize| {
+            if let Some(interp) = interp {
+                // `"${x"`: the quote meant to close the outer string opened
+                // a new one inside the interpolation; the real mistake is
+                // the missing `}`.
+                return this
+                    .error(
+                        interp,
+                        interp + 2,
+                        "unterminated interpolation: expected `}`".into(),
+                        "interpolation starts here",
+                    )
+                    .with_label(
+                        this.sources,
+                        this.span(open, open + 1),
+                        "this quote starts a string inside the interpolation",
+                    )
+                    .with_help(
+                        "close the interpolation with `}` before the string's closing quote",
+                    );
+            }
             this.error(
                 open,
                 open + 1,
-                "unterminated string: expected a closing `\"`".into(),
+                "unterminated string: expected a closing `\"` on the same line".into(),
                 "string starts here",
             )
-            .label(
-                this.sources,
-                this.span(this.text.len(), this.text.len()),
-                "file ends here",
-            )
+            .with_label(this.sources, this.span(end, end), "line ends here")
+            .with_help("strings cannot span lines; write a line break as `\\n`")
         };
         loop {
             let rest = &self.text[pos..];
             let chunk: IResult<&str, &str> =
-                take_while1(|c| c != '"' && c != '\\' && c != '$').parse(rest);
+                take_while1(|c| !matches!(c, '"' | '\\' | '$' | '\n' | '\r')).parse(rest);
             if let Ok((_, s)) = chunk {
                 lit.push_str(s);
                 pos += s.len();
@@ -293,11 +327,11 @@ impl Lexer<'_> {
             }
             let mut chars = rest.chars();
             match chars.next() {
-                None => return Err(unterminated(self)),
+                None | Some('\n' | '\r') => return Err(unterminated(self, pos)),
                 Some('"') => break,
                 Some('\\') => {
                     let escaped = match chars.next() {
-                        None => return Err(unterminated(self)),
+                        None | Some('\n' | '\r') => return Err(unterminated(self, pos)),
                         Some('"') => '"',
                         Some('\\') => '\\',
                         Some('n') => '\n',
@@ -358,7 +392,8 @@ fn char_help(c: char) -> String {
         '+' => "`++` concatenates lists or strings".into(),
         '/' => "`//` updates a record; a path starts with `./` or `../`".into(),
         '\'' => "strings use double quotes: \"...\"".into(),
-        ':' | ';' => "fields are written `name = value`, separated by newlines or commas".into(),
+        ':' => "fields are written `name = value`".into(),
+        ';' => "no `;` is needed: declarations are separated by whitespace, fields and list elements optionally by commas".into(),
         _ => "see lang/reference.md for the tokens of the language".into(),
     }
 }

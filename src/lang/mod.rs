@@ -8,9 +8,18 @@
 //! later on. The language is documented in `lang/reference.md` and its
 //! grammar in `lang/grammar.ebnf`.
 //!
-//! Pipeline: [`lexer`] (nom) -> [`parser`] (recursive descent, AST in
-//! [`ast`]) -> [`eval`] (scoping, imports, operators) with the
-//! constructor schemas in [`schema`].
+//! Pipeline: `lexer` (nom) -> `parser` (recursive descent, AST in `ast`)
+//! -> `eval` (scoping, imports, operators), with the constructor schemas in
+//! `schema`.
+//!
+//! Errors are [`Error`]s: miette diagnostics with the source file, labelled
+//! spans, a stable code (`cvm::parse`, `cvm::type`, ...) and help. Print one
+//! with `miette::Report::new(err)`; later stages create their own at a
+//! value's span with [`SourceMap::error`].
+//!
+//! Equality of [`Value`]s ignores spans (see the `value` module docs), so
+//! values can be compared and deduplicated regardless of where and how they
+//! were written.
 
 mod ast;
 mod error;

@@ -32,6 +32,12 @@ struct Parser<'a> {
     depth: usize,
 }
 
+/// Is this the end of the file (rather than the `}` ending an
+/// interpolation, which is also lexed as `Eof` but is one character wide)?
+fn is_file_end(t: &Token) -> bool {
+    t.tok == Tok::Eof && t.span.start == t.span.end
+}
+
 /// Can this token start an expression?
 fn starts_expr(t: &Tok) -> bool {
     matches!(
@@ -88,7 +94,7 @@ impl<'a> Parser<'a> {
 
     /// How a token is shown after "found": its text, shortened.
     fn describe(&self, t: &Token) -> String {
-        if t.tok == Tok::Eof && t.span.start == t.span.end {
+        if is_file_end(t) {
             return "end of file".into();
         }
         let src = self
@@ -122,13 +128,13 @@ impl<'a> Parser<'a> {
     /// `open`; the opener is labelled too.
     fn unclosed(&self, what: &str, construct: &str, open: Span) -> Error {
         let t = self.peek();
-        let prefix = if t.tok == Tok::Eof && t.span.start == t.span.end {
+        let prefix = if is_file_end(t) {
             format!("unterminated {construct}: ")
         } else {
             String::new()
         };
         let found = self.describe(t);
-        let label = if t.tok == Tok::Eof && t.span.start == t.span.end {
+        let label = if is_file_end(t) {
             "file ends here".to_owned()
         } else {
             format!("expected {what} here")
@@ -138,7 +144,7 @@ impl<'a> Parser<'a> {
             format!("{prefix}expected {what}, found {found}"),
             &label,
         )
-        .label(self.sources, open, &format!("{construct} starts here"))
+        .with_label(self.sources, open, &format!("{construct} starts here"))
     }
 
     fn keyword_as_name(&self, t: &Token, kw: &str, quoted_ok: bool) -> Error {
@@ -188,7 +194,7 @@ impl<'a> Parser<'a> {
                     "declarations must come before the trailing expression".into(),
                     "declaration after the trailing expression",
                 )
-                .label(self.sources, trailing.span, "trailing expression")),
+                .with_label(self.sources, trailing.span, "trailing expression")),
             _ => Err(self.expected(
                 "an operator or end of file after the trailing expression",
                 "unexpected here",

@@ -7,7 +7,7 @@
 use super::error::Error;
 use super::source::{SourceMap, Span};
 use super::suggest::nearest;
-use super::value::{Record, Tag, Value, ValueKind};
+use super::value::{a, Record, Tag, Value, ValueKind};
 
 /// The type of a field.
 #[derive(Clone, Copy, Debug)]
@@ -249,7 +249,7 @@ fn check_value(sources: &SourceMap, ty: Ty, context: &str, value: &Value) -> Res
         "cvm::type",
         value.span,
         format!("expected {} for `{context}`, found {found}", ty.describe()),
-        format!("this is a {found}"),
+        format!("this is {}", a(found)),
     );
     Err(match (ty, &value.kind) {
         (Ty::Tagged(tag), ValueKind::Record(r)) if r.tag.is_none() => {
@@ -277,7 +277,7 @@ mod tests {
             ("cvmfs", CVMFS),
         ] {
             for fs in spec {
-                let row = format!("| `{}` | {} |", fs.name, fs.ty.describe());
+                let row = format!("| `{}` | `{}` |", fs.name, fs.ty.describe());
                 assert!(
                     reference.contains(&row),
                     "{table}: missing row starting {row}"

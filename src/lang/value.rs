@@ -56,6 +56,16 @@ impl ValueKind {
     }
 }
 
+/// `noun` with its indefinite article, for messages: "an integer".
+pub(crate) fn a(noun: &str) -> String {
+    let article = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {noun}")
+}
+
 /// A record: fields sorted by name, and the constructor that validated it.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Record {
