@@ -128,7 +128,14 @@ fn bad_names_are_refused() {
             "{bad:?} accepted in a tree"
         );
     }
-    for good in ["a", "...", ".hidden", "with space", "ünïcode", &"x".repeat(255)] {
+    for good in [
+        "a",
+        "...",
+        ".hidden",
+        "with space",
+        "ünïcode",
+        &"x".repeat(255),
+    ] {
         validate_name(good).unwrap();
     }
 }
@@ -152,7 +159,14 @@ fn malformed_trees_are_refused() {
         )
     };
     assert!(Tree::new(vec![ghost_with_blob]).is_err());
-    assert!(Tree::new(vec![entry("f", Node::File { size: 0, blob: None })]).is_err());
+    assert!(Tree::new(vec![entry(
+        "f",
+        Node::File {
+            size: 0,
+            blob: None
+        }
+    )])
+    .is_err());
     // Mode bits beyond 0o7777, empty owner, empty symlink target.
     assert!(Tree::new(vec![Entry {
         mode: 0o10000,
@@ -164,7 +178,13 @@ fn malformed_trees_are_refused() {
         ..entry("o", Node::Fifo)
     }])
     .is_err());
-    assert!(Tree::new(vec![entry("l", Node::Symlink { target: String::new() })]).is_err());
+    assert!(Tree::new(vec![entry(
+        "l",
+        Node::Symlink {
+            target: String::new()
+        }
+    )])
+    .is_err());
 }
 
 #[test]
