@@ -18,3 +18,4 @@
 
 pub mod cli;
 pub mod repo;
+pub mod solve;
