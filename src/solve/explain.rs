@@ -193,13 +193,13 @@ fn prose(uni: &Universe, req: &Request, groups: &[Group]) -> Explanation {
     let pool = uni.pool;
     let mut lines = Vec::new();
     // (package name, rule text) -> labels, to say "A 2.1, 2.0 require B".
-    let mut rules: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    let mut rules: BTreeMap<(String, String), Vec<PackageId>> = BTreeMap::new();
     let mut rule = |p: PackageId, text: String| {
         let pkg = pool.package(p);
         rules
             .entry((pool.name(pkg.name).to_string(), text))
             .or_default()
-            .push(format!("{}.{}", pkg.evr, pool.name(pkg.arch)));
+            .push(p);
     };
     let mut tail = Vec::new();
     for &g in groups {
@@ -241,7 +241,20 @@ fn prose(uni: &Universe, req: &Request, groups: &[Group]) -> Explanation {
             }),
         }
     }
-    for ((name, text), labels) in rules {
+    for ((name, text), mut ids) in rules {
+        ids.sort_by(|&a, &b| {
+            pool.package(a)
+                .evr
+                .cmp(&pool.package(b).evr)
+                .then(a.cmp(&b))
+        });
+        let labels: Vec<String> = ids
+            .iter()
+            .map(|&p| {
+                let pkg = pool.package(p);
+                format!("{}.{}", pkg.evr, pool.name(pkg.arch))
+            })
+            .collect();
         lines.push(ExplainLine {
             text: format!("{name} {} {text}", labels.join(", ")),
             origin: None,

@@ -32,6 +32,7 @@ pub(crate) struct Universe<'p> {
     rank: Vec<u32>,
     /// Distinct package names with at least one package, in first-seen order.
     names: Vec<NameId>,
+    arch: String,
 }
 
 impl<'p> Universe<'p> {
@@ -103,6 +104,7 @@ impl<'p> Universe<'p> {
             hidden,
             rank,
             names,
+            arch: req.arch.clone(),
         }
     }
 
@@ -157,6 +159,15 @@ impl<'p> Universe<'p> {
                 if !self.pool.named(nid).is_empty() {
                     let mut v = self.named(nid);
                     v.retain(|&id| job.req.matches(&self.pool.package(id).evr));
+                    // Like dnf, a name means the native (or noarch) build
+                    // when there is one; multilib builds come in as deps.
+                    let native = |id: &PackageId| {
+                        let a = self.pool.name(self.pool.package(*id).arch);
+                        a == self.arch || a == "noarch"
+                    };
+                    if v.iter().any(native) {
+                        v.retain(native);
+                    }
                     return Ok(v);
                 }
                 let dep = SimpleDep {
@@ -313,28 +324,36 @@ impl Cone {
     }
 }
 
-/// Levenshtein distance over chars.
+/// Edit distance with adjacent transpositions counting as one edit
+/// (optimal string alignment), since swapped letters are the usual typo.
 pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        cur[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
+    let w = b.len() + 1;
+    let mut d = vec![0usize; (a.len() + 1) * w];
+    for (j, x) in d.iter_mut().take(w).enumerate() {
+        *x = j;
     }
-    prev[b.len()]
+    for i in 1..=a.len() {
+        d[i * w] = i;
+        for j in 1..=b.len() {
+            let mut v = (d[(i - 1) * w + j - 1] + usize::from(a[i - 1] != b[j - 1]))
+                .min(d[(i - 1) * w + j] + 1)
+                .min(d[i * w + j - 1] + 1);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[(i - 2) * w + j - 2] + 1);
+            }
+            d[i * w + j] = v;
+        }
+    }
+    d[a.len() * w + b.len()]
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn edit_distance() {
-        assert_eq!(super::edit_distance("bash", "bsah"), 2);
+        assert_eq!(super::edit_distance("bash", "bsah"), 1);
         assert_eq!(super::edit_distance("vim", "vim-enhanced"), 9);
         assert_eq!(super::edit_distance("", "ab"), 2);
         assert_eq!(super::edit_distance("kitten", "sitting"), 3);
