@@ -123,6 +123,9 @@ impl VersionReq {
         let (op, rest) = s.split_at(op_len);
         let rest = rest.trim();
         if op.is_empty() {
+            if let Some((op, _)) = s.split_once(char::is_whitespace) {
+                return Err(format!("unknown operator `{op}` in `{s}`"));
+            }
             if s.contains(['*', '?', '[']) {
                 return Ok(VersionReq::Glob(s.to_string()));
             }
