@@ -20,4 +20,5 @@ pub mod builders;
 pub mod cli;
 pub mod lang;
 pub mod repo;
+pub mod solve;
 pub mod store;
