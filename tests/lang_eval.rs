@@ -149,9 +149,7 @@ fn imports_resolve_relative_to_the_importing_file() {
     assert_eq!(str_of(field(b, "name")), motd.to_str().unwrap());
     assert_eq!(spec.branches[0].value, spec.branches[1].value);
     // Each file is read once, however often it is imported.
-    let files: Vec<_> = (0..3)
-        .map(|i| spec.sources.path(lang::FileId(i)).to_path_buf())
-        .collect();
+    let files: Vec<_> = spec.sources.iter().map(|(_, p)| p.to_path_buf()).collect();
     assert_eq!(
         files,
         [

@@ -37,7 +37,7 @@ pub(crate) fn load_main(path: &Path, text: Option<&str>) -> Result<Spec, Error> 
     };
     let file = loader.add_file(path.clone(), text)?;
     loader.files.insert(path, None);
-    loader.stack.push((file, None));
+    loader.stack.push(file);
     let FileResult { branches, .. } = loader.eval_file(file, true)?;
     Ok(Spec {
         sources: loader.sources,
@@ -79,9 +79,8 @@ struct Loader {
     /// Files by canonical path: `None` while being evaluated, then the
     /// file's value.
     files: HashMap<PathBuf, Option<FileValue>>,
-    /// The files being evaluated, outermost first, with the span of the
-    /// `import` that entered each (none for the main file).
-    stack: Vec<(FileId, Option<Span>)>,
+    /// The files being evaluated, outermost (the main file) first.
+    stack: Vec<FileId>,
 }
 
 #[derive(Clone)]
@@ -155,18 +154,14 @@ impl Loader {
                 }
                 DeclKind::Branch => {
                     if !main {
-                        let mut e = self
+                        return Err(self
                             .err(
                                 "cvm::branch-in-import",
                                 decl.keyword_span.to(decl.name_span),
                                 format!("branch `{}` is declared in an imported file", decl.name),
                                 "branch in an imported file",
                             )
-                            .with_help("branches may only be declared in the main file");
-                        if let Some((_, Some(import))) = self.stack.last() {
-                            e = e.with_label(&self.sources, *import, "imported from");
-                        }
-                        return Err(e);
+                            .with_help("branches may only be declared in the main file"));
                     }
                     if let Some(first) = branches.iter().find(|b| b.name == decl.name) {
                         return Err(self
@@ -591,10 +586,14 @@ impl Loader {
         })?;
         let file = self.add_file(canon.clone(), text.into())?;
         self.files.insert(canon.clone(), None);
-        self.stack.push((file, Some(span)));
+        self.stack.push(file);
         let result = self.eval_file(file, false);
         self.stack.pop();
-        let mut fv = result?.value;
+        // An error inside the imported file says how it was reached; with
+        // nested imports each level adds a line, innermost first.
+        let mut fv = result
+            .map_err(|e| e.with_label(&self.sources, span, "imported from"))?
+            .value;
         self.files.insert(canon, Some(fv.clone()));
         if fv.from_lets {
             fv.value.span = span;
@@ -614,7 +613,7 @@ impl Loader {
         let show = |p: &Path| p.strip_prefix(base).unwrap_or(p).display().to_string();
         let mut chain: Vec<String> = Vec::new();
         let mut seen = false;
-        for (f, _) in &self.stack {
+        for f in &self.stack {
             let p = self.sources.path(*f);
             seen |= p == canon;
             if seen {

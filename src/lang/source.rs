@@ -60,6 +60,16 @@ impl SourceMap {
         &self.files[f.0 as usize].0
     }
 
+    /// Every file read while loading, in the order first read (the main
+    /// file first): the inputs a spec's result depends on, besides the
+    /// files named by path literals.
+    pub fn iter(&self) -> impl Iterator<Item = (FileId, &Path)> {
+        self.files
+            .iter()
+            .enumerate()
+            .map(|(i, (p, _))| (FileId(i as u32), p.as_path()))
+    }
+
     /// The full text of a file.
     pub fn text(&self, f: FileId) -> &Arc<str> {
         &self.files[f.0 as usize].1
