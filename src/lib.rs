@@ -18,7 +18,9 @@
 
 pub mod builders;
 pub mod cli;
+pub mod eval;
 pub mod lang;
+pub mod lock;
 pub mod repo;
 pub mod solve;
 pub mod store;
