@@ -33,7 +33,7 @@ fn assert_refused(path: &Path) -> ExtractErrorKind {
         "error does not name the file: {msg}"
     );
     assert_eq!((store.blob_count(), store.tree_count()), (0, 0), "{msg}");
-    err.kind
+    *err.kind
 }
 
 #[test]

@@ -91,7 +91,8 @@ impl Extracted {
 pub struct ExtractError {
     pub rpm: PathBuf,
     pub package: Option<String>,
-    pub kind: ExtractErrorKind,
+    /// Boxed to keep `Result<_, ExtractError>` small on the happy path.
+    pub kind: Box<ExtractErrorKind>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -171,7 +172,7 @@ pub fn extract(store: &dyn Store, rpm_path: &Path) -> Result<Extracted, ExtractE
     extract_inner(store, rpm_path, &mut package).map_err(|kind| ExtractError {
         rpm: rpm_path.to_path_buf(),
         package,
-        kind,
+        kind: Box::new(kind),
     })
 }
 
