@@ -275,3 +275,19 @@ fn file_digest_mismatch_names_package_and_path() {
         other => panic!("{other}"),
     }
 }
+
+#[test]
+fn source_packages_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rpm/fixture.spec");
+    helper::sh(&format!(
+        "rpmbuild -bs --quiet --define '_topdir {}' --define 'comp src' '{}' >/dev/null 2>&1",
+        dir.path().display(),
+        spec.display()
+    ));
+    let srpm = dir.path().join("SRPMS/cvmfixture-src-1.2-3.src.rpm");
+    assert!(matches!(
+        assert_refused(&srpm),
+        ExtractErrorKind::SourcePackage
+    ));
+}

@@ -105,6 +105,8 @@ pub enum ExtractErrorKind {
     HeaderDigest(String),
     #[error("payload digest mismatch (corrupt or truncated payload): header says {expected}, payload hashes to {actual}")]
     PayloadDigest { expected: String, actual: String },
+    #[error("source package: only binary RPMs can be extracted")]
+    SourcePackage,
     #[error("unsupported payload compression {0:?} (supported: gzip, xz, zstd, bzip2)")]
     UnsupportedCompression(String),
     #[error("unsupported file digest algorithm {0}")]
@@ -189,6 +191,9 @@ fn extract_inner(
     let metadata = PackageMetadata::parse(&mut input).map_err(Kind::Rpm)?;
     let nevra = metadata.get_nevra().map_err(Kind::Rpm)?.to_string();
     *package = Some(nevra.clone());
+    if metadata.is_source_package() {
+        return Err(Kind::SourcePackage);
+    }
     metadata
         .check_digests()
         .map_err(Kind::Rpm)?
