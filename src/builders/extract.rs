@@ -159,8 +159,9 @@ struct Planned {
     digest: Option<String>,
     link_target: String,
     rdev: (u32, u32),
-    /// Header indexes of the hardlink set this entry belongs to (more than
-    /// one member), by the header's (device, inode) tags.
+    /// For members of a hardlink set (two or more regular files sharing the
+    /// header's device and inode tags): the index of the set's first member,
+    /// which identifies the set.
     link_group: Option<usize>,
     blob: Option<Hash>,
 }
