@@ -148,7 +148,7 @@ impl VerifyReport {
 }
 
 /// Everything that can go wrong in the store.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum Error {
     #[error("{path}: {source}")]
     Io {
