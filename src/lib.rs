@@ -16,6 +16,11 @@
 //! `cli` is the only module that prints; everything else returns values or
 //! errors.
 
+pub mod builders;
 pub mod cli;
+pub mod eval;
+pub mod lang;
+pub mod lock;
 pub mod repo;
 pub mod solve;
+pub mod store;

@@ -1,11 +1,29 @@
 //! Repositories and RPM semantics: reading yum/dnf repodata into a package
 //! [`Pool`], version comparison and dependency matching exactly as rpm does.
+//!
+//! [`load`] reads repositories (local paths, `file://` or `http(s)://`),
+//! verifies every checksum repomd.xml gives, streams primary into one pool
+//! and caches the parsed result by the blake3 of repomd.xml.
+//! [`load_filelists`] adds file paths that only filelists knows.
 
+mod cache;
+mod decode;
+pub mod error;
 pub mod evr;
+mod fetch;
+mod filelists;
+mod load;
 pub mod model;
+mod primary;
+mod repomd;
+pub mod rich;
+mod xml;
 
+pub use error::RepoError;
 pub use evr::{rpmvercmp, Evr, Op, Range};
+pub use load::{load, load_filelists, metadata_hash, RepoSource};
 pub use model::{
-    arch_compatible, Checksum, Dep, NameId, Package, PackageId, Pool, RepoId, RepoInfo, Rich,
-    SimpleDep,
+    arch_compatible, Checksum, Dep, Interner, NameId, Package, PackageId, Pool, RepoId, RepoInfo,
+    Rich, SimpleDep,
 };
+pub use rich::{parse_rich, RichError};

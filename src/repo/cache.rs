@@ -1,0 +1,101 @@
+//! Binary cache of parsed repositories, like libsolv's `.solv` files.
+//!
+//! A repository's parsed packages are stored under the blake3 of its
+//! `repomd.xml`: repomd names every other metadata file by checksum, so an
+//! unchanged repomd means unchanged packages, and a load can skip fetching
+//! and parsing primary entirely. Entries are written only after every
+//! checksum was verified, and atomically (temporary file + rename), so a
+//! reader sees a whole entry or none.
+//!
+//! File layout: magic, format number, blake3 of the payload, payload
+//! (postcard of a one-repository [`Pool`]). A truncated or corrupt entry
+//! fails the payload hash and is treated as absent.
+
+use super::error::RepoError;
+use super::model::Pool;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"CVMREPO\0";
+/// Bump whenever `Pool`/`Package` (or their parts) change shape, so entries
+/// written by an older build are ignored rather than misread.
+const FORMAT: u32 = 1;
+const HEADER: usize = MAGIC.len() + 4 + 32;
+
+fn entry_path(dir: &Path, metadata_hash: &str) -> PathBuf {
+    dir.join(format!("{metadata_hash}.v{FORMAT}.pool"))
+}
+
+/// The cached packages of the repository whose repomd.xml hashes to
+/// `metadata_hash`, if a valid entry exists. The pool is not indexed.
+pub fn read(dir: &Path, metadata_hash: &str) -> Option<Pool> {
+    let data = std::fs::read(entry_path(dir, metadata_hash)).ok()?;
+    if data.len() < HEADER || &data[..8] != MAGIC || data[8..12] != FORMAT.to_le_bytes() {
+        return None;
+    }
+    let payload = &data[HEADER..];
+    if blake3::hash(payload).as_bytes() != &data[12..HEADER] {
+        return None;
+    }
+    postcard::from_bytes(payload).ok()
+}
+
+/// Stores `pool` (one repository's packages) under `metadata_hash`.
+pub fn write(dir: &Path, metadata_hash: &str, pool: &Pool) -> Result<(), RepoError> {
+    let path = entry_path(dir, metadata_hash);
+    let fail = |reason: String| RepoError::Cache {
+        path: path.clone(),
+        reason,
+    };
+    let payload = postcard::to_stdvec(pool).map_err(|e| fail(format!("cannot encode: {e}")))?;
+    std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create directory: {e}")))?;
+    // Unique per process and thread, so concurrent loads never share a
+    // temporary file; the rename makes the last complete writer win.
+    let tmp = dir.join(format!(
+        ".{metadata_hash}.{}.{:?}.tmp",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(MAGIC)?;
+        f.write_all(&FORMAT.to_le_bytes())?;
+        f.write_all(blake3::hash(&payload).as_bytes())?;
+        f.write_all(&payload)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        fail(e.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut pool = Pool::default();
+        pool.intern("bash");
+        write(dir.path(), "abc", &pool).unwrap();
+        let back = read(dir.path(), "abc").unwrap();
+        assert_eq!(back.names.resolve(crate::repo::NameId(0)), "bash");
+        assert!(read(dir.path(), "other").is_none());
+        // Flip one payload byte: the entry is ignored, not misread.
+        let p = entry_path(dir.path(), "abc");
+        let mut data = std::fs::read(&p).unwrap();
+        let last = data.len() - 1;
+        data[last] ^= 1;
+        std::fs::write(&p, &data).unwrap();
+        assert!(read(dir.path(), "abc").is_none());
+        // No temporary files are left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+}

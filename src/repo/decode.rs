@@ -1,0 +1,231 @@
+//! Digests and decompression for repodata files.
+//!
+//! The compression is recognised from the file's first bytes, never from its
+//! name: mirrors rename files, and createrepo's `--compress-type` changes the
+//! format without every tool agreeing on the extension.
+
+use sha1::Sha1;
+use sha2::{Digest, Sha224, Sha256, Sha384, Sha512};
+use std::io::{self, BufRead, BufReader, Read};
+
+/// A running digest of one of the kinds repomd.xml may name.
+pub enum Hasher {
+    Md5(md5::Md5),
+    Sha1(Sha1),
+    Sha224(Sha224),
+    Sha256(Sha256),
+    Sha384(Sha384),
+    Sha512(Sha512),
+}
+
+impl Hasher {
+    /// `None` for a digest kind we do not know (the caller reports it).
+    pub fn new(kind: &str) -> Option<Hasher> {
+        Some(match kind {
+            "md5" => Hasher::Md5(md5::Md5::new()),
+            // createrepo from yum's era wrote `sha` for SHA-1.
+            "sha" | "sha1" => Hasher::Sha1(Sha1::new()),
+            "sha224" => Hasher::Sha224(Sha224::new()),
+            "sha256" => Hasher::Sha256(Sha256::new()),
+            "sha384" => Hasher::Sha384(Sha384::new()),
+            "sha512" => Hasher::Sha512(Sha512::new()),
+            _ => return None,
+        })
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Md5(h) => h.update(data),
+            Hasher::Sha1(h) => h.update(data),
+            Hasher::Sha224(h) => h.update(data),
+            Hasher::Sha256(h) => h.update(data),
+            Hasher::Sha384(h) => h.update(data),
+            Hasher::Sha512(h) => h.update(data),
+        }
+    }
+
+    pub fn finish_hex(self) -> String {
+        match self {
+            Hasher::Md5(h) => hex::encode(h.finalize()),
+            Hasher::Sha1(h) => hex::encode(h.finalize()),
+            Hasher::Sha224(h) => hex::encode(h.finalize()),
+            Hasher::Sha256(h) => hex::encode(h.finalize()),
+            Hasher::Sha384(h) => hex::encode(h.finalize()),
+            Hasher::Sha512(h) => hex::encode(h.finalize()),
+        }
+    }
+}
+
+/// The compression formats repodata uses in practice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    Gzip,
+    Xz,
+    Zstd,
+    Bzip2,
+    Plain,
+}
+
+impl Compression {
+    /// Recognises the format from the first bytes. Uncompressed data must
+    /// look like XML (optional BOM and whitespace, then `<`) so that a file
+    /// in an unknown format is reported as such rather than as bad XML.
+    pub fn sniff(data: &[u8]) -> Result<Compression, String> {
+        if data.starts_with(&[0x1f, 0x8b]) {
+            return Ok(Compression::Gzip);
+        }
+        if data.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+            return Ok(Compression::Xz);
+        }
+        if data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            return Ok(Compression::Zstd);
+        }
+        if data.starts_with(b"BZh") {
+            return Ok(Compression::Bzip2);
+        }
+        let body = data.strip_prefix(b"\xef\xbb\xbf").unwrap_or(data);
+        match body.iter().find(|c| !c.is_ascii_whitespace()) {
+            Some(b'<') => Ok(Compression::Plain),
+            None if data.is_empty() => Err("the file is empty".to_string()),
+            _ => {
+                let head: Vec<String> = data.iter().take(6).map(|b| format!("{b:02x}")).collect();
+                Err(format!(
+                    "unknown compression format (first bytes {}); expected gzip, xz, zstd, bzip2 or plain XML",
+                    head.join(" ")
+                ))
+            }
+        }
+    }
+}
+
+/// Streams the decompressed content of `data`.
+pub fn decompress(data: &[u8]) -> Result<Box<dyn BufRead + '_>, String> {
+    let reader: Box<dyn Read + '_> = match Compression::sniff(data)? {
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(data)),
+        Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(data)),
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::new(data).map_err(|e| e.to_string())?)
+        }
+        Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(data)),
+        Compression::Plain => return Ok(Box::new(data)),
+    };
+    Ok(Box::new(BufReader::with_capacity(64 * 1024, reader)))
+}
+
+/// Passes a stream through while hashing it (for `open-checksum`) and
+/// remembering whether the underlying reader failed, so a decompression
+/// error is reported as such and not as the XML error it causes.
+pub struct Tap<R> {
+    inner: R,
+    hasher: Option<Hasher>,
+    failure: Option<String>,
+}
+
+impl<R: BufRead> Tap<R> {
+    pub fn new(inner: R, hasher: Option<Hasher>) -> Self {
+        Tap {
+            inner,
+            hasher,
+            failure: None,
+        }
+    }
+
+    /// The first read error seen, if any.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
+    }
+
+    /// Reads what is left (to complete the digest) and returns the digest.
+    pub fn finish(mut self) -> io::Result<Option<String>> {
+        io::copy(&mut self, &mut io::sink())?;
+        Ok(self.hasher.map(Hasher::finish_hex))
+    }
+}
+
+impl<R: BufRead> Read for Tap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = {
+            let avail = self.fill_buf()?;
+            let n = avail.len().min(buf.len());
+            buf[..n].copy_from_slice(&avail[..n]);
+            n
+        };
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Tap<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        match self.inner.fill_buf() {
+            Ok(b) => Ok(b),
+            Err(e) => {
+                if self.failure.is_none() {
+                    self.failure = Some(e.to_string());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn consume(&mut self, amt: usize) {
+        if let Some(h) = &mut self.hasher {
+            if let Ok(b) = self.inner.fill_buf() {
+                h.update(&b[..amt]);
+            }
+        }
+        self.inner.consume(amt);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn unpack(data: &[u8]) -> Result<String, String> {
+        let mut s = String::new();
+        decompress(data)?
+            .read_to_string(&mut s)
+            .map_err(|e| e.to_string())?;
+        Ok(s)
+    }
+
+    #[test]
+    fn every_format_by_magic() {
+        let xml = b"<?xml version=\"1.0\"?><a/>";
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(xml).unwrap();
+        let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+        bz.write_all(xml).unwrap();
+        let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 6);
+        xz.write_all(xml).unwrap();
+        for data in [
+            gz.finish().unwrap(),
+            bz.finish().unwrap(),
+            xz.finish().unwrap(),
+            zstd::encode_all(&xml[..], 3).unwrap(),
+            xml.to_vec(),
+        ] {
+            assert_eq!(unpack(&data).unwrap().as_bytes(), xml);
+        }
+    }
+
+    #[test]
+    fn unknown_format_is_named() {
+        let err = unpack(b"PK\x03\x04zip").unwrap_err();
+        assert!(err.contains("unknown compression format"), "{err}");
+        assert!(unpack(b"").unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn tap_hashes_what_passes() {
+        let data = b"hello world".repeat(10_000);
+        let mut tap = Tap::new(&data[..], Hasher::new("sha256"));
+        let mut first = [0u8; 7];
+        tap.read_exact(&mut first).unwrap();
+        let mut h = Hasher::new("sha256").unwrap();
+        h.update(&data);
+        assert_eq!(tap.finish().unwrap().unwrap(), h.finish_hex());
+    }
+}

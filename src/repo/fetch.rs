@@ -1,0 +1,161 @@
+//! Reading repository files from a local directory, a `file://` URL or an
+//! HTTP(S) server.
+//!
+//! Metadata files are read whole into memory: their checksum must be
+//! verified before anything is parsed, and even large distributions' primary
+//! files are tens of megabytes compressed. Decompression and parsing then
+//! stream from that buffer.
+
+use super::error::RepoError;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// How often a transient HTTP failure (connection refused, timeout, 5xx,
+/// 429) is retried, and the first pause; the pause doubles each time. Four
+/// attempts spanning about two seconds ride out a restarting mirror without
+/// making a dead one slow to report.
+const ATTEMPTS: u32 = 4;
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
+/// Where a repository lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    Dir(PathBuf),
+    Http(String),
+}
+
+impl Location {
+    /// Interprets a repository URL: `http(s)://…`, `file://…` or a path.
+    pub fn parse(repo: &str, url: &str) -> Result<Location, RepoError> {
+        let lower = url.to_ascii_lowercase();
+        if lower.starts_with("http://") || lower.starts_with("https://") {
+            Ok(Location::Http(url.trim_end_matches('/').to_string()))
+        } else if let Some(path) = url.strip_prefix("file://") {
+            Ok(Location::Dir(PathBuf::from(path)))
+        } else if url.contains("://") {
+            Err(RepoError::Url {
+                repo: repo.to_string(),
+                url: url.to_string(),
+            })
+        } else {
+            Ok(Location::Dir(PathBuf::from(url)))
+        }
+    }
+
+    /// The URL or path of `rel` (relative to the repository root), as shown
+    /// in error messages.
+    pub fn display(&self, rel: &str) -> String {
+        match self {
+            Location::Dir(d) => d.join(rel).display().to_string(),
+            Location::Http(base) => format!("{base}/{rel}"),
+        }
+    }
+
+    /// Reads the file `rel` (relative to the repository root) completely.
+    pub fn read(&self, repo: &str, rel: &str) -> Result<Vec<u8>, RepoError> {
+        match self {
+            Location::Dir(d) => {
+                let path = d.join(rel);
+                std::fs::read(&path).map_err(|e| {
+                    let url = path.display().to_string();
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        RepoError::Missing {
+                            repo: repo.to_string(),
+                            url,
+                        }
+                    } else {
+                        RepoError::Io {
+                            repo: repo.to_string(),
+                            url,
+                            source: e,
+                        }
+                    }
+                })
+            }
+            Location::Http(_) => http_get(repo, &self.display(rel)),
+        }
+    }
+}
+
+fn agent() -> &'static ureq::Agent {
+    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
+    AGENT.get_or_init(|| {
+        let config = ureq::Agent::config_builder()
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_recv_response(Some(Duration::from_secs(60)))
+            .timeout_recv_body(Some(Duration::from_secs(600)))
+            .build();
+        ureq::Agent::new_with_config(config)
+    })
+}
+
+/// GET with retries and exponential backoff. Client errors other than
+/// 408/429 are final: retrying a 404 only delays the message.
+fn http_get(repo: &str, url: &str) -> Result<Vec<u8>, RepoError> {
+    let mut pause = FIRST_BACKOFF;
+    let mut last = String::new();
+    for attempt in 1..=ATTEMPTS {
+        match get_once(url) {
+            Ok(body) => return Ok(body),
+            Err(ureq::Error::StatusCode(404 | 410)) => {
+                return Err(RepoError::Missing {
+                    repo: repo.to_string(),
+                    url: url.to_string(),
+                })
+            }
+            Err(ureq::Error::StatusCode(code)) if code < 500 && code != 408 && code != 429 => {
+                return Err(RepoError::Unreachable {
+                    repo: repo.to_string(),
+                    url: url.to_string(),
+                    reason: format!("HTTP status {code}"),
+                })
+            }
+            Err(e) => last = e.to_string(),
+        }
+        if attempt < ATTEMPTS {
+            std::thread::sleep(pause);
+            pause *= 2;
+        }
+    }
+    Err(RepoError::Unreachable {
+        repo: repo.to_string(),
+        url: url.to_string(),
+        reason: format!("{last} (after {ATTEMPTS} attempts)"),
+    })
+}
+
+fn get_once(url: &str) -> Result<Vec<u8>, ureq::Error> {
+    let mut resp = agent().get(url).call()?;
+    // ureq caps bodies at 10 MB by default; primary files can be larger.
+    resp.body_mut().with_config().limit(u64::MAX).read_to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_locations() {
+        assert_eq!(
+            Location::parse("r", "/srv/repo").unwrap(),
+            Location::Dir("/srv/repo".into())
+        );
+        assert_eq!(
+            Location::parse("r", "file:///srv/repo").unwrap(),
+            Location::Dir("/srv/repo".into())
+        );
+        assert_eq!(
+            Location::parse("r", "https://mirror/os/").unwrap(),
+            Location::Http("https://mirror/os".into())
+        );
+        assert!(matches!(
+            Location::parse("r", "ftp://mirror/os"),
+            Err(RepoError::Url { .. })
+        ));
+        assert_eq!(
+            Location::Http("http://h/x".into()).display("repodata/repomd.xml"),
+            "http://h/x/repodata/repomd.xml"
+        );
+    }
+}

@@ -1,0 +1,345 @@
+//! Streaming parser for `primary.xml`: one pass over quick-xml events, no
+//! DOM, names interned as they are read. Memory is the pool being built plus
+//! one reused event buffer, whatever the size of the document.
+
+use super::evr::{Evr, Op, Range};
+use super::model::{Checksum, Dep, Package, Pool, RepoId, SimpleDep};
+use super::rich::parse_rich;
+use super::xml::{push_ref, XmlError};
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::Reader;
+use std::borrow::Cow;
+use std::io::BufRead;
+
+/// Which dependency list `rpm:entry` elements currently go to. Weak
+/// dependencies (recommends, suggests, ...) are not part of the model: the
+/// solver installs exactly the hard closure.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum List {
+    None,
+    Provides,
+    Requires,
+    Conflicts,
+    Obsoletes,
+    Ignored,
+}
+
+/// Which element's text is being collected.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Text {
+    None,
+    Name,
+    Arch,
+    Checksum,
+    File,
+}
+
+/// A package whose mandatory fields are still being read.
+#[derive(Default)]
+struct Partial {
+    name: Option<String>,
+    arch: Option<String>,
+    evr: Option<Evr>,
+    checksum_kind: String,
+    checksum: Option<String>,
+    location: Option<String>,
+    size_package: u64,
+    size_installed: u64,
+    provides: Vec<SimpleDep>,
+    requires: Vec<Dep>,
+    conflicts: Vec<Dep>,
+    obsoletes: Vec<Dep>,
+    files: Vec<super::model::NameId>,
+}
+
+/// Parses a primary document into `pool`, tagging packages with `repo`.
+/// Source packages (`src`, `nosrc`) are skipped: nothing installs them.
+/// Returns the number of packages added.
+pub fn parse_primary(
+    input: impl BufRead,
+    pool: &mut Pool,
+    repo: RepoId,
+) -> Result<usize, XmlError> {
+    let mut reader = Reader::from_reader(input);
+    let mut buf = Vec::with_capacity(4096);
+    let mut text = String::new();
+    let mut collecting = Text::None;
+    let mut list = List::None;
+    let mut pkg: Option<Partial> = None;
+    let mut added = 0usize;
+    let mut closed = false;
+    loop {
+        let ev = reader
+            .read_event_into(&mut buf)
+            .map_err(|e| XmlError::syntax(&reader, e))?;
+        match ev {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let empty = matches!(ev, Event::Empty(_));
+                let local = e.local_name();
+                match (local.as_ref(), pkg.as_mut()) {
+                    (b"package", None) => {
+                        pkg = Some(Partial::default());
+                        if empty {
+                            return Err(XmlError::at(&reader, "empty <package/>".into()));
+                        }
+                    }
+                    (b"package", Some(_)) => {
+                        return Err(XmlError::at(&reader, "<package> inside <package>".into()))
+                    }
+                    (_, None) => {}
+                    (b"entry", Some(p)) if list != List::None && list != List::Ignored => {
+                        entry(&reader, e, pool, p, list)?;
+                    }
+                    (b"provides", _) => list = List::Provides,
+                    (b"requires", _) => list = List::Requires,
+                    (b"conflicts", _) => list = List::Conflicts,
+                    (b"obsoletes", _) => list = List::Obsoletes,
+                    (b"recommends" | b"suggests" | b"supplements" | b"enhances", _) => {
+                        list = List::Ignored
+                    }
+                    (b"version", Some(p)) => {
+                        let (epoch, ver, rel) = evr_attrs(&reader, e)?;
+                        let ver = ver.ok_or_else(|| {
+                            XmlError::at(&reader, "<version> without `ver`".into())
+                        })?;
+                        p.evr = Some(Evr::new(epoch, &ver, rel.as_deref()));
+                    }
+                    (b"location", Some(p)) => {
+                        let (mut href, mut base) = (None, None);
+                        for a in e.attributes() {
+                            let a = a.map_err(|err| XmlError::at(&reader, err.to_string()))?;
+                            match a.key.as_ref() {
+                                b"href" => href = Some(value(&reader, &a)?.into_owned()),
+                                b"xml:base" => base = Some(value(&reader, &a)?.into_owned()),
+                                _ => {}
+                            }
+                        }
+                        let href = href.ok_or_else(|| {
+                            XmlError::at(&reader, "<location> without `href`".into())
+                        })?;
+                        p.location = Some(match base {
+                            Some(b) if !b.is_empty() => {
+                                format!("{}/{}", b.trim_end_matches('/'), href)
+                            }
+                            _ => href,
+                        });
+                    }
+                    (b"size", Some(p)) => {
+                        for a in e.attributes() {
+                            let a = a.map_err(|err| XmlError::at(&reader, err.to_string()))?;
+                            let slot = match a.key.as_ref() {
+                                b"package" => &mut p.size_package,
+                                b"installed" => &mut p.size_installed,
+                                _ => continue,
+                            };
+                            let v = value(&reader, &a)?;
+                            *slot = v.trim().parse().map_err(|_| {
+                                XmlError::at(&reader, format!("invalid size `{v}`"))
+                            })?;
+                        }
+                    }
+                    (b"checksum", Some(p)) if !empty => {
+                        for a in e.attributes() {
+                            let a = a.map_err(|err| XmlError::at(&reader, err.to_string()))?;
+                            if a.key.as_ref() == b"type" {
+                                p.checksum_kind = value(&reader, &a)?.to_ascii_lowercase();
+                            }
+                        }
+                        collecting = Text::Checksum;
+                    }
+                    (b"name", Some(_)) if !empty => collecting = Text::Name,
+                    (b"arch", Some(_)) if !empty => collecting = Text::Arch,
+                    (b"file", Some(_)) if !empty => collecting = Text::File,
+                    _ => {}
+                }
+                text.clear();
+            }
+            Event::Text(t) if collecting != Text::None => text.push_str(
+                &t.decode()
+                    .map_err(|e| XmlError::at(&reader, e.to_string()))?,
+            ),
+            Event::GeneralRef(r) if collecting != Text::None => push_ref(&reader, &r, &mut text)?,
+            Event::End(e) => {
+                let local = e.local_name();
+                match local.as_ref() {
+                    b"package" => {
+                        if let Some(p) = pkg.take() {
+                            if finish(&reader, p, pool, repo)? {
+                                added += 1;
+                            }
+                        }
+                    }
+                    b"provides" | b"requires" | b"conflicts" | b"obsoletes" | b"recommends"
+                    | b"suggests" | b"supplements" | b"enhances" => list = List::None,
+                    b"metadata" => closed = true,
+                    _ => {}
+                }
+                if let Some(p) = pkg.as_mut() {
+                    match collecting {
+                        Text::Name => p.name = Some(text.trim().to_string()),
+                        Text::Arch => p.arch = Some(text.trim().to_string()),
+                        Text::Checksum => p.checksum = Some(text.trim().to_ascii_lowercase()),
+                        Text::File => p.files.push(pool.intern(&text)),
+                        Text::None => {}
+                    }
+                }
+                collecting = Text::None;
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+        buf.clear();
+    }
+    if !closed {
+        return Err(XmlError::truncated(&reader, "metadata"));
+    }
+    Ok(added)
+}
+
+fn value<'a, R>(
+    reader: &Reader<R>,
+    a: &quick_xml::events::attributes::Attribute<'a>,
+) -> Result<Cow<'a, str>, XmlError> {
+    a.decode_and_unescape_value(reader.decoder())
+        .map_err(|e| XmlError::at(reader, e.to_string()))
+}
+
+/// `epoch`, `ver`, `rel` attributes (a missing epoch is 0).
+fn evr_attrs<R>(
+    reader: &Reader<R>,
+    e: &BytesStart<'_>,
+) -> Result<(u64, Option<String>, Option<String>), XmlError> {
+    let (mut epoch, mut ver, mut rel) = (0u64, None, None);
+    for a in e.attributes() {
+        let a = a.map_err(|err| XmlError::at(reader, err.to_string()))?;
+        match a.key.as_ref() {
+            b"epoch" => {
+                let v = value(reader, &a)?;
+                if !v.is_empty() {
+                    epoch = v
+                        .parse()
+                        .map_err(|_| XmlError::at(reader, format!("invalid epoch `{v}`")))?;
+                }
+            }
+            b"ver" => ver = Some(value(reader, &a)?.into_owned()),
+            b"rel" => rel = Some(value(reader, &a)?.into_owned()),
+            _ => {}
+        }
+    }
+    Ok((epoch, ver, rel))
+}
+
+/// One `<rpm:entry name flags epoch ver rel pre/>`. `pre` only orders
+/// installation; it does not change what is required, so it is ignored.
+fn entry<R>(
+    reader: &Reader<R>,
+    e: &BytesStart<'_>,
+    pool: &mut Pool,
+    p: &mut Partial,
+    list: List,
+) -> Result<(), XmlError> {
+    let (mut name, mut flags) = (None, None);
+    let (mut epoch, mut ver, mut rel) = (0u64, None, None);
+    for a in e.attributes() {
+        let a = a.map_err(|err| XmlError::at(reader, err.to_string()))?;
+        match a.key.as_ref() {
+            b"name" => name = Some(value(reader, &a)?),
+            b"flags" => flags = Some(value(reader, &a)?),
+            b"epoch" => {
+                let v = value(reader, &a)?;
+                if !v.is_empty() {
+                    epoch = v
+                        .parse()
+                        .map_err(|_| XmlError::at(reader, format!("invalid epoch `{v}`")))?;
+                }
+            }
+            b"ver" => ver = Some(value(reader, &a)?),
+            b"rel" => rel = Some(value(reader, &a)?),
+            _ => {}
+        }
+    }
+    let name = name.ok_or_else(|| XmlError::at(reader, "<rpm:entry> without `name`".into()))?;
+    // A flag without a version (seen in old repodata) constrains nothing.
+    let range = match (flags, ver) {
+        (Some(f), Some(v)) => {
+            let op = Op::from_repodata(&f)
+                .ok_or_else(|| XmlError::at(reader, format!("unknown flags `{f}` on `{name}`")))?;
+            Some(Range {
+                op,
+                evr: Evr::new(epoch, &v, rel.as_deref()),
+            })
+        }
+        _ => None,
+    };
+    if list == List::Provides {
+        p.provides.push(SimpleDep {
+            name: pool.intern(&name),
+            range,
+        });
+        return Ok(());
+    }
+    let dep = if name.starts_with('(') {
+        let rich = parse_rich(&name, &mut pool.names).map_err(|err| {
+            let pkg = p.name.as_deref().unwrap_or("?");
+            XmlError::at(reader, format!("package `{pkg}`: {err}"))
+        })?;
+        Dep::Rich(Box::new(rich))
+    } else {
+        Dep::Simple(SimpleDep {
+            name: pool.intern(&name),
+            range,
+        })
+    };
+    match list {
+        List::Requires => p.requires.push(dep),
+        List::Conflicts => p.conflicts.push(dep),
+        _ => p.obsoletes.push(dep),
+    }
+    Ok(())
+}
+
+/// Checks the mandatory fields and adds the package; false for a skipped
+/// source package.
+fn finish<R>(
+    reader: &Reader<R>,
+    p: Partial,
+    pool: &mut Pool,
+    repo: RepoId,
+) -> Result<bool, XmlError> {
+    let missing = |what: &str| {
+        let who = p
+            .name
+            .as_deref()
+            .map(|n| format!(" `{n}`"))
+            .unwrap_or_default();
+        XmlError::at(reader, format!("package{who} has no {what}"))
+    };
+    let name = p.name.as_deref().ok_or_else(|| missing("<name>"))?;
+    let arch = p.arch.as_deref().ok_or_else(|| missing("<arch>"))?;
+    if arch == "src" || arch == "nosrc" {
+        return Ok(false);
+    }
+    let evr = p.evr.clone().ok_or_else(|| missing("<version>"))?;
+    let location = p.location.clone().ok_or_else(|| missing("<location>"))?;
+    let checksum = p.checksum.clone().ok_or_else(|| missing("<checksum>"))?;
+    let package = Package {
+        name: pool.intern(name),
+        evr,
+        arch: pool.intern(arch),
+        repo,
+        provides: p.provides,
+        requires: p.requires,
+        conflicts: p.conflicts,
+        obsoletes: p.obsoletes,
+        files: p.files,
+        location: location.into(),
+        checksum: Checksum {
+            kind: p.checksum_kind.into(),
+            hex: checksum.into(),
+        },
+        size_package: p.size_package,
+        size_installed: p.size_installed,
+    };
+    pool.add_package(package);
+    Ok(true)
+}
