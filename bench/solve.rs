@@ -1,16 +1,24 @@
 //! Solver benchmark: a seeded random shopping list of installable names,
-//! solved to a proven optimum on generated universes of growing size (for
-//! scaling).
+//! parsed and solved to a proven optimum on the real openSUSE 11.0 universe
+//! side by side with libsolv (`bench/solve_libsolv.py`), then on generated
+//! universes of growing size (for scaling).
 //!
 //! ```text
-//! cargo bench --bench solve -- [--sizes 20000,40000,80000] [--list 500] [--seed 1]
+//! cargo bench --bench solve -- [--real DIR|--no-real] [--save-list FILE]
+//!                              [--sizes 20000,40000,80000] [--list 500] [--seed 1]
 //! ```
+//!
+//! `DIR` contains `repodata/`; it is read in place, never copied.
 
 use cvmbuild::repo::{
-    Checksum, Dep, Evr, Op, Package, PackageId, Pool, Range, RepoId, RepoInfo, SimpleDep,
+    load, Checksum, Dep, Evr, Op, Package, PackageId, Pool, Range, RepoId, RepoInfo, RepoSource,
+    SimpleDep,
 };
 use cvmbuild::solve::{solve, Job, Request, Solution, SolveError, VersionReq};
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 /// xorshift64*: deterministic across machines, no extra crate.
@@ -39,6 +47,9 @@ impl Rng {
 }
 
 struct Args {
+    real: Option<String>,
+    /// Where to write the real universe's final shopping list.
+    save_list: Option<String>,
     sizes: Vec<usize>,
     list: usize,
     seed: u64,
@@ -46,6 +57,8 @@ struct Args {
 
 fn args() -> Result<Args, String> {
     let mut a = Args {
+        real: Some("/work/shared/data/opensuse-11.0-factory".into()),
+        save_list: None,
         sizes: vec![20_000, 40_000, 80_000],
         list: 500,
         seed: 1,
@@ -61,6 +74,9 @@ fn args() -> Result<Args, String> {
                     .map(|s| s.parse().map_err(|e| format!("--sizes: {e}")))
                     .collect::<Result<_, _>>()?
             }
+            "--real" => a.real = Some(val()?),
+            "--no-real" => a.real = None,
+            "--save-list" => a.save_list = Some(val()?),
             "--list" => a.list = val()?.parse().map_err(|e| format!("--list: {e}"))?,
             "--seed" => a.seed = val()?.parse().map_err(|e| format!("--seed: {e}"))?,
             // cargo bench passes --bench to harness = false targets.
@@ -292,6 +308,11 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if let Some(dir) = &a.real {
+        if let Err(e) = real(dir, &a) {
+            println!("real universe: {e}");
+        }
+    }
     for &size in &a.sizes {
         let t = Instant::now();
         let pool = generate(size, a.seed);
@@ -307,4 +328,107 @@ fn main() {
             Err(e) => println!("generated {size}: {e}"),
         }
     }
+}
+
+/// The real universe: parse + solve, then libsolv on the same list.
+fn real(dir: &str, a: &Args) -> Result<(), String> {
+    let source = RepoSource {
+        name: "opensuse-11.0".into(),
+        url: dir.into(),
+        priority: 99,
+        cost: 1000,
+    };
+    let t = Instant::now();
+    let pool = load(&[source.clone()], None).map_err(|e| e.to_string())?;
+    let load_s = t.elapsed().as_secs_f64();
+    let (list, _) = installable_list(&pool, a.list, a.seed)?;
+    if let Some(path) = &a.save_list {
+        std::fs::write(path, list.join("\n") + "\n").map_err(|e| format!("{path}: {e}"))?;
+    }
+    // The measured run: parse again and solve, as a build would.
+    let t = Instant::now();
+    let pool = load(&[source], None).map_err(|e| e.to_string())?;
+    let parsed = t.elapsed().as_secs_f64();
+    let sol = solve(&pool, &request(&list)).map_err(|e| e.to_string())?;
+    let total = t.elapsed().as_secs_f64();
+    report("real", &pool, load_s, &sol);
+    println!(
+        "real: parse {parsed:.3} s + solve {:.3} s = {total:.3} s",
+        sol.stats.time.as_secs_f64()
+    );
+
+    let primary = format!("{dir}/repodata/primary.xml.gz");
+    let v = libsolv(&primary, &list, false)?;
+    let by_nevra: BTreeMap<String, PackageId> = pool
+        .ids()
+        .map(|id| (pool.nevra(id).to_string(), id))
+        .collect();
+    let theirs: Vec<PackageId> = v["packages"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().and_then(|s| by_nevra.get(s).copied()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let (parse_l, solve_l) = (
+        v["parse_s"].as_f64().unwrap_or(f64::NAN),
+        v["solve_s"].as_f64().unwrap_or(f64::NAN),
+    );
+    let problems = v["problems"].as_array().map_or(0, Vec::len);
+    let (ob, oo) = version_score(&pool, &sol.packages);
+    let (lb, lo) = version_score(&pool, &theirs);
+    let ours = sol.stats.time.as_secs_f64();
+    println!(
+        "libsolv: parse {parse_l:.3} s + solve {solve_l:.3} s = {:.3} s, {problems} problems",
+        parse_l + solve_l
+    );
+    println!(
+        "compare: solve time ours/libsolv {:.2}x, total {:.2}x; packages {} vs {}; \
+         versions behind {ob} vs {lb}; not newest {oo} vs {lo}",
+        ours / solve_l,
+        total / (parse_l + solve_l),
+        sol.packages.len(),
+        theirs.len()
+    );
+    // Independent closure check: libsolv installs exactly our packages and
+    // must neither object nor add anything.
+    let ours_nevra: Vec<String> = sol
+        .packages
+        .iter()
+        .map(|&id| pool.nevra(id).to_string())
+        .collect();
+    let c = libsolv(&primary, &ours_nevra, true)?;
+    let added = c["packages"].as_array().map_or(0, Vec::len);
+    let objections = c["problems"].as_array().map_or(0, Vec::len);
+    println!(
+        "check: libsolv installing our closure exactly: {objections} problems, {added} packages (ours {})",
+        sol.packages.len()
+    );
+    Ok(())
+}
+
+/// Runs `bench/solve_libsolv.py` on `lines` (job names, or NEVRAs with
+/// `check`) and parses its JSON report.
+fn libsolv(primary: &str, lines: &[String], check: bool) -> Result<serde_json::Value, String> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/solve_libsolv.py");
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.args([script, primary, "x86_64"]);
+    if check {
+        cmd.arg("--check");
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("libsolv: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(lines.join("\n").as_bytes())
+            .map_err(|e| format!("libsolv: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("libsolv: {e}"))?;
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("libsolv output: {e}"))
 }
