@@ -315,7 +315,7 @@ fn loads_over_http() {
     let over_http = load(std::slice::from_ref(&http), None).unwrap();
     assert_eq!(
         render(&over_http),
-        render(&load(&[local.clone()], None).unwrap())
+        render(&load(std::slice::from_ref(&local), None).unwrap())
     );
     assert_eq!(
         metadata_hash(&http).unwrap(),
