@@ -52,6 +52,8 @@ pub enum Command {
     Realize(commands::RealizeArgs),
     /// Print the build log of a derivation (full id or unique prefix).
     Log(commands::LogArgs),
+    /// Compare two releases (SPEC.cvm[#BRANCH] or FILE.lock[#BRANCH]): closure, derivations and why, files. Exit 0 identical, 1 different, 2 error.
+    Diff(commands::DiffArgs),
 }
 
 /// Entry point used by `main`; returns the process exit code.
