@@ -437,6 +437,11 @@ impl<'a> Walk<'a> {
                 pa.get(k).cloned().unwrap_or(Json::Null),
                 pb.get(k).cloned().unwrap_or(Json::Null),
             );
+            // An extract's NEVRA restates its rpm input's, whose change is
+            // reported (with both NEVRAs) on the input's own line.
+            if builder == "extract" && k == "nevra" {
+                continue;
+            }
             if pinned_both && chosen_by_solve(builder, k) {
                 pinned_keys.push((k.as_str(), old, new));
                 continue;
