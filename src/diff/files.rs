@@ -9,7 +9,8 @@
 
 use crate::store::{self, Entry, Hash, Node, Output, Root, Store};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -69,7 +70,15 @@ pub fn diff(store: &dyn Store, a: &Output, b: &Output) -> Result<FileDiff, Error
     };
     w.trees(&ra, &rb, "")?;
     if !w.changes.is_empty() {
-        let (ma, mb) = (manifest(store, a, "A")?, manifest(store, b, "B")?);
+        let wanted = |c: Change| -> HashSet<&str> {
+            w.changes
+                .iter()
+                .filter(|x| (x.change == Change::Removed) == (c == Change::Removed))
+                .map(|x| x.path.as_str())
+                .collect()
+        };
+        let ma = owners(store, a, "A", &wanted(Change::Removed))?;
+        let mb = owners(store, b, "B", &wanted(Change::Added))?;
         for c in &mut w.changes {
             let m = if c.change == Change::Removed {
                 &ma
@@ -103,18 +112,25 @@ pub fn count_trees(store: &dyn Store, root: &Hash) -> Result<u64, Error> {
     Ok(seen.len() as u64)
 }
 
+/// One manifest entry, borrowing from the manifest's bytes where it can:
+/// an OS tree's manifest lists every path (100,000 in a large release), and
+/// only the few changed ones are kept.
 #[derive(Deserialize)]
-struct Owned {
-    path: String,
-    packages: Vec<String>,
+struct Owned<'m> {
+    #[serde(borrow)]
+    path: Cow<'m, str>,
+    #[serde(borrow)]
+    packages: Vec<Cow<'m, str>>,
 }
 
-fn manifest(
+/// Owners of the `wanted` paths, from an assemble output's manifest blob.
+fn owners(
     store: &dyn Store,
     o: &Output,
     side: &'static str,
+    wanted: &HashSet<&str>,
 ) -> Result<HashMap<String, Vec<String>>, Error> {
-    let Some(hex) = o.meta.get("manifest") else {
+    let Some(hex) = o.meta.get("manifest").filter(|_| !wanted.is_empty()) else {
         return Ok(HashMap::new());
     };
     let bad = |reason: String| Error::Manifest {
@@ -127,7 +143,16 @@ fn manifest(
     std::io::Read::read_to_end(&mut store.open_blob(&hash)?, &mut bytes)
         .map_err(|e| bad(e.to_string()))?;
     let list: Vec<Owned> = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
-    Ok(list.into_iter().map(|o| (o.path, o.packages)).collect())
+    Ok(list
+        .into_iter()
+        .filter(|o| wanted.contains(o.path.as_ref()))
+        .map(|o| {
+            (
+                o.path.into_owned(),
+                o.packages.into_iter().map(Cow::into_owned).collect(),
+            )
+        })
+        .collect())
 }
 
 struct Walk<'s> {
