@@ -339,7 +339,7 @@ fn real(dir: &str, a: &Args) -> Result<(), String> {
         cost: 1000,
     };
     let t = Instant::now();
-    let pool = load(&[source.clone()], None).map_err(|e| e.to_string())?;
+    let pool = load(std::slice::from_ref(&source), None).map_err(|e| e.to_string())?;
     let load_s = t.elapsed().as_secs_f64();
     let (list, _) = installable_list(&pool, a.list, a.seed)?;
     if let Some(path) = &a.save_list {
