@@ -208,8 +208,20 @@ fn generate(n: usize, seed: u64) -> Pool {
 
 /// Picks `n` random package names and drops (and replaces) jobs that an
 /// explanation blames until the list is satisfiable. Returns the list and
-/// the final solution.
+/// the final solution, and prints how long the explanations took.
 fn installable_list(pool: &Pool, n: usize, seed: u64) -> Result<(Vec<String>, Solution), String> {
+    let mut failed: Vec<f64> = Vec::new();
+    let summary = |failed: &[f64]| {
+        if !failed.is_empty() {
+            let max = failed.iter().copied().fold(0.0, f64::max);
+            let avg = failed.iter().sum::<f64>() / failed.len() as f64;
+            println!(
+                "list: {} unsatisfiable rounds, solve + explanation avg {:.3} s, max {max:.3} s",
+                failed.len(),
+                avg
+            );
+        }
+    };
     let mut r = Rng(seed | 1);
     let arch_ok = |p: &Package| matches!(pool.name(p.arch), "x86_64" | "noarch");
     let all: Vec<&str> = pool
@@ -231,9 +243,17 @@ fn installable_list(pool: &Pool, n: usize, seed: u64) -> Result<(Vec<String>, So
             }
         }
         let req = request(&list);
+        let t = Instant::now();
         match solve(pool, &req) {
-            Ok(sol) => return Ok((list, sol)),
+            Ok(sol) => {
+                summary(&failed);
+                return Ok((list, sol));
+            }
             Err(SolveError::Unsatisfiable(e)) => {
+                failed.push(t.elapsed().as_secs_f64());
+                if failed.len() == 1 {
+                    print!("first explanation:\n{e}");
+                }
                 let blamed: Vec<usize> = e.lines.iter().filter_map(|l| l.origin).collect();
                 let Some(&drop) = blamed.last() else {
                     return Err(format!("unexplained failure:\n{e}"));
