@@ -145,7 +145,7 @@ impl<'p> Universe<'p> {
     }
 
     /// The packages that can satisfy each job, like `yum install NAME`: by
-    /// package name first, else by capability or file. A name that nothing
+    /// visible package name first, else by capability or file. A name that nothing
     /// in the pool has or provides is an error with near-name suggestions;
     /// a job whose packages are all hidden or of the wrong version gets an
     /// empty list (the explanation says why).
@@ -156,7 +156,18 @@ impl<'p> Universe<'p> {
                 let Some(nid) = self.pool.names.get(&job.name) else {
                     return Err(self.unknown(i, job));
                 };
-                if !self.pool.named(nid).is_empty() {
+                // A name hidden here (other arch, excluded) may still be
+                // provided by something visible, as `libz` is by zlib.
+                let visible_named = !self.named(nid).is_empty();
+                let provided = || {
+                    !self
+                        .providers(&SimpleDep {
+                            name: nid,
+                            range: None,
+                        })
+                        .is_empty()
+                };
+                if visible_named || (!self.pool.named(nid).is_empty() && !provided()) {
                     let mut v = self.named(nid);
                     v.retain(|&id| job.req.matches(&self.pool.package(id).evr));
                     // Like dnf, a name means the native (or noarch) build
