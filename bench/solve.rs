@@ -301,7 +301,7 @@ fn report(label: &str, pool: &Pool, load_s: f64, sol: &Solution) {
     println!(
         "{label}: universe {} visible {}, cone {}, fixed {}, vars {}, clauses {}, sat calls {}, cores {} (bogus {}), \
          cost {:?}, packages {}, versions behind {behind} ({old} not newest), optimal {}, \
-         load {:.3} s, solve {:.3} s, peak RSS {:.0} MiB",
+         load {:.3} s, solve {:.3} s (prepare {:.3} s), peak RSS {:.0} MiB",
         pool.packages.len(),
         s.universe,
         s.cone,
@@ -316,6 +316,7 @@ fn report(label: &str, pool: &Pool, load_s: f64, sol: &Solution) {
         sol.optimal,
         load_s,
         s.time.as_secs_f64(),
+        s.prepare.as_secs_f64(),
         peak_rss_mib()
     );
 }

@@ -221,7 +221,7 @@ fn depths(
                 Dep::Rich(r) => rich_simple(r, &mut simple),
             }
             for s in simple {
-                for t in uni.providers(s) {
+                for &t in uni.providers(s).iter() {
                     if let std::collections::btree_map::Entry::Vacant(e) = depth.entry(t) {
                         e.insert(d + 1);
                         queue.push_back(t);
@@ -378,7 +378,7 @@ pub fn why(pool: &Pool, req: &Request, sol: &Solution, package: &str) -> Option<
                 Dep::Rich(r) => rich_simple(r, &mut simple),
             }
             for s in simple {
-                for q in uni.providers(s) {
+                for &q in uni.providers(s).iter() {
                     if is_in(q) && !parent.contains_key(&q) {
                         parent.insert(
                             q,
