@@ -4,7 +4,7 @@
 //! universes of growing size (for scaling).
 //!
 //! ```text
-//! cargo bench --bench solve -- [--real DIR|--no-real] [--save-list FILE]
+//! cargo bench --bench solve -- [--real DIR|--no-real] [--multilib] [--save-list FILE]
 //!                              [--sizes 20000,40000,80000] [--list 500] [--seed 1]
 //! ```
 //!
@@ -48,6 +48,8 @@ impl Rng {
 
 struct Args {
     real: Option<String>,
+    /// Solve the real universe with multilib (i586 next to x86_64).
+    multilib: bool,
     /// Where to write the real universe's final shopping list.
     save_list: Option<String>,
     sizes: Vec<usize>,
@@ -59,6 +61,7 @@ fn args() -> Result<Args, String> {
     let mut a = Args {
         real: Some("/work/shared/data/opensuse-11.0-factory".into()),
         save_list: None,
+        multilib: false,
         sizes: vec![20_000, 40_000, 80_000],
         list: 500,
         seed: 1,
@@ -76,6 +79,7 @@ fn args() -> Result<Args, String> {
             }
             "--real" => a.real = Some(val()?),
             "--no-real" => a.real = None,
+            "--multilib" => a.multilib = true,
             "--save-list" => a.save_list = Some(val()?),
             "--list" => a.list = val()?.parse().map_err(|e| format!("--list: {e}"))?,
             "--seed" => a.seed = val()?.parse().map_err(|e| format!("--seed: {e}"))?,
@@ -209,7 +213,12 @@ fn generate(n: usize, seed: u64) -> Pool {
 /// Picks `n` random package names and drops (and replaces) jobs that an
 /// explanation blames until the list is satisfiable. Returns the list and
 /// the final solution, and prints how long the explanations took.
-fn installable_list(pool: &Pool, n: usize, seed: u64) -> Result<(Vec<String>, Solution), String> {
+fn installable_list(
+    pool: &Pool,
+    n: usize,
+    seed: u64,
+    multilib: bool,
+) -> Result<(Vec<String>, Solution), String> {
     let mut failed: Vec<f64> = Vec::new();
     let summary = |failed: &[f64]| {
         if !failed.is_empty() {
@@ -242,7 +251,7 @@ fn installable_list(pool: &Pool, n: usize, seed: u64) -> Result<(Vec<String>, So
                 list.push(c.to_string());
             }
         }
-        let req = request(&list);
+        let req = request(&list, multilib);
         let t = Instant::now();
         match solve(pool, &req) {
             Ok(sol) => {
@@ -266,13 +275,15 @@ fn installable_list(pool: &Pool, n: usize, seed: u64) -> Result<(Vec<String>, So
     Err("no installable list found".into())
 }
 
-fn request(names: &[String]) -> Request {
+fn request(names: &[String], multilib: bool) -> Request {
     let jobs = names
         .iter()
         .enumerate()
         .map(|(i, n)| Job::new(n, VersionReq::Any, i))
         .collect();
-    Request::new("x86_64", jobs)
+    let mut r = Request::new("x86_64", jobs);
+    r.multilib = multilib;
+    r
 }
 
 /// Versions behind the newest (summed ranks) and packages not at the newest
@@ -338,10 +349,10 @@ fn main() {
         let t = Instant::now();
         let pool = generate(size, a.seed);
         let gen_s = t.elapsed().as_secs_f64();
-        match installable_list(&pool, a.list, a.seed) {
+        match installable_list(&pool, a.list, a.seed, false) {
             Ok((list, _)) => {
                 // Time a fresh solve of the final list.
-                match solve(&pool, &request(&list)) {
+                match solve(&pool, &request(&list, false)) {
                     Ok(sol) => report(&format!("generated {size}"), &pool, gen_s, &sol),
                     Err(e) => println!("generated {size}: {e}"),
                 }
@@ -362,7 +373,7 @@ fn real(dir: &str, a: &Args) -> Result<(), String> {
     let t = Instant::now();
     let pool = load(std::slice::from_ref(&source), None).map_err(|e| e.to_string())?;
     let load_s = t.elapsed().as_secs_f64();
-    let (list, _) = installable_list(&pool, a.list, a.seed)?;
+    let (list, _) = installable_list(&pool, a.list, a.seed, a.multilib)?;
     if let Some(path) = &a.save_list {
         std::fs::write(path, list.join("\n") + "\n").map_err(|e| format!("{path}: {e}"))?;
     }
@@ -370,7 +381,7 @@ fn real(dir: &str, a: &Args) -> Result<(), String> {
     let t = Instant::now();
     let pool = load(&[source], None).map_err(|e| e.to_string())?;
     let parsed = t.elapsed().as_secs_f64();
-    let sol = solve(&pool, &request(&list)).map_err(|e| e.to_string())?;
+    let sol = solve(&pool, &request(&list, a.multilib)).map_err(|e| e.to_string())?;
     let total = t.elapsed().as_secs_f64();
     report("real", &pool, load_s, &sol);
     println!(
@@ -379,7 +390,7 @@ fn real(dir: &str, a: &Args) -> Result<(), String> {
     );
 
     let primary = format!("{dir}/repodata/primary.xml.gz");
-    let v = libsolv(&primary, &list, false)?;
+    let v = libsolv(&primary, &list, false, a.multilib)?;
     let by_nevra: BTreeMap<String, PackageId> = pool
         .ids()
         .map(|id| (pool.nevra(id).to_string(), id))
@@ -419,7 +430,7 @@ fn real(dir: &str, a: &Args) -> Result<(), String> {
         .iter()
         .map(|&id| pool.nevra(id).to_string())
         .collect();
-    let c = libsolv(&primary, &ours_nevra, true)?;
+    let c = libsolv(&primary, &ours_nevra, true, a.multilib)?;
     let added = c["packages"].as_array().map_or(0, Vec::len);
     let objections = c["problems"].as_array().map_or(0, Vec::len);
     println!(
@@ -431,12 +442,20 @@ fn real(dir: &str, a: &Args) -> Result<(), String> {
 
 /// Runs `bench/solve_libsolv.py` on `lines` (job names, or NEVRAs with
 /// `check`) and parses its JSON report.
-fn libsolv(primary: &str, lines: &[String], check: bool) -> Result<serde_json::Value, String> {
+fn libsolv(
+    primary: &str,
+    lines: &[String],
+    check: bool,
+    multilib: bool,
+) -> Result<serde_json::Value, String> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/solve_libsolv.py");
     let mut cmd = Command::new("/usr/bin/python3");
     cmd.args([script, primary, "x86_64"]);
     if check {
         cmd.arg("--check");
+    }
+    if multilib {
+        cmd.arg("--multilib");
     }
     let mut child = cmd
         .stdin(Stdio::piped())

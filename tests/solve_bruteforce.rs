@@ -138,10 +138,10 @@ fn instance(seed: u64) -> (Pool, Request) {
 
 /// Exhaustive optimum with bitmask rules (a third, independent rendering
 /// of the semantics); `None` if no subset is a valid closure.
-fn brute(pool: &Pool, req: &Request) -> Option<([u64; 3], Vec<PackageId>)> {
+fn brute(pool: &Pool, req: &Request) -> Option<([u64; 4], Vec<PackageId>)> {
     let n = pool.packages.len();
     assert!(n <= 16);
-    let mut best: Option<([u64; 3], u32)> = None;
+    let mut best: Option<([u64; 4], u32)> = None;
     let all: Vec<PackageId> = pool.ids().collect();
     // Rules only depend on the subset, so check_closure is exact; prune
     // the 2^n loop by job masks first, which is cheap.

@@ -569,3 +569,22 @@ fn why_gives_chain_and_version_reason() {
     );
     assert!(why(&p, &req, &sol, "nonexistent").is_none());
 }
+
+#[test]
+fn multilib_prefers_native_builds_and_ranks_versions_per_arch() {
+    // The i586 build has a newer release; it must not make the x86_64
+    // build look old, and a native build wins a tie.
+    let mut p = new_pool();
+    add(&mut p, 0, "app", "1-1", "x86_64", &[("R", "libfoo")]);
+    add(&mut p, 0, "foo", "1.0-1", "x86_64", &[("P", "libfoo")]);
+    add(&mut p, 0, "foo", "1.0-2", "i586", &[("P", "libfoo")]);
+    p.index();
+    let mut req = names(&["app"]);
+    req.multilib = true;
+    let sol = solve(&p, &req).unwrap();
+    assert_eq!(
+        labels(&p, &sol.packages),
+        ["app-1-1.x86_64", "foo-1.0-1.x86_64"]
+    );
+    assert_eq!(sol.stats.cost, [0, 0, 0, 2]);
+}

@@ -30,8 +30,9 @@ pub(crate) struct Formula {
     pub nvars: usize,
     pub clauses: Vec<Vec<Lit>>,
     pub groups: Vec<Group>,
-    /// Soft literals (wanted true) per objective level.
-    pub soft: [Vec<Lit>; 3],
+    /// Soft literals (wanted true) per objective level, see
+    /// [`super::Stats::cost`].
+    pub soft: Vec<Vec<Lit>>,
 }
 
 pub(crate) fn lit(i: usize) -> Lit {
@@ -194,7 +195,7 @@ pub(crate) fn encode(
             nvars: n,
             clauses: Vec::new(),
             groups: Vec::new(),
-            soft: [Vec::new(), Vec::new(), Vec::new()],
+            soft: Vec::new(),
         },
         tru: lit(0),
         dep_lit: HashMap::new(),
@@ -319,6 +320,7 @@ pub(crate) fn encode(
     }
 
     if objective {
+        e.f.soft = vec![Vec::new(); 4];
         let mut level1 = vec![false; pool.names.len()];
         for &(_, cands) in jobs {
             for &p in cands {
@@ -347,7 +349,15 @@ pub(crate) fn encode(
             }
             e.f.soft[level].extend(o.iter().map(|&l| !l));
         }
-        e.f.soft[2] = (0..n).map(|x| !lit(x)).collect();
+        // With multilib, prefer native (and noarch) builds, as dnf does.
+        e.f.soft[2] = (0..n)
+            .filter(|&x| {
+                let a = pool.name(pool.package(cone.pkgs[x]).arch);
+                a != req.arch && a != "noarch"
+            })
+            .map(|x| !lit(x))
+            .collect();
+        e.f.soft[3] = (0..n).map(|x| !lit(x)).collect();
     }
     e.f
 }

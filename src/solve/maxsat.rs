@@ -21,12 +21,12 @@ use varisat::{ExtendFormula, Lit, Solver};
 pub(crate) enum Outcome {
     Optimal {
         model: Vec<bool>,
-        cost: [u64; 3],
+        cost: Vec<u64>,
     },
     /// Deadline hit; the best model found so far and its cost.
     Timeout {
         model: Option<Vec<bool>>,
-        cost: [u64; 3],
+        cost: Vec<u64>,
     },
     Unsat,
     Error(String),
@@ -84,7 +84,7 @@ impl Oll {
                 nvars: f.nvars,
                 clauses: Vec::new(),
                 groups: Vec::new(),
-                soft: Default::default(),
+                soft: Vec::new(),
             },
             None,
         );
@@ -206,15 +206,15 @@ impl Oll {
         Ok(a[..hi].to_vec())
     }
 
-    /// Optimises the three levels in order.
-    pub fn run(&mut self, levels: &[Vec<Lit>; 3], npackages: usize) -> Outcome {
+    /// Optimises the levels in order (lexicographically).
+    pub fn run(&mut self, levels: &[Vec<Lit>], npackages: usize) -> Outcome {
         match self.call(&[]) {
             Ok(true) => {}
             Ok(false) => return Outcome::Unsat,
             Err(e) => return Outcome::Error(e),
         }
         let mut best = self.model();
-        let mut cost = [0u64; 3];
+        let mut cost = vec![0u64; levels.len()];
         for (lvl, softs) in levels.iter().enumerate() {
             let Some(val) = self.propagate() else {
                 return Outcome::Error(
@@ -416,15 +416,16 @@ fn value(val: &[Option<bool>], l: Lit) -> Option<bool> {
 }
 
 /// Soft literals a model violates, per level.
-fn model_cost(m: &[bool], levels: &[Vec<Lit>; 3]) -> [u64; 3] {
-    let mut c = [0u64; 3];
-    for (i, softs) in levels.iter().enumerate() {
-        c[i] = softs
-            .iter()
-            .filter(|l| m.get(l.index()).copied().unwrap_or(false) != l.is_positive())
-            .count() as u64;
-    }
-    c
+fn model_cost(m: &[bool], levels: &[Vec<Lit>]) -> Vec<u64> {
+    levels
+        .iter()
+        .map(|softs| {
+            softs
+                .iter()
+                .filter(|l| m.get(l.index()).copied().unwrap_or(false) != l.is_positive())
+                .count() as u64
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -456,14 +457,15 @@ pub(crate) mod tests {
     }
 
     /// Random 10-variable CNF with three levels of soft literals.
-    fn instance(seed: u64) -> (Formula, [Vec<Lit>; 3]) {
+    fn instance(seed: u64) -> (Formula, Vec<Vec<Lit>>) {
         let mut r = Rng(seed * 7919 + 17);
         let n = 10;
         let clauses: Vec<Vec<Lit>> = (0..12)
             .map(|_| (0..2 + r.below(2)).map(|_| random_lit(&mut r, n)).collect())
             .collect();
-        let soft: [Vec<Lit>; 3] =
-            std::array::from_fn(|_| (0..2 + r.below(5)).map(|_| random_lit(&mut r, n)).collect());
+        let soft: Vec<Vec<Lit>> = (0..3)
+            .map(|_| (0..2 + r.below(5)).map(|_| random_lit(&mut r, n)).collect())
+            .collect();
         let f = Formula {
             nvars: n,
             groups: vec![Group::Def; clauses.len()],
@@ -473,11 +475,13 @@ pub(crate) mod tests {
         (f, soft)
     }
 
-    fn cost(m: &[bool], soft: &[Vec<Lit>; 3]) -> [u64; 3] {
-        std::array::from_fn(|i| soft[i].iter().filter(|&&l| !holds(m, l)).count() as u64)
+    fn cost(m: &[bool], soft: &[Vec<Lit>]) -> Vec<u64> {
+        soft.iter()
+            .map(|s| s.iter().filter(|&&l| !holds(m, l)).count() as u64)
+            .collect()
     }
 
-    fn brute(f: &Formula) -> Option<[u64; 3]> {
+    fn brute(f: &Formula) -> Option<Vec<u64>> {
         (0u32..1 << f.nvars)
             .map(|bits| {
                 (0..f.nvars)

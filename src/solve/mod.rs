@@ -7,11 +7,13 @@
 //!
 //! 1. the shopping-list packages are as new as possible,
 //! 2. then everything they pull in is as new as possible,
-//! 3. then the closure has as few packages as possible.
+//! 3. then (multilib only) as few foreign-arch packages as possible,
+//! 4. then the closure has as few packages as possible.
 //!
 //! "As new as possible" is measured per name as the *rank* of the oldest
-//! installed version: the number of distinct newer labels of that name that
-//! are available (after arch, exclude and priority filtering). The cost of a
+//! installed version: the number of distinct newer labels of that name and
+//! arch (noarch counting as any arch) that are available after arch,
+//! exclude and priority filtering. The cost of a
 //! level is the sum of ranks over the names in that level; level 1 holds the
 //! names of every package that could satisfy a job, level 2 all other names.
 //!
@@ -203,9 +205,10 @@ pub struct Stats {
     pub cores: u64,
     /// Cores from varisat that turned out satisfiable on re-check.
     pub bogus_cores: u64,
-    /// Optimal cost per objective level: list-package ranks, other ranks,
-    /// package count.
-    pub cost: [u64; 3],
+    /// Cost per objective level, in priority order: ranks of list
+    /// packages, ranks of other packages, packages of a foreign arch
+    /// (multilib only), package count.
+    pub cost: [u64; 4],
     /// Filtering, cone and encoding.
     pub prepare: Duration,
     /// Everything: `prepare` plus SAT solving and optimisation.
@@ -317,7 +320,9 @@ pub fn solve(pool: &Pool, req: &Request) -> Result<Solution, SolveError> {
         }
         maxsat::Outcome::Error(e) => return Err(SolveError::Solver(e)),
     };
-    stats.cost = cost;
+    for (s, c) in stats.cost.iter_mut().zip(cost) {
+        *s = c;
+    }
     let mut packages: Vec<PackageId> = cone
         .iter()
         .enumerate()

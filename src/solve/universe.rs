@@ -30,7 +30,8 @@ pub(crate) enum Hidden {
 pub(crate) struct Universe<'p> {
     pub pool: &'p Pool,
     hidden: Vec<Hidden>,
-    /// Per package: distinct visible labels of its name newer than its own.
+    /// Per package: distinct visible labels of its name and arch (or
+    /// noarch) newer than its own.
     rank: Vec<u32>,
     /// Distinct package names with at least one package, in first-seen order.
     names: Vec<NameId>,
@@ -59,6 +60,7 @@ impl<'p> Universe<'p> {
             }
         }
         let mut rank = vec![0u32; n];
+        let noarch = pool.names.get("noarch");
         for &name in &names {
             let ids = pool.named(name);
             let prio = |id: &PackageId| pool.repos[pool.package(*id).repo.0 as usize].priority;
@@ -88,18 +90,28 @@ impl<'p> Universe<'p> {
                     .then_with(|| cost(a).cmp(&cost(b)))
                     .then_with(|| a.cmp(&b))
             });
-            let mut r = 0u32;
-            for k in 0..vis.len() {
-                let p = pool.package(vis[k]);
-                if k > 0 {
-                    let prev = pool.package(vis[k - 1]);
-                    if prev.evr.cmp(&p.evr) != Ordering::Equal {
-                        r += 1;
-                    } else if prev.arch == p.arch && same_label(&prev.evr, &p.evr) {
-                        hidden[vis[k].0 as usize] = Hidden::Duplicate;
-                    }
+            for k in 1..vis.len() {
+                let (prev, p) = (pool.package(vis[k - 1]), pool.package(vis[k]));
+                if prev.arch == p.arch && same_label(&prev.evr, &p.evr) {
+                    hidden[vis[k].0 as usize] = Hidden::Duplicate;
                 }
-                rank[vis[k].0 as usize] = r;
+            }
+            vis.retain(|id| hidden[id.0 as usize] == Hidden::Visible);
+            // Versions are compared within an arch (noarch joins every arch):
+            // an i586 build with a higher release must not make the x86_64
+            // build look old, or multilib would drag in 32-bit trees.
+            let compatible =
+                |a: NameId, b: NameId| a == b || Some(a) == noarch || Some(b) == noarch;
+            for &a in &vis {
+                let pa = pool.package(a);
+                let mut newer: Vec<&crate::repo::Evr> = vis
+                    .iter()
+                    .map(|&b| pool.package(b))
+                    .filter(|pb| compatible(pa.arch, pb.arch) && pb.evr > pa.evr)
+                    .map(|pb| &pb.evr)
+                    .collect();
+                newer.dedup_by(|x, y| (**x).cmp(*y) == Ordering::Equal);
+                rank[a.0 as usize] = newer.len() as u32;
             }
         }
         Universe {

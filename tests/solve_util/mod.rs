@@ -237,8 +237,10 @@ pub fn check_closure(pool: &Pool, req: &Request, ids: &[PackageId]) -> Result<()
 }
 
 /// The solver's objective, computed independently: per level the sum over
-/// names of the rank of the oldest installed version, then the count.
-pub fn cost(pool: &Pool, req: &Request, ids: &[PackageId]) -> [u64; 3] {
+/// names of the rank of the oldest installed version, then foreign-arch
+/// packages, then the count. (Ranks here ignore arches: tests that use
+/// this have one arch.)
+pub fn cost(pool: &Pool, req: &Request, ids: &[PackageId]) -> [u64; 4] {
     let mut level1: Vec<NameId> = req
         .jobs
         .iter()
@@ -260,7 +262,14 @@ pub fn cost(pool: &Pool, req: &Request, ids: &[PackageId]) -> [u64; 3] {
         let w = worst.entry(pkg.name).or_default();
         *w = (*w).max(newer.len() as u64);
     }
-    let mut c = [0, 0, ids.len() as u64];
+    let foreign = ids
+        .iter()
+        .filter(|&&p| {
+            !matches!(pool.name(pool.package(p).arch), "noarch")
+                && pool.name(pool.package(p).arch) != req.arch
+        })
+        .count() as u64;
+    let mut c = [0, 0, foreign, ids.len() as u64];
     for (n, w) in worst {
         c[if level1.binary_search(&n).is_ok() {
             0
