@@ -107,7 +107,8 @@ pub enum VersionReq {
     Any,
     Range(Range),
     /// `3.10.*`: matched against the version and against version-release
-    /// (and `epoch:version-release` when the epoch is not 0).
+    /// (and `epoch:version-release` when the epoch is not 0) of the package,
+    /// or for a capability job of the providing package.
     Glob(String),
 }
 
