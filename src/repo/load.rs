@@ -47,10 +47,10 @@ pub fn metadata_hash(source: &RepoSource) -> Result<String, RepoError> {
 /// Repositories are fetched and parsed in parallel; the result does not
 /// depend on timing.
 pub fn load(sources: &[RepoSource], cache: Option<&Path>) -> Result<Pool, RepoError> {
-    let parts: Vec<(Pool, String)> = sources
-        .par_iter()
-        .map(|s| load_one(s, cache))
-        .collect::<Result<_, _>>()?;
+    let results: Vec<Result<(Pool, String), RepoError>> =
+        sources.par_iter().map(|s| load_one(s, cache)).collect();
+    // The first failing repository in spec order, whatever finished first.
+    let parts: Vec<(Pool, String)> = results.into_iter().collect::<Result<_, _>>()?;
     let mut pool = Pool::default();
     for (source, (part, hash)) in sources.iter().zip(parts) {
         let repo = pool.add_repo(RepoInfo {

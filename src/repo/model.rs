@@ -59,7 +59,7 @@ impl Interner {
     }
 
     /// Rebuilds the lookup map after deserialisation (it is not stored).
-    fn rebuild(&mut self) {
+    pub(crate) fn rebuild(&mut self) {
         self.map = self
             .names
             .iter()
