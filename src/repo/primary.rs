@@ -159,6 +159,10 @@ pub fn parse_primary(
                     .map_err(|e| XmlError::at(&reader, e.to_string()))?,
             ),
             Event::GeneralRef(r) if collecting != Text::None => push_ref(&reader, &r, &mut text)?,
+            Event::CData(c) if collecting != Text::None => text.push_str(
+                &c.decode()
+                    .map_err(|e| XmlError::at(&reader, e.to_string()))?,
+            ),
             Event::End(e) => {
                 let local = e.local_name();
                 match local.as_ref() {
@@ -377,6 +381,7 @@ mod tests {
     </rpm:obsoletes>
     <file>/usr/bin/f&amp;o</file>
     <file type="dir">/etc/foo</file>
+    <file><![CDATA[/usr/share/<cdata>]]></file>
   </format>
 </package>
 <package type="rpm">
@@ -414,7 +419,7 @@ mod tests {
         assert_eq!(p.provides.len(), 2);
         assert!(p.provides[1].range.is_none());
         let files: Vec<&str> = p.files.iter().map(|&f| pool.name(f)).collect();
-        assert_eq!(files, ["/usr/bin/f&o", "/etc/foo"]);
+        assert_eq!(files, ["/usr/bin/f&o", "/etc/foo", "/usr/share/<cdata>"]);
         assert!(pool.names.get("weak").is_none());
     }
 
