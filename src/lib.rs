@@ -16,5 +16,12 @@
 //! `cli` is the only module that prints; everything else returns values or
 //! errors.
 
+pub mod build;
+pub mod builders;
 pub mod cli;
+pub mod eval;
+pub mod lang;
+pub mod lock;
 pub mod repo;
+pub mod solve;
+pub mod store;

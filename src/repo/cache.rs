@@ -28,7 +28,8 @@ fn entry_path(dir: &Path, metadata_hash: &str) -> PathBuf {
 
 /// The cached packages of the repository whose repomd.xml hashes to
 /// `metadata_hash`, if a valid entry exists. Its interner can look names
-/// up (so more can be merged into it); the pool is not indexed.
+/// up (deserialising rebuilds its map, so more can be merged into it); the
+/// pool is not indexed.
 pub fn read(dir: &Path, metadata_hash: &str) -> Option<Pool> {
     let data = std::fs::read(entry_path(dir, metadata_hash)).ok()?;
     if data.len() < HEADER || &data[..8] != MAGIC || data[8..12] != FORMAT.to_le_bytes() {
@@ -38,9 +39,7 @@ pub fn read(dir: &Path, metadata_hash: &str) -> Option<Pool> {
     if blake3::hash(payload).as_bytes() != &data[12..HEADER] {
         return None;
     }
-    let mut pool: Pool = postcard::from_bytes(payload).ok()?;
-    pool.names.rebuild();
-    Some(pool)
+    postcard::from_bytes(payload).ok()
 }
 
 /// Stores `pool` (one repository's packages) under `metadata_hash`.

@@ -10,7 +10,7 @@ mod cache;
 mod decode;
 pub mod error;
 pub mod evr;
-mod fetch;
+pub mod fetch;
 mod filelists;
 mod load;
 pub mod model;

@@ -23,11 +23,32 @@ pub struct PackageId(pub u32);
 pub struct RepoId(pub u16);
 
 /// String interner. Ids are dense and assigned in first-seen order.
+///
+/// Serialises as the plain list of strings; deserialising rebuilds the
+/// lookup map, so an interner read from the metadata cache interns new
+/// strings without duplicating old ones.
 #[derive(Default, Clone, Debug, Serialize, Deserialize)]
+#[serde(from = "Vec<Box<str>>", into = "Vec<Box<str>>")]
 pub struct Interner {
     names: Vec<Box<str>>,
-    #[serde(skip)]
     map: HashMap<Box<str>, NameId>,
+}
+
+impl From<Vec<Box<str>>> for Interner {
+    fn from(names: Vec<Box<str>>) -> Self {
+        let map = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), NameId(i as u32)))
+            .collect();
+        Interner { names, map }
+    }
+}
+
+impl From<Interner> for Vec<Box<str>> {
+    fn from(i: Interner) -> Self {
+        i.names
+    }
 }
 
 impl Interner {
@@ -56,16 +77,6 @@ impl Interner {
 
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
-    }
-
-    /// Rebuilds the lookup map after deserialisation (it is not stored).
-    pub(crate) fn rebuild(&mut self) {
-        self.map = self
-            .names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.clone(), NameId(i as u32)))
-            .collect();
     }
 }
 
@@ -193,7 +204,6 @@ impl Pool {
     /// Builds the lookup indexes. Call after the last `add_package` and after
     /// deserialising; queries on an unindexed pool find nothing.
     pub fn index(&mut self) {
-        self.names.rebuild();
         self.provides.clear();
         self.by_name.clear();
         for (i, p) in self.packages.iter().enumerate() {
@@ -329,5 +339,21 @@ pub fn arch_compatible(target: &str, arch: &str, multilib: bool) -> bool {
         "i586" => matches!(arch, "i386" | "i486"),
         "aarch64" => false,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interner_survives_serialisation_without_duplicating_names() {
+        let mut i = Interner::default();
+        let a = i.intern("initscripts");
+        let back: Interner = serde_json::from_str(&serde_json::to_string(&i).unwrap()).unwrap();
+        let mut back = back;
+        assert_eq!(back.get("initscripts"), Some(a));
+        assert_eq!(back.intern("initscripts"), a);
+        assert_eq!(back.len(), 1);
     }
 }

@@ -1,0 +1,337 @@
+//! Assemble: merges the closure's package trees into one OS root tree.
+//!
+//! Only tree objects are written: a file keeps the blob hash it had in its
+//! package, and a directory that only one package populates keeps that
+//! package's tree hash, so two releases sharing 999 of 1,000 packages share
+//! every object but the few directories on the path to the change.
+//!
+//! As rpm allows, two packages may ship the same path with identical
+//! content, mode and owner; anything else is a conflict naming both
+//! packages and the path, unless the spec's `prefer` map names the winner.
+
+use crate::store::{self, Entry, Hash, Node, Store, Tree};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// One package to merge: its label and its extracted tree.
+pub struct PackageTree {
+    pub nevra: String,
+    /// The package name, as `prefer` names winners.
+    pub name: String,
+    pub tree: Hash,
+}
+
+/// The merged tree and who owns what.
+pub struct Assembled {
+    pub tree: Hash,
+    /// Every path (absolute, `/usr/bin/bash`) and the packages shipping it,
+    /// sorted. Directories shared by many packages list all of them.
+    pub owners: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AssembleError {
+    #[error("file conflict at {path}: {a} and {b} ship different {what}")]
+    Conflict {
+        path: String,
+        a: String,
+        b: String,
+        what: &'static str,
+    },
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+/// A directory being merged: entries by name, each with its owners.
+#[derive(Default)]
+struct Dir {
+    entries: BTreeMap<String, Slot>,
+}
+
+struct Slot {
+    /// The entry as first seen; for directories `node` is replaced by the
+    /// merged tree at the end.
+    entry: Entry,
+    owners: Vec<usize>,
+    /// Set once a second package adds to this directory: it then needs a
+    /// new tree object; until then the package's own tree hash is reused.
+    merged: Option<Box<Dir>>,
+}
+
+#[derive(Serialize)]
+struct Owned<'a> {
+    path: &'a str,
+    packages: &'a [String],
+}
+
+pub fn assemble(
+    store: &dyn Store,
+    packages: &[PackageTree],
+    prefer: &BTreeMap<String, String>,
+) -> Result<Assembled, AssembleError> {
+    let mut root = Dir::default();
+    for (i, p) in packages.iter().enumerate() {
+        let tree = store.get_tree(&p.tree)?;
+        merge_into(store, &mut root, tree, i, packages, prefer, "")?;
+    }
+    let mut owners = BTreeMap::new();
+    let tree = write(store, root, packages, "", &mut owners)?;
+    Ok(Assembled { tree, owners })
+}
+
+/// Serialised ownership manifest (a JSON array of `{path, packages}`),
+/// stored as a blob next to the tree.
+pub fn manifest_json(owners: &BTreeMap<String, Vec<String>>) -> Vec<u8> {
+    let list: Vec<Owned> = owners
+        .iter()
+        .map(|(path, packages)| Owned { path, packages })
+        .collect();
+    serde_json::to_vec(&list).expect("plain data")
+}
+
+fn merge_into(
+    store: &dyn Store,
+    dir: &mut Dir,
+    tree: Tree,
+    pkg: usize,
+    packages: &[PackageTree],
+    prefer: &BTreeMap<String, String>,
+    prefix: &str,
+) -> Result<(), AssembleError> {
+    for e in tree.into_entries() {
+        let path = format!("{prefix}/{}", e.name);
+        match dir.entries.get_mut(&e.name) {
+            None => {
+                dir.entries.insert(
+                    e.name.clone(),
+                    Slot {
+                        entry: e,
+                        owners: vec![pkg],
+                        merged: None,
+                    },
+                );
+            }
+            Some(slot) => match (&slot.entry.node, &e.node) {
+                (Node::Directory { tree: mine }, Node::Directory { tree: theirs }) => {
+                    if slot.merged.is_none() {
+                        // First sharing (so far one owner): expand its
+                        // side into a merge buffer.
+                        let mut m = Dir::default();
+                        let first = slot.owners[0];
+                        merge_into(
+                            store,
+                            &mut m,
+                            store.get_tree(mine)?,
+                            first,
+                            packages,
+                            prefer,
+                            &path,
+                        )?;
+                        slot.merged = Some(Box::new(m));
+                    }
+                    let sub = slot.merged.as_mut().expect("set above");
+                    merge_into(
+                        store,
+                        sub,
+                        store.get_tree(theirs)?,
+                        pkg,
+                        packages,
+                        prefer,
+                        &path,
+                    )?;
+                    slot.owners.push(pkg);
+                }
+                (a, b) => {
+                    let same_content = a == b;
+                    let same_meta = slot.entry.mode == e.mode
+                        && slot.entry.owner == e.owner
+                        && slot.entry.group == e.group;
+                    if same_content && same_meta {
+                        slot.owners.push(pkg);
+                        continue;
+                    }
+                    let first = &packages[slot.owners[0]];
+                    let this = &packages[pkg];
+                    match prefer.get(&path) {
+                        Some(w) if *w == this.name => {
+                            slot.entry = e;
+                            slot.owners = vec![pkg];
+                            slot.merged = None;
+                        }
+                        Some(w) if *w == first.name => {}
+                        _ => {
+                            return Err(AssembleError::Conflict {
+                                path,
+                                a: first.nevra.clone(),
+                                b: this.nevra.clone(),
+                                what: if !same_content {
+                                    kind_word(a, b)
+                                } else {
+                                    "modes or owners"
+                                },
+                            })
+                        }
+                    }
+                }
+            },
+        }
+    }
+    Ok(())
+}
+
+fn kind_word(a: &Node, b: &Node) -> &'static str {
+    match (a, b) {
+        (Node::File { .. }, Node::File { .. }) => "contents",
+        (Node::Symlink { .. }, Node::Symlink { .. }) => "symlink targets",
+        _ => "kinds of file",
+    }
+}
+
+fn write(
+    store: &dyn Store,
+    dir: Dir,
+    packages: &[PackageTree],
+    prefix: &str,
+    owners: &mut BTreeMap<String, Vec<String>>,
+) -> Result<Hash, AssembleError> {
+    let mut entries = Vec::with_capacity(dir.entries.len());
+    for (name, slot) in dir.entries {
+        let path = format!("{prefix}/{name}");
+        let mut names: Vec<String> = slot
+            .owners
+            .iter()
+            .map(|&i| packages[i].nevra.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        owners.insert(path.clone(), names);
+        let mut entry = slot.entry;
+        match slot.merged {
+            Some(sub) => {
+                entry.node = Node::Directory {
+                    tree: write(store, *sub, packages, &path, owners)?,
+                };
+            }
+            None => {
+                if let Node::Directory { tree } = &entry.node {
+                    record_unmerged(store, tree, &path, &packages[slot.owners[0]].nevra, owners)?;
+                }
+            }
+        }
+        entries.push(entry);
+    }
+    Ok(store.put_tree(&Tree::new(entries)?)?)
+}
+
+/// Ownership for a directory only one package populates: walk its tree
+/// (reading, not writing) to list the paths.
+fn record_unmerged(
+    store: &dyn Store,
+    tree: &Hash,
+    prefix: &str,
+    nevra: &str,
+    owners: &mut BTreeMap<String, Vec<String>>,
+) -> Result<(), AssembleError> {
+    for e in store.get_tree(tree)?.into_entries() {
+        let path = format!("{prefix}/{}", e.name);
+        owners.insert(path.clone(), vec![nevra.to_string()]);
+        if let Node::Directory { tree } = &e.node {
+            record_unmerged(store, tree, &path, nevra, owners)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Flags, MemStore};
+
+    fn file(store: &MemStore, name: &str, content: &str) -> Entry {
+        let b = store.put_blob(&mut content.as_bytes()).unwrap();
+        Entry {
+            name: name.into(),
+            node: Node::File {
+                size: b.size,
+                blob: Some(b.hash),
+            },
+            mode: 0o644,
+            owner: "root".into(),
+            group: "root".into(),
+            flags: Flags::default(),
+        }
+    }
+
+    fn dir(store: &MemStore, name: &str, entries: Vec<Entry>) -> Entry {
+        let t = store.put_tree(&Tree::new(entries).unwrap()).unwrap();
+        Entry {
+            name: name.into(),
+            node: Node::Directory { tree: t },
+            mode: 0o755,
+            owner: "root".into(),
+            group: "root".into(),
+            flags: Flags::default(),
+        }
+    }
+
+    fn pkg(store: &MemStore, name: &str, entries: Vec<Entry>) -> PackageTree {
+        PackageTree {
+            nevra: format!("{name}-1-1.x86_64"),
+            name: name.into(),
+            tree: store.put_tree(&Tree::new(entries).unwrap()).unwrap(),
+        }
+    }
+
+    #[test]
+    fn merges_shared_directories_and_reuses_unshared_trees() {
+        let s = MemStore::new();
+        let bin_a = dir(&s, "bin", vec![file(&s, "bash", "bash")]);
+        let lib_a = dir(&s, "lib", vec![file(&s, "libc.so", "libc")]);
+        let bin_b = dir(&s, "bin", vec![file(&s, "ls", "ls")]);
+        let a = pkg(&s, "a", vec![bin_a, lib_a.clone()]);
+        let b = pkg(&s, "b", vec![bin_b]);
+        let trees_before = s.tree_count();
+        let out = assemble(&s, &[a, b], &BTreeMap::new()).unwrap();
+        let root = s.get_tree(&out.tree).unwrap();
+        // /lib is only in `a`: its tree hash is reused as is.
+        assert_eq!(root.get("lib").unwrap().node, lib_a.node);
+        let Node::Directory { tree } = &root.get("bin").unwrap().node else {
+            panic!()
+        };
+        let names: Vec<_> = s
+            .get_tree(tree)
+            .unwrap()
+            .entries()
+            .iter()
+            .map(|e| e.name.clone())
+            .collect();
+        assert_eq!(names, ["bash", "ls"]);
+        // New objects: the merged /bin and the root only.
+        assert_eq!(s.tree_count(), trees_before + 2);
+        assert_eq!(out.owners["/bin"], ["a-1-1.x86_64", "b-1-1.x86_64"]);
+        assert_eq!(out.owners["/lib/libc.so"], ["a-1-1.x86_64"]);
+        assert_eq!(out.owners["/bin/ls"], ["b-1-1.x86_64"]);
+    }
+
+    #[test]
+    fn identical_files_are_shared_and_differing_ones_conflict() {
+        let s = MemStore::new();
+        let a = pkg(&s, "a", vec![dir(&s, "etc", vec![file(&s, "x", "same")])]);
+        let b = pkg(&s, "b", vec![dir(&s, "etc", vec![file(&s, "x", "same")])]);
+        let c = pkg(&s, "c", vec![dir(&s, "etc", vec![file(&s, "x", "other")])]);
+        let ok = assemble(&s, &[a, b], &BTreeMap::new()).unwrap();
+        assert_eq!(ok.owners["/etc/x"], ["a-1-1.x86_64", "b-1-1.x86_64"]);
+
+        let a = pkg(&s, "a", vec![dir(&s, "etc", vec![file(&s, "x", "same")])]);
+        let err = assemble(&s, &[a, c], &BTreeMap::new()).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "file conflict at /etc/x: a-1-1.x86_64 and c-1-1.x86_64 ship different contents"
+        );
+        let a = pkg(&s, "a", vec![dir(&s, "etc", vec![file(&s, "x", "same")])]);
+        let c = pkg(&s, "c", vec![dir(&s, "etc", vec![file(&s, "x", "other")])]);
+        let prefer = BTreeMap::from([("/etc/x".to_string(), "c".to_string())]);
+        let won = assemble(&s, &[a, c], &prefer).unwrap();
+        assert_eq!(won.owners["/etc/x"], ["c-1-1.x86_64"]);
+    }
+}

@@ -1,0 +1,163 @@
+//! The derivation graph of one branch: a DAG whose edges run from an input
+//! derivation to the derivation that consumes it.
+
+use super::drv::{Derivation, DrvId};
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+
+/// Why one node points at another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Edge {
+    /// The consumer reads the producer's output; part of the consumer's id.
+    Input,
+    /// The producer (the solve) chose the consumer's parameters (which
+    /// package to fetch). Not part of any id: a fetch is identified by the
+    /// file it fetches, so re-solving to the same package rebuilds nothing.
+    /// Kept so `diff` and `why` can trace a change back to the solve.
+    Pin,
+}
+
+#[derive(Default)]
+pub struct Graph {
+    dag: DiGraph<Derivation, Edge>,
+    index: HashMap<DrvId, NodeIndex>,
+    /// The outputs a user asks for by name (`os-tree`, `meta-rpm`, ...).
+    pub roots: BTreeMap<String, DrvId>,
+}
+
+impl Graph {
+    /// Adds a derivation (idempotent: the same derivation twice is one node)
+    /// and its input edges. Inputs must already be in the graph, which makes
+    /// cycles impossible by construction.
+    pub fn add(&mut self, drv: Derivation) -> DrvId {
+        let id = drv.id();
+        if self.index.contains_key(&id) {
+            return id;
+        }
+        let inputs: Vec<DrvId> = drv.input_drvs().cloned().collect();
+        let node = self.dag.add_node(drv);
+        for input in inputs {
+            let from = self.index[&input];
+            self.dag.add_edge(from, node, Edge::Input);
+        }
+        self.index.insert(id.clone(), node);
+        id
+    }
+
+    /// Records that `from` chose the parameters of `to` (see [`Edge::Pin`]).
+    pub fn pin(&mut self, from: &DrvId, to: &DrvId) {
+        let (a, b) = (self.index[from], self.index[to]);
+        self.dag.update_edge(a, b, Edge::Pin);
+    }
+
+    pub fn get(&self, id: &DrvId) -> Option<&Derivation> {
+        self.index.get(id).map(|&n| &self.dag[n])
+    }
+
+    pub fn len(&self) -> usize {
+        self.dag.node_count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.dag.node_count() == 0
+    }
+
+    /// Finds a derivation by full id, unique id prefix, or exact name.
+    pub fn find(&self, key: &str) -> Vec<&DrvId> {
+        let mut hits: Vec<&DrvId> = self
+            .index
+            .iter()
+            .filter(|(id, &n)| id.0.starts_with(key) || self.dag[n].name == key)
+            .map(|(id, _)| id)
+            .collect();
+        hits.sort();
+        hits
+    }
+
+    /// All derivations in a deterministic topological order (inputs first;
+    /// ties broken by name).
+    pub fn topo(&self) -> Vec<(&DrvId, &Derivation)> {
+        let mut indeg: Vec<usize> = self
+            .dag
+            .node_indices()
+            .map(|n| {
+                self.dag
+                    .edges_directed(n, petgraph::Direction::Incoming)
+                    .count()
+            })
+            .collect();
+        let mut ready: std::collections::BTreeSet<(String, NodeIndex)> = self
+            .dag
+            .node_indices()
+            .filter(|n| indeg[n.index()] == 0)
+            .map(|n| (self.dag[n].name.clone(), n))
+            .collect();
+        let mut out = Vec::with_capacity(self.len());
+        while let Some(first) = ready.pop_first() {
+            let n = first.1;
+            for e in self.dag.edges(n) {
+                let t = e.target();
+                indeg[t.index()] -= 1;
+                if indeg[t.index()] == 0 {
+                    ready.insert((self.dag[t].name.clone(), t));
+                }
+            }
+            out.push(n);
+        }
+        let ids: HashMap<NodeIndex, &DrvId> = self.index.iter().map(|(k, &v)| (v, k)).collect();
+        out.into_iter().map(|n| (ids[&n], &self.dag[n])).collect()
+    }
+
+    /// Edges as (from, to, kind), sorted.
+    pub fn edges(&self) -> Vec<(&DrvId, &DrvId, Edge)> {
+        let ids: HashMap<NodeIndex, &DrvId> = self.index.iter().map(|(k, &v)| (v, k)).collect();
+        let mut v: Vec<_> = self
+            .dag
+            .edge_references()
+            .map(|e| (ids[&e.source()], ids[&e.target()], *e.weight()))
+            .collect();
+        v.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        v
+    }
+
+    /// Every derivation that transitively consumes `id` through input edges.
+    pub fn downstream(&self, id: &DrvId) -> Vec<&DrvId> {
+        let ids: HashMap<NodeIndex, &DrvId> = self.index.iter().map(|(k, &v)| (v, k)).collect();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut stack = vec![self.index[id]];
+        while let Some(n) = stack.pop() {
+            for e in self.dag.edges(n) {
+                if *e.weight() == Edge::Input && seen.insert(ids[&e.target()]) {
+                    stack.push(e.target());
+                }
+            }
+        }
+        seen.into_iter().collect()
+    }
+
+    /// Graphviz rendering: one node per derivation labelled with its name
+    /// and short id; pin edges dashed.
+    pub fn to_dot(&self) -> String {
+        let mut s = String::from("digraph cvmbuild {\n  rankdir=LR;\n  node [shape=box];\n");
+        for (id, d) in self.topo() {
+            s += &format!(
+                "  \"{}\" [label=\"{}\\n{}\"];\n",
+                id.short(),
+                d.name.replace('"', "\\\""),
+                id.short()
+            );
+        }
+        for (a, b, kind) in self.edges() {
+            let style = if kind == Edge::Pin {
+                " [style=dashed]"
+            } else {
+                ""
+            };
+            s += &format!("  \"{}\" -> \"{}\"{};\n", a.short(), b.short(), style);
+        }
+        s + "}\n"
+    }
+}

@@ -1,0 +1,229 @@
+//! Evaluation: a spec file and its lock -> one derivation graph per branch.
+//!
+//! For each branch: convert the release value into a typed [`Release`],
+//! hash each repository's metadata, compute the solve derivation, take the
+//! closure from the lock when the lock's solve id matches (or solve afresh),
+//! and plan the graph.
+
+pub mod drv;
+pub mod graph;
+pub mod pinning;
+pub mod plan;
+pub mod spec;
+
+pub use drv::{Builder, Derivation, DrvId, Input};
+pub use graph::{Edge, Graph};
+pub use spec::Release;
+
+use crate::lock::{BranchLock, LockFile, LockedPackage, RepoLock};
+use crate::{lang, lock};
+use miette::{miette, Result, WrapErr};
+use std::path::{Path, PathBuf};
+
+/// How `eval` may treat the lock file.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Only this branch (default: all).
+    pub branch: Option<String>,
+    /// Fail instead of changing the lock (CI).
+    pub locked: bool,
+    /// `cvmbuild update`: re-pin even if the lock is current. Empty: every
+    /// package may move; names: only those, the rest held at their locked
+    /// versions.
+    pub update: Option<Vec<String>>,
+    /// Use the lock as it is without reading repositories (no network).
+    pub offline: bool,
+    pub solve_timeout: Option<std::time::Duration>,
+    /// Directory for the repository metadata cache.
+    pub cache: Option<PathBuf>,
+}
+
+/// One evaluated branch.
+pub struct BranchEval {
+    pub release: Release,
+    pub graph: Graph,
+    pub lock: BranchLock,
+    /// Whether this evaluation re-pinned (the lock entry changed).
+    pub repinned: bool,
+}
+
+pub struct Evaluation {
+    pub spec_path: PathBuf,
+    pub sources: lang::SourceMap,
+    pub branches: Vec<BranchEval>,
+    pub lock_path: PathBuf,
+    /// Whether the lock file on disk was rewritten.
+    pub lock_written: bool,
+}
+
+/// Evaluates a spec: loads it, pins each branch, plans each graph, and
+/// updates the lock file when (and only when) a branch was re-pinned.
+pub fn evaluate(spec_path: &Path, opts: &Options) -> Result<Evaluation> {
+    let spec = lang::load(spec_path)?;
+    let releases = spec::releases(&spec)?;
+    let selected: Vec<Release> = match &opts.branch {
+        None => releases,
+        Some(b) => {
+            let names: Vec<&str> = releases.iter().map(|r| r.branch.as_str()).collect();
+            let found = releases.iter().find(|r| &r.branch == b).cloned();
+            vec![found.ok_or_else(|| {
+                miette!(
+                    code = "eval::no-such-branch",
+                    help = format!("branches in this spec: {}", names.join(", ")),
+                    "{} has no branch `{b}`",
+                    spec_path.display()
+                )
+            })?]
+        }
+    };
+    let lock_path = lock::path_for(spec_path);
+    let mut lockfile = LockFile::read(&lock_path)?;
+    let mut out = Vec::new();
+    let mut changed = false;
+    for rel in selected {
+        let (lock, repinned) = pin(&rel, &spec.sources, lockfile.branch.get(&rel.branch), opts)?;
+        let metadata: Vec<String> = lock.repo.iter().map(|r| r.metadata.clone()).collect();
+        let solve = plan::solve_derivation(&rel, &metadata);
+        let graph = plan::plan(&rel, solve, &lock.package, &spec.sources)?;
+        if repinned {
+            changed = true;
+            lockfile.branch.insert(rel.branch.clone(), lock.clone());
+        }
+        out.push(BranchEval {
+            release: rel,
+            graph,
+            lock,
+            repinned,
+        });
+    }
+    if changed {
+        if opts.locked {
+            let which: Vec<&str> = out
+                .iter()
+                .filter(|b| b.repinned)
+                .map(|b| b.release.branch.as_str())
+                .collect();
+            return Err(miette!(
+                code = "eval::locked",
+                help = "run `cvmbuild eval` (or `cvmbuild update`) and commit the lock file",
+                "{} is out of date for branch(es) {}, and --locked forbids changing it",
+                lock_path.display(),
+                which.join(", ")
+            ));
+        }
+        lockfile.version = lock::VERSION;
+        lockfile
+            .write(&lock_path)
+            .map_err(|e| miette!("cannot write {}: {e}", lock_path.display()))?;
+    }
+    Ok(Evaluation {
+        spec_path: spec_path.to_path_buf(),
+        sources: spec.sources,
+        branches: out,
+        lock_path,
+        lock_written: changed,
+    })
+}
+
+/// Returns the branch's lock entry, re-solving when the current one does not
+/// answer the current solve derivation.
+fn pin(
+    rel: &Release,
+    sources: &lang::SourceMap,
+    current: Option<&BranchLock>,
+    opts: &Options,
+) -> Result<(BranchLock, bool)> {
+    if opts.offline {
+        let lock = current.cloned().ok_or_else(|| {
+            miette!(
+                code = "eval::offline",
+                "branch `{}` has no lock entry and --offline forbids reading repositories",
+                rel.branch
+            )
+        })?;
+        return Ok((lock, false));
+    }
+    let repo_sources = repo_sources(rel);
+    let mut metadata = Vec::new();
+    for s in &repo_sources {
+        metadata.push(crate::repo::metadata_hash(s)?);
+    }
+    let solve = plan::solve_derivation(rel, &metadata);
+    let solve_id = solve.id();
+    if let Some(cur) = current {
+        if cur.solve == solve_id.0 && opts.update.is_none() {
+            return Ok((cur.clone(), false));
+        }
+    }
+    let pool = crate::repo::load(&repo_sources, opts.cache.as_deref())
+        .wrap_err_with(|| format!("loading repositories for branch `{}`", rel.branch))?;
+    let hold: Vec<LockedPackage> = match (&opts.update, current) {
+        (Some(names), Some(cur)) if !names.is_empty() => {
+            for n in names {
+                if !cur.package.iter().any(|p| &p.name == n) {
+                    return Err(miette!(
+                        code = "eval::update-unknown",
+                        "`{n}` is not in the locked closure of branch `{}`",
+                        rel.branch
+                    ));
+                }
+            }
+            cur.package
+                .iter()
+                .filter(|p| !names.contains(&p.name))
+                .cloned()
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    let closure = pinning::solve(rel, &pool, sources, opts.solve_timeout, &hold)?;
+    let packages: Vec<LockedPackage> = closure
+        .packages
+        .iter()
+        .map(|&id| {
+            let p = pool.package(id);
+            LockedPackage {
+                name: pool.name(p.name).to_string(),
+                epoch: p.evr.epoch,
+                version: p.evr.version.to_string(),
+                release: p.evr.release.as_deref().unwrap_or("").to_string(),
+                arch: pool.name(p.arch).to_string(),
+                repo: pool.repos[p.repo.0 as usize].name.clone(),
+                location: p.location.to_string(),
+                checksum: format!("{}:{}", p.checksum.kind, p.checksum.hex),
+                size: p.size_package,
+            }
+        })
+        .collect();
+    let lock = BranchLock {
+        solve: solve_id.0,
+        spec: plan::spec_hash(&solve),
+        optimal: closure.optimal,
+        repo: rel
+            .repos
+            .iter()
+            .zip(&metadata)
+            .map(|(r, m)| RepoLock {
+                name: r.name.clone(),
+                url: r.url_as_written.clone(),
+                metadata: m.clone(),
+            })
+            .collect(),
+        package: packages,
+    };
+    let repinned = current != Some(&lock);
+    Ok((lock, repinned))
+}
+
+/// The repository reader's view of a release's repositories.
+pub fn repo_sources(rel: &Release) -> Vec<crate::repo::RepoSource> {
+    rel.repos
+        .iter()
+        .map(|r| crate::repo::RepoSource {
+            name: r.name.clone(),
+            url: r.location.as_source(),
+            priority: r.priority,
+            cost: r.cost,
+        })
+        .collect()
+}

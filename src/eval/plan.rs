@@ -1,0 +1,255 @@
+//! From a typed release and its pinned closure to the derivation graph.
+//!
+//! The graph for one branch:
+//!
+//! ```text
+//! solve ┄pin┄> fetch:P ──> extract:P ──> assemble (os-tree) ──> publish
+//!       ┄pin┄> meta-rpm ───────────────────────────────────────┘
+//!              extract:kernel ──> kernel ──> initrd ──> image:FMT
+//! ```
+//!
+//! Fetches are fixed-output: identified by the repository, location and
+//! checksum of the file, not by the solve, so re-pinning changes only the
+//! derivations of the packages whose version changed.
+
+use super::drv::{Builder, Derivation, DrvId};
+use super::graph::Graph;
+use super::spec::{FileInput, Release};
+use crate::lang;
+use crate::lock::LockedPackage;
+use serde_json::{json, Value as Json};
+use std::collections::BTreeMap;
+
+/// The solve derivation of a release: its inputs are the repositories'
+/// metadata hashes and its parameters everything in the spec that can
+/// change the closure. Its id keys the branch's lock entry.
+pub fn solve_derivation(rel: &Release, metadata: &[String]) -> Derivation {
+    let mut packages: Vec<Json> = rel
+        .packages
+        .iter()
+        .map(|p| json!([p.name, p.constraint]))
+        .collect();
+    // The shopping list is a set: its order is not meaningful.
+    packages.sort_by_key(|v| v.to_string());
+    let pins: BTreeMap<&str, &str> = rel
+        .pins
+        .iter()
+        .map(|p| (p.name.as_str(), p.constraint.as_str()))
+        .collect();
+    let mut exclude = rel.exclude.clone();
+    exclude.sort();
+    let mut installonly = rel.installonly.clone();
+    installonly.sort();
+    let repos: Vec<Json> = rel
+        .repos
+        .iter()
+        .map(|r| {
+            json!({"name": r.name, "url": r.url_as_written, "priority": r.priority,
+                   "cost": r.cost, "exclude": r.exclude})
+        })
+        .collect();
+    let mut d = Derivation::new(
+        "solve",
+        Builder::builtin("solve", 1),
+        json!({
+            "arch": rel.arch, "multilib": rel.multilib, "packages": packages,
+            "pins": pins, "exclude": exclude, "installonly": installonly, "repos": repos,
+        }),
+    );
+    for (r, hash) in rel.repos.iter().zip(metadata) {
+        d = d.input_source(format!("repo:{}", r.name), hash, r.url_as_written.clone());
+    }
+    d
+}
+
+/// blake3 of the solve parameters alone (the lock's `spec` field).
+pub fn spec_hash(solve: &Derivation) -> String {
+    blake3::hash(solve.params.to_string().as_bytes())
+        .to_hex()
+        .to_string()
+}
+
+/// Builds the full graph. `closure` is the pinned package set (from the lock
+/// or a fresh solve).
+pub fn plan(
+    rel: &Release,
+    solve: Derivation,
+    closure: &[LockedPackage],
+    sources: &lang::SourceMap,
+) -> Result<Graph, lang::Error> {
+    let mut g = Graph::default();
+    let solve_id = g.add(solve);
+    g.roots.insert("solve".into(), solve_id.clone());
+
+    let mut extracts: BTreeMap<&str, (DrvId, &LockedPackage)> = BTreeMap::new();
+    for p in closure {
+        let nevra = p.nevra();
+        let fetch = g.add(Derivation::new(
+            format!("fetch:{nevra}"),
+            Builder::builtin("fetch", 1),
+            json!({"nevra": nevra, "repo": p.repo, "location": p.location,
+                   "checksum": p.checksum, "size": p.size}),
+        ));
+        g.pin(&solve_id, &fetch);
+        let extract = g.add(
+            Derivation::new(
+                format!("extract:{nevra}"),
+                Builder::builtin("extract", 1),
+                json!({"nevra": nevra}),
+            )
+            .input_drv("rpm", &fetch),
+        );
+        extracts.insert(p.name.as_str(), (extract, p));
+    }
+
+    let mut assemble = Derivation::new(
+        "assemble",
+        Builder::builtin("assemble", 1),
+        json!({"prefer": rel.prefer, "epoch": rel.epoch}),
+    );
+    for (id, p) in extracts.values() {
+        assemble = assemble.input_drv(format!("pkg:{}", p.nevra()), id);
+    }
+    let os_tree = g.add(assemble);
+    g.roots.insert("os-tree".into(), os_tree.clone());
+
+    let requires: Vec<String> = closure
+        .iter()
+        .map(|p| format!("{} = {}:{}-{}", p.name, p.epoch, p.version, p.release))
+        .collect();
+    let meta = g.add(Derivation::new(
+        format!("meta-rpm:{}-{}", rel.name, rel.version),
+        Builder::builtin("meta-rpm", 1),
+        json!({"name": rel.name, "version": rel.version, "release": "1", "branch": rel.branch,
+               "epoch": rel.epoch, "requires": requires}),
+    ));
+    g.pin(&solve_id, &meta);
+    g.roots.insert("meta-rpm".into(), meta.clone());
+
+    let in_closure = |name: &str, span: lang::Span, what: &str| {
+        extracts.get(name).map(|(id, _)| id.clone()).ok_or_else(|| {
+            sources.error(
+                span,
+                format!("{what} package `{name}` is not in the closure"),
+                "add it to `packages`",
+            )
+        })
+    };
+
+    if let Some(k) = &rel.kernel {
+        let kpkg = in_closure(&k.package, k.span, "kernel")?;
+        let mut modules = k.modules.clone();
+        modules.sort();
+        modules.dedup();
+        let mut d = Derivation::new(
+            "kernel",
+            Builder::builtin("kernel", 1),
+            json!({"modules": modules, "epoch": rel.epoch,
+                   "config": k.config.as_ref().map(inline_or_null)}),
+        )
+        .input_drv("package", &kpkg);
+        if let Some(FileInput::File { path, relative }) = &k.config {
+            d = d.input_source(
+                "config",
+                hash_file(path, sources, k.span)?,
+                relative.clone(),
+            );
+        }
+        let kernel = g.add(d);
+        g.roots.insert("kernel".into(), kernel.clone());
+
+        if let Some(i) = &rel.initrd {
+            let mut d = Derivation::new(
+                "initrd",
+                Builder::builtin("initrd", 1),
+                json!({"compression": i.compression, "binaries": i.binaries, "epoch": rel.epoch,
+                       "init": inline_or_null(&i.init),
+                       "files": i.files.iter().map(|(k, v)| (k.clone(), inline_or_null(v))).collect::<BTreeMap<_, _>>()}),
+            )
+            .input_drv("kernel", &kernel);
+            for name in &i.packages {
+                d = d.input_drv(format!("pkg:{name}"), &in_closure(name, i.span, "initrd")?);
+            }
+            if let FileInput::File { path, relative } = &i.init {
+                d = d.input_source("init", hash_file(path, sources, i.span)?, relative.clone());
+            }
+            for (dest, f) in &i.files {
+                if let FileInput::File { path, relative } = f {
+                    d = d.input_source(
+                        format!("file:{dest}"),
+                        hash_file(path, sources, i.span)?,
+                        relative.clone(),
+                    );
+                }
+            }
+            let initrd = g.add(d);
+            g.roots.insert("initrd".into(), initrd.clone());
+            for img in &rel.images {
+                let size = img
+                    .size
+                    .as_deref()
+                    .map(super::spec::parse_size)
+                    .transpose()
+                    .ok()
+                    .flatten();
+                let id = g.add(
+                    Derivation::new(
+                        format!("image:{}", img.format),
+                        Builder::builtin("image", 1),
+                        json!({"format": img.format, "size": size, "cmdline": k.cmdline,
+                               "release": rel.name, "version": rel.version, "branch": rel.branch,
+                               "epoch": rel.epoch,
+                               "tag": format!("{}-{}", rel.name, rel.version)}),
+                    )
+                    .input_drv("kernel", &kernel)
+                    .input_drv("initrd", &initrd),
+                );
+                g.roots.insert(format!("image:{}", img.format), id);
+            }
+        }
+    }
+
+    if let Some(c) = &rel.cvmfs {
+        let tag = c
+            .tag
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", rel.name, rel.version));
+        let id = g.add(
+            Derivation::new(
+                format!("publish:{}", c.repository),
+                Builder::builtin("publish", 1),
+                json!({"repository": c.repository, "nested": c.nested, "tag": tag,
+                       "branch": rel.branch, "epoch": rel.epoch}),
+            )
+            .input_drv("tree", &os_tree)
+            .input_drv("meta", &meta),
+        );
+        g.roots.insert("publish".into(), id);
+    }
+    Ok(g)
+}
+
+/// Inline file content goes into parameters; file content is an input
+/// source (so its hash, not its path, is in the id).
+fn inline_or_null(f: &FileInput) -> Json {
+    match f {
+        FileInput::Inline(s) => Json::String(s.clone()),
+        FileInput::File { .. } => Json::Null,
+    }
+}
+
+fn hash_file(
+    path: &std::path::Path,
+    sources: &lang::SourceMap,
+    span: lang::Span,
+) -> Result<String, lang::Error> {
+    std::fs::read(path)
+        .map(|b| blake3::hash(&b).to_hex().to_string())
+        .map_err(|e| {
+            sources.error(
+                span,
+                format!("cannot read {}: {e}", path.display()),
+                "this input",
+            )
+        })
+}

@@ -1,0 +1,361 @@
+//! Which packages exist for a request, and which of them can matter.
+//!
+//! Filtering follows yum: incompatible arches, `exclude=` patterns and
+//! names shadowed by a better-priority repository are hidden; of several
+//! packages with the same name, arch and label only the one from the
+//! cheapest repository stays. The cone is everything reachable from the
+//! jobs through requires; nothing outside it can be in an optimal closure.
+
+use super::glob::glob_match;
+use super::{Job, SolveError, VersionReq};
+use crate::repo::{arch_compatible, Dep, NameId, PackageId, Pool, Rich, SimpleDep};
+use std::cmp::Ordering;
+use std::collections::VecDeque;
+
+/// Why a package is not visible; explanations quote it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Hidden {
+    Visible,
+    Arch,
+    /// Index into `Request::excludes`.
+    Excluded(usize),
+    /// A repository with better priority has this name.
+    Priority,
+    /// Same label in a cheaper repository.
+    Duplicate,
+}
+
+pub(crate) struct Universe<'p> {
+    pub pool: &'p Pool,
+    hidden: Vec<Hidden>,
+    /// Per package: distinct visible labels of its name newer than its own.
+    rank: Vec<u32>,
+    /// Distinct package names with at least one package, in first-seen order.
+    names: Vec<NameId>,
+    arch: String,
+}
+
+impl<'p> Universe<'p> {
+    pub fn new(pool: &'p Pool, req: &super::Request) -> Self {
+        let n = pool.packages.len();
+        let mut hidden = vec![Hidden::Visible; n];
+        let mut seen = vec![false; pool.names.len()];
+        let mut names = Vec::new();
+        for (i, p) in pool.packages.iter().enumerate() {
+            if !std::mem::replace(&mut seen[p.name.0 as usize], true) {
+                names.push(p.name);
+            }
+            if !arch_compatible(&req.arch, pool.name(p.arch), req.multilib) {
+                hidden[i] = Hidden::Arch;
+            } else if let Some(x) = req
+                .excludes
+                .iter()
+                .position(|g| glob_match(g, pool.name(p.name)))
+            {
+                hidden[i] = Hidden::Excluded(x);
+            }
+        }
+        let mut rank = vec![0u32; n];
+        for &name in &names {
+            let ids = pool.named(name);
+            let prio = |id: &PackageId| pool.repos[pool.package(*id).repo.0 as usize].priority;
+            let best = ids
+                .iter()
+                .filter(|id| hidden[id.0 as usize] == Hidden::Visible)
+                .map(prio)
+                .min();
+            let mut vis: Vec<PackageId> = Vec::new();
+            for id in ids {
+                if hidden[id.0 as usize] != Hidden::Visible {
+                    continue;
+                }
+                if Some(prio(id)) != best {
+                    hidden[id.0 as usize] = Hidden::Priority;
+                } else {
+                    vis.push(*id);
+                }
+            }
+            // Newest first; among equal labels and arch the cheapest repo first.
+            let cost = |id: PackageId| pool.repos[pool.package(id).repo.0 as usize].cost;
+            vis.sort_by(|&a, &b| {
+                let (pa, pb) = (pool.package(a), pool.package(b));
+                pb.evr
+                    .cmp(&pa.evr)
+                    .then_with(|| pa.arch.cmp(&pb.arch))
+                    .then_with(|| cost(a).cmp(&cost(b)))
+                    .then_with(|| a.cmp(&b))
+            });
+            let mut r = 0u32;
+            for k in 0..vis.len() {
+                let p = pool.package(vis[k]);
+                if k > 0 {
+                    let prev = pool.package(vis[k - 1]);
+                    if prev.evr.cmp(&p.evr) != Ordering::Equal {
+                        r += 1;
+                    } else if prev.arch == p.arch && same_label(&prev.evr, &p.evr) {
+                        hidden[vis[k].0 as usize] = Hidden::Duplicate;
+                    }
+                }
+                rank[vis[k].0 as usize] = r;
+            }
+        }
+        Universe {
+            pool,
+            hidden,
+            rank,
+            names,
+            arch: req.arch.clone(),
+        }
+    }
+
+    pub fn visible(&self, id: PackageId) -> bool {
+        self.hidden[id.0 as usize] == Hidden::Visible
+    }
+
+    pub fn hidden(&self, id: PackageId) -> Hidden {
+        self.hidden[id.0 as usize]
+    }
+
+    pub fn visible_count(&self) -> usize {
+        self.hidden
+            .iter()
+            .filter(|h| **h == Hidden::Visible)
+            .count()
+    }
+
+    pub fn rank(&self, id: PackageId) -> u32 {
+        self.rank[id.0 as usize]
+    }
+
+    /// Visible packages satisfying `dep`, sorted.
+    pub fn providers(&self, dep: &SimpleDep) -> Vec<PackageId> {
+        let mut v = self.pool.whatprovides(dep);
+        v.retain(|&id| self.visible(id));
+        v
+    }
+
+    /// Visible packages called `name`.
+    pub fn named(&self, name: NameId) -> Vec<PackageId> {
+        self.pool
+            .named(name)
+            .iter()
+            .copied()
+            .filter(|&id| self.visible(id))
+            .collect()
+    }
+
+    /// The packages that can satisfy each job, like `yum install NAME`: by
+    /// package name first, else by capability or file. A name that nothing
+    /// in the pool has or provides is an error with near-name suggestions;
+    /// a job whose packages are all hidden or of the wrong version gets an
+    /// empty list (the explanation says why).
+    pub fn resolve_jobs(&self, jobs: &[Job]) -> Result<Vec<Vec<PackageId>>, SolveError> {
+        jobs.iter()
+            .enumerate()
+            .map(|(i, job)| {
+                let Some(nid) = self.pool.names.get(&job.name) else {
+                    return Err(self.unknown(i, job));
+                };
+                if !self.pool.named(nid).is_empty() {
+                    let mut v = self.named(nid);
+                    v.retain(|&id| job.req.matches(&self.pool.package(id).evr));
+                    // Like dnf, a name means the native (or noarch) build
+                    // when there is one; multilib builds come in as deps.
+                    let native = |id: &PackageId| {
+                        let a = self.pool.name(self.pool.package(*id).arch);
+                        a == self.arch || a == "noarch"
+                    };
+                    if v.iter().any(native) {
+                        v.retain(native);
+                    }
+                    return Ok(v);
+                }
+                let dep = SimpleDep {
+                    name: nid,
+                    range: match &job.req {
+                        VersionReq::Range(r) => Some(r.clone()),
+                        _ => None,
+                    },
+                };
+                if self
+                    .pool
+                    .whatprovides(&SimpleDep {
+                        name: nid,
+                        range: None,
+                    })
+                    .is_empty()
+                {
+                    return Err(self.unknown(i, job));
+                }
+                let mut v = self.providers(&dep);
+                if let VersionReq::Glob(_) = job.req {
+                    v.retain(|&id| job.req.matches(&self.pool.package(id).evr));
+                }
+                Ok(v)
+            })
+            .collect()
+    }
+
+    fn unknown(&self, job: usize, j: &Job) -> SolveError {
+        SolveError::UnknownName {
+            job,
+            name: j.name.clone(),
+            suggestions: self.suggest(&j.name),
+        }
+    }
+
+    /// Up to three package names closest to `name` by edit distance.
+    pub fn suggest(&self, name: &str) -> Vec<String> {
+        let limit = (name.chars().count() / 3).clamp(1, 3);
+        let mut best: Vec<(usize, &str)> = self
+            .names
+            .iter()
+            .filter(|&&n| self.pool.named(n).iter().any(|&id| self.visible(id)))
+            .map(|&n| self.pool.name(n))
+            .filter_map(|cand| {
+                let d = edit_distance(name, cand);
+                (d <= limit).then_some((d, cand))
+            })
+            .collect();
+        best.sort();
+        best.into_iter()
+            .take(3)
+            .map(|(_, s)| s.to_string())
+            .collect()
+    }
+
+    /// Visible packages reachable from the job candidates through requires
+    /// (every alternative), sorted by id.
+    ///
+    /// Rich requires contribute every operand, including conditions (an
+    /// `unless` or `else` condition can force or spare a package, so it must
+    /// be able to take either value); only the subtracted side of `without`
+    /// is left out, because it never has to be installed.
+    pub fn cone(&self, cands: &[Vec<PackageId>]) -> Cone {
+        let mut index = vec![u32::MAX; self.pool.packages.len()];
+        let mut queue: VecDeque<PackageId> = VecDeque::new();
+        let mut mark = |id: PackageId, q: &mut VecDeque<PackageId>| {
+            if index[id.0 as usize] == u32::MAX {
+                index[id.0 as usize] = 0;
+                q.push_back(id);
+            }
+        };
+        for c in cands {
+            for &id in c {
+                mark(id, &mut queue);
+            }
+        }
+        let mut deps = Vec::new();
+        while let Some(id) = queue.pop_front() {
+            for d in &self.pool.package(id).requires {
+                deps.clear();
+                match d {
+                    Dep::Simple(s) => deps.push(s),
+                    Dep::Rich(r) => reachable_deps(r, &mut deps),
+                }
+                for s in &deps {
+                    if self.ignored(s) {
+                        continue;
+                    }
+                    for p in self.providers(s) {
+                        mark(p, &mut queue);
+                    }
+                }
+            }
+        }
+        let pkgs: Vec<PackageId> = (0..index.len() as u32)
+            .map(PackageId)
+            .filter(|id| index[id.0 as usize] != u32::MAX)
+            .collect();
+        for (i, id) in pkgs.iter().enumerate() {
+            index[id.0 as usize] = i as u32;
+        }
+        Cone { pkgs, index }
+    }
+
+    /// `rpmlib(...)` requires name features of rpm itself, which no package
+    /// provides; rpm checks them against its own build, so they never
+    /// constrain a closure.
+    pub fn ignored(&self, dep: &SimpleDep) -> bool {
+        self.pool.name(dep.name).starts_with("rpmlib(")
+    }
+}
+
+fn same_label(a: &crate::repo::Evr, b: &crate::repo::Evr) -> bool {
+    a.epoch == b.epoch && a.version == b.version && a.release == b.release
+}
+
+fn reachable_deps<'a>(r: &'a Rich, out: &mut Vec<&'a SimpleDep>) {
+    match r {
+        Rich::Dep(d) => out.push(d),
+        Rich::And(v) | Rich::Or(v) | Rich::With(v) => v.iter().for_each(|x| reachable_deps(x, out)),
+        Rich::If(a, b, e) | Rich::Unless(a, b, e) => {
+            reachable_deps(a, out);
+            reachable_deps(b, out);
+            if let Some(e) = e {
+                reachable_deps(e, out);
+            }
+        }
+        Rich::Without(a, _) => reachable_deps(a, out),
+    }
+}
+
+/// The packages the encoding covers; variable `i` is `pkgs[i]`.
+pub(crate) struct Cone {
+    pub pkgs: Vec<PackageId>,
+    index: Vec<u32>,
+}
+
+impl Cone {
+    pub fn len(&self) -> usize {
+        self.pkgs.len()
+    }
+
+    /// Position of `id` in the cone.
+    pub fn pos(&self, id: PackageId) -> Option<usize> {
+        match self.index[id.0 as usize] {
+            u32::MAX => None,
+            i => Some(i as usize),
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &PackageId> {
+        self.pkgs.iter()
+    }
+}
+
+/// Edit distance with adjacent transpositions counting as one edit
+/// (optimal string alignment), since swapped letters are the usual typo.
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let w = b.len() + 1;
+    let mut d = vec![0usize; (a.len() + 1) * w];
+    for (j, x) in d.iter_mut().take(w).enumerate() {
+        *x = j;
+    }
+    for i in 1..=a.len() {
+        d[i * w] = i;
+        for j in 1..=b.len() {
+            let mut v = (d[(i - 1) * w + j - 1] + usize::from(a[i - 1] != b[j - 1]))
+                .min(d[(i - 1) * w + j] + 1)
+                .min(d[i * w + j - 1] + 1);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[(i - 2) * w + j - 2] + 1);
+            }
+            d[i * w + j] = v;
+        }
+    }
+    d[a.len() * w + b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn edit_distance() {
+        assert_eq!(super::edit_distance("bash", "bsah"), 1);
+        assert_eq!(super::edit_distance("vim", "vim-enhanced"), 9);
+        assert_eq!(super::edit_distance("", "ab"), 2);
+        assert_eq!(super::edit_distance("kitten", "sitting"), 3);
+    }
+}

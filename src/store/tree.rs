@@ -1,0 +1,346 @@
+//! Tree objects: canonical, sorted directory listings and their byte
+//! encoding (store-layout.md section 2.3). The stored form of a tree *is* its
+//! canonical encoding, so verifying a tree is re-hashing a file and decoding
+//! is strict: any byte string that decodes re-encodes to itself.
+
+use super::{Error, Hash, Result};
+
+/// Magic prefix of every encoded tree; the trailing digit is the format
+/// version, so a future change cannot collide with today's hashes.
+pub const TREE_MAGIC: &[u8; 16] = b"cvmbuild-tree-1\n";
+
+const MAX_NAME: usize = 255;
+const MAX_TARGET: usize = 4095;
+const MAX_ACCOUNT: usize = 255;
+
+const KIND_FILE: u8 = 1;
+const KIND_DIR: u8 = 2;
+const KIND_SYMLINK: u8 = 3;
+const KIND_CHAR: u8 = 4;
+const KIND_BLOCK: u8 = 5;
+const KIND_FIFO: u8 = 6;
+const KIND_SOCKET: u8 = 7;
+
+const FLAG_CONFIG: u8 = 0x01;
+const FLAG_GHOST: u8 = 0x02;
+
+/// RPM file flags the store keeps because later steps act on them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Flags {
+    /// `%config`: a file the administrator may edit.
+    pub config: bool,
+    /// `%ghost`: owned by the package but not shipped; files carry no blob.
+    pub ghost: bool,
+}
+
+impl Flags {
+    fn bits(self) -> u8 {
+        (if self.config { FLAG_CONFIG } else { 0 }) | (if self.ghost { FLAG_GHOST } else { 0 })
+    }
+}
+
+/// What an entry is, with the data its kind needs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Node {
+    /// A regular file. `blob` is `None` exactly when the entry is a ghost;
+    /// `size` is then the size the package declares, for information.
+    File {
+        size: u64,
+        blob: Option<Hash>,
+    },
+    Directory {
+        tree: Hash,
+    },
+    Symlink {
+        target: String,
+    },
+    /// Device nodes, FIFOs and sockets are recorded as data only; nothing in
+    /// cvmbuild ever creates them on the build host.
+    CharDevice {
+        major: u32,
+        minor: u32,
+    },
+    BlockDevice {
+        major: u32,
+        minor: u32,
+    },
+    Fifo,
+    Socket,
+}
+
+/// One named child of a directory.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Entry {
+    pub name: String,
+    pub node: Node,
+    /// Permission bits including setuid, setgid and sticky (`0o7777` mask).
+    pub mode: u16,
+    pub owner: String,
+    pub group: String,
+    pub flags: Flags,
+}
+
+/// A directory: entries sorted by name (byte order), names unique.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Tree {
+    entries: Vec<Entry>,
+}
+
+/// Checks a path component: non-empty, at most 255 bytes, no `/`, no NUL,
+/// and not `.` or `..`, so joining names can never leave a directory.
+pub fn validate_name(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        "empty"
+    } else if name == "." || name == ".." {
+        "is . or .."
+    } else if name.contains('/') {
+        "contains '/'"
+    } else if name.contains('\0') {
+        "contains NUL"
+    } else if name.len() > MAX_NAME {
+        "longer than 255 bytes"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidName {
+        name: name.to_owned(),
+        reason,
+    })
+}
+
+fn validate_text(what: &str, s: &str, max: usize) -> Result<()> {
+    if s.is_empty() || s.contains('\0') || s.len() > max {
+        return Err(Error::InvalidTree(format!(
+            "{what} {s:?} must be 1-{max} bytes without NUL"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_entry(e: &Entry) -> Result<()> {
+    validate_name(&e.name)?;
+    if e.mode & !0o7777 != 0 {
+        return Err(Error::InvalidTree(format!(
+            "entry {:?}: mode {:o} has bits outside 0o7777",
+            e.name, e.mode
+        )));
+    }
+    validate_text("owner", &e.owner, MAX_ACCOUNT)?;
+    validate_text("group", &e.group, MAX_ACCOUNT)?;
+    match &e.node {
+        Node::File { blob, .. } if blob.is_none() != e.flags.ghost => {
+            Err(Error::InvalidTree(format!(
+                "entry {:?}: a file has content exactly when it is not a ghost",
+                e.name
+            )))
+        }
+        Node::Symlink { target } => validate_text("symlink target", target, MAX_TARGET),
+        _ => Ok(()),
+    }
+}
+
+impl Tree {
+    /// Builds a tree from entries in any order; the result is sorted, so the
+    /// hash does not depend on insertion order. Fails on an invalid entry or
+    /// a duplicate name.
+    pub fn new(mut entries: Vec<Entry>) -> Result<Tree> {
+        entries.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+        for e in &entries {
+            validate_entry(e)?;
+        }
+        if let Some(w) = entries.windows(2).find(|w| w[0].name == w[1].name) {
+            return Err(Error::InvalidTree(format!(
+                "duplicate name {:?}",
+                w[0].name
+            )));
+        }
+        Ok(Tree { entries })
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Entry> {
+        self.entries
+            .binary_search_by(|e| e.name.as_bytes().cmp(name.as_bytes()))
+            .ok()
+            .map(|i| &self.entries[i])
+    }
+
+    pub fn into_entries(self) -> Vec<Entry> {
+        self.entries
+    }
+
+    /// The canonical encoding (store-layout.md section 2.3).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32 + self.entries.len() * 96);
+        out.extend_from_slice(TREE_MAGIC);
+        put_u32(&mut out, self.entries.len() as u32);
+        for e in &self.entries {
+            put_str(&mut out, &e.name);
+            let kind = match e.node {
+                Node::File { .. } => KIND_FILE,
+                Node::Directory { .. } => KIND_DIR,
+                Node::Symlink { .. } => KIND_SYMLINK,
+                Node::CharDevice { .. } => KIND_CHAR,
+                Node::BlockDevice { .. } => KIND_BLOCK,
+                Node::Fifo => KIND_FIFO,
+                Node::Socket => KIND_SOCKET,
+            };
+            out.push(kind);
+            out.extend_from_slice(&e.mode.to_le_bytes());
+            put_str(&mut out, &e.owner);
+            put_str(&mut out, &e.group);
+            out.push(e.flags.bits());
+            match &e.node {
+                Node::File { size, blob } => {
+                    out.extend_from_slice(&size.to_le_bytes());
+                    match blob {
+                        Some(h) => {
+                            out.push(1);
+                            out.extend_from_slice(&h.0);
+                        }
+                        None => out.push(0),
+                    }
+                }
+                Node::Directory { tree } => out.extend_from_slice(&tree.0),
+                Node::Symlink { target } => put_str(&mut out, target),
+                Node::CharDevice { major, minor } | Node::BlockDevice { major, minor } => {
+                    put_u32(&mut out, *major);
+                    put_u32(&mut out, *minor);
+                }
+                Node::Fifo | Node::Socket => {}
+            }
+        }
+        out
+    }
+
+    /// The tree's name: blake3 of [`Tree::encode`].
+    pub fn hash(&self) -> Hash {
+        Hash::of(&self.encode())
+    }
+
+    /// Strictly decodes a canonical encoding: wrong magic, truncation,
+    /// trailing bytes, unknown kinds or flags, unsorted or duplicate names
+    /// and invalid fields are all errors.
+    pub fn decode(bytes: &[u8]) -> Result<Tree> {
+        let mut d = Decoder { rest: bytes };
+        if d.take(TREE_MAGIC.len())? != TREE_MAGIC {
+            return Err(Error::InvalidTree("bad magic".into()));
+        }
+        let count = d.u32()?;
+        let mut entries = Vec::new();
+        for _ in 0..count {
+            let name = d.string()?;
+            let kind = d.u8()?;
+            let mode = u16::from_le_bytes(d.array()?);
+            let owner = d.string()?;
+            let group = d.string()?;
+            let bits = d.u8()?;
+            if bits & !(FLAG_CONFIG | FLAG_GHOST) != 0 {
+                return Err(Error::InvalidTree(format!("unknown flag bits {bits:#x}")));
+            }
+            let flags = Flags {
+                config: bits & FLAG_CONFIG != 0,
+                ghost: bits & FLAG_GHOST != 0,
+            };
+            let node = match kind {
+                KIND_FILE => {
+                    let size = u64::from_le_bytes(d.array()?);
+                    let blob = match d.u8()? {
+                        0 => None,
+                        1 => Some(Hash(d.array()?)),
+                        b => return Err(Error::InvalidTree(format!("bad blob marker {b}"))),
+                    };
+                    Node::File { size, blob }
+                }
+                KIND_DIR => Node::Directory {
+                    tree: Hash(d.array()?),
+                },
+                KIND_SYMLINK => Node::Symlink {
+                    target: d.string()?,
+                },
+                KIND_CHAR => Node::CharDevice {
+                    major: d.u32()?,
+                    minor: d.u32()?,
+                },
+                KIND_BLOCK => Node::BlockDevice {
+                    major: d.u32()?,
+                    minor: d.u32()?,
+                },
+                KIND_FIFO => Node::Fifo,
+                KIND_SOCKET => Node::Socket,
+                k => return Err(Error::InvalidTree(format!("unknown kind {k}"))),
+            };
+            let entry = Entry {
+                name,
+                node,
+                mode,
+                owner,
+                group,
+                flags,
+            };
+            validate_entry(&entry)?;
+            if let Some(prev) = entries.last() {
+                let prev: &Entry = prev;
+                if prev.name.as_bytes() >= entry.name.as_bytes() {
+                    return Err(Error::InvalidTree(format!(
+                        "names not strictly sorted at {:?}",
+                        entry.name
+                    )));
+                }
+            }
+            entries.push(entry);
+        }
+        if !d.rest.is_empty() {
+            return Err(Error::InvalidTree("trailing bytes".into()));
+        }
+        Ok(Tree { entries })
+    }
+}
+
+fn put_u32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_u32(out, s.len() as u32);
+    out.extend_from_slice(s.as_bytes());
+}
+
+struct Decoder<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Decoder<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.rest.len() < n {
+            return Err(Error::InvalidTree("truncated".into()));
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn string(&mut self) -> Result<String> {
+        let len = self.u32()? as usize;
+        let bytes = self.take(len)?;
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| Error::InvalidTree("string is not UTF-8".into()))
+    }
+}
