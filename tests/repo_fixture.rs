@@ -5,7 +5,9 @@
 #[path = "common/rpmrepo.rs"]
 mod rpmrepo;
 
-use cvmbuild::repo::{load, load_filelists, metadata_hash, Dep, Pool, RepoSource, SimpleDep};
+use cvmbuild::repo::{
+    load, load_filelists, metadata_hash, unprovided_file_requires, Dep, Pool, RepoSource, SimpleDep,
+};
 use rpmrepo::{build_rpms, createrepo, HttpServer, Pkg, RepoOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -223,8 +225,14 @@ fn file_lists_load_on_demand() {
     };
     // primary lists only the "interesting" files; this is not one of them.
     assert!(pool.whatprovides(&dep).is_empty());
-    let added = load_filelists(&mut pool, &[lib, "/no/such/file"]).unwrap();
+    let missing = unprovided_file_requires(&pool);
+    // delta's %post brings `Requires(post): /bin/sh`, which no fixture has.
+    assert_eq!(missing, ["/bin/sh", lib]);
+    let mut wanted: Vec<&str> = missing.iter().map(String::as_str).collect();
+    wanted.push("/no/such/file");
+    let added = load_filelists(&mut pool, &wanted).unwrap();
     assert_eq!(added, 1);
+    assert_eq!(unprovided_file_requires(&pool), ["/bin/sh"]);
     let owners: Vec<String> = pool
         .whatprovides(&dep)
         .into_iter()

@@ -121,3 +121,12 @@ fn repositories_from_the_cache_share_one_interner() {
         .collect();
     assert!(repos.contains(&0) && repos.contains(&1), "{repos:?}");
 }
+
+#[test]
+fn file_requires_nothing_provides() {
+    let pool = load(&[data("opensuse-11.0-factory")], None).unwrap();
+    let missing = cvmbuild::repo::unprovided_file_requires(&pool);
+    // openSUSE 11.0 lists every file dependency's target in primary but
+    // one (a stale dependency on an older python).
+    assert_eq!(missing, ["/usr/bin/python2.4"]);
+}
