@@ -208,8 +208,20 @@ fn generate(n: usize, seed: u64) -> Pool {
 
 /// Picks `n` random package names and drops (and replaces) jobs that an
 /// explanation blames until the list is satisfiable. Returns the list and
-/// the final solution.
+/// the final solution, and prints how long the explanations took.
 fn installable_list(pool: &Pool, n: usize, seed: u64) -> Result<(Vec<String>, Solution), String> {
+    let mut failed: Vec<f64> = Vec::new();
+    let summary = |failed: &[f64]| {
+        if !failed.is_empty() {
+            let max = failed.iter().copied().fold(0.0, f64::max);
+            let avg = failed.iter().sum::<f64>() / failed.len() as f64;
+            println!(
+                "list: {} unsatisfiable rounds, solve + explanation avg {:.3} s, max {max:.3} s",
+                failed.len(),
+                avg
+            );
+        }
+    };
     let mut r = Rng(seed | 1);
     let arch_ok = |p: &Package| matches!(pool.name(p.arch), "x86_64" | "noarch");
     let all: Vec<&str> = pool
@@ -231,9 +243,17 @@ fn installable_list(pool: &Pool, n: usize, seed: u64) -> Result<(Vec<String>, So
             }
         }
         let req = request(&list);
+        let t = Instant::now();
         match solve(pool, &req) {
-            Ok(sol) => return Ok((list, sol)),
+            Ok(sol) => {
+                summary(&failed);
+                return Ok((list, sol));
+            }
             Err(SolveError::Unsatisfiable(e)) => {
+                failed.push(t.elapsed().as_secs_f64());
+                if failed.len() == 1 {
+                    print!("first explanation:\n{e}");
+                }
                 let blamed: Vec<usize> = e.lines.iter().filter_map(|l| l.origin).collect();
                 let Some(&drop) = blamed.last() else {
                     return Err(format!("unexplained failure:\n{e}"));
@@ -281,7 +301,7 @@ fn report(label: &str, pool: &Pool, load_s: f64, sol: &Solution) {
     println!(
         "{label}: universe {} visible {}, cone {}, fixed {}, vars {}, clauses {}, sat calls {}, cores {} (bogus {}), \
          cost {:?}, packages {}, versions behind {behind} ({old} not newest), optimal {}, \
-         load {:.3} s, solve {:.3} s, peak RSS {:.0} MiB",
+         load {:.3} s, solve {:.3} s (prepare {:.3} s), peak RSS {:.0} MiB",
         pool.packages.len(),
         s.universe,
         s.cone,
@@ -296,6 +316,7 @@ fn report(label: &str, pool: &Pool, load_s: f64, sol: &Solution) {
         sol.optimal,
         load_s,
         s.time.as_secs_f64(),
+        s.prepare.as_secs_f64(),
         peak_rss_mib()
     );
 }
@@ -339,7 +360,7 @@ fn real(dir: &str, a: &Args) -> Result<(), String> {
         cost: 1000,
     };
     let t = Instant::now();
-    let pool = load(&[source.clone()], None).map_err(|e| e.to_string())?;
+    let pool = load(std::slice::from_ref(&source), None).map_err(|e| e.to_string())?;
     let load_s = t.elapsed().as_secs_f64();
     let (list, _) = installable_list(&pool, a.list, a.seed)?;
     if let Some(path) = &a.save_list {

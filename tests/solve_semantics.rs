@@ -379,9 +379,10 @@ fn multilib_off_and_on() {
         "libz",
         "1.2-1",
         "x86_64",
-        &[("P", "libz.so.1()(64bit)")],
+        &[("P", "libz.so.1()(64bit)"), ("P", "libzcompat")],
     );
     add(&mut p, 0, "libz", "1.2-1", "i586", &[("P", "libz.so.1")]);
+    add(&mut p, 0, "libzcompat", "1-1", "i586", &[]);
     add(&mut p, 0, "app32", "1-1", "i586", &[("R", "libz.so.1")]);
     p.index();
     let req = names(&["libz", "app32"]);
@@ -389,6 +390,10 @@ fn multilib_off_and_on() {
         panic!("32-bit packages must be invisible without multilib")
     };
     assert!(e.to_string().contains("only exists for i586"), "{e}");
+    // A name that only exists for another arch is still a capability.
+    // (check_closure assumes an unfiltered pool, so compare directly.)
+    let sol = solve(&p, &names(&["libzcompat"])).unwrap();
+    assert_eq!(labels(&p, &sol.packages), ["libz-1.2-1.x86_64"]);
     let mut req = req;
     req.multilib = true;
     assert_eq!(

@@ -61,8 +61,8 @@ impl Enc<'_, '_> {
     fn provider_lits(&self, dep: &SimpleDep) -> Vec<Lit> {
         self.uni
             .providers(dep)
-            .into_iter()
-            .filter_map(|p| self.cone.pos(p).map(lit))
+            .iter()
+            .filter_map(|&p| self.cone.pos(p).map(lit))
             .collect()
     }
 
@@ -149,7 +149,7 @@ impl Enc<'_, '_> {
     /// Visible packages that alone satisfy `r` (for `with`/`without`).
     fn package_set(&self, r: &Rich) -> Vec<PackageId> {
         match r {
-            Rich::Dep(d) => self.uni.providers(d),
+            Rich::Dep(d) => self.uni.providers(d).to_vec(),
             Rich::With(v) | Rich::And(v) => {
                 let mut it = v.iter().map(|x| self.package_set(x));
                 let mut acc = it.next().unwrap_or_default();

@@ -31,7 +31,7 @@ pub(crate) fn explain(uni: &Universe, req: &Request, cands: &[Vec<PackageId>]) -
     let jobs = minimal_jobs(uni, req, &all);
     let sub: Vec<(usize, &[PackageId])> = jobs.iter().map(|&j| (j, cands[j].as_slice())).collect();
     let groups = minimal_rules(uni, req, &sub);
-    prose(uni, req, &groups)
+    prose(uni, req, cands, &groups)
 }
 
 /// Stage 1: a minimal set of jobs whose conjunction is unsatisfiable.
@@ -189,7 +189,52 @@ fn hidden_reason(uni: &Universe, req: &Request, raw: &[PackageId]) -> String {
     }
 }
 
-fn prose(uni: &Universe, req: &Request, groups: &[Group]) -> Explanation {
+/// Packages by requires distance from the jobs of `groups`, following only
+/// the requires in `groups`, so the prose reads along the chain.
+fn depths(
+    uni: &Universe,
+    cands: &[Vec<PackageId>],
+    groups: &[Group],
+) -> BTreeMap<PackageId, usize> {
+    let pool = uni.pool;
+    let mut depth = BTreeMap::new();
+    let mut queue = VecDeque::new();
+    for g in groups {
+        if let Group::Job(j) = *g {
+            for &p in &cands[j] {
+                if depth.insert(p, 0).is_none() {
+                    queue.push_back(p);
+                }
+            }
+        }
+    }
+    while let Some(p) = queue.pop_front() {
+        let d = depth[&p];
+        for g in groups {
+            let Group::Requires(q, k) = *g else { continue };
+            if q != p {
+                continue;
+            }
+            let mut simple = Vec::new();
+            match &pool.package(q).requires[k] {
+                Dep::Simple(s) => simple.push(s),
+                Dep::Rich(r) => rich_simple(r, &mut simple),
+            }
+            for s in simple {
+                for &t in uni.providers(s).iter() {
+                    if let std::collections::btree_map::Entry::Vacant(e) = depth.entry(t) {
+                        e.insert(d + 1);
+                        queue.push_back(t);
+                    }
+                }
+            }
+        }
+    }
+    depth
+}
+
+fn prose(uni: &Universe, req: &Request, cands: &[Vec<PackageId>], groups: &[Group]) -> Explanation {
+    let depth = depths(uni, cands, groups);
     let pool = uni.pool;
     let mut lines = Vec::new();
     // (package name, rule text) -> labels, to say "A 2.1, 2.0 require B".
@@ -241,7 +286,20 @@ fn prose(uni: &Universe, req: &Request, groups: &[Group]) -> Explanation {
             }),
         }
     }
-    for ((name, text), mut ids) in rules {
+    let mut entries: Vec<(usize, String, String, Vec<PackageId>)> = rules
+        .into_iter()
+        .map(|((name, text), ids)| {
+            let d = ids
+                .iter()
+                .filter_map(|p| depth.get(p))
+                .min()
+                .copied()
+                .unwrap_or(usize::MAX);
+            (d, name, text, ids)
+        })
+        .collect();
+    entries.sort();
+    for (_, name, text, mut ids) in entries {
         ids.sort_by(|&a, &b| {
             pool.package(a)
                 .evr
@@ -290,7 +348,11 @@ pub fn why(pool: &Pool, req: &Request, sol: &Solution, package: &str) -> Option<
     let cands = uni.resolve_jobs(&req.jobs).ok()?;
     let nid = pool.names.get(package)?;
     let installed = &sol.packages;
-    let is_in = |p: PackageId| installed.contains(&p);
+    let mut member = vec![false; pool.packages.len()];
+    for p in installed {
+        member[p.0 as usize] = true;
+    }
+    let is_in = |p: PackageId| member[p.0 as usize];
     let target = *installed.iter().find(|&&p| pool.package(p).name == nid)?;
 
     // Multi-source BFS from the jobs' installed packages, jobs in order.
@@ -316,7 +378,7 @@ pub fn why(pool: &Pool, req: &Request, sol: &Solution, package: &str) -> Option<
                 Dep::Rich(r) => rich_simple(r, &mut simple),
             }
             for s in simple {
-                for q in uni.providers(s) {
+                for &q in uni.providers(s).iter() {
                     if is_in(q) && !parent.contains_key(&q) {
                         parent.insert(
                             q,

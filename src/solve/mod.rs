@@ -206,6 +206,9 @@ pub struct Stats {
     /// Optimal cost per objective level: list-package ranks, other ranks,
     /// package count.
     pub cost: [u64; 3],
+    /// Filtering, cone and encoding.
+    pub prepare: Duration,
+    /// Everything: `prepare` plus SAT solving and optimisation.
     pub time: Duration,
 }
 
@@ -291,6 +294,7 @@ pub fn solve(pool: &Pool, req: &Request) -> Result<Solution, SolveError> {
         cone: cone.len(),
         ..Stats::default()
     };
+    stats.prepare = start.elapsed();
     let mut opt = maxsat::Oll::new(&formula, deadline);
     let outcome = opt.run(&formula.soft, cone.len());
     stats.vars = opt.vars();

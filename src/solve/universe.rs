@@ -9,8 +9,10 @@
 use super::glob::glob_match;
 use super::{Job, SolveError, VersionReq};
 use crate::repo::{arch_compatible, Dep, NameId, PackageId, Pool, Rich, SimpleDep};
+use std::cell::RefCell;
 use std::cmp::Ordering;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
 
 /// Why a package is not visible; explanations quote it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +35,7 @@ pub(crate) struct Universe<'p> {
     /// Distinct package names with at least one package, in first-seen order.
     names: Vec<NameId>,
     arch: String,
+    provider_cache: RefCell<HashMap<SimpleDep, Rc<[PackageId]>>>,
 }
 
 impl<'p> Universe<'p> {
@@ -105,6 +108,7 @@ impl<'p> Universe<'p> {
             rank,
             names,
             arch: req.arch.clone(),
+            provider_cache: RefCell::default(),
         }
     }
 
@@ -127,10 +131,19 @@ impl<'p> Universe<'p> {
         self.rank[id.0 as usize]
     }
 
-    /// Visible packages satisfying `dep`, sorted.
-    pub fn providers(&self, dep: &SimpleDep) -> Vec<PackageId> {
+    /// Visible packages satisfying `dep`, sorted. Memoised: the cone, the
+    /// encoding and explanations ask for the same few thousand
+    /// dependencies (libc's above all) over and over.
+    pub fn providers(&self, dep: &SimpleDep) -> Rc<[PackageId]> {
+        if let Some(v) = self.provider_cache.borrow().get(dep) {
+            return v.clone();
+        }
         let mut v = self.pool.whatprovides(dep);
         v.retain(|&id| self.visible(id));
+        let v: Rc<[PackageId]> = v.into();
+        self.provider_cache
+            .borrow_mut()
+            .insert(dep.clone(), v.clone());
         v
     }
 
@@ -145,7 +158,7 @@ impl<'p> Universe<'p> {
     }
 
     /// The packages that can satisfy each job, like `yum install NAME`: by
-    /// package name first, else by capability or file. A name that nothing
+    /// visible package name first, else by capability or file. A name that nothing
     /// in the pool has or provides is an error with near-name suggestions;
     /// a job whose packages are all hidden or of the wrong version gets an
     /// empty list (the explanation says why).
@@ -156,7 +169,18 @@ impl<'p> Universe<'p> {
                 let Some(nid) = self.pool.names.get(&job.name) else {
                     return Err(self.unknown(i, job));
                 };
-                if !self.pool.named(nid).is_empty() {
+                // A name hidden here (other arch, excluded) may still be
+                // provided by something visible, as `libz` is by zlib.
+                let visible_named = !self.named(nid).is_empty();
+                let provided = || {
+                    !self
+                        .providers(&SimpleDep {
+                            name: nid,
+                            range: None,
+                        })
+                        .is_empty()
+                };
+                if visible_named || (!self.pool.named(nid).is_empty() && !provided()) {
                     let mut v = self.named(nid);
                     v.retain(|&id| job.req.matches(&self.pool.package(id).evr));
                     // Like dnf, a name means the native (or noarch) build
@@ -187,7 +211,7 @@ impl<'p> Universe<'p> {
                 {
                     return Err(self.unknown(i, job));
                 }
-                let mut v = self.providers(&dep);
+                let mut v = self.providers(&dep).to_vec();
                 if let VersionReq::Glob(_) = job.req {
                     v.retain(|&id| job.req.matches(&self.pool.package(id).evr));
                 }
@@ -257,7 +281,7 @@ impl<'p> Universe<'p> {
                     if self.ignored(s) {
                         continue;
                     }
-                    for p in self.providers(s) {
+                    for &p in self.providers(s).iter() {
                         mark(p, &mut queue);
                     }
                 }
