@@ -16,6 +16,7 @@
 //! `cli` is the only module that prints; everything else returns values or
 //! errors.
 
+pub mod build;
 pub mod builders;
 pub mod cli;
 pub mod eval;

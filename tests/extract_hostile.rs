@@ -33,7 +33,7 @@ fn assert_refused(path: &Path) -> ExtractErrorKind {
         "error does not name the file: {msg}"
     );
     assert_eq!((store.blob_count(), store.tree_count()), (0, 0), "{msg}");
-    err.kind
+    *err.kind
 }
 
 #[test]
@@ -226,4 +226,68 @@ fn devices_fifos_sockets_and_setuid_are_recorded_not_applied() {
         .mode();
     assert_eq!(mode & 0o7777, 0o755);
     assert_eq!(report.setid_dropped, ["usr/bin/su"]);
+}
+
+/// A package without a payload digest (as rpm < 4.14 made them) whose file
+/// bytes do not match the header: only the per-file digest can notice.
+#[test]
+fn file_digest_mismatch_names_package_and_path() {
+    use rpm::{Header, HeaderEntry, IndexTag, Package};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut pkg = Package::open(fixture("gzip")).unwrap();
+    pkg.decompress_payload().unwrap();
+    let dropped = [
+        u32::from(IndexTag::RPMTAG_HEADERIMMUTABLE),
+        u32::from(IndexTag::RPMTAG_PAYLOADSHA256),
+        u32::from(IndexTag::RPMTAG_PAYLOADSHA256ALGO),
+    ];
+    let entries: Vec<HeaderEntry> = pkg
+        .metadata
+        .header
+        .get_all_entries()
+        .unwrap()
+        .into_iter()
+        .filter(|(tag, _)| !dropped.contains(tag))
+        .map(|(tag, data)| HeaderEntry { tag, data })
+        .collect();
+    pkg.metadata.header = Header::from_entries(entries, IndexTag::RPMTAG_HEADERIMMUTABLE);
+    // Same length, different bytes, inside big.txt (`seq 1 60000`).
+    let at = pkg
+        .payload
+        .windows(7)
+        .position(|w| w == b"\n12345\n")
+        .unwrap();
+    pkg.payload[at + 5] = b'6';
+    pkg.clear_signatures().unwrap();
+    let path = dir.path().join("tampered.rpm");
+    pkg.write_file(&path).unwrap();
+
+    let store = MemStore::new();
+    let err = extract(&store, &path).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("tampered.rpm"), "{msg}");
+    assert!(msg.contains("cvmfixture-gzip-1.2-3.noarch"), "{msg}");
+    match *err.kind {
+        ExtractErrorKind::FileDigest { path, .. } => {
+            assert_eq!(path, "/usr/lib/cvmfixture/big.txt")
+        }
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
+fn source_packages_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rpm/fixture.spec");
+    helper::sh(&format!(
+        "rpmbuild -bs --quiet --define '_topdir {}' --define 'comp src' '{}' >/dev/null 2>&1",
+        dir.path().display(),
+        spec.display()
+    ));
+    let srpm = dir.path().join("SRPMS/cvmfixture-src-1.2-3.src.rpm");
+    assert!(matches!(
+        assert_refused(&srpm),
+        ExtractErrorKind::SourcePackage
+    ));
 }

@@ -526,3 +526,77 @@ fn export_materialises_modes_links_and_refuses_nonempty_dest() {
     fs::set_permissions(out.join("locked"), fs::Permissions::from_mode(0o700)).unwrap();
     fs::set_permissions(empty.join("locked"), fs::Permissions::from_mode(0o700)).unwrap();
 }
+
+/// Streams zeros slowly forever, so the writer is mid-blob when killed.
+struct Endless;
+
+impl Read for Endless {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        std::thread::sleep(Duration::from_millis(1));
+        let n = buf.len().min(4096);
+        buf[..n].fill(0);
+        Ok(n)
+    }
+}
+
+/// Runs only as the child of `kill_9_mid_write_leaves_no_object`.
+#[test]
+fn child_writer_for_kill_test() {
+    let Some(root) = std::env::var_os("CVMBUILD_KILL_TEST_STORE") else {
+        return;
+    };
+    let store = FsStore::open(Path::new(&root)).unwrap();
+    store.put_blob(&mut Endless).unwrap();
+}
+
+#[test]
+fn kill_9_mid_write_leaves_no_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_writer_for_kill_test", "--test-threads=1"])
+        .env("CVMBUILD_KILL_TEST_STORE", &root)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the child has written part of its temporary file.
+    let deadline = SystemTime::now() + Duration::from_secs(60);
+    let partial = loop {
+        let found = root
+            .join("tmp")
+            .exists()
+            .then(|| files_under(&root.join("tmp")));
+        if let Some(f) = found.unwrap_or_default().into_iter().find(|f| {
+            f.extension().is_some_and(|e| e == "tmp")
+                && fs::metadata(f)
+                    .map(|m| m.len() > 64 * 1024)
+                    .unwrap_or(false)
+        }) {
+            break f;
+        }
+        assert!(SystemTime::now() < deadline, "child never started writing");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let store = FsStore::open(&root).unwrap();
+    let report = store.verify().unwrap();
+    assert!(report.is_clean() && report.blobs == 0, "{report:?}");
+    // Too fresh to sweep yet (another process might just be starting)...
+    assert!(partial.exists());
+    drop(store);
+    // ...but swept once old enough, since its session lock is free.
+    for p in fs::read_dir(root.join("tmp")).unwrap() {
+        let p = p.unwrap().path();
+        if p.is_dir() {
+            for f in fs::read_dir(&p).unwrap() {
+                age(&f.unwrap().path());
+            }
+        }
+        age(&p);
+    }
+    let _store = FsStore::open(&root).unwrap();
+    assert!(!partial.exists());
+    assert!(!partial.parent().unwrap().exists());
+}

@@ -105,12 +105,12 @@ fn hash_does_not_depend_on_insertion_order() {
 #[test]
 fn every_field_changes_the_hash() {
     let base = Tree::new(sample_entries()).unwrap().hash();
-    let variants: Vec<Box<dyn Fn(&mut Entry)>> = vec![
-        Box::new(|e| e.mode = 0o4755),
-        Box::new(|e| e.owner = "daemon".into()),
-        Box::new(|e| e.group = "bin".into()),
-        Box::new(|e| e.flags.config = !e.flags.config),
-        Box::new(|e| e.name = "z".into()),
+    let variants: [fn(&mut Entry); 5] = [
+        |e| e.mode = 0o4755,
+        |e| e.owner = "daemon".into(),
+        |e| e.group = "bin".into(),
+        |e| e.flags.config = !e.flags.config,
+        |e| e.name = "z".into(),
     ];
     for change in variants {
         let mut entries = sample_entries();

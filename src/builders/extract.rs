@@ -91,7 +91,8 @@ impl Extracted {
 pub struct ExtractError {
     pub rpm: PathBuf,
     pub package: Option<String>,
-    pub kind: ExtractErrorKind,
+    /// Boxed to keep `Result<_, ExtractError>` small on the happy path.
+    pub kind: Box<ExtractErrorKind>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +105,8 @@ pub enum ExtractErrorKind {
     HeaderDigest(String),
     #[error("payload digest mismatch (corrupt or truncated payload): header says {expected}, payload hashes to {actual}")]
     PayloadDigest { expected: String, actual: String },
+    #[error("source package: only binary RPMs can be extracted")]
+    SourcePackage,
     #[error("unsupported payload compression {0:?} (supported: gzip, xz, zstd, bzip2)")]
     UnsupportedCompression(String),
     #[error("unsupported file digest algorithm {0}")]
@@ -156,8 +159,9 @@ struct Planned {
     digest: Option<String>,
     link_target: String,
     rdev: (u32, u32),
-    /// Header indexes of the hardlink set this entry belongs to (more than
-    /// one member), by the header's (device, inode) tags.
+    /// For members of a hardlink set (two or more regular files sharing the
+    /// header's device and inode tags): the index of the set's first member,
+    /// which identifies the set.
     link_group: Option<usize>,
     blob: Option<Hash>,
 }
@@ -171,7 +175,7 @@ pub fn extract(store: &dyn Store, rpm_path: &Path) -> Result<Extracted, ExtractE
     extract_inner(store, rpm_path, &mut package).map_err(|kind| ExtractError {
         rpm: rpm_path.to_path_buf(),
         package,
-        kind,
+        kind: Box::new(kind),
     })
 }
 
@@ -188,6 +192,9 @@ fn extract_inner(
     let metadata = PackageMetadata::parse(&mut input).map_err(Kind::Rpm)?;
     let nevra = metadata.get_nevra().map_err(Kind::Rpm)?.to_string();
     *package = Some(nevra.clone());
+    if metadata.is_source_package() {
+        return Err(Kind::SourcePackage);
+    }
     metadata
         .check_digests()
         .map_err(Kind::Rpm)?

@@ -73,13 +73,16 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Eval(a) => eval_cmd(&g, a),
         Command::Show(a) => show_cmd(&g, a),
         Command::Graph(a) => graph_cmd(&g, a),
+        Command::Why(a) => why_cmd(&g, a),
+        Command::Update(a) => update_cmd(&g, a),
+        Command::Realize(a) => realize_cmd(&g, a),
+        Command::Log(a) => log_cmd(&g, a),
     }
 }
 
 /// Options every subcommand may use.
 struct Global {
     store: Option<PathBuf>,
-    #[allow(dead_code)]
     jobs: Option<usize>,
 }
 
@@ -293,5 +296,363 @@ fn graph_cmd(g: &Global, a: GraphArgs) -> Result<i32> {
             );
         }
     }
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct RealizeArgs {
+    /// The spec file (`.cvm`).
+    pub spec: PathBuf,
+    #[arg(long, short)]
+    pub branch: Option<String>,
+    /// Outputs to build (default: os-tree and meta-rpm).
+    #[arg(long = "root", value_name = "NAME")]
+    pub roots: Vec<String>,
+    /// Materialise the OS tree into this directory (hardlinks from the store where possible).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print what would be fetched and built, with sizes, and build nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Build what does not depend on a failure instead of stopping at the first one.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Fail instead of changing the lock file.
+    #[arg(long)]
+    pub locked: bool,
+    /// Use the lock file as is; do not read repository metadata.
+    #[arg(long)]
+    pub offline: bool,
+    /// Machine-readable summary on stdout; no progress on stderr.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LogArgs {
+    /// Derivation id or unique prefix.
+    pub drv: String,
+}
+
+const DEFAULT_ROOTS: &[&str] = &["os-tree", "meta-rpm"];
+
+fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
+    let mut opts = g.eval_options(a.branch, a.offline);
+    opts.locked = a.locked;
+    let ev = eval::evaluate(&a.spec, &opts)?;
+    let store = crate::store::FsStore::open(&g.store_dir()?)?;
+    if a.out.is_some() && ev.branches.len() > 1 {
+        return Err(miette!(
+            code = "cli::branch",
+            "--out needs one branch; pass --branch"
+        ));
+    }
+    let jobs = g
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let progress = crate::build::Progress::new(a.json);
+    let mut summaries = Vec::new();
+    let mut failed = false;
+    for b in &ev.branches {
+        let names: Vec<&str> = if a.roots.is_empty() {
+            DEFAULT_ROOTS.to_vec()
+        } else {
+            a.roots.iter().map(String::as_str).collect()
+        };
+        let mut wanted = Vec::new();
+        for n in &names {
+            let id = b.graph.roots.get(*n).ok_or_else(|| {
+                miette!(
+                    code = "cli::no-root",
+                    help = format!(
+                        "outputs of this branch: {}",
+                        b.graph.roots.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                    "branch `{}` has no output `{n}`",
+                    b.release.branch
+                )
+            })?;
+            wanted.push(id.clone());
+        }
+        let env = crate::build::Env {
+            repos: b
+                .release
+                .repos
+                .iter()
+                .map(|r| {
+                    crate::repo::fetch::Location::parse(&r.name, &r.location.as_source())
+                        .map(|l| (r.name.clone(), l))
+                })
+                .collect::<std::result::Result<_, _>>()?,
+            spec_dir: ev.spec_path.parent().map(PathBuf::from).unwrap_or_default(),
+        };
+        let bopts = crate::build::Options {
+            jobs,
+            keep_going: a.keep_going,
+            dry_run: a.dry_run,
+        };
+        let started = std::time::Instant::now();
+        let report = crate::build::realize(&b.graph, &wanted, &store, &env, &bopts, &progress)
+            .map_err(|e| miette!("{e}"))?;
+        if a.dry_run {
+            let mut bytes = 0u64;
+            for id in &report.plan {
+                let d = b.graph.get(id).expect("planned ids are in the graph");
+                let size = d.params.get("size").and_then(|s| s.as_u64());
+                bytes += size.unwrap_or(0);
+                if !a.json {
+                    match size {
+                        Some(s) => println!("would build {} ({s} bytes)", d.name),
+                        None => println!("would build {}", d.name),
+                    }
+                }
+            }
+            if !a.json {
+                println!(
+                    "branch {}: {} to build, {} cached, {bytes} bytes to fetch",
+                    b.release.branch,
+                    report.plan.len(),
+                    report.cached
+                );
+            }
+            summaries.push(json!({"branch": b.release.branch, "plan": report.plan, "cached": report.cached, "fetch_bytes": bytes}));
+            continue;
+        }
+        for (id, e) in &report.failed {
+            let name = b.graph.get(id).map_or("?", |d| d.name.as_str());
+            eprintln!("error: {name} ({}) failed: {e}", id.short());
+        }
+        if !report.skipped.is_empty() {
+            eprintln!(
+                "{} derivations not built because an input failed",
+                report.skipped.len()
+            );
+        }
+        failed |= !report.failed.is_empty();
+        let mut outs = BTreeMap::new();
+        for (n, id) in names.iter().zip(&wanted) {
+            if let Some(out) = report.outputs.get(id) {
+                // Keep realized outputs alive across `gc` (roots/).
+                let root_name = format!("{}-{}-{n}", file_stem(&ev.spec_path), b.release.branch);
+                store.add_root(&root_name.replace(':', "-"), &out.root)?;
+                outs.insert(n.to_string(), out.clone());
+            }
+        }
+        if let (Some(dir), Some(out)) = (&a.out, outs.get("os-tree")) {
+            if let crate::store::Root::Tree { hash } = out.root {
+                let r = crate::store::export_tree(&store, &hash, dir)?;
+                if !a.json {
+                    eprintln!(
+                        "exported the OS tree to {} ({} hardlinked, {} copied)",
+                        dir.display(),
+                        r.hardlinked,
+                        r.copied
+                    );
+                }
+            }
+        }
+        if a.json {
+            summaries.push(json!({"branch": b.release.branch, "built": report.built.len(), "cached": report.cached,
+                "failed": report.failed.len(), "outputs": outs}));
+        } else {
+            println!(
+                "branch {}: {} built, {} cached, {} failed in {:.2} s",
+                b.release.branch,
+                report.built.len(),
+                report.cached,
+                report.failed.len(),
+                started.elapsed().as_secs_f64()
+            );
+            for (n, out) in &outs {
+                let what = match out.root {
+                    crate::store::Root::Tree { hash } => format!("tree {hash}"),
+                    crate::store::Root::Blob { hash, .. } => format!("blob {hash}"),
+                };
+                println!("  {n:<12} {what}");
+            }
+        }
+    }
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summaries).expect("plain data")
+        );
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+fn file_stem(p: &std::path::Path) -> String {
+    p.file_stem()
+        .map_or("spec".into(), |s| s.to_string_lossy().into_owned())
+}
+
+fn log_cmd(g: &Global, a: LogArgs) -> Result<i32> {
+    let dir = g.store_dir()?.join("logs");
+    let mut hits: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(|e| miette!("cannot read {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&a.drv))
+        })
+        .collect();
+    hits.sort();
+    match hits.as_slice() {
+        [one] => {
+            print!(
+                "{}",
+                std::fs::read_to_string(one).map_err(|e| miette!("{}: {e}", one.display()))?
+            );
+            Ok(0)
+        }
+        [] => Err(miette!(
+            code = "cli::no-log",
+            "no build log for `{}` in {}",
+            a.drv,
+            dir.display()
+        )),
+        many => Err(miette!(
+            code = "cli::ambiguous-drv",
+            "`{}` matches {} logs; give more of the id",
+            a.drv,
+            many.len()
+        )),
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct WhyArgs {
+    /// The spec file (`.cvm`).
+    pub spec: PathBuf,
+    /// A package name in the closure.
+    pub package: String,
+    #[arg(long, short)]
+    pub branch: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    /// The spec file (`.cvm`).
+    pub spec: PathBuf,
+    /// Packages allowed to move; without names, every package may.
+    pub names: Vec<String>,
+    #[arg(long, short)]
+    pub branch: Option<String>,
+}
+
+fn why_cmd(g: &Global, a: WhyArgs) -> Result<i32> {
+    let ev = eval::evaluate(&a.spec, &g.eval_options(a.branch, false))?;
+    let b = one_branch(&ev)?;
+    let opts = g.eval_options(None, false);
+    let pool = crate::repo::load(&eval::repo_sources(&b.release), opts.cache.as_deref())?;
+    let req = eval::pinning::request(&b.release, &ev.sources, None)?;
+    let packages = b
+        .lock
+        .package
+        .iter()
+        .filter_map(|lp| {
+            let name = pool.names.get(&lp.name)?;
+            pool.named(name).iter().copied().find(|&id| {
+                let p = pool.package(id);
+                p.evr.epoch == lp.epoch
+                    && *p.evr.version == *lp.version
+                    && p.evr.release.as_deref().unwrap_or("") == lp.release
+                    && pool.name(p.arch) == lp.arch
+            })
+        })
+        .collect();
+    let sol = crate::solve::Solution {
+        packages,
+        optimal: b.lock.optimal,
+        stats: Default::default(),
+    };
+    let Some(chain) = crate::solve::why(&pool, &req, &sol, &a.package) else {
+        return Err(miette!(
+            code = "cli::not-in-closure",
+            "`{}` is not in the closure of branch `{}`",
+            a.package,
+            b.release.branch
+        ));
+    };
+    let span = eval::pinning::span_of(&b.release, chain.origin);
+    let (line, _) = ev.sources.line_col(span);
+    let at = format!("{}:{line}", ev.sources.path(span.file).display());
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"package": a.package, "branch": b.release.branch,
+                "asked_at": at, "path": chain.path, "steps": chain.steps, "version": chain.version}))
+            .expect("plain data")
+        );
+    } else {
+        println!(
+            "{} is in branch {} because the shopping list asks for `{}` ({at})",
+            chain.path.last().map_or(a.package.as_str(), String::as_str),
+            b.release.branch,
+            req.jobs.get(chain.job).map_or("?", |j| j.name.as_str()),
+        );
+        for s in &chain.steps {
+            println!("  {s}");
+        }
+        println!(
+            "version: {}",
+            eval::pinning::locate(&chain.version, &b.release, &ev.sources)
+        );
+    }
+    Ok(0)
+}
+
+fn update_cmd(g: &Global, a: UpdateArgs) -> Result<i32> {
+    let mut opts = g.eval_options(a.branch, false);
+    opts.update = Some(a.names);
+    let before = crate::lock::LockFile::read(&crate::lock::path_for(&a.spec))?;
+    let ev = eval::evaluate(&a.spec, &opts)?;
+    for b in &ev.branches {
+        let old: BTreeMap<&str, String> = before
+            .branch
+            .get(&b.release.branch)
+            .map(|l| {
+                l.package
+                    .iter()
+                    .map(|p| (p.name.as_str(), p.evr()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let new: BTreeMap<&str, String> = b
+            .lock
+            .package
+            .iter()
+            .map(|p| (p.name.as_str(), p.evr()))
+            .collect();
+        let mut changes = 0;
+        for (name, evr) in &new {
+            match old.get(name) {
+                None => println!("{}: + {name} {evr}", b.release.branch),
+                Some(o) if o != evr => println!("{}: ~ {name} {o} -> {evr}", b.release.branch),
+                _ => continue,
+            }
+            changes += 1;
+        }
+        for (name, evr) in &old {
+            if !new.contains_key(name) {
+                println!("{}: - {name} {evr}", b.release.branch);
+                changes += 1;
+            }
+        }
+        if changes == 0 {
+            println!("{}: closure unchanged", b.release.branch);
+        }
+    }
+    eprintln!(
+        "{} {}",
+        if ev.lock_written {
+            "wrote"
+        } else {
+            "unchanged:"
+        },
+        ev.lock_path.display()
+    );
     Ok(0)
 }

@@ -17,6 +17,7 @@ Examples:
   cvmbuild eval examples/cernvm/cernvm.cvm --branch production --json
   cvmbuild show examples/minimal/minimal.cvm os-tree    one derivation in full
   cvmbuild graph examples/minimal/minimal.cvm --format dot | dot -Tsvg > g.svg
+  cvmbuild realize examples/cernvm/cernvm.cvm --branch production --out /tmp/os
 
 Exit status: 0 success, 1 failure (bad spec, unsatisfiable list, failed build),
 2 bad command-line usage.";
@@ -43,6 +44,14 @@ pub enum Command {
     Show(commands::ShowArgs),
     /// Print a branch's derivation graph as Graphviz dot or JSON.
     Graph(commands::GraphArgs),
+    /// Explain why a package is in a branch's closure and why at that version.
+    Why(commands::WhyArgs),
+    /// Re-pin deliberately: all packages, or only the named ones (the rest stay at their locked versions).
+    Update(commands::UpdateArgs),
+    /// Build a branch: fetch and extract its packages, assemble the OS tree, build the meta RPM.
+    Realize(commands::RealizeArgs),
+    /// Print the build log of a derivation (full id or unique prefix).
+    Log(commands::LogArgs),
 }
 
 /// Entry point used by `main`; returns the process exit code.

@@ -623,7 +623,7 @@ fn list_objects(dir: &Path, report: &mut VerifyReport) -> Result<Vec<(PathBuf, H
             }
         }
     }
-    out.sort_by(|a, b| a.1.cmp(&b.1));
+    out.sort_by_key(|a| a.1);
     Ok(out)
 }
 

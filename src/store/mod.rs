@@ -148,7 +148,7 @@ impl VerifyReport {
 }
 
 /// Everything that can go wrong in the store.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum Error {
     #[error("{path}: {source}")]
     Io {
@@ -270,13 +270,11 @@ pub(crate) fn check_children(store: &dyn Store, tree: &Tree) -> Result<()> {
                 }
                 Some(_) => {}
             },
-            Node::Directory { tree } => {
-                if !store.has_tree(tree)? {
-                    return Err(Error::Missing {
-                        kind: "tree",
-                        hash: *tree,
-                    });
-                }
+            Node::Directory { tree } if !store.has_tree(tree)? => {
+                return Err(Error::Missing {
+                    kind: "tree",
+                    hash: *tree,
+                });
             }
             _ => {}
         }
