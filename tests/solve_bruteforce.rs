@@ -125,7 +125,21 @@ fn instance(seed: u64) -> (Pool, Request) {
         } else {
             VersionReq::Any
         };
-        jobs.push(Job::new(&names[t], req, k));
+        // Some jobs name a capability (a virtual provide) instead.
+        let cap = format!("cap{}", r.below(3));
+        let provided = pool.names.get(&cap).is_some_and(|c| {
+            !pool
+                .whatprovides(&cvmbuild::repo::SimpleDep {
+                    name: c,
+                    range: None,
+                })
+                .is_empty()
+        });
+        if provided && r.chance(10) {
+            jobs.push(Job::new(&cap, VersionReq::Any, k));
+        } else {
+            jobs.push(Job::new(&names[t], req, k));
+        }
     }
     let mut req = request(jobs);
     if r.chance(15) {
