@@ -588,3 +588,34 @@ fn multilib_prefers_native_builds_and_ranks_versions_per_arch() {
     );
     assert_eq!(sol.stats.cost, [0, 0, 0, 2]);
 }
+
+#[test]
+fn explanation_follows_each_chain_and_names_virtual_conflicts() {
+    let mut p = new_pool();
+    add(&mut p, 0, "x", "1-1", "x86_64", &[("R", "liba.so.1")]);
+    add(
+        &mut p,
+        0,
+        "a",
+        "1-1",
+        "x86_64",
+        &[("P", "liba.so.1"), ("C", "mta")],
+    );
+    add(&mut p, 0, "y", "1-1", "x86_64", &[("R", "mta")]);
+    add(&mut p, 0, "postfix", "1-1", "x86_64", &[("P", "mta")]);
+    p.index();
+    let Err(SolveError::Unsatisfiable(e)) = solve(&p, &names(&["x", "y"])) else {
+        panic!("expected unsat")
+    };
+    let text: Vec<&str> = e.lines.iter().map(|l| l.text.as_str()).collect();
+    assert_eq!(
+        text,
+        [
+            "the list asks for x (job 0)",
+            "the list asks for y (job 1)",
+            "x 1-1.x86_64 requires liba.so.1",
+            "a 1-1.x86_64 conflicts with mta (provided by postfix-1-1.x86_64)",
+            "y 1-1.x86_64 requires mta"
+        ]
+    );
+}

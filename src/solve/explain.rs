@@ -189,52 +189,48 @@ fn hidden_reason(uni: &Universe, req: &Request, raw: &[PackageId]) -> String {
     }
 }
 
-/// Packages by requires distance from the jobs of `groups`, following only
-/// the requires in `groups`, so the prose reads along the chain.
-fn depths(
+/// Packages numbered in depth-first order from the jobs of `groups`,
+/// following only the requires in `groups`, so that the prose walks each
+/// job's chain to its end before starting the next.
+fn chain_order(
     uni: &Universe,
     cands: &[Vec<PackageId>],
     groups: &[Group],
 ) -> BTreeMap<PackageId, usize> {
     let pool = uni.pool;
-    let mut depth = BTreeMap::new();
-    let mut queue = VecDeque::new();
+    let mut order = BTreeMap::new();
+    let mut stack: Vec<PackageId> = Vec::new();
     for g in groups {
-        if let Group::Job(j) = *g {
-            for &p in &cands[j] {
-                if depth.insert(p, 0).is_none() {
-                    queue.push_back(p);
-                }
-            }
-        }
-    }
-    while let Some(p) = queue.pop_front() {
-        let d = depth[&p];
-        for g in groups {
-            let Group::Requires(q, k) = *g else { continue };
-            if q != p {
+        let Group::Job(j) = *g else { continue };
+        stack.extend(cands[j].iter().rev());
+        while let Some(p) = stack.pop() {
+            if order.contains_key(&p) {
                 continue;
             }
-            let mut simple = Vec::new();
-            match &pool.package(q).requires[k] {
-                Dep::Simple(s) => simple.push(s),
-                Dep::Rich(r) => rich_simple(r, &mut simple),
-            }
-            for s in simple {
-                for &t in uni.providers(s).iter() {
-                    if let std::collections::btree_map::Entry::Vacant(e) = depth.entry(t) {
-                        e.insert(d + 1);
-                        queue.push_back(t);
-                    }
+            order.insert(p, order.len());
+            let mut next = Vec::new();
+            for g in groups {
+                let Group::Requires(q, k) = *g else { continue };
+                if q != p {
+                    continue;
+                }
+                let mut simple = Vec::new();
+                match &pool.package(q).requires[k] {
+                    Dep::Simple(s) => simple.push(s),
+                    Dep::Rich(r) => rich_simple(r, &mut simple),
+                }
+                for s in simple {
+                    next.extend(uni.providers(s).iter().copied());
                 }
             }
+            stack.extend(next.into_iter().rev());
         }
     }
-    depth
+    order
 }
 
 fn prose(uni: &Universe, req: &Request, cands: &[Vec<PackageId>], groups: &[Group]) -> Explanation {
-    let depth = depths(uni, cands, groups);
+    let depth = chain_order(uni, cands, groups);
     let pool = uni.pool;
     let mut lines = Vec::new();
     // (package name, rule text) -> labels, to say "A 2.1, 2.0 require B".
@@ -266,13 +262,27 @@ fn prose(uni: &Universe, req: &Request, cands: &[Vec<PackageId>], groups: &[Grou
                 }
                 rule(p, text);
             }
-            Group::Conflicts(p, k) => rule(
-                p,
-                format!(
-                    "conflicts with {}",
-                    pool.dep_to_string(&pool.package(p).conflicts[k])
-                ),
-            ),
+            Group::Conflicts(p, k) => {
+                let d = &pool.package(p).conflicts[k];
+                let mut text = format!("conflicts with {}", pool.dep_to_string(d));
+                // Name the other side when the chains reach it under
+                // another name (a virtual provide, a file).
+                if let Dep::Simple(s) = d {
+                    let reached: Vec<String> = uni
+                        .providers(s)
+                        .iter()
+                        .filter(|&&q| {
+                            q != p && depth.contains_key(&q) && pool.package(q).name != s.name
+                        })
+                        .take(3)
+                        .map(|&q| label(pool, q))
+                        .collect();
+                    if !reached.is_empty() {
+                        text += &format!(" (provided by {})", reached.join(", "));
+                    }
+                }
+                rule(p, text)
+            }
             Group::Obsoletes(p, k) => rule(
                 p,
                 format!(
