@@ -619,3 +619,21 @@ fn explanation_follows_each_chain_and_names_virtual_conflicts() {
         ]
     );
 }
+
+#[test]
+fn explains_a_capability_only_a_shadowed_package_provides() {
+    let mut p = new_pool();
+    let best = repo(&mut p, "updates", 10, 1000).0;
+    add(&mut p, best, "foo", "2-1", "x86_64", &[]);
+    add(&mut p, 0, "foo", "1-1", "x86_64", &[("P", "foo-compat")]);
+    add(&mut p, 0, "app", "1-1", "x86_64", &[("R", "foo-compat")]);
+    p.index();
+    let Err(SolveError::Unsatisfiable(e)) = solve(&p, &names(&["app"])) else {
+        panic!("expected unsat")
+    };
+    assert_eq!(
+        e.lines[1].text,
+        "app 1-1.x86_64 requires foo-compat; no usable package provides foo-compat: \
+         foo-1-1.x86_64 is shadowed: a repository with better priority has foo"
+    );
+}

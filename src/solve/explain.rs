@@ -185,7 +185,12 @@ fn hidden_reason(uni: &Universe, req: &Request, raw: &[PackageId]) -> String {
                 if req.multilib { " with multilib" } else { "" }
             )
         }
-        _ => "only hidden duplicates provide it".into(),
+        Hidden::Priority => format!(
+            "{} is shadowed: a repository with better priority has {}",
+            label(pool, p),
+            pool.name(pool.package(p).name)
+        ),
+        Hidden::Duplicate | Hidden::Visible => format!("{} is not usable", label(pool, p)),
     }
 }
 
