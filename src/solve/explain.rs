@@ -96,12 +96,11 @@ fn minimise(oll: &mut Oll, assumptions: &[Lit], keep: usize) -> Vec<Lit> {
         let mut trial = core.clone();
         trial.remove(i);
         match oll.solve_core(&trial) {
-            Ok(Err(c)) => {
-                let before = core[..i]
-                    .iter()
-                    .filter(|l| c.contains(l) || fixed.contains(l))
-                    .count();
-                core.retain(|l| fixed.contains(l) || c.contains(l));
+            Ok(Err(mut c)) => {
+                c.sort();
+                let keep = |l: &Lit| fixed.contains(l) || c.binary_search(l).is_ok();
+                let before = core[..i].iter().filter(|l| keep(l)).count();
+                core.retain(keep);
                 i = before;
             }
             _ => i += 1,

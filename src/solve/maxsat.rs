@@ -140,20 +140,18 @@ impl Oll {
 
     /// varisat's core for the last call, restricted to `within`.
     fn raw_core(&self, within: &[Lit]) -> Vec<Lit> {
-        let mut sorted = within.to_vec();
-        sorted.sort();
-        let mut c: Vec<Lit> = self
-            .solver
-            .failed_core()
-            .unwrap_or_default()
-            .iter()
-            .copied()
-            .filter(|l| sorted.binary_search(l).is_ok())
-            .collect();
-        c.sort();
-        c.dedup();
-        // Keep the caller's order so that results do not depend on varisat's.
-        c.sort_by_key(|l| within.iter().position(|x| x == l));
+        let mut core: Vec<Lit> = self.solver.failed_core().unwrap_or_default().to_vec();
+        core.sort();
+        // The caller's order, so that results do not depend on varisat's.
+        let mut c: Vec<Lit> = Vec::with_capacity(core.len());
+        let mut taken = vec![false; core.len()];
+        for &l in within {
+            if let Ok(i) = core.binary_search(&l) {
+                if !std::mem::replace(&mut taken[i], true) {
+                    c.push(l);
+                }
+            }
+        }
         #[cfg(test)]
         if tests::CORRUPT.with(|x| x.get()) && c.len() > 1 {
             // Imitate varisat's defect: a "core" that is really satisfiable.
