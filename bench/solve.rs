@@ -121,8 +121,9 @@ fn generate(n: usize, seed: u64) -> Pool {
     let x86_64 = pool.intern("x86_64");
     let i586 = pool.intern("i586");
     let noarch = pool.intern("noarch");
-    let names = n * 10 / 19;
-    let nvirt = names / 200 + 1;
+    // About 1.9 packages per name (versions, i586 builds): one virtual
+    // capability per ~200 names.
+    let nvirt = n / 380 + 1;
     let mut count = 0;
     let mut i = 0;
     while count < n {
@@ -205,7 +206,6 @@ fn generate(n: usize, seed: u64) -> Pool {
         }
         i += 1;
     }
-    let _ = names;
     pool.index();
     pool
 }

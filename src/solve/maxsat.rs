@@ -23,9 +23,10 @@ pub(crate) enum Outcome {
         model: Vec<bool>,
         cost: Vec<u64>,
     },
-    /// Deadline hit; the best model found so far and its cost.
+    /// Deadline hit; the best model found so far and its cost. (The first
+    /// feasibility call always runs, so there is one.)
     Timeout {
-        model: Option<Vec<bool>>,
+        model: Vec<bool>,
         cost: Vec<u64>,
     },
     Unsat,
@@ -241,10 +242,7 @@ impl Oll {
             loop {
                 if self.deadline.is_some_and(|d| Instant::now() >= d) {
                     let cost = model_cost(&best, levels);
-                    return Outcome::Timeout {
-                        model: Some(best),
-                        cost,
-                    };
+                    return Outcome::Timeout { model: best, cost };
                 }
                 match self.solve_core(&active) {
                     Ok(Ok(m)) => {

@@ -59,9 +59,10 @@ pub struct Request {
     /// Glob patterns of names allowed in several versions
     /// ([`DEFAULT_INSTALLONLY`] is the usual choice).
     pub installonly: Vec<String>,
-    /// Wall-clock budget. The limit is checked between SAT calls, so one
-    /// long call can overrun it; then the best model so far is returned
-    /// with `optimal: false`.
+    /// Wall-clock budget for optimisation. varisat cannot be interrupted,
+    /// so the limit is checked between SAT calls (the first, feasibility
+    /// call and explanations always run to the end); when it is hit, the
+    /// best model so far is returned with `optimal: false`.
     pub timeout: Option<Duration>,
 }
 
@@ -227,8 +228,6 @@ pub enum SolveError {
         name: String,
         suggestions: Vec<String>,
     },
-    #[error("no solution found within the time limit")]
-    Timeout,
     #[error("SAT solver failure: {0}")]
     Solver(String),
 }
@@ -309,11 +308,7 @@ pub fn solve(pool: &Pool, req: &Request) -> Result<Solution, SolveError> {
     stats.fixed = opt.fixed_packages();
     let (model, optimal, cost) = match outcome {
         maxsat::Outcome::Optimal { model, cost } => (model, true, cost),
-        maxsat::Outcome::Timeout {
-            model: Some(model),
-            cost,
-        } => (model, false, cost),
-        maxsat::Outcome::Timeout { model: None, .. } => return Err(SolveError::Timeout),
+        maxsat::Outcome::Timeout { model, cost } => (model, false, cost),
         maxsat::Outcome::Unsat => {
             return Err(SolveError::Unsatisfiable(explain::explain(
                 &uni, req, &cands,
