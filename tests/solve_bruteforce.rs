@@ -188,7 +188,12 @@ fn brute(pool: &Pool, req: &Request) -> Option<([u64; 4], Vec<PackageId>)> {
 fn optimum_matches_brute_force_on_random_pools() {
     let mut solved = 0;
     let mut unsat = 0;
-    for seed in 0..200u64 {
+    // SOLVE_BRUTE_SEEDS raises the count for a longer soak (release mode).
+    let seeds: u64 = std::env::var("SOLVE_BRUTE_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    for seed in 0..seeds {
         let (pool, req) = instance(seed);
         let got = solve(&pool, &req);
         let want = brute(&pool, &req);
@@ -224,8 +229,8 @@ fn optimum_matches_brute_force_on_random_pools() {
         }
     }
     // The generator must exercise both outcomes to mean anything.
-    assert!(solved > 100, "only {solved} satisfiable instances");
-    assert!(unsat > 5, "only {unsat} unsatisfiable instances");
+    assert!(solved > seeds / 2, "only {solved} satisfiable instances");
+    assert!(unsat > seeds / 40, "only {unsat} unsatisfiable instances");
 }
 
 #[test]

@@ -637,3 +637,24 @@ fn explains_a_capability_only_a_shadowed_package_provides() {
          foo-1-1.x86_64 is shadowed: a repository with better priority has foo"
     );
 }
+
+#[test]
+fn boolean_conflicts_are_plain_truth_values_as_in_rpm() {
+    // rpm's documented pitfall: `Conflicts: (b if c)` is a conflict unless
+    // c is installed and b is not. So a needs c here, although nothing
+    // requires c.
+    let mut p = new_pool();
+    let a = add(&mut p, 0, "a", "1-1", "x86_64", &[]);
+    add(&mut p, 0, "b", "1-1", "x86_64", &[]);
+    add(&mut p, 0, "c", "1-1", "x86_64", &[]);
+    let (b, c) = (rd(&mut p, "b"), rd(&mut p, "c"));
+    p.packages[a.0 as usize]
+        .conflicts
+        .push(cvmbuild::repo::Dep::Rich(Box::new(Rich::If(
+            Box::new(b),
+            Box::new(c),
+            None,
+        ))));
+    p.index();
+    assert_eq!(solved(&p, &names(&["a"])), ["a-1-1.x86_64", "c-1-1.x86_64"]);
+}

@@ -261,7 +261,7 @@ impl<'p> Universe<'p> {
     }
 
     /// Visible packages reachable from the job candidates through requires
-    /// (every alternative), sorted by id.
+    /// (every alternative) and boolean conflicts, sorted by id.
     ///
     /// Rich requires contribute every operand, including conditions (an
     /// `unless` or `else` condition can force or spare a package, so it must
@@ -283,7 +283,12 @@ impl<'p> Universe<'p> {
         }
         let mut deps = Vec::new();
         while let Some(id) = queue.pop_front() {
-            for d in &self.pool.package(id).requires {
+            let pkg = self.pool.package(id);
+            // rpm evaluates a boolean conflict as a plain truth value, so
+            // `Conflicts: (a if b)` fires unless b is installed: installing
+            // b can lift it. Such operands must be able to be installed.
+            let rich_conflicts = pkg.conflicts.iter().filter(|d| matches!(d, Dep::Rich(_)));
+            for d in pkg.requires.iter().chain(rich_conflicts) {
                 deps.clear();
                 match d {
                     Dep::Simple(s) => deps.push(s),
