@@ -102,7 +102,14 @@ fn instance(seed: u64) -> (Pool, Request) {
                 deps.push(("O", random_dep(&mut r, &names, &vers, n)));
             }
             let d: Vec<(&str, &str)> = deps.iter().map(|(k, s)| (*k, s.as_str())).collect();
-            let id = add(&mut pool, 0, name, v, "x86_64", &d);
+            // Mostly native; some 32-bit and noarch builds (the 32-bit
+            // ones only exist for multilib requests).
+            let arch = match r.below(20) {
+                0..=13 => "x86_64",
+                14..=16 => "i586",
+                _ => "noarch",
+            };
+            let id = add(&mut pool, 0, name, v, arch, &d);
             if r.chance(12) {
                 let rich = random_rich(&mut r, &mut pool, &names, &vers, n);
                 rich_require(&mut pool, id, rich);
@@ -142,6 +149,7 @@ fn instance(seed: u64) -> (Pool, Request) {
         }
     }
     let mut req = request(jobs);
+    req.multilib = r.chance(40);
     if r.chance(15) {
         let t = r.below(nnames);
         let v = vers[t][r.below(vers[t].len())];
@@ -162,7 +170,11 @@ fn brute(pool: &Pool, req: &Request) -> Option<([u64; 4], Vec<PackageId>)> {
     let job_masks: Vec<u32> = req
         .jobs
         .iter()
-        .map(|j| job_candidates(pool, j).iter().fold(0, |m, p| m | 1 << p.0))
+        .map(|j| {
+            job_candidates(pool, req, j)
+                .iter()
+                .fold(0, |m, p| m | 1 << p.0)
+        })
         .collect();
     for s in 0u32..(1 << n) {
         if job_masks.iter().any(|m| m & s == 0) {
