@@ -41,6 +41,22 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time (user + system) this process has used, from
+/// `/proc/self/stat` (clock ticks of 10 ms). Less disturbed than wall time
+/// when the machine is shared.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are
+    // fields 14 and 15 of the whole line.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
 /// One measurement, in this (child) process.
 fn measure(mode: &str, cache: &Path) {
     let src = [source()];
@@ -51,17 +67,20 @@ fn measure(mode: &str, cache: &Path) {
     }
     let mut times: Vec<Duration> = Vec::new();
     let mut packages = 0;
+    let cpu_start = cpu_time();
     for _ in 0..RUNS {
         let t = Instant::now();
         let pool = load(&src, cache).unwrap();
         times.push(t.elapsed());
         packages = pool.packages.len();
     }
+    let cpu = (cpu_time() - cpu_start) / RUNS as u32;
     times.sort();
     println!(
-        "{mode:>6}: {packages} packages, best {:.1} ms, median {:.1} ms over {RUNS} runs, peak RSS {:.1} MiB",
+        "{mode:>6}: {packages} packages, wall best {:.1} ms, median {:.1} ms over {RUNS} runs, CPU {:.0} ms per run, peak RSS {:.1} MiB",
         times[0].as_secs_f64() * 1e3,
         times[RUNS / 2].as_secs_f64() * 1e3,
+        cpu.as_secs_f64() * 1e3,
         peak_rss_kib() as f64 / 1024.0
     );
 }
