@@ -4,7 +4,7 @@
 //! universes of growing size (for scaling).
 //!
 //! ```text
-//! cargo bench --bench solve -- [--real DIR|--no-real] [--save-list FILE]
+//! cargo bench --bench solve -- [--real DIR|--no-real] [--multilib] [--save-list FILE]
 //!                              [--sizes 20000,40000,80000] [--list 500] [--seed 1]
 //! ```
 //!
@@ -48,6 +48,8 @@ impl Rng {
 
 struct Args {
     real: Option<String>,
+    /// Solve the real universe with multilib (i586 next to x86_64).
+    multilib: bool,
     /// Where to write the real universe's final shopping list.
     save_list: Option<String>,
     sizes: Vec<usize>,
@@ -59,6 +61,7 @@ fn args() -> Result<Args, String> {
     let mut a = Args {
         real: Some("/work/shared/data/opensuse-11.0-factory".into()),
         save_list: None,
+        multilib: false,
         sizes: vec![20_000, 40_000, 80_000],
         list: 500,
         seed: 1,
@@ -76,6 +79,7 @@ fn args() -> Result<Args, String> {
             }
             "--real" => a.real = Some(val()?),
             "--no-real" => a.real = None,
+            "--multilib" => a.multilib = true,
             "--save-list" => a.save_list = Some(val()?),
             "--list" => a.list = val()?.parse().map_err(|e| format!("--list: {e}"))?,
             "--seed" => a.seed = val()?.parse().map_err(|e| format!("--seed: {e}"))?,
@@ -85,6 +89,30 @@ fn args() -> Result<Args, String> {
         }
     }
     Ok(a)
+}
+
+/// CPU time this thread has run, from the scheduler (nanosecond
+/// resolution, unlike rusage ticks); the machine is shared, so wall time
+/// alone is noisy.
+fn thread_cpu_s() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(f64::NAN, |ns| ns / 1e9)
+}
+
+/// Solves `req` `n` times; the minimum wall and CPU seconds of one solve.
+fn repeat(pool: &Pool, req: &Request, n: usize) -> (f64, f64) {
+    let (mut wall, mut cpu) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..n {
+        let (t, c) = (Instant::now(), thread_cpu_s());
+        let ok = solve(pool, req).is_ok();
+        if ok {
+            wall = wall.min(t.elapsed().as_secs_f64());
+            cpu = cpu.min(thread_cpu_s() - c);
+        }
+    }
+    (wall, cpu)
 }
 
 /// Peak resident set size of this process so far, in MiB.
@@ -117,8 +145,9 @@ fn generate(n: usize, seed: u64) -> Pool {
     let x86_64 = pool.intern("x86_64");
     let i586 = pool.intern("i586");
     let noarch = pool.intern("noarch");
-    let names = n * 10 / 19;
-    let nvirt = names / 200 + 1;
+    // About 1.9 packages per name (versions, i586 builds): one virtual
+    // capability per ~200 names.
+    let nvirt = n / 380 + 1;
     let mut count = 0;
     let mut i = 0;
     while count < n {
@@ -201,15 +230,31 @@ fn generate(n: usize, seed: u64) -> Pool {
         }
         i += 1;
     }
-    let _ = names;
     pool.index();
     pool
 }
 
 /// Picks `n` random package names and drops (and replaces) jobs that an
 /// explanation blames until the list is satisfiable. Returns the list and
-/// the final solution.
-fn installable_list(pool: &Pool, n: usize, seed: u64) -> Result<(Vec<String>, Solution), String> {
+/// the final solution, and prints how long the explanations took.
+fn installable_list(
+    pool: &Pool,
+    n: usize,
+    seed: u64,
+    multilib: bool,
+) -> Result<(Vec<String>, Solution), String> {
+    let mut failed: Vec<f64> = Vec::new();
+    let summary = |failed: &[f64]| {
+        if !failed.is_empty() {
+            let max = failed.iter().copied().fold(0.0, f64::max);
+            let avg = failed.iter().sum::<f64>() / failed.len() as f64;
+            println!(
+                "list: {} unsatisfiable rounds, solve + explanation avg {:.3} s, max {max:.3} s",
+                failed.len(),
+                avg
+            );
+        }
+    };
     let mut r = Rng(seed | 1);
     let arch_ok = |p: &Package| matches!(pool.name(p.arch), "x86_64" | "noarch");
     let all: Vec<&str> = pool
@@ -230,10 +275,18 @@ fn installable_list(pool: &Pool, n: usize, seed: u64) -> Result<(Vec<String>, So
                 list.push(c.to_string());
             }
         }
-        let req = request(&list);
+        let req = request(&list, multilib);
+        let t = Instant::now();
         match solve(pool, &req) {
-            Ok(sol) => return Ok((list, sol)),
+            Ok(sol) => {
+                summary(&failed);
+                return Ok((list, sol));
+            }
             Err(SolveError::Unsatisfiable(e)) => {
+                failed.push(t.elapsed().as_secs_f64());
+                if failed.len() == 1 {
+                    print!("first explanation:\n{e}");
+                }
                 let blamed: Vec<usize> = e.lines.iter().filter_map(|l| l.origin).collect();
                 let Some(&drop) = blamed.last() else {
                     return Err(format!("unexplained failure:\n{e}"));
@@ -246,13 +299,15 @@ fn installable_list(pool: &Pool, n: usize, seed: u64) -> Result<(Vec<String>, So
     Err("no installable list found".into())
 }
 
-fn request(names: &[String]) -> Request {
+fn request(names: &[String], multilib: bool) -> Request {
     let jobs = names
         .iter()
         .enumerate()
         .map(|(i, n)| Job::new(n, VersionReq::Any, i))
         .collect();
-    Request::new("x86_64", jobs)
+    let mut r = Request::new("x86_64", jobs);
+    r.multilib = multilib;
+    r
 }
 
 /// Versions behind the newest (summed ranks) and packages not at the newest
@@ -281,7 +336,7 @@ fn report(label: &str, pool: &Pool, load_s: f64, sol: &Solution) {
     println!(
         "{label}: universe {} visible {}, cone {}, fixed {}, vars {}, clauses {}, sat calls {}, cores {} (bogus {}), \
          cost {:?}, packages {}, versions behind {behind} ({old} not newest), optimal {}, \
-         load {:.3} s, solve {:.3} s, peak RSS {:.0} MiB",
+         load {:.3} s, solve {:.3} s (prepare {:.3} s), peak RSS {:.0} MiB",
         pool.packages.len(),
         s.universe,
         s.cone,
@@ -296,6 +351,7 @@ fn report(label: &str, pool: &Pool, load_s: f64, sol: &Solution) {
         sol.optimal,
         load_s,
         s.time.as_secs_f64(),
+        s.prepare.as_secs_f64(),
         peak_rss_mib()
     );
 }
@@ -317,11 +373,17 @@ fn main() {
         let t = Instant::now();
         let pool = generate(size, a.seed);
         let gen_s = t.elapsed().as_secs_f64();
-        match installable_list(&pool, a.list, a.seed) {
+        match installable_list(&pool, a.list, a.seed, false) {
             Ok((list, _)) => {
                 // Time a fresh solve of the final list.
-                match solve(&pool, &request(&list)) {
-                    Ok(sol) => report(&format!("generated {size}"), &pool, gen_s, &sol),
+                match solve(&pool, &request(&list, false)) {
+                    Ok(sol) => {
+                        report(&format!("generated {size}"), &pool, gen_s, &sol);
+                        let (wall, cpu) = repeat(&pool, &request(&list, false), 5);
+                        println!(
+                            "generated {size}: best of 5 solves: wall {wall:.3} s, cpu {cpu:.3} s"
+                        );
+                    }
                     Err(e) => println!("generated {size}: {e}"),
                 }
             }
@@ -339,9 +401,9 @@ fn real(dir: &str, a: &Args) -> Result<(), String> {
         cost: 1000,
     };
     let t = Instant::now();
-    let pool = load(&[source.clone()], None).map_err(|e| e.to_string())?;
+    let pool = load(std::slice::from_ref(&source), None).map_err(|e| e.to_string())?;
     let load_s = t.elapsed().as_secs_f64();
-    let (list, _) = installable_list(&pool, a.list, a.seed)?;
+    let (list, _) = installable_list(&pool, a.list, a.seed, a.multilib)?;
     if let Some(path) = &a.save_list {
         std::fs::write(path, list.join("\n") + "\n").map_err(|e| format!("{path}: {e}"))?;
     }
@@ -349,16 +411,18 @@ fn real(dir: &str, a: &Args) -> Result<(), String> {
     let t = Instant::now();
     let pool = load(&[source], None).map_err(|e| e.to_string())?;
     let parsed = t.elapsed().as_secs_f64();
-    let sol = solve(&pool, &request(&list)).map_err(|e| e.to_string())?;
+    let sol = solve(&pool, &request(&list, a.multilib)).map_err(|e| e.to_string())?;
     let total = t.elapsed().as_secs_f64();
     report("real", &pool, load_s, &sol);
+    let (wall, cpu) = repeat(&pool, &request(&list, a.multilib), 5);
+    println!("real: best of 5 solves: wall {wall:.3} s, cpu {cpu:.3} s");
     println!(
         "real: parse {parsed:.3} s + solve {:.3} s = {total:.3} s",
         sol.stats.time.as_secs_f64()
     );
 
     let primary = format!("{dir}/repodata/primary.xml.gz");
-    let v = libsolv(&primary, &list, false)?;
+    let v = libsolv(&primary, &list, false, a.multilib)?;
     let by_nevra: BTreeMap<String, PackageId> = pool
         .ids()
         .map(|id| (pool.nevra(id).to_string(), id))
@@ -398,7 +462,7 @@ fn real(dir: &str, a: &Args) -> Result<(), String> {
         .iter()
         .map(|&id| pool.nevra(id).to_string())
         .collect();
-    let c = libsolv(&primary, &ours_nevra, true)?;
+    let c = libsolv(&primary, &ours_nevra, true, a.multilib)?;
     let added = c["packages"].as_array().map_or(0, Vec::len);
     let objections = c["problems"].as_array().map_or(0, Vec::len);
     println!(
@@ -410,12 +474,20 @@ fn real(dir: &str, a: &Args) -> Result<(), String> {
 
 /// Runs `bench/solve_libsolv.py` on `lines` (job names, or NEVRAs with
 /// `check`) and parses its JSON report.
-fn libsolv(primary: &str, lines: &[String], check: bool) -> Result<serde_json::Value, String> {
+fn libsolv(
+    primary: &str,
+    lines: &[String],
+    check: bool,
+    multilib: bool,
+) -> Result<serde_json::Value, String> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/solve_libsolv.py");
     let mut cmd = Command::new("/usr/bin/python3");
     cmd.args([script, primary, "x86_64"]);
     if check {
         cmd.arg("--check");
+    }
+    if multilib {
+        cmd.arg("--multilib");
     }
     let mut child = cmd
         .stdin(Stdio::piped())

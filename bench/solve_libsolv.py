@@ -1,12 +1,12 @@
 #!/usr/bin/python3
 """libsolv side of the solver benchmark (bench/solve.rs runs it).
 
-usage: solve_libsolv.py PRIMARY_XML_GZ ARCH [--check] < names   (one a line)
+usage: solve_libsolv.py PRIMARY_XML_GZ ARCH [--check] [--multilib] < names
 With --check the lines are NEVRAs of a closure to verify: each is installed
 exactly, and libsolv must find no problem and add nothing. Prints one JSON object: parse and solve seconds, problem count and the
 NEVRAs of the resulting closure. Recommends are ignored, implicit
 obsoletes use colours, and other arches than ARCH and noarch are locked out
-(our request has multilib off).
+unless --multilib is given (as our request's multilib flag).
 """
 import json
 import sys
@@ -15,7 +15,8 @@ import time
 import solv
 
 path, arch = sys.argv[1], sys.argv[2]
-check = sys.argv[3:] == ["--check"]
+check = "--check" in sys.argv[3:]
+multilib = "--multilib" in sys.argv[3:]
 names = [l.strip() for l in sys.stdin if l.strip()]
 
 t0 = time.perf_counter()
@@ -36,7 +37,7 @@ t1 = time.perf_counter()
 jobs = []
 # Our request has multilib off: lock every package of another arch so that
 # libsolv cannot pick 32-bit builds either.
-for s in pool.solvables_iter():
+for s in [] if multilib else pool.solvables_iter():
     if s.arch not in (arch, "noarch"):
         jobs.append(pool.Job(solv.Job.SOLVER_LOCK | solv.Job.SOLVER_SOLVABLE, s.id))
 if check:

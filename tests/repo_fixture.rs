@@ -5,7 +5,9 @@
 #[path = "common/rpmrepo.rs"]
 mod rpmrepo;
 
-use cvmbuild::repo::{load, load_filelists, metadata_hash, Dep, Pool, RepoSource, SimpleDep};
+use cvmbuild::repo::{
+    load, load_filelists, metadata_hash, unprovided_file_requires, Dep, Pool, RepoSource, SimpleDep,
+};
 use rpmrepo::{build_rpms, createrepo, HttpServer, Pkg, RepoOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,19 +35,24 @@ pub fn fixture_pkgs() -> Vec<Pkg> {
             .obsoletes("gamma-old"),
         Pkg::new("delta", "0.9~rc1", "1")
             .epoch(2)
-            .file("/etc/delta.conf", b"a=1\n"),
+            .file("/etc/delta.conf", b"a=1\n")
+            .file_mode("/usr/bin/delta", b"#!/bin/sh\n", 0o755)
+            .dir("/var/lib/delta")
+            .symlink("/usr/bin/delta-link", "delta")
+            .script("post", "echo 'delta installed' > /dev/null"),
     ]
 }
 
-/// The fixture RPMs, built once per test run.
+/// The fixture RPMs, built once per test run. (Under cargo's scratch
+/// directory: a static `TempDir` would never be dropped and removed.)
 fn rpms() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        build_rpms(&fixture_pkgs(), dir.path());
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("repo_fixture-rpms");
+        let _ = std::fs::remove_dir_all(&dir);
+        build_rpms(&fixture_pkgs(), &dir);
         dir
     })
-    .path()
 }
 
 /// A fresh repository of the fixture RPMs in its own directory.
@@ -218,8 +225,14 @@ fn file_lists_load_on_demand() {
     };
     // primary lists only the "interesting" files; this is not one of them.
     assert!(pool.whatprovides(&dep).is_empty());
-    let added = load_filelists(&mut pool, &[lib, "/no/such/file"]).unwrap();
+    let missing = unprovided_file_requires(&pool);
+    // delta's %post brings `Requires(post): /bin/sh`, which no fixture has.
+    assert_eq!(missing, ["/bin/sh", lib]);
+    let mut wanted: Vec<&str> = missing.iter().map(String::as_str).collect();
+    wanted.push("/no/such/file");
+    let added = load_filelists(&mut pool, &wanted).unwrap();
     assert_eq!(added, 1);
+    assert_eq!(unprovided_file_requires(&pool), ["/bin/sh"]);
     let owners: Vec<String> = pool
         .whatprovides(&dep)
         .into_iter()
@@ -343,4 +356,36 @@ fn fixture_rpms_are_reproducible() {
         std::fs::read(again.path().join(&name)).unwrap(),
         std::fs::read(rpms().join(&name)).unwrap()
     );
+}
+
+#[test]
+fn fixture_packages_have_what_the_spec_says() {
+    let rpm = rpms().join(fixture_pkgs()[3].file_name());
+    let out = Command::new("rpm")
+        .args([
+            "-qp",
+            "--qf",
+            "[%{FILEMODES:perms} %{FILENAMES} %{FILELINKTOS}\n]",
+        ])
+        .arg(&rpm)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8(out.stdout).unwrap();
+    for line in [
+        "-rw-r--r-- /etc/delta.conf ",
+        "-rwxr-xr-x /usr/bin/delta ",
+        "lrwxrwxrwx /usr/bin/delta-link delta",
+        "drwxr-xr-x /var/lib/delta ",
+    ] {
+        assert!(
+            listing.lines().any(|l| l == line),
+            "no `{line}` in\n{listing}"
+        );
+    }
+    let out = Command::new("rpm")
+        .args(["-qp", "--scripts"])
+        .arg(&rpm)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("echo 'delta installed'"));
 }

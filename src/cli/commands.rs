@@ -597,7 +597,10 @@ fn why_cmd(g: &Global, a: WhyArgs) -> Result<i32> {
         for s in &chain.steps {
             println!("  {s}");
         }
-        println!("version: {}", chain.version);
+        println!(
+            "version: {}",
+            eval::pinning::locate(&chain.version, &b.release, &ev.sources)
+        );
     }
     Ok(0)
 }

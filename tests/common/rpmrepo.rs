@@ -32,8 +32,14 @@ pub struct Pkg {
     pub provides: Vec<String>,
     pub conflicts: Vec<String>,
     pub obsoletes: Vec<String>,
-    /// (absolute path, contents)
-    pub files: Vec<(String, Vec<u8>)>,
+    /// Regular files: (absolute path, contents, mode).
+    pub files: Vec<(String, Vec<u8>, u32)>,
+    /// Directories the package owns (empty unless files are put in them).
+    pub dirs: Vec<String>,
+    /// Symbolic links: (absolute path, target).
+    pub symlinks: Vec<(String, String)>,
+    /// Scriptlets: (section without `%`, e.g. `post`, `pre`; shell body).
+    pub scripts: Vec<(String, String)>,
 }
 
 impl Pkg {
@@ -50,6 +56,9 @@ impl Pkg {
             conflicts: vec![],
             obsoletes: vec![],
             files: vec![],
+            dirs: vec![],
+            symlinks: vec![],
+            scripts: vec![],
         }
     }
     pub fn epoch(mut self, e: u64) -> Pkg {
@@ -76,8 +85,25 @@ impl Pkg {
         self.obsoletes.push(d.into());
         self
     }
-    pub fn file(mut self, path: &str, contents: &[u8]) -> Pkg {
-        self.files.push((path.into(), contents.into()));
+    /// A regular file, mode 0644.
+    pub fn file(self, path: &str, contents: &[u8]) -> Pkg {
+        self.file_mode(path, contents, 0o644)
+    }
+    pub fn file_mode(mut self, path: &str, contents: &[u8], mode: u32) -> Pkg {
+        self.files.push((path.into(), contents.into(), mode));
+        self
+    }
+    pub fn dir(mut self, path: &str) -> Pkg {
+        self.dirs.push(path.into());
+        self
+    }
+    pub fn symlink(mut self, path: &str, target: &str) -> Pkg {
+        self.symlinks.push((path.into(), target.into()));
+        self
+    }
+    /// A scriptlet: `script("post", "echo done")` becomes `%post`.
+    pub fn script(mut self, section: &str, body: &str) -> Pkg {
+        self.scripts.push((section.into(), body.into()));
         self
     }
 
@@ -114,17 +140,35 @@ impl Pkg {
             }
         }
         s.push_str("%description\nA package built by cvmbuild's tests.\n%install\n");
-        for (path, contents) in &self.files {
-            let dir = Path::new(path)
+        let parent = |path: &str| {
+            Path::new(path)
                 .parent()
-                .map_or("/".into(), |p| p.display().to_string());
+                .map_or("/".into(), |p| p.display().to_string())
+        };
+        for (path, contents, _) in &self.files {
             // Octal escapes keep every byte away from rpm macros and the shell.
             let escaped: String = contents.iter().map(|b| format!("\\{b:03o}")).collect();
-            let _ = writeln!(s, "mkdir -p %{{buildroot}}{dir}");
+            let _ = writeln!(s, "mkdir -p %{{buildroot}}{}", parent(path));
             let _ = writeln!(s, "printf '{escaped}' > %{{buildroot}}{path}");
         }
+        for dir in &self.dirs {
+            let _ = writeln!(s, "mkdir -p %{{buildroot}}{dir}");
+        }
+        for (path, target) in &self.symlinks {
+            let _ = writeln!(s, "mkdir -p %{{buildroot}}{}", parent(path));
+            let _ = writeln!(s, "ln -s '{target}' %{{buildroot}}{path}");
+        }
+        for (section, body) in &self.scripts {
+            let _ = writeln!(s, "%{section}\n{body}");
+        }
         s.push_str("%files\n");
-        for (path, _) in &self.files {
+        for (path, _, mode) in &self.files {
+            let _ = writeln!(s, "%attr({mode:04o},root,root) {path}");
+        }
+        for dir in &self.dirs {
+            let _ = writeln!(s, "%dir {dir}");
+        }
+        for (path, _) in &self.symlinks {
             let _ = writeln!(s, "{path}");
         }
         s
