@@ -6,7 +6,8 @@
 //!   lacks it; its metadata is regenerated with createrepo_c);
 //! - `sudo` added to the shopping list;
 //! - a kernel module added;
-//! - the initrd's compression changed (a builder parameter).
+//! - the initrd's compression changed (a builder parameter);
+//! - the initrd's init script (a file next to the spec) edited.
 //!
 //! Each must show up with its root cause at the right spec line.
 
@@ -32,7 +33,7 @@ branch main = release {
     cmdline = "quiet"
   }
   initrd = {
-    init        = "#!/bin/sh\nexec /sbin/busybox sh\n"
+    init        = ./init.sh
     packages    = ["busybox"]
     compression = "COMPRESSION"
   }
@@ -110,6 +111,8 @@ fn fixture() -> &'static Fixture {
             .expect("createrepo_c is needed (.ci/deps installs it)");
         assert!(st.success());
         copy_dir(&sl6, &root.join("b/repos/sl6"));
+        std::fs::write(root.join("a/init.sh"), "#!/bin/sh\nexec /sbin/busybox sh\n").unwrap();
+        std::fs::write(root.join("b/init.sh"), "#!/bin/sh\nexec /sbin/init\n").unwrap();
         std::fs::write(
             root.join("a/spec.cvm"),
             spec("", r#"bash = "= 4.1.2-15.el6_4""#, "", "gzip"),
@@ -193,6 +196,7 @@ fn text_report_names_every_difference_and_its_spec_line() {
         "+ b/spec.cvm:14: modules = [\"virtio_net\", \"squashfs\", \"overlay\"]",
         "compression: \"gzip\" → \"xz\"",
         "+ b/spec.cvm:20: compression = \"xz\"",
+        "input init (./init.sh): content ",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
@@ -285,6 +289,12 @@ fn json_report_has_the_documented_shape_and_causes() {
             "shopping list: `sudo` added (any version)",
             "pin: `bash` removed (`= 4.1.2-15.el6_4`)"
         ]
+    );
+    let src = of("source");
+    assert_eq!(src.len(), 1);
+    assert_eq!(
+        (&src[0]["role"], &src[0]["origin"]),
+        (&"init".into(), &"./init.sh".into())
     );
     let repo = of("repository");
     assert_eq!(repo.len(), 1);
@@ -418,6 +428,7 @@ fn errors_exit_2_and_say_what_is_wrong() {
         text.replace("\"openssl\"", "\"openssl\", \"zlib\""),
     )
     .unwrap();
+    std::fs::copy(f.root.join("a/init.sh"), stale.join("init.sh")).unwrap();
     let lock = std::fs::read(f.root.join("a/spec.lock")).unwrap();
     std::fs::write(stale.join("spec.lock"), &lock).unwrap();
     let out = cvmbuild(&f.root, &["diff", "a/spec.cvm", "stale/spec.cvm"]);
