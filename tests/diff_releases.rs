@@ -7,7 +7,8 @@
 //! - `sudo` added to the shopping list;
 //! - a kernel module added;
 //! - the initrd's compression changed (a builder parameter);
-//! - the initrd's init script (a file next to the spec) edited.
+//! - the initrd's init script (a file next to the spec) edited;
+//! - an ISO image added.
 //!
 //! Each must show up with its root cause at the right spec line.
 
@@ -37,7 +38,7 @@ branch main = release {
     packages    = ["busybox"]
     compression = "COMPRESSION"
   }
-  images = [{ format = "qcow2", size = "10G" }]
+  images = [{ format = "qcow2", size = "10G" }IMAGES]
 }
 "##;
 
@@ -79,8 +80,9 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn spec(packages: &str, pins: &str, modules: &str, compression: &str) -> String {
+fn spec(packages: &str, pins: &str, modules: &str, compression: &str, images: &str) -> String {
     SPEC.replace("PACKAGES", packages)
+        .replace("IMAGES", images)
         .replace("PINS", pins)
         .replace("MODULES", modules)
         .replace("COMPRESSION", compression)
@@ -115,12 +117,18 @@ fn fixture() -> &'static Fixture {
         std::fs::write(root.join("b/init.sh"), "#!/bin/sh\nexec /sbin/init\n").unwrap();
         std::fs::write(
             root.join("a/spec.cvm"),
-            spec("", r#"bash = "= 4.1.2-15.el6_4""#, "", "gzip"),
+            spec("", r#"bash = "= 4.1.2-15.el6_4""#, "", "gzip", ""),
         )
         .unwrap();
         std::fs::write(
             root.join("b/spec.cvm"),
-            spec(r#", "sudo""#, "", r#", "overlay""#, "xz"),
+            spec(
+                r#", "sudo""#,
+                "",
+                r#", "overlay""#,
+                "xz",
+                r#", { format = "iso" }"#,
+            ),
         )
         .unwrap();
         for side in ["a", "b"] {
@@ -197,6 +205,7 @@ fn text_report_names_every_difference_and_its_spec_line() {
         "compression: \"gzip\" → \"xz\"",
         "+ b/spec.cvm:20: compression = \"xz\"",
         "input init (./init.sh): content ",
+        "image:iso (added)\n   ├─ image:iso added\n   │  + b/spec.cvm:22: images = [",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
@@ -257,7 +266,14 @@ fn json_report_has_the_documented_shape_and_causes() {
         .collect();
     assert_eq!(
         outputs,
-        ["os-tree", "meta-rpm", "kernel", "initrd", "image:qcow2"]
+        [
+            "os-tree",
+            "meta-rpm",
+            "kernel",
+            "initrd",
+            "image:iso",
+            "image:qcow2"
+        ]
     );
     // Every cause, with its kind, across all nodes.
     let nodes = r["derivations"]["nodes"].as_object().unwrap();
@@ -286,6 +302,7 @@ fn json_report_has_the_documented_shape_and_causes() {
     assert_eq!(
         spec,
         [
+            "image:iso added",
             "shopping list: `sudo` added (any version)",
             "pin: `bash` removed (`= 4.1.2-15.el6_4`)"
         ]

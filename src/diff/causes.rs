@@ -374,12 +374,23 @@ impl<'a> Walk<'a> {
             (&self.b, &self.a)
         };
         let d = this.drv(id);
-        let mut next: Vec<(String, DrvId)> = d
+        // Inputs that are not in the other graph as they are; paired with
+        // the other graph's derivation of the same name (names are unique
+        // within a graph) when it has one, so a changed kernel under an
+        // added image is compared, not shown as added.
+        let mut next: Vec<(String, DrvId, Option<DrvId>)> = d
             .inputs
             .iter()
             .filter_map(|(role, i)| match i {
                 Input::Drv { id } if other.graph.get(id).is_none() => {
-                    Some((role.clone(), id.clone()))
+                    let name = &this.drv(id).name;
+                    let twin = other
+                        .graph
+                        .find(name)
+                        .into_iter()
+                        .find(|t| &other.drv(t).name == name)
+                        .cloned();
+                    Some((role.clone(), id.clone(), twin))
                 }
                 _ => None,
             })
@@ -398,12 +409,22 @@ impl<'a> Walk<'a> {
             );
             let node = self.visit(Some(self.a.solve), Some(self.b.solve));
             causes.push(Cause::Pinned { what, node });
-        }
-        for (role, input) in next {
-            let node = if in_a {
-                self.visit(Some(&input), None)
+        } else if let Some(at) = section_loc(this, d) {
+            // An output the spec asks for on one side only (an image format,
+            // a kernel): the spec section that asks for it.
+            let what = format!("{} {}", d.name, if in_a { "removed" } else { "added" });
+            let (a, b) = if in_a {
+                (Some(at), None)
             } else {
-                self.visit(None, Some(&input))
+                (None, Some(at))
+            };
+            causes.push(Cause::Spec { what, a, b });
+        }
+        for (role, input, twin) in next {
+            let node = if in_a {
+                self.visit(Some(&input), twin.as_ref())
+            } else {
+                self.visit(twin.as_ref(), Some(&input))
             };
             causes.push(Cause::Input { role, node });
         }
@@ -722,6 +743,25 @@ impl<'a> Walk<'a> {
             }
         }
     }
+}
+
+/// The spec section that makes a release have this output at all.
+fn section_loc(g: &G, d: &Derivation) -> Option<Loc> {
+    let format = d.params.get("format").and_then(Json::as_str).unwrap_or("");
+    let path = match builder_name(d) {
+        "image" => vec![
+            Seg::Field("images"),
+            Seg::Item {
+                key: "format",
+                value: format,
+            },
+        ],
+        "kernel" => vec![Seg::Field("kernel")],
+        "initrd" => vec![Seg::Field("initrd")],
+        "publish" => vec![Seg::Field("cvmfs")],
+        _ => return None,
+    };
+    locate::find(&g.side.value, &path).map(|v| g.loc(v.span))
 }
 
 fn builder_name(d: &Derivation) -> &str {
