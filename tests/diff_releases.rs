@@ -8,7 +8,8 @@
 //! - a kernel module added;
 //! - the initrd's compression changed (a builder parameter);
 //! - the initrd's init script (a file next to the spec) edited;
-//! - an ISO image added.
+//! - an ISO image added;
+//! - the repository's priority set.
 //!
 //! Each must show up with its root cause at the right spec line.
 
@@ -17,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-const SPEC: &str = r##"let sl6 = repo { name = "sl6", url = "repos/sl6" }
+const SPEC: &str = r##"let sl6 = repo { name = "sl6", url = "repos/sl6"REPO }
 
 branch main = release {
   name     = "fixture-system"
@@ -81,7 +82,15 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn spec(packages: &str, pins: &str, modules: &str, compression: &str, images: &str) -> String {
+    // B also gives its repository a priority (a repository definition
+    // change, a solver input).
+    let repo = if images.is_empty() {
+        ""
+    } else {
+        ", priority = 10"
+    };
     SPEC.replace("PACKAGES", packages)
+        .replace("REPO", repo)
         .replace("IMAGES", images)
         .replace("PINS", pins)
         .replace("MODULES", modules)
@@ -205,6 +214,8 @@ fn text_report_names_every_difference_and_its_spec_line() {
         "compression: \"gzip\" → \"xz\"",
         "+ b/spec.cvm:20: compression = \"xz\"",
         "input init (./init.sh): content ",
+        "repository `sl6`: priority changed\n",
+        "+ b/spec.cvm:1: let sl6 = repo { name = \"sl6\", url = \"repos/sl6\", priority = 10 }",
         "image:iso (added)\n   ├─ image:iso added\n   │  + b/spec.cvm:22: images = [",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
@@ -304,7 +315,8 @@ fn json_report_has_the_documented_shape_and_causes() {
         [
             "image:iso added",
             "shopping list: `sudo` added (any version)",
-            "pin: `bash` removed (`= 4.1.2-15.el6_4`)"
+            "pin: `bash` removed (`= 4.1.2-15.el6_4`)",
+            "repository `sl6`: priority changed"
         ]
     );
     let src = of("source");
