@@ -549,3 +549,44 @@ fn files_compares_realized_trees_with_owners() {
     let r: Value = serde_json::from_slice(&same.stdout).unwrap();
     assert_eq!(r["files"]["trees_read"], 0);
 }
+
+#[test]
+fn same_solve_pinned_differently_is_a_repin() {
+    let f = fixture();
+    // C: B's spec and repository, with openssl pinned back to A's build in
+    // the lock, as `cvmbuild update` or a timed-out solve could leave it.
+    let c = f.root.join("c");
+    std::fs::create_dir_all(&c).unwrap();
+    for name in ["spec.cvm", "init.sh"] {
+        std::fs::copy(f.root.join("b").join(name), c.join(name)).unwrap();
+    }
+    std::os::unix::fs::symlink(f.root.join("b/repos"), c.join("repos")).unwrap();
+    let openssl = |lock: &str| -> String {
+        lock.split("[[branch.main.package]]")
+            .find(|p| p.contains("name = \"openssl\""))
+            .unwrap()
+            .to_string()
+    };
+    let a = std::fs::read_to_string(f.root.join("a/spec.lock")).unwrap();
+    let b = std::fs::read_to_string(f.root.join("b/spec.lock")).unwrap();
+    std::fs::write(c.join("spec.lock"), b.replace(&openssl(&b), &openssl(&a))).unwrap();
+    let out = cvmbuild(&f.root, &["diff", "b/spec.cvm", "c/spec.cvm"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("openssl: 1.0.1e-30.el6 → 1.0.1e-15.el6"),
+        "{text}"
+    );
+    assert!(text.contains("  downgraded:\n"), "{text}");
+    assert!(
+        text.contains(
+            "pinned by solve: openssl-1.0.1e-30.el6.x86_64 → openssl-1.0.1e-15.el6.x86_64\n"
+        ) && text.contains("└─ same solver inputs, pinned differently"),
+        "{text}"
+    );
+}

@@ -84,6 +84,10 @@ pub enum Cause {
         old: Option<String>,
         new: Option<String>,
     },
+    /// The same solve (same spec inputs, same repository metadata) pinned a
+    /// different closure: one lock was re-pinned with `cvmbuild update`, or
+    /// a solve stopped at its time limit.
+    Repinned,
     /// A change to the spec's solver inputs: a shopping-list entry, a pin, a
     /// repository definition, an exclude; the lines in A and B.
     Spec {
@@ -342,6 +346,9 @@ impl<'a> Walk<'a> {
         }
         let (da, db) = (ia.map(|i| self.a.drv(i)), ib.map(|i| self.b.drv(i)));
         let causes = match (ia, ib) {
+            // Reached through pin edges only: the same solve answered
+            // differently.
+            (Some(ia), Some(ib)) if ia == ib => vec![Cause::Repinned],
             (Some(ia), Some(ib)) => self.compare(ia, ib),
             (Some(ia), None) => self.one_sided(true, ia),
             (None, Some(ib)) => self.one_sided(false, ib),

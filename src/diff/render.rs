@@ -161,6 +161,12 @@ fn cause(
             let _ = writeln!(s, "{prefix}{branch}pinned by solve: {what}");
             node(d, k, &inner, shown, s, true);
         }
+        Cause::Repinned => {
+            let _ = writeln!(
+                s,
+                "{prefix}{branch}same solver inputs, pinned differently (`cvmbuild update`, or a solve that hit its time limit)"
+            );
+        }
         Cause::Builder { old, new } => {
             let _ = writeln!(s, "{prefix}{branch}builder: {old} → {new}");
         }
