@@ -20,6 +20,7 @@ pub mod build;
 pub mod builders;
 pub mod cli;
 pub mod eval;
+pub mod image;
 pub mod lang;
 pub mod lock;
 pub mod repo;

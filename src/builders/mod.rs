@@ -5,6 +5,9 @@
 pub mod assemble;
 pub mod extract;
 pub mod fetch;
+pub mod image;
+pub mod initrd;
+pub mod kernel;
 pub mod meta_rpm;
 
 use crate::build::{BuildCx, BuildError};
@@ -25,6 +28,9 @@ pub fn run(cx: &BuildCx) -> Result<Output, BuildError> {
         "extract" => extract_build(cx),
         "assemble" => assemble_build(cx),
         "meta-rpm" => meta_rpm_build(cx),
+        "kernel" => kernel::build(cx),
+        "initrd" => initrd::build(cx),
+        "image" => image::build(cx),
         other => Err(format!(
             "{}: builder `{other}` is not implemented in this version of cvmbuild",
             cx.drv.name

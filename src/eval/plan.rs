@@ -199,7 +199,8 @@ pub fn plan(
                         json!({"format": img.format, "size": size, "cmdline": k.cmdline,
                                "release": rel.name, "version": rel.version, "branch": rel.branch,
                                "epoch": rel.epoch,
-                               "tag": format!("{}-{}", rel.name, rel.version)}),
+                               "tag": format!("{}-{}", rel.name, rel.version),
+                               "tools": crate::image::tools::versions(&img.format)}),
                     )
                     .input_drv("kernel", &kernel)
                     .input_drv("initrd", &initrd),
