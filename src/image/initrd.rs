@@ -48,10 +48,12 @@ pub fn members(
                 Node::File { blob: None, .. } => continue,
                 Node::Symlink { target } => Kind::Symlink(target),
                 Node::CharDevice { major, minor } => Kind::CharDevice { major, minor },
-                _ => return Err(format!(
+                _ => {
+                    return Err(format!(
                     "{label}: /{path} is a block device, fifo or socket; an initrd cannot hold it"
                 )
-                .into()),
+                    .into())
+                }
             };
             m.insert(
                 path,
