@@ -111,3 +111,17 @@ fn image_size_too_small() {
     let err = make("vdi", &files, None, t.path(), &out).unwrap_err();
     assert!(err.contains("unknown image format `vdi`"), "{err}");
 }
+
+#[test]
+fn unsupported_image_format_is_an_eval_error() {
+    let t = tempfile::tempdir().unwrap();
+    let s = spec(
+        t.path(),
+        r#"kernel = { package = "kernel", modules = [] }"#,
+        r#"initrd = { init = "echo hi" }
+  images = [{ format = "tar" }]"#,
+    );
+    let err = fails(&s, "os-tree");
+    assert!(err.contains("image format `tar` is not supported"), "{err}");
+    assert!(err.contains("iso, raw, hdd, qcow2"), "{err}");
+}

@@ -185,6 +185,16 @@ pub fn plan(
             let initrd = g.add(d);
             g.roots.insert("initrd".into(), initrd.clone());
             for img in &rel.images {
+                if !crate::image::disk::FORMATS.contains(&img.format.as_str()) {
+                    return Err(sources.error(
+                        img.span,
+                        format!(
+                            "image format `{}` is not supported by this version of cvmbuild",
+                            img.format
+                        ),
+                        format!("one of {}", crate::image::disk::FORMATS.join(", ")),
+                    ));
+                }
                 let size = img
                     .size
                     .as_deref()

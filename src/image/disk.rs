@@ -2,7 +2,7 @@
 //!
 //! - `iso`: a hybrid ISO 9660 image with isolinux (bootable as a CD and,
 //!   through isolinux's hybrid MBR, as a disk), made by `xorriso`.
-//! - `raw`: an MBR disk whose single active FAT partition at 1 MiB holds
+//! - `raw` (or `hdd`): an MBR disk whose single active FAT partition at 1 MiB holds
 //!   syslinux, the kernel and the initrd. The partition table is written
 //!   here; the file system by `mkfs.fat` + `mcopy`, the boot loader by
 //!   `syslinux --install`.
@@ -29,7 +29,8 @@ pub struct BootFiles<'a> {
 }
 
 /// The formats [`make`] builds.
-pub const FORMATS: &[&str] = &["iso", "raw", "qcow2"];
+/// `hdd` is μCernVM's name for the raw disk and gives the same bytes.
+pub const FORMATS: &[&str] = &["iso", "raw", "hdd", "qcow2"];
 
 /// Where the boot partition starts on raw disks: 1 MiB, as partitioning
 /// tools align it.
@@ -66,7 +67,7 @@ pub fn make(
                 _ => Ok(()),
             }
         }
-        "raw" => raw(files, size, work, out),
+        "raw" | "hdd" => raw(files, size, work, out),
         "qcow2" => {
             let raw_path = work.join("disk.raw");
             raw(files, size, work, &raw_path)?;
