@@ -32,7 +32,7 @@ fn needs(
             &[("xorriso", "-version")],
             &[ISOLINUX_BIN, ISOHDPFX_BIN, LDLINUX_C32],
         ),
-        "raw" => (
+        "raw" | "hdd" => (
             &[
                 ("mkfs.fat", "--version"),
                 ("mcopy", "--version"),
@@ -40,7 +40,7 @@ fn needs(
             ],
             &[MBR_BIN],
         ),
-        _ => (
+        "qcow2" => (
             &[
                 ("mkfs.fat", "--version"),
                 ("mcopy", "--version"),
