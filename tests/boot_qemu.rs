@@ -5,6 +5,9 @@
 //! branch (both from the kernel command line the image's boot loader
 //! passes) and the loaded modules, then powers off. Also checks that a
 //! rebuild in a fresh store gives byte-identical iso, raw and qcow2 images.
+//! Going further: with the OS tree attached as a squashfs virtio disk, the
+//! initrd overlays it with tmpfs and switches root; the OS's own init
+//! prints the marker and shows that / is a writable overlay.
 //!
 //! Needs .ci/deps (qemu-system-x86, syslinux, xorriso, mtools, dosfstools,
 //! rpmbuild, createrepo_c) and apt access for the kernel package, which is
@@ -19,7 +22,6 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/boot");
-const MODULES: &str = "failover,net_failover,overlay,squashfs,virtio,virtio_net,virtio_ring,";
 
 /// The spec directory (with the fixture repository), made once.
 fn spec_dir() -> &'static Path {
@@ -50,16 +52,16 @@ fn spec_dir() -> &'static Path {
     })
 }
 
-/// Realizes the three images into `store`; root name -> blob path.
-fn realize(store: &Path) -> BTreeMap<String, PathBuf> {
+/// Realizes the images into `store`; root name -> blob path, and the kept
+/// modules as the markers list them (sorted, `,` after each).
+fn realize(store: &Path) -> (BTreeMap<String, PathBuf>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_cvmbuild"))
         .arg("realize")
         .arg(spec_dir().join("boot.cvm"))
         .args(["--branch", "production", "--json", "--store"])
         .arg(store)
+        .args(["--root", "kernel", "--root", "initrd", "--root", "rootfs"])
         .args([
-            "--root",
-            "initrd",
             "--root",
             "image:iso",
             "--root",
@@ -75,15 +77,17 @@ fn realize(store: &Path) -> BTreeMap<String, PathBuf> {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v[0]["outputs"]
-        .as_object()
-        .unwrap()
+    let outputs = v[0]["outputs"].as_object().unwrap();
+    let modules = outputs["kernel"]["meta"]["modules"].as_str().unwrap();
+    let paths = outputs
         .iter()
+        .filter(|(_, o)| o["root"]["kind"] == "blob")
         .map(|(k, o)| {
             let h = o["root"]["hash"].as_str().unwrap();
             (k.clone(), store.join("blobs").join(&h[..2]).join(h))
         })
-        .collect()
+        .collect();
+    (paths, format!("{modules},"))
 }
 
 /// Boots `drive_args` and returns the serial output, killing qemu after
@@ -121,11 +125,9 @@ fn boot(drive_args: &[&str]) -> String {
     s
 }
 
-fn assert_marker(serial: &str, what: &str) {
-    let want =
-        format!("CVMBUILD-BOOT-OK release=boot-test-1.0.0 branch=production modules={MODULES}");
+fn assert_marker(serial: &str, what: &str, want: &str) {
     assert!(
-        serial.lines().any(|l| l.ends_with(&want)),
+        serial.lines().any(|l| l.ends_with(want)),
         "{what}: no marker `{want}` in the serial output:\n{serial}"
     );
 }
@@ -133,7 +135,11 @@ fn assert_marker(serial: &str, what: &str) {
 #[test]
 fn iso_and_raw_boot_and_rebuilds_are_byte_identical() {
     let tmp = tempfile::tempdir().unwrap();
-    let first = realize(&tmp.path().join("store1"));
+    let (first, modules) = realize(&tmp.path().join("store1"));
+    assert!(
+        modules.contains("virtio_net,") && modules.contains("failover,"),
+        "{modules}"
+    );
 
     // The initrd is a newc archive that cpio lists, with the device nodes.
     let mut cpio = Vec::new();
@@ -161,19 +167,30 @@ fn iso_and_raw_boot_and_rebuilds_are_byte_identical() {
         "trimmed module in the initrd"
     );
 
-    assert_marker(
-        &boot(&["-cdrom", first["image:iso"].to_str().unwrap()]),
-        "iso",
-    );
+    let marker =
+        format!("CVMBUILD-BOOT-OK release=boot-test-1.0.0 branch=production modules={modules}");
+    let iso = first["image:iso"].to_str().unwrap();
+    assert_marker(&boot(&["-cdrom", iso]), "iso", &marker);
     let raw = format!(
         "file={},format=raw,snapshot=on",
         first["image:raw"].display()
     );
-    assert_marker(&boot(&["-drive", &raw]), "raw");
+    assert_marker(&boot(&["-drive", &raw]), "raw", &marker);
 
-    // A fresh store builds everything again; the images must not differ.
-    let second = realize(&tmp.path().join("store2"));
-    for k in ["initrd", "image:iso", "image:raw", "image:qcow2"] {
+    // The OS tree as a second disk: the initrd switches root into it.
+    let rootfs = format!(
+        "file={},format=raw,if=virtio,readonly=on",
+        first["rootfs"].display()
+    );
+    let os_marker = format!(
+        "CVMBUILD-OS-OK release=boot-test-1.0.0 branch=production root=overlay probe=written modules={modules}"
+    );
+    let serial = boot(&["-boot", "d", "-cdrom", iso, "-drive", &rootfs]);
+    assert_marker(&serial, "iso + rootfs", &os_marker);
+
+    // A fresh store builds everything again; the outputs must not differ.
+    let (second, _) = realize(&tmp.path().join("store2"));
+    for k in ["initrd", "rootfs", "image:iso", "image:raw", "image:qcow2"] {
         let (a, b) = (
             std::fs::read(&first[k]).unwrap(),
             std::fs::read(&second[k]).unwrap(),
@@ -182,9 +199,10 @@ fn iso_and_raw_boot_and_rebuilds_are_byte_identical() {
     }
     let len = |k: &str| std::fs::metadata(&first[k]).unwrap().len();
     eprintln!(
-        "sizes: iso {} raw {} qcow2 {}",
+        "sizes: iso {} raw {} qcow2 {} rootfs {}",
         len("image:iso"),
         len("image:raw"),
-        len("image:qcow2")
+        len("image:qcow2"),
+        len("rootfs")
     );
 }

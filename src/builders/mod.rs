@@ -9,6 +9,7 @@ pub mod image;
 pub mod initrd;
 pub mod kernel;
 pub mod meta_rpm;
+pub mod rootfs;
 
 use crate::build::{BuildCx, BuildError};
 use crate::eval::Builder;
@@ -31,6 +32,7 @@ pub fn run(cx: &BuildCx) -> Result<Output, BuildError> {
         "kernel" => kernel::build(cx),
         "initrd" => initrd::build(cx),
         "image" => image::build(cx),
+        "rootfs" => rootfs::build(cx),
         other => Err(format!(
             "{}: builder `{other}` is not implemented in this version of cvmbuild",
             cx.drv.name

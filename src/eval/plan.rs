@@ -6,6 +6,7 @@
 //! solve ┄pin┄> fetch:P ──> extract:P ──> assemble (os-tree) ──> publish
 //!       ┄pin┄> meta-rpm ───────────────────────────────────────┘
 //!              extract:kernel ──> kernel ──> initrd ──> image:FMT
+//!              assemble ──> rootfs (squashfs of the OS tree)
 //! ```
 //!
 //! Fetches are fixed-output: identified by the repository, location and
@@ -184,6 +185,20 @@ pub fn plan(
             }
             let initrd = g.add(d);
             g.roots.insert("initrd".into(), initrd.clone());
+            if !rel.images.is_empty() {
+                // The OS tree as the read-only lower layer the initrd can
+                // overlay and switch root into (attached as a second disk).
+                let rootfs = g.add(
+                    Derivation::new(
+                        "rootfs",
+                        Builder::builtin("rootfs", 1),
+                        json!({"format": "squashfs", "epoch": rel.epoch,
+                               "tools": crate::image::tools::versions("squashfs")}),
+                    )
+                    .input_drv("tree", &os_tree),
+                );
+                g.roots.insert("rootfs".into(), rootfs);
+            }
             for img in &rel.images {
                 if !crate::image::disk::FORMATS.contains(&img.format.as_str()) {
                     return Err(sources.error(

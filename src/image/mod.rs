@@ -1,5 +1,6 @@
 //! Boot outputs: the trimmed kernel, the initial ramdisk and the bootable
-//! images (hybrid ISO, raw disk, qcow2).
+//! images (hybrid ISO, raw disk, qcow2), and the OS tree as a squashfs
+//! root file system.
 //!
 //! Pure Rust where the format is simple and fully ours (cpio, compression,
 //! the MBR partition table); the real tools where a boot loader must be
@@ -13,4 +14,5 @@ pub mod disk;
 pub mod initrd;
 pub mod kernel;
 pub mod paths;
+pub mod rootfs;
 pub mod tools;

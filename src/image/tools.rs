@@ -49,6 +49,7 @@ fn needs(
             ],
             &[MBR_BIN],
         ),
+        "squashfs" => (&[("mksquashfs", "-version")], &[]),
         _ => (&[], &[]),
     }
 }
@@ -101,7 +102,7 @@ pub fn check(format: &str, recorded: &BTreeMap<String, String>) -> Result<(), St
     for (what, now) in versions(format) {
         if now == "missing" {
             return Err(format!(
-                "`{what}` is not installed; images need syslinux, syslinux-common, isolinux, xorriso, mtools, dosfstools and qemu-utils (see .ci/deps)"
+                "`{what}` is not installed; images need syslinux, syslinux-common, isolinux, squashfs-tools, xorriso, mtools, dosfstools and qemu-utils (see .ci/deps)"
             ));
         }
         match recorded.get(&what) {
