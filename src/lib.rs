@@ -21,6 +21,7 @@ pub mod builders;
 pub mod cli;
 pub mod diff;
 pub mod eval;
+pub mod image;
 pub mod lang;
 pub mod lock;
 pub mod repo;

@@ -5,7 +5,11 @@
 pub mod assemble;
 pub mod extract;
 pub mod fetch;
+pub mod image;
+pub mod initrd;
+pub mod kernel;
 pub mod meta_rpm;
+pub mod rootfs;
 
 use crate::build::{BuildCx, BuildError};
 use crate::eval::Builder;
@@ -25,6 +29,10 @@ pub fn run(cx: &BuildCx) -> Result<Output, BuildError> {
         "extract" => extract_build(cx),
         "assemble" => assemble_build(cx),
         "meta-rpm" => meta_rpm_build(cx),
+        "kernel" => kernel::build(cx),
+        "initrd" => initrd::build(cx),
+        "image" => image::build(cx),
+        "rootfs" => rootfs::build(cx),
         other => Err(format!(
             "{}: builder `{other}` is not implemented in this version of cvmbuild",
             cx.drv.name

@@ -6,6 +6,7 @@
 //! solve ┄pin┄> fetch:P ──> extract:P ──> assemble (os-tree) ──> publish
 //!       ┄pin┄> meta-rpm ───────────────────────────────────────┘
 //!              extract:kernel ──> kernel ──> initrd ──> image:FMT
+//!              assemble ──> rootfs (squashfs of the OS tree)
 //! ```
 //!
 //! Fetches are fixed-output: identified by the repository, location and
@@ -184,7 +185,31 @@ pub fn plan(
             }
             let initrd = g.add(d);
             g.roots.insert("initrd".into(), initrd.clone());
+            if !rel.images.is_empty() {
+                // The OS tree as the read-only lower layer the initrd can
+                // overlay and switch root into (attached as a second disk).
+                let rootfs = g.add(
+                    Derivation::new(
+                        "rootfs",
+                        Builder::builtin("rootfs", 1),
+                        json!({"format": "squashfs", "epoch": rel.epoch,
+                               "tools": crate::image::tools::versions("squashfs")}),
+                    )
+                    .input_drv("tree", &os_tree),
+                );
+                g.roots.insert("rootfs".into(), rootfs);
+            }
             for img in &rel.images {
+                if !crate::image::disk::FORMATS.contains(&img.format.as_str()) {
+                    return Err(sources.error(
+                        img.span,
+                        format!(
+                            "image format `{}` is not supported by this version of cvmbuild",
+                            img.format
+                        ),
+                        format!("one of {}", crate::image::disk::FORMATS.join(", ")),
+                    ));
+                }
                 let size = img
                     .size
                     .as_deref()
@@ -199,7 +224,8 @@ pub fn plan(
                         json!({"format": img.format, "size": size, "cmdline": k.cmdline,
                                "release": rel.name, "version": rel.version, "branch": rel.branch,
                                "epoch": rel.epoch,
-                               "tag": format!("{}-{}", rel.name, rel.version)}),
+                               "tag": format!("{}-{}", rel.name, rel.version),
+                               "tools": crate::image::tools::versions(&img.format)}),
                     )
                     .input_drv("kernel", &kernel)
                     .input_drv("initrd", &initrd),

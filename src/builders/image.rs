@@ -1,0 +1,126 @@
+//! The `image` builder: the trimmed kernel and the initrd on a bootable
+//! ISO, raw disk or qcow2 image ([`crate::image::disk`]), with the release
+//! and branch on the kernel command line.
+
+use crate::build::{BuildCx, BuildError};
+use crate::image::{disk, paths, tools};
+use crate::store::{Node, Output, Root};
+use std::collections::BTreeMap;
+
+pub fn build(cx: &BuildCx) -> Result<Output, BuildError> {
+    let name = &cx.drv.name;
+    let p = |k: &str| -> Result<String, BuildError> {
+        Ok(cx
+            .param(k)?
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_default())
+    };
+    let format = p("format")?;
+    let recorded: BTreeMap<String, String> = serde_json::from_value(cx.param("tools")?.clone())?;
+    tools::check(&format, &recorded).map_err(|e| format!("{name}: {e}"))?;
+    let epoch = cx.param("epoch")?.as_i64().unwrap_or(0);
+    let size = cx.param("size")?.as_u64();
+    let cmdline = command_line(
+        &p("cmdline")?,
+        &p("release")?,
+        &p("version")?,
+        &p("branch")?,
+        &p("tag")?,
+    )
+    .map_err(|e| format!("{name}: {e}"))?;
+
+    let kernel = cx
+        .inputs
+        .get("kernel")
+        .ok_or_else(|| format!("{name}: no `kernel` input"))?;
+    let Root::Tree { hash: ktree } = kernel.root else {
+        return Err(format!("{name}: the kernel input is not a tree").into());
+    };
+    let vmlinuz = match paths::lookup(cx.store, &ktree, "vmlinuz")?.map(|e| e.node) {
+        Some(Node::File { blob: Some(h), .. }) => cx
+            .store
+            .local_blob_path(&h)
+            .ok_or_else(|| format!("{name}: vmlinuz is not on local disk"))?,
+        _ => return Err(format!("{name}: the kernel output has no vmlinuz").into()),
+    };
+    let initrd = super::input_blob_path(cx, "initrd")?;
+
+    let work = tempfile::Builder::new()
+        .prefix("cvmbuild-image-")
+        .tempdir()?;
+    let out = work.path().join(format!("image.{format}"));
+    let files = disk::BootFiles {
+        vmlinuz: &vmlinuz,
+        initrd: &initrd,
+        cmdline: &cmdline,
+        epoch,
+    };
+    disk::make(&format, &files, size, work.path(), &out).map_err(|e| format!("{name}: {e}"))?;
+    let blob = cx.store.put_blob(&mut std::fs::File::open(&out)?)?;
+    cx.log(format!(
+        "{format}: {} bytes; command line: {cmdline}",
+        blob.size
+    ));
+    Ok(Output {
+        root: Root::Blob {
+            hash: blob.hash,
+            size: blob.size,
+        },
+        meta: BTreeMap::from([
+            ("format".to_string(), format.clone()),
+            (
+                "file".to_string(),
+                format!("{}-{}.{format}", p("release")?, p("version")?),
+            ),
+            ("cmdline".to_string(), cmdline),
+        ]),
+    })
+}
+
+/// The spec's command line plus what the booted system needs to know
+/// about itself: `cvmbuild.release=NAME-VERSION`, `cvmbuild.branch=B`, and
+/// `cvmfs_repository_tag=TAG` as μCernVM passes it. Values with white
+/// space would split into several kernel parameters, so they are refused.
+fn command_line(
+    base: &str,
+    release: &str,
+    version: &str,
+    branch: &str,
+    tag: &str,
+) -> Result<String, String> {
+    for (what, v) in [
+        ("release", release),
+        ("version", version),
+        ("branch", branch),
+        ("tag", tag),
+    ] {
+        if v.is_empty() || v.chars().any(char::is_whitespace) {
+            return Err(format!("{what} `{v}` cannot be passed on the kernel command line (empty or has white space)"));
+        }
+    }
+    let extra = format!(
+        "cvmbuild.release={release}-{version} cvmbuild.branch={branch} cvmfs_repository_tag={tag}"
+    );
+    Ok(if base.trim().is_empty() {
+        extra
+    } else {
+        format!("{} {extra}", base.trim())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_line_carries_release_and_branch() {
+        let c = super::command_line("console=ttyS0", "cernvm", "3.1", "production", "cernvm-3.1")
+            .unwrap();
+        assert_eq!(
+            c,
+            "console=ttyS0 cvmbuild.release=cernvm-3.1 cvmbuild.branch=production cvmfs_repository_tag=cernvm-3.1"
+        );
+        assert!(super::command_line("", "a b", "1", "p", "t")
+            .unwrap_err()
+            .contains("release"));
+    }
+}

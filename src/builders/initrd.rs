@@ -1,0 +1,99 @@
+//! The `initrd` builder: package trees, the trimmed kernel's modules, the
+//! spec's files and init script, as a compressed `newc` cpio archive.
+
+use crate::build::{BuildCx, BuildError};
+use crate::image::{compress::Compression, cpio, initrd, paths};
+use crate::store::{Output, Root};
+use serde_json::Value as Json;
+use std::collections::BTreeMap;
+
+pub fn build(cx: &BuildCx) -> Result<Output, BuildError> {
+    let name = &cx.drv.name;
+    let compression = Compression::parse(cx.param("compression")?.as_str().unwrap_or_default())
+        .map_err(|e| format!("{name}: {e}"))?;
+    let epoch = cx.param("epoch")?.as_i64().unwrap_or(0);
+    let mtime = u32::try_from(epoch)
+        .map_err(|_| format!("{name}: epoch {epoch} does not fit a cpio mtime"))?;
+    if cx
+        .param("binaries")?
+        .as_array()
+        .is_some_and(|b| !b.is_empty())
+    {
+        return Err(format!(
+            "{name}: `initrd.binaries` is not supported yet; list the packages that ship them in `initrd.packages`"
+        )
+        .into());
+    }
+
+    let mut trees = Vec::new();
+    for (role, out) in &cx.inputs {
+        if let (Some(pkg), Root::Tree { hash }) = (role.strip_prefix("pkg:"), out.root) {
+            trees.push((format!("package {pkg}"), hash));
+        }
+    }
+    // The kernel's modules, without the kernel image itself.
+    let kernel = cx
+        .inputs
+        .get("kernel")
+        .ok_or_else(|| format!("{name}: no `kernel` input"))?;
+    let Root::Tree { hash: ktree } = kernel.root else {
+        return Err(format!("{name}: the kernel input is not a tree").into());
+    };
+    let mut kflat = paths::walk(cx.store, &ktree)?;
+    kflat.retain(|p, _| p.starts_with("lib/"));
+    trees.push((
+        "kernel modules".to_string(),
+        paths::build(cx.store, &kflat)?,
+    ));
+
+    let files: BTreeMap<String, Json> = serde_json::from_value(cx.param("files")?.clone())?;
+    let mut contents = Vec::new();
+    for (dest, v) in files {
+        contents.push((
+            dest.clone(),
+            text_or_source(cx, v, &format!("file:{dest}"), &format!("file `{dest}`"))?,
+        ));
+    }
+    let init = text_or_source(cx, cx.param("init")?.clone(), "init", "init script")?;
+
+    let members = initrd::members(cx.store, &trees, &contents, init)?;
+    let mut raw = Vec::new();
+    let size = cpio::write(&mut raw, &members, mtime)?;
+    let packed = compression.compress(&raw)?;
+    let blob = cx.store.put_blob(&mut packed.as_slice())?;
+    cx.log(format!(
+        "{} entries, cpio {size} bytes, {compression:?} {} bytes",
+        members.len(),
+        blob.size
+    ));
+    Ok(Output {
+        root: Root::Blob {
+            hash: blob.hash,
+            size: blob.size,
+        },
+        meta: BTreeMap::from([
+            (
+                "compression".to_string(),
+                format!("{compression:?}").to_lowercase(),
+            ),
+            ("entries".to_string(), members.len().to_string()),
+            ("cpio-bytes".to_string(), size.to_string()),
+        ]),
+    })
+}
+
+/// Inline text from the parameters, or the bytes of the source input
+/// `role` (checked against the derivation's hash by the scheduler).
+fn text_or_source(cx: &BuildCx, v: Json, role: &str, what: &str) -> Result<Vec<u8>, BuildError> {
+    if let Json::String(s) = v {
+        return Ok(s.into_bytes());
+    }
+    let path = cx.sources.get(role).ok_or_else(|| {
+        format!(
+            "{}: the {what} is neither inline nor a source input",
+            cx.drv.name
+        )
+    })?;
+    std::fs::read(path)
+        .map_err(|e| format!("{}: {what} {}: {e}", cx.drv.name, path.display()).into())
+}
