@@ -10,6 +10,7 @@
 //! every object it wrote is durable.
 
 mod progress;
+pub mod records;
 
 pub use progress::Progress;
 
