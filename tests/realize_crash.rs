@@ -50,14 +50,26 @@ fn kill_9_at_several_points_then_realize_gives_the_same_result() {
     let (want, _) = reference.realize(&[]);
     let f = Fixture::new();
     let mut killed = 0;
-    for (after, ms) in [(0, 0), (0, 40), (1, 0), (5, 0), (15, 3), (30, 0), (50, 1), (70, 0)] {
+    for (after, ms) in [
+        (0, 0),
+        (0, 40),
+        (1, 0),
+        (5, 0),
+        (15, 3),
+        (30, 0),
+        (50, 1),
+        (70, 0),
+    ] {
         if !realize_and_kill(&f, after, Duration::from_millis(ms)) {
             killed += 1;
         }
         // Whatever was registered before the kill is complete.
         assert_verify_clean(&f.store());
     }
-    assert!(killed >= 5, "only {killed} runs were killed before finishing");
+    assert!(
+        killed >= 5,
+        "only {killed} runs were killed before finishing"
+    );
     let (got, err) = f.realize(&[]);
     assert_eq!(outputs(&want), outputs(&got), "{err}");
     assert_verify_clean(&f.store());
@@ -92,9 +104,17 @@ fn two_concurrent_realizes_both_succeed_and_build_each_derivation_once() {
     assert_eq!(outputs(&sa), outputs(&sb));
     // The per-derivation locks: what one process built, the other took
     // from the store; nothing was built twice.
-    let ba: BTreeSet<String> = built(&String::from_utf8(a.stderr).unwrap()).into_iter().collect();
-    let bb: BTreeSet<String> = built(&String::from_utf8(b.stderr).unwrap()).into_iter().collect();
-    assert!(ba.is_disjoint(&bb), "built twice: {:?}", ba.intersection(&bb).collect::<Vec<_>>());
+    let ba: BTreeSet<String> = built(&String::from_utf8(a.stderr).unwrap())
+        .into_iter()
+        .collect();
+    let bb: BTreeSet<String> = built(&String::from_utf8(b.stderr).unwrap())
+        .into_iter()
+        .collect();
+    assert!(
+        ba.is_disjoint(&bb),
+        "built twice: {:?}",
+        ba.intersection(&bb).collect::<Vec<_>>()
+    );
     assert!(ba.len() + bb.len() > 50);
     assert_verify_clean(&f.store());
 }

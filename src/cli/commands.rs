@@ -436,7 +436,7 @@ fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
         }
         if !report.skipped.is_empty() {
             eprintln!(
-                "{} derivations not built because an input failed",
+                "{} derivations not built: an input failed, or the run stopped at the first failure (--keep-going builds what it can)",
                 report.skipped.len()
             );
         }
