@@ -96,3 +96,37 @@ fn missing_filelists_file_is_reported() {
     assert!(matches!(err, RepoError::Missing { .. }), "{err}");
     assert!(err.to_string().contains("filelists.xml.gz"), "{err}");
 }
+
+#[test]
+fn repositories_from_the_cache_share_one_interner() {
+    let cache = tempfile::tempdir().unwrap();
+    let sources = [data("tizen-serranove"), data("opensuse-11.0-factory")];
+    let parsed = load(&sources, Some(cache.path())).unwrap();
+    let cached = load(&sources, Some(cache.path())).unwrap();
+    assert_eq!(
+        cached.names.len(),
+        parsed.names.len(),
+        "no name interned twice"
+    );
+    assert_eq!(cached.packages, parsed.packages);
+    let bash = cached.names.get("bash").unwrap();
+    let dep = SimpleDep {
+        name: bash,
+        range: None,
+    };
+    let repos: Vec<u16> = cached
+        .whatprovides(&dep)
+        .iter()
+        .map(|&id| cached.package(id).repo.0)
+        .collect();
+    assert!(repos.contains(&0) && repos.contains(&1), "{repos:?}");
+}
+
+#[test]
+fn file_requires_nothing_provides() {
+    let pool = load(&[data("opensuse-11.0-factory")], None).unwrap();
+    let missing = cvmbuild::repo::unprovided_file_requires(&pool);
+    // openSUSE 11.0 lists every file dependency's target in primary but
+    // one (a stale dependency on an older python).
+    assert_eq!(missing, ["/usr/bin/python2.4"]);
+}

@@ -102,7 +102,14 @@ fn instance(seed: u64) -> (Pool, Request) {
                 deps.push(("O", random_dep(&mut r, &names, &vers, n)));
             }
             let d: Vec<(&str, &str)> = deps.iter().map(|(k, s)| (*k, s.as_str())).collect();
-            let id = add(&mut pool, 0, name, v, "x86_64", &d);
+            // Mostly native; some 32-bit and noarch builds (the 32-bit
+            // ones only exist for multilib requests).
+            let arch = match r.below(20) {
+                0..=13 => "x86_64",
+                14..=16 => "i586",
+                _ => "noarch",
+            };
+            let id = add(&mut pool, 0, name, v, arch, &d);
             if r.chance(12) {
                 let rich = random_rich(&mut r, &mut pool, &names, &vers, n);
                 rich_require(&mut pool, id, rich);
@@ -125,9 +132,24 @@ fn instance(seed: u64) -> (Pool, Request) {
         } else {
             VersionReq::Any
         };
-        jobs.push(Job::new(&names[t], req, k));
+        // Some jobs name a capability (a virtual provide) instead.
+        let cap = format!("cap{}", r.below(3));
+        let provided = pool.names.get(&cap).is_some_and(|c| {
+            !pool
+                .whatprovides(&cvmbuild::repo::SimpleDep {
+                    name: c,
+                    range: None,
+                })
+                .is_empty()
+        });
+        if provided && r.chance(10) {
+            jobs.push(Job::new(&cap, VersionReq::Any, k));
+        } else {
+            jobs.push(Job::new(&names[t], req, k));
+        }
     }
     let mut req = request(jobs);
+    req.multilib = r.chance(40);
     if r.chance(15) {
         let t = r.below(nnames);
         let v = vers[t][r.below(vers[t].len())];
@@ -138,17 +160,21 @@ fn instance(seed: u64) -> (Pool, Request) {
 
 /// Exhaustive optimum with bitmask rules (a third, independent rendering
 /// of the semantics); `None` if no subset is a valid closure.
-fn brute(pool: &Pool, req: &Request) -> Option<([u64; 3], Vec<PackageId>)> {
+fn brute(pool: &Pool, req: &Request) -> Option<([u64; 4], Vec<PackageId>)> {
     let n = pool.packages.len();
     assert!(n <= 16);
-    let mut best: Option<([u64; 3], u32)> = None;
+    let mut best: Option<([u64; 4], u32)> = None;
     let all: Vec<PackageId> = pool.ids().collect();
     // Rules only depend on the subset, so check_closure is exact; prune
     // the 2^n loop by job masks first, which is cheap.
     let job_masks: Vec<u32> = req
         .jobs
         .iter()
-        .map(|j| job_candidates(pool, j).iter().fold(0, |m, p| m | 1 << p.0))
+        .map(|j| {
+            job_candidates(pool, req, j)
+                .iter()
+                .fold(0, |m, p| m | 1 << p.0)
+        })
         .collect();
     for s in 0u32..(1 << n) {
         if job_masks.iter().any(|m| m & s == 0) {
@@ -174,7 +200,12 @@ fn brute(pool: &Pool, req: &Request) -> Option<([u64; 3], Vec<PackageId>)> {
 fn optimum_matches_brute_force_on_random_pools() {
     let mut solved = 0;
     let mut unsat = 0;
-    for seed in 0..200u64 {
+    // SOLVE_BRUTE_SEEDS raises the count for a longer soak (release mode).
+    let seeds: u64 = std::env::var("SOLVE_BRUTE_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    for seed in 0..seeds {
         let (pool, req) = instance(seed);
         let got = solve(&pool, &req);
         let want = brute(&pool, &req);
@@ -210,8 +241,8 @@ fn optimum_matches_brute_force_on_random_pools() {
         }
     }
     // The generator must exercise both outcomes to mean anything.
-    assert!(solved > 100, "only {solved} satisfiable instances");
-    assert!(unsat > 5, "only {unsat} unsatisfiable instances");
+    assert!(solved > seeds / 2, "only {solved} satisfiable instances");
+    assert!(unsat > seeds / 40, "only {unsat} unsatisfiable instances");
 }
 
 #[test]

@@ -379,9 +379,10 @@ fn multilib_off_and_on() {
         "libz",
         "1.2-1",
         "x86_64",
-        &[("P", "libz.so.1()(64bit)")],
+        &[("P", "libz.so.1()(64bit)"), ("P", "libzcompat")],
     );
     add(&mut p, 0, "libz", "1.2-1", "i586", &[("P", "libz.so.1")]);
+    add(&mut p, 0, "libzcompat", "1-1", "i586", &[]);
     add(&mut p, 0, "app32", "1-1", "i586", &[("R", "libz.so.1")]);
     p.index();
     let req = names(&["libz", "app32"]);
@@ -389,6 +390,10 @@ fn multilib_off_and_on() {
         panic!("32-bit packages must be invisible without multilib")
     };
     assert!(e.to_string().contains("only exists for i586"), "{e}");
+    // A name that only exists for another arch is still a capability.
+    // (check_closure assumes an unfiltered pool, so compare directly.)
+    let sol = solve(&p, &names(&["libzcompat"])).unwrap();
+    assert_eq!(labels(&p, &sol.packages), ["libz-1.2-1.x86_64"]);
     let mut req = req;
     req.multilib = true;
     assert_eq!(
@@ -563,4 +568,93 @@ fn why_gives_chain_and_version_reason() {
         "base-2-1.noarch is newer, but tool-1-1.x86_64 requires base < 2"
     );
     assert!(why(&p, &req, &sol, "nonexistent").is_none());
+}
+
+#[test]
+fn multilib_prefers_native_builds_and_ranks_versions_per_arch() {
+    // The i586 build has a newer release; it must not make the x86_64
+    // build look old, and a native build wins a tie.
+    let mut p = new_pool();
+    add(&mut p, 0, "app", "1-1", "x86_64", &[("R", "libfoo")]);
+    add(&mut p, 0, "foo", "1.0-1", "x86_64", &[("P", "libfoo")]);
+    add(&mut p, 0, "foo", "1.0-2", "i586", &[("P", "libfoo")]);
+    p.index();
+    let mut req = names(&["app"]);
+    req.multilib = true;
+    let sol = solve(&p, &req).unwrap();
+    assert_eq!(
+        labels(&p, &sol.packages),
+        ["app-1-1.x86_64", "foo-1.0-1.x86_64"]
+    );
+    assert_eq!(sol.stats.cost, [0, 0, 0, 2]);
+}
+
+#[test]
+fn explanation_follows_each_chain_and_names_virtual_conflicts() {
+    let mut p = new_pool();
+    add(&mut p, 0, "x", "1-1", "x86_64", &[("R", "liba.so.1")]);
+    add(
+        &mut p,
+        0,
+        "a",
+        "1-1",
+        "x86_64",
+        &[("P", "liba.so.1"), ("C", "mta")],
+    );
+    add(&mut p, 0, "y", "1-1", "x86_64", &[("R", "mta")]);
+    add(&mut p, 0, "postfix", "1-1", "x86_64", &[("P", "mta")]);
+    p.index();
+    let Err(SolveError::Unsatisfiable(e)) = solve(&p, &names(&["x", "y"])) else {
+        panic!("expected unsat")
+    };
+    let text: Vec<&str> = e.lines.iter().map(|l| l.text.as_str()).collect();
+    assert_eq!(
+        text,
+        [
+            "the list asks for x (job 0)",
+            "the list asks for y (job 1)",
+            "x 1-1.x86_64 requires liba.so.1",
+            "a 1-1.x86_64 conflicts with mta (provided by postfix-1-1.x86_64)",
+            "y 1-1.x86_64 requires mta"
+        ]
+    );
+}
+
+#[test]
+fn explains_a_capability_only_a_shadowed_package_provides() {
+    let mut p = new_pool();
+    let best = repo(&mut p, "updates", 10, 1000).0;
+    add(&mut p, best, "foo", "2-1", "x86_64", &[]);
+    add(&mut p, 0, "foo", "1-1", "x86_64", &[("P", "foo-compat")]);
+    add(&mut p, 0, "app", "1-1", "x86_64", &[("R", "foo-compat")]);
+    p.index();
+    let Err(SolveError::Unsatisfiable(e)) = solve(&p, &names(&["app"])) else {
+        panic!("expected unsat")
+    };
+    assert_eq!(
+        e.lines[1].text,
+        "app 1-1.x86_64 requires foo-compat; no usable package provides foo-compat: \
+         foo-1-1.x86_64 is shadowed: a repository with better priority has foo"
+    );
+}
+
+#[test]
+fn boolean_conflicts_are_plain_truth_values_as_in_rpm() {
+    // rpm's documented pitfall: `Conflicts: (b if c)` is a conflict unless
+    // c is installed and b is not. So a needs c here, although nothing
+    // requires c.
+    let mut p = new_pool();
+    let a = add(&mut p, 0, "a", "1-1", "x86_64", &[]);
+    add(&mut p, 0, "b", "1-1", "x86_64", &[]);
+    add(&mut p, 0, "c", "1-1", "x86_64", &[]);
+    let (b, c) = (rd(&mut p, "b"), rd(&mut p, "c"));
+    p.packages[a.0 as usize]
+        .conflicts
+        .push(cvmbuild::repo::Dep::Rich(Box::new(Rich::If(
+            Box::new(b),
+            Box::new(c),
+            None,
+        ))));
+    p.index();
+    assert_eq!(solved(&p, &names(&["a"])), ["a-1-1.x86_64", "c-1-1.x86_64"]);
 }

@@ -73,11 +73,14 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Eval(a) => eval_cmd(&g, a),
         Command::Show(a) => show_cmd(&g, a),
         Command::Graph(a) => graph_cmd(&g, a),
+        Command::Why(a) => why_cmd(&g, a),
+        Command::Update(a) => update_cmd(&g, a),
         Command::Realize(a) => realize_cmd(&g, a),
         Command::Log(a) => log_cmd(&g, a),
         Command::Gc(a) => gc_cmd(&g, a),
         Command::Root(c) => root_cmd(&g, c),
         Command::Store(c) => store_cmd(&g, c),
+        Command::Diff(a) => diff_cmd(&g, a),
     }
 }
 
@@ -538,6 +541,214 @@ fn log_cmd(g: &Global, a: LogArgs) -> Result<i32> {
             many.len()
         )),
     }
+}
+
+#[derive(Args, Debug)]
+pub struct WhyArgs {
+    /// The spec file (`.cvm`).
+    pub spec: PathBuf,
+    /// A package name in the closure.
+    pub package: String,
+    #[arg(long, short)]
+    pub branch: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    /// The spec file (`.cvm`).
+    pub spec: PathBuf,
+    /// Packages allowed to move; without names, every package may.
+    pub names: Vec<String>,
+    #[arg(long, short)]
+    pub branch: Option<String>,
+}
+
+fn why_cmd(g: &Global, a: WhyArgs) -> Result<i32> {
+    let ev = eval::evaluate(&a.spec, &g.eval_options(a.branch, false))?;
+    let b = one_branch(&ev)?;
+    let opts = g.eval_options(None, false);
+    let pool = crate::repo::load(&eval::repo_sources(&b.release), opts.cache.as_deref())?;
+    let req = eval::pinning::request(&b.release, &ev.sources, None)?;
+    let packages = b
+        .lock
+        .package
+        .iter()
+        .filter_map(|lp| {
+            let name = pool.names.get(&lp.name)?;
+            pool.named(name).iter().copied().find(|&id| {
+                let p = pool.package(id);
+                p.evr.epoch == lp.epoch
+                    && *p.evr.version == *lp.version
+                    && p.evr.release.as_deref().unwrap_or("") == lp.release
+                    && pool.name(p.arch) == lp.arch
+            })
+        })
+        .collect();
+    let sol = crate::solve::Solution {
+        packages,
+        optimal: b.lock.optimal,
+        stats: Default::default(),
+    };
+    let Some(chain) = crate::solve::why(&pool, &req, &sol, &a.package) else {
+        return Err(miette!(
+            code = "cli::not-in-closure",
+            "`{}` is not in the closure of branch `{}`",
+            a.package,
+            b.release.branch
+        ));
+    };
+    let span = eval::pinning::span_of(&b.release, chain.origin);
+    let (line, _) = ev.sources.line_col(span);
+    let at = format!("{}:{line}", ev.sources.path(span.file).display());
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"package": a.package, "branch": b.release.branch,
+                "asked_at": at, "path": chain.path, "steps": chain.steps, "version": chain.version}))
+            .expect("plain data")
+        );
+    } else {
+        println!(
+            "{} is in branch {} because the shopping list asks for `{}` ({at})",
+            chain.path.last().map_or(a.package.as_str(), String::as_str),
+            b.release.branch,
+            req.jobs.get(chain.job).map_or("?", |j| j.name.as_str()),
+        );
+        for s in &chain.steps {
+            println!("  {s}");
+        }
+        println!(
+            "version: {}",
+            eval::pinning::locate(&chain.version, &b.release, &ev.sources)
+        );
+    }
+    Ok(0)
+}
+
+fn update_cmd(g: &Global, a: UpdateArgs) -> Result<i32> {
+    let mut opts = g.eval_options(a.branch, false);
+    opts.update = Some(a.names);
+    let before = crate::lock::LockFile::read(&crate::lock::path_for(&a.spec))?;
+    let ev = eval::evaluate(&a.spec, &opts)?;
+    for b in &ev.branches {
+        let old: BTreeMap<&str, String> = before
+            .branch
+            .get(&b.release.branch)
+            .map(|l| {
+                l.package
+                    .iter()
+                    .map(|p| (p.name.as_str(), p.evr()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let new: BTreeMap<&str, String> = b
+            .lock
+            .package
+            .iter()
+            .map(|p| (p.name.as_str(), p.evr()))
+            .collect();
+        let mut changes = 0;
+        for (name, evr) in &new {
+            match old.get(name) {
+                None => println!("{}: + {name} {evr}", b.release.branch),
+                Some(o) if o != evr => println!("{}: ~ {name} {o} -> {evr}", b.release.branch),
+                _ => continue,
+            }
+            changes += 1;
+        }
+        for (name, evr) in &old {
+            if !new.contains_key(name) {
+                println!("{}: - {name} {evr}", b.release.branch);
+                changes += 1;
+            }
+        }
+        if changes == 0 {
+            println!("{}: closure unchanged", b.release.branch);
+        }
+    }
+    eprintln!(
+        "{} {}",
+        if ev.lock_written {
+            "wrote"
+        } else {
+            "unchanged:"
+        },
+        ev.lock_path.display()
+    );
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// The old release: SPEC.cvm[#BRANCH] (evaluated from its lock) or FILE.lock[#BRANCH].
+    pub a: String,
+    /// The new release, likewise.
+    pub b: String,
+    /// Explain one derivation only: an output (`os-tree`, `initrd`), a derivation name or an id prefix.
+    #[arg(long, value_name = "DRV")]
+    pub why: Option<String>,
+    /// Also compare the two OS trees file by file (both must be realized in the store).
+    #[arg(long)]
+    pub files: bool,
+    /// Print the report as JSON (schema: docs/diff-schema.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Exits like diff(1): 0 identical, 1 different, 2 trouble; so errors are
+/// printed here rather than returned (the CLI maps returned errors to 1).
+fn diff_cmd(g: &Global, a: DiffArgs) -> Result<i32> {
+    match diff_report(g, &a) {
+        Ok(None) => {
+            eprintln!(
+                "`{}` is the same derivation in A and B",
+                a.why.as_deref().unwrap_or_default()
+            );
+            Ok(0)
+        }
+        Ok(Some(r)) => {
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&r).expect("plain data"));
+            } else {
+                print!("{}", crate::diff::render::text(&r));
+            }
+            Ok(if r.identical { 0 } else { 1 })
+        }
+        Err(report) => {
+            eprintln!("{report:?}");
+            Ok(2)
+        }
+    }
+}
+
+/// The report, or `None` when `--why` names a derivation that does not differ.
+fn diff_report(g: &Global, a: &DiffArgs) -> Result<Option<crate::diff::Report>> {
+    let side_a = crate::diff::load(&a.a)?;
+    let side_b = crate::diff::load(&a.b)?;
+    let mut r = crate::diff::Report::new(&side_a, &side_b);
+    if a.files {
+        let store = crate::store::FsStore::open(&g.store_dir()?)?;
+        r.add_files(&store, &side_a, &side_b)?;
+    }
+    if let Some(key) = &a.why {
+        if r.why(key).is_none() {
+            let known = [&side_a, &side_b].iter().any(|s| {
+                s.spec.as_ref().is_some_and(|sp| {
+                    sp.graph.roots.contains_key(key.as_str()) || !sp.graph.find(key).is_empty()
+                })
+            });
+            if known {
+                return Ok(None);
+            }
+            return Err(miette!(
+                code = "diff::why",
+                "no derivation matches `{key}` in A or B"
+            ));
+        }
+    }
+    Ok(Some(r))
 }
 
 /// Records the derivations `eval` planned in the store, so `show ID` and

@@ -44,6 +44,10 @@ pub enum Command {
     Show(commands::ShowArgs),
     /// Print a branch's derivation graph as Graphviz dot or JSON.
     Graph(commands::GraphArgs),
+    /// Explain why a package is in a branch's closure and why at that version.
+    Why(commands::WhyArgs),
+    /// Re-pin deliberately: all packages, or only the named ones (the rest stay at their locked versions).
+    Update(commands::UpdateArgs),
     /// Build a branch: fetch and extract its packages, assemble the OS tree, build the meta RPM.
     Realize(commands::RealizeArgs),
     /// Print the build log of a derivation (full id or unique prefix).
@@ -56,6 +60,8 @@ pub enum Command {
     /// Store maintenance.
     #[command(subcommand)]
     Store(commands::StoreCommand),
+    /// Compare two releases (SPEC.cvm[#BRANCH] or FILE.lock[#BRANCH]): closure, derivations and why, files. Exit 0 identical, 1 different, 2 error.
+    Diff(commands::DiffArgs),
 }
 
 /// Entry point used by `main`; returns the process exit code.

@@ -155,8 +155,26 @@ fn pin(
             return Ok((cur.clone(), false));
         }
     }
-    let pool = crate::repo::load(&repo_sources, opts.cache.as_deref())
+    let mut pool = crate::repo::load(&repo_sources, opts.cache.as_deref())
         .wrap_err_with(|| format!("loading repositories for branch `{}`", rel.branch))?;
+    // The solve is keyed on the hashes read above; a mirror that changed
+    // since then would pin a closure under the wrong key.
+    for (info, hash) in pool.repos.iter().zip(&metadata) {
+        if &info.metadata_hash != hash {
+            return Err(miette!(
+                code = "eval::repo-changed",
+                "repository `{}` changed while it was being read; run again",
+                info.name
+            ));
+        }
+    }
+    // File dependencies that primary's file subset does not cover need the
+    // full file lists (yum does the same); most solves need none.
+    let missing = crate::repo::unprovided_file_requires(&pool);
+    if !missing.is_empty() {
+        let paths: Vec<&str> = missing.iter().map(String::as_str).collect();
+        crate::repo::load_filelists(&mut pool, &paths)?;
+    }
     let hold: Vec<LockedPackage> = match (&opts.update, current) {
         (Some(names), Some(cur)) if !names.is_empty() => {
             for n in names {

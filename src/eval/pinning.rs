@@ -93,6 +93,47 @@ pub fn solve(
     })
 }
 
+/// The solver refers to the shopping list as `(job N)` and to pins as
+/// `(pin N)`; users know them by where they are written. Rewrites both to
+/// `(file:line)`.
+pub fn locate(text: &str, rel: &Release, sources: &SourceMap) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('(') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let parsed = ["(job ", "(pin "].iter().find_map(|kw| {
+            let num = tail.strip_prefix(kw)?;
+            let end = num.find(')')?;
+            let n: usize = num[..end].parse().ok()?;
+            let origin = if kw.starts_with("(pin") {
+                rel.packages.len() + n
+            } else {
+                n
+            };
+            Some((origin, kw.len() + end + 1))
+        });
+        match parsed {
+            Some((origin, len)) => {
+                let span = span_of(rel, origin);
+                let (line, _) = sources.line_col(span);
+                let file = sources.path(span.file);
+                let name = file.file_name().map_or(file.display().to_string(), |f| {
+                    f.to_string_lossy().into_owned()
+                });
+                out.push_str(&format!("({name}:{line})"));
+                rest = &tail[len..];
+            }
+            None => {
+                out.push('(');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 fn diagnose(rel: &Release, sources: &SourceMap, e: SolveError) -> lang::Error {
     match e {
         SolveError::UnknownName {
@@ -125,7 +166,11 @@ fn diagnose(rel: &Release, sources: &SourceMap, e: SolveError) -> lang::Error {
                 .iter()
                 .filter_map(|l| l.origin.map(|o| (span_of(rel, o), l.text.as_str())))
                 .collect();
-            let prose: Vec<&str> = expl.lines.iter().map(|l| l.text.as_str()).collect();
+            let prose: Vec<String> = expl
+                .lines
+                .iter()
+                .map(|l| locate(&l.text, rel, sources))
+                .collect();
             let message = format!(
                 "the package list of branch `{}` cannot be satisfied:\n  {}",
                 rel.branch,
@@ -150,5 +195,28 @@ fn diagnose(rel: &Release, sources: &SourceMap, e: SolveError) -> lang::Error {
                 "while pinning this branch",
             )
             .with_code("solve::failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn solver_indices_become_spec_locations() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.cvm");
+        let text = "let r = repo { url = \"x\" }\nbranch b = release {\n  name = \"n\" version = \"1.0\" arch = \"x86_64\" repos = [r]\n  packages = [\"a\",\n    \"b\"]\n  pins = { c = \"1.*\" }\n}\n";
+        std::fs::write(&path, text).unwrap();
+        let spec = lang::load(&path).unwrap();
+        let rel = &super::super::spec::releases(&spec).unwrap()[0];
+        assert_eq!(
+            locate(
+                "asks for b (job 1); a pin allows only c 1.* (pin 0) (x)",
+                rel,
+                &spec.sources
+            ),
+            "asks for b (s.cvm:5); a pin allows only c 1.* (s.cvm:6) (x)"
+        );
     }
 }

@@ -105,7 +105,7 @@ pub fn plan(
     let mut assemble = Derivation::new(
         "assemble",
         Builder::builtin("assemble", 1),
-        json!({"prefer": rel.prefer, "epoch": rel.epoch}),
+        json!({"prefer": rel.prefer}),
     );
     for (id, p) in extracts.values() {
         assemble = assemble.input_drv(format!("pkg:{}", p.nevra()), id);

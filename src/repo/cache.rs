@@ -27,7 +27,9 @@ fn entry_path(dir: &Path, metadata_hash: &str) -> PathBuf {
 }
 
 /// The cached packages of the repository whose repomd.xml hashes to
-/// `metadata_hash`, if a valid entry exists. The pool is not indexed.
+/// `metadata_hash`, if a valid entry exists. Its interner can look names
+/// up (deserialising rebuilds its map, so more can be merged into it); the
+/// pool is not indexed.
 pub fn read(dir: &Path, metadata_hash: &str) -> Option<Pool> {
     let data = std::fs::read(entry_path(dir, metadata_hash)).ok()?;
     if data.len() < HEADER || &data[..8] != MAGIC || data[8..12] != FORMAT.to_le_bytes() {
@@ -83,6 +85,7 @@ mod tests {
         write(dir.path(), "abc", &pool).unwrap();
         let back = read(dir.path(), "abc").unwrap();
         assert_eq!(back.names.resolve(crate::repo::NameId(0)), "bash");
+        assert_eq!(back.names.get("bash"), Some(crate::repo::NameId(0)));
         assert!(read(dir.path(), "other").is_none());
         // Flip one payload byte: the entry is ignored, not misread.
         let p = entry_path(dir.path(), "abc");

@@ -212,6 +212,26 @@ mod tests {
     }
 
     #[test]
+    fn truncation_is_a_read_error_in_every_format() {
+        let xml = b"<?xml version=\"1.0\"?><a>".repeat(2000);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&xml).unwrap();
+        let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+        bz.write_all(&xml).unwrap();
+        let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 6);
+        xz.write_all(&xml).unwrap();
+        for (name, data) in [
+            ("gzip", gz.finish().unwrap()),
+            ("bzip2", bz.finish().unwrap()),
+            ("xz", xz.finish().unwrap()),
+            ("zstd", zstd::encode_all(&xml[..], 3).unwrap()),
+        ] {
+            let cut = &data[..data.len() * 2 / 3];
+            assert!(unpack(cut).is_err(), "{name}: truncation not detected");
+        }
+    }
+
+    #[test]
     fn unknown_format_is_named() {
         let err = unpack(b"PK\x03\x04zip").unwrap_err();
         assert!(err.contains("unknown compression format"), "{err}");

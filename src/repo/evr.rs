@@ -104,9 +104,9 @@ pub fn rpmvercmp(a: &str, b: &str) -> Ordering {
 }
 
 /// An `[epoch:]version[-release]` label. A missing epoch is 0 (rpm treats
-/// a missing epoch and epoch 0 identically for ordering and overlap); a
-/// missing release matters only for dependency ranges, where it means "any
-/// release".
+/// a missing epoch and epoch 0 identically for ordering and overlap). A
+/// missing release means "any release" in dependency ranges (see
+/// [`Range::overlaps`]) and sorts before every release in ordering.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Evr {
     pub epoch: u64,
@@ -159,16 +159,22 @@ impl fmt::Display for Evr {
 }
 
 impl Ord for Evr {
-    /// `rpmverCmp`: epoch, then version, then release when both have one.
-    /// Two labels that differ only in a missing release compare equal here;
-    /// `Eq` still distinguishes them, so use `cmp` for ordering only.
+    /// Label order as librpm 4.18 gives it (`rpm.labelCompare`, `rpm.ver`):
+    /// epoch, then version, then release, where a missing release sorts
+    /// before any release (`1.0` < `1.0-1`, even `1.0` < `1.0-~1`).
+    /// `tests/vercmp_librpm.rs` checks this against librpm. Labels that
+    /// rpmvercmp finds equal but are spelled differently (`1.01`, `1.1`)
+    /// compare equal here while `Eq` distinguishes them, so use `cmp` for
+    /// ordering only.
     fn cmp(&self, other: &Self) -> Ordering {
         self.epoch
             .cmp(&other.epoch)
             .then_with(|| rpmvercmp(&self.version, &other.version))
             .then_with(|| match (&self.release, &other.release) {
                 (Some(a), Some(b)) => rpmvercmp(a, b),
-                _ => Ordering::Equal,
+                (None, Some(_)) => Ordering::Less,
+                (Some(_), None) => Ordering::Greater,
+                (None, None) => Ordering::Equal,
             })
     }
 }
@@ -349,6 +355,15 @@ mod tests {
         assert!(r(Op::Eq, "1:0.5").overlaps(&r(Op::Ge, "1.0")));
         assert!(!r(Op::Eq, "0.5").overlaps(&r(Op::Ge, "1.0")));
         assert!(r(Op::Le, "1.0").contains(&Evr::parse("1.0-9").unwrap()));
+    }
+
+    #[test]
+    fn missing_release_sorts_first() {
+        let e = |s| Evr::parse(s).unwrap();
+        assert!(e("1.0") < e("1.0-1"));
+        assert!(e("1.0") < e("1.0-~1"));
+        assert_eq!(e("1.0").cmp(&e("0:1.0")), Equal);
+        assert!(e("1:1.0") > e("2.0-1"));
     }
 
     #[test]

@@ -31,8 +31,16 @@ impl Location {
         let lower = url.to_ascii_lowercase();
         if lower.starts_with("http://") || lower.starts_with("https://") {
             Ok(Location::Http(url.trim_end_matches('/').to_string()))
-        } else if let Some(path) = url.strip_prefix("file://") {
-            Ok(Location::Dir(PathBuf::from(path)))
+        } else if let Some(rest) = url.strip_prefix("file://") {
+            // `file:///p` and `file://localhost/p`; other hosts are not local.
+            let path = rest.strip_prefix("localhost").unwrap_or(rest);
+            if !path.starts_with('/') {
+                return Err(RepoError::Url {
+                    repo: repo.to_string(),
+                    url: url.to_string(),
+                });
+            }
+            Ok(Location::Dir(PathBuf::from(percent_decode(path))))
         } else if url.contains("://") {
             Err(RepoError::Url {
                 repo: repo.to_string(),
@@ -76,6 +84,33 @@ impl Location {
             Location::Http(_) => http_get(repo, &self.display(rel)),
         }
     }
+}
+
+/// Decodes `%XX` escapes (a path with spaces is `file:///a%20b`); a `%`
+/// not followed by two hex digits stays as it is.
+fn percent_decode(s: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    std::ffi::OsString::from_vec(out)
 }
 
 fn agent() -> &'static ureq::Agent {
@@ -149,10 +184,16 @@ mod tests {
             Location::parse("r", "https://mirror/os/").unwrap(),
             Location::Http("https://mirror/os".into())
         );
-        assert!(matches!(
-            Location::parse("r", "ftp://mirror/os"),
-            Err(RepoError::Url { .. })
-        ));
+        assert_eq!(
+            Location::parse("r", "file://localhost/srv/my%20repo%+1%2").unwrap(),
+            Location::Dir("/srv/my repo%+1%2".into())
+        );
+        for bad in ["ftp://mirror/os", "file://server/share"] {
+            assert!(matches!(
+                Location::parse("r", bad),
+                Err(RepoError::Url { .. })
+            ));
+        }
         assert_eq!(
             Location::Http("http://h/x".into()).display("repodata/repomd.xml"),
             "http://h/x/repodata/repomd.xml"

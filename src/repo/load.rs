@@ -47,10 +47,10 @@ pub fn metadata_hash(source: &RepoSource) -> Result<String, RepoError> {
 /// Repositories are fetched and parsed in parallel; the result does not
 /// depend on timing.
 pub fn load(sources: &[RepoSource], cache: Option<&Path>) -> Result<Pool, RepoError> {
-    let parts: Vec<(Pool, String)> = sources
-        .par_iter()
-        .map(|s| load_one(s, cache))
-        .collect::<Result<_, _>>()?;
+    let results: Vec<Result<(Pool, String), RepoError>> =
+        sources.par_iter().map(|s| load_one(s, cache)).collect();
+    // The first failing repository in spec order, whatever finished first.
+    let parts: Vec<(Pool, String)> = results.into_iter().collect::<Result<_, _>>()?;
     let mut pool = Pool::default();
     for (source, (part, hash)) in sources.iter().zip(parts) {
         let repo = pool.add_repo(RepoInfo {
@@ -315,4 +315,52 @@ pub fn load_filelists(pool: &mut Pool, paths: &[&str]) -> Result<usize, RepoErro
     }
     pool.index();
     Ok(added)
+}
+
+/// File paths that some package requires (directly or inside a rich
+/// dependency) but no package provides by what is loaded so far, sorted.
+/// These are what [`load_filelists`] may resolve.
+pub fn unprovided_file_requires(pool: &Pool) -> Vec<String> {
+    fn walk(r: &Rich, out: &mut Vec<NameId>) {
+        match r {
+            Rich::Dep(d) => out.push(d.name),
+            Rich::And(v) | Rich::Or(v) | Rich::With(v) => v.iter().for_each(|x| walk(x, out)),
+            Rich::If(a, b, e) | Rich::Unless(a, b, e) => {
+                walk(a, out);
+                walk(b, out);
+                if let Some(e) = e {
+                    walk(e, out);
+                }
+            }
+            Rich::Without(a, b) => {
+                walk(a, out);
+                walk(b, out);
+            }
+        }
+    }
+    let mut names = Vec::new();
+    for p in &pool.packages {
+        for d in &p.requires {
+            match d {
+                Dep::Simple(s) => names.push(s.name),
+                Dep::Rich(r) => walk(r, &mut names),
+            }
+        }
+    }
+    names.sort_unstable();
+    names.dedup();
+    let mut out: Vec<String> = names
+        .into_iter()
+        .filter(|&n| pool.name(n).starts_with('/'))
+        .filter(|&n| {
+            pool.whatprovides(&SimpleDep {
+                name: n,
+                range: None,
+            })
+            .is_empty()
+        })
+        .map(|n| pool.name(n).to_string())
+        .collect();
+    out.sort();
+    out
 }

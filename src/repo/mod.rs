@@ -21,7 +21,7 @@ mod xml;
 
 pub use error::RepoError;
 pub use evr::{rpmvercmp, Evr, Op, Range};
-pub use load::{load, load_filelists, metadata_hash, RepoSource};
+pub use load::{load, load_filelists, metadata_hash, unprovided_file_requires, RepoSource};
 pub use model::{
     arch_compatible, Checksum, Dep, Interner, NameId, Package, PackageId, Pool, RepoId, RepoInfo,
     Rich, SimpleDep,

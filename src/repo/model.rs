@@ -131,10 +131,13 @@ pub struct Package {
     pub requires: Vec<Dep>,
     pub conflicts: Vec<Dep>,
     pub obsoletes: Vec<Dep>,
-    /// File paths the metadata lists (primary's subset, or all of them when
-    /// filelists was loaded); each is an unversioned provide.
+    /// File paths the metadata lists: primary's subset, plus the paths
+    /// asked for with `repo::load_filelists`; each is an unversioned
+    /// provide.
     pub files: Vec<NameId>,
-    /// `location href`, relative to the repository base URL.
+    /// `location href`, relative to the repository base URL; an absolute
+    /// URL (`xml:base` joined with `href`) when the repository sets
+    /// `xml:base` to put packages elsewhere.
     pub location: Box<str>,
     pub checksum: Checksum,
     /// Size of the `.rpm` file.

@@ -159,6 +159,10 @@ pub fn parse_primary(
                     .map_err(|e| XmlError::at(&reader, e.to_string()))?,
             ),
             Event::GeneralRef(r) if collecting != Text::None => push_ref(&reader, &r, &mut text)?,
+            Event::CData(c) if collecting != Text::None => text.push_str(
+                &c.decode()
+                    .map_err(|e| XmlError::at(&reader, e.to_string()))?,
+            ),
             Event::End(e) => {
                 let local = e.local_name();
                 match local.as_ref() {
@@ -342,4 +346,91 @@ fn finish<R>(
     };
     pool.add_package(package);
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::model::Rich;
+
+    const DOC: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<metadata xmlns="http://linux.duke.edu/metadata/common" xmlns:rpm="http://linux.duke.edu/metadata/rpm" packages="2">
+<package type="rpm">
+  <name>foo</name>
+  <arch>x86_64</arch>
+  <version ver="1.0" rel="2"/>
+  <checksum type="SHA256" pkgid="YES">ABCD</checksum>
+  <summary>a &lt;summary&gt; that is &amp; ignored</summary>
+  <size package="10" installed="20" archive="30"/>
+  <location xml:base="http://mirror/os/" href="Packages/foo-1.0-2.x86_64.rpm"/>
+  <format>
+    <rpm:provides>
+      <rpm:entry name="foo" flags="EQ" epoch="0" ver="1.0" rel="2"/>
+      <rpm:entry name="libfoo.so.1()(64bit)"/>
+    </rpm:provides>
+    <rpm:requires>
+      <rpm:entry name="/bin/sh" pre="1"/>
+      <rpm:entry name="bar" flags="GE" epoch="3" ver="2.0"/>
+      <rpm:entry name="(baz &gt;= 1 or qux)"/>
+    </rpm:requires>
+    <rpm:recommends>
+      <rpm:entry name="weak"/>
+    </rpm:recommends>
+    <rpm:obsoletes>
+      <rpm:entry name="foo-old" flags="LT" ver="1.0"/>
+    </rpm:obsoletes>
+    <file>/usr/bin/f&amp;o</file>
+    <file type="dir">/etc/foo</file>
+    <file><![CDATA[/usr/share/<cdata>]]></file>
+  </format>
+</package>
+<package type="rpm">
+  <name>foo</name>
+  <arch>src</arch>
+  <version epoch="0" ver="1.0" rel="2"/>
+  <checksum type="sha256" pkgid="YES">ef01</checksum>
+  <location href="SRPMS/foo-1.0-2.src.rpm"/>
+</package>
+</metadata>"#;
+
+    #[test]
+    fn reads_every_field() {
+        let mut pool = Pool::default();
+        assert_eq!(
+            parse_primary(DOC.as_bytes(), &mut pool, RepoId(3)).unwrap(),
+            1
+        );
+        let p = &pool.packages[0];
+        assert_eq!(pool.name(p.name), "foo");
+        assert_eq!(p.evr, Evr::new(0, "1.0", Some("2")));
+        assert_eq!(p.repo, RepoId(3));
+        assert_eq!(&*p.checksum.kind, "sha256");
+        assert_eq!(&*p.checksum.hex, "abcd");
+        assert_eq!((p.size_package, p.size_installed), (10, 20));
+        assert_eq!(
+            &*p.location,
+            "http://mirror/os/Packages/foo-1.0-2.x86_64.rpm"
+        );
+        let deps: Vec<String> = p.requires.iter().map(|d| pool.dep_to_string(d)).collect();
+        // `pre` is dropped, a missing epoch is 0, weak deps are not kept.
+        assert_eq!(deps, ["/bin/sh", "bar >= 3:2.0", "(baz >= 1 or qux)"]);
+        assert!(matches!(&p.requires[2], Dep::Rich(r) if matches!(**r, Rich::Or(_))));
+        assert_eq!(pool.dep_to_string(&p.obsoletes[0]), "foo-old < 1.0");
+        assert_eq!(p.provides.len(), 2);
+        assert!(p.provides[1].range.is_none());
+        let files: Vec<&str> = p.files.iter().map(|&f| pool.name(f)).collect();
+        assert_eq!(files, ["/usr/bin/f&o", "/etc/foo", "/usr/share/<cdata>"]);
+        assert!(pool.names.get("weak").is_none());
+    }
+
+    #[test]
+    fn bad_flags_are_an_error() {
+        let doc = DOC.replace("flags=\"GE\"", "flags=\"XX\"");
+        let err = parse_primary(doc.as_bytes(), &mut Pool::default(), RepoId(0)).unwrap_err();
+        assert!(
+            err.reason.contains("unknown flags `XX` on `bar`"),
+            "{err:?}"
+        );
+        assert!(!err.syntax);
+    }
 }

@@ -27,7 +27,6 @@ pub struct DataFile {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RepoMd {
-    pub revision: Option<String>,
     pub data: Vec<DataFile>,
 }
 
@@ -72,7 +71,6 @@ impl RepoMd {
                                 attr(&reader, e, b"type")?.unwrap_or_default(),
                             ))
                         }
-                        b"revision" if !empty => field = Some(("revision", String::new())),
                         _ => {}
                     }
                     text_acc.clear();
@@ -91,7 +89,6 @@ impl RepoMd {
                     if let Some((what, kind)) = field.take() {
                         let value = text_acc.trim().to_string();
                         match (what, &mut cur) {
-                            ("revision", _) => md.revision = Some(value),
                             ("checksum", Some(d)) => {
                                 d.checksum = Some(Digest {
                                     kind: kind.to_ascii_lowercase(),
@@ -137,7 +134,6 @@ mod tests {
         ))
         .expect("shared test data missing: ../shared/data/tizen-serranove");
         let md = RepoMd::parse(&text).unwrap();
-        assert_eq!(md.revision.as_deref(), Some("1449742868"));
         let p = md.get("primary").unwrap();
         assert!(p.href.starts_with("repodata/fd62d77c"));
         assert_eq!(p.checksum.as_ref().unwrap().kind, "sha256");

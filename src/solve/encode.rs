@@ -30,8 +30,9 @@ pub(crate) struct Formula {
     pub nvars: usize,
     pub clauses: Vec<Vec<Lit>>,
     pub groups: Vec<Group>,
-    /// Soft literals (wanted true) per objective level.
-    pub soft: [Vec<Lit>; 3],
+    /// Soft literals (wanted true) per objective level, see
+    /// [`super::Stats::cost`].
+    pub soft: Vec<Vec<Lit>>,
 }
 
 pub(crate) fn lit(i: usize) -> Lit {
@@ -61,8 +62,8 @@ impl Enc<'_, '_> {
     fn provider_lits(&self, dep: &SimpleDep) -> Vec<Lit> {
         self.uni
             .providers(dep)
-            .into_iter()
-            .filter_map(|p| self.cone.pos(p).map(lit))
+            .iter()
+            .filter_map(|&p| self.cone.pos(p).map(lit))
             .collect()
     }
 
@@ -149,7 +150,7 @@ impl Enc<'_, '_> {
     /// Visible packages that alone satisfy `r` (for `with`/`without`).
     fn package_set(&self, r: &Rich) -> Vec<PackageId> {
         match r {
-            Rich::Dep(d) => self.uni.providers(d),
+            Rich::Dep(d) => self.uni.providers(d).to_vec(),
             Rich::With(v) | Rich::And(v) => {
                 let mut it = v.iter().map(|x| self.package_set(x));
                 let mut acc = it.next().unwrap_or_default();
@@ -194,7 +195,7 @@ pub(crate) fn encode(
             nvars: n,
             clauses: Vec::new(),
             groups: Vec::new(),
-            soft: [Vec::new(), Vec::new(), Vec::new()],
+            soft: Vec::new(),
         },
         tru: lit(0),
         dep_lit: HashMap::new(),
@@ -319,6 +320,7 @@ pub(crate) fn encode(
     }
 
     if objective {
+        e.f.soft = vec![Vec::new(); 4];
         let mut level1 = vec![false; pool.names.len()];
         for &(_, cands) in jobs {
             for &p in cands {
@@ -347,7 +349,15 @@ pub(crate) fn encode(
             }
             e.f.soft[level].extend(o.iter().map(|&l| !l));
         }
-        e.f.soft[2] = (0..n).map(|x| !lit(x)).collect();
+        // With multilib, prefer native (and noarch) builds, as dnf does.
+        e.f.soft[2] = (0..n)
+            .filter(|&x| {
+                let a = pool.name(pool.package(cone.pkgs[x]).arch);
+                a != req.arch && a != "noarch"
+            })
+            .map(|x| !lit(x))
+            .collect();
+        e.f.soft[3] = (0..n).map(|x| !lit(x)).collect();
     }
     e.f
 }

@@ -31,7 +31,7 @@ pub(crate) fn explain(uni: &Universe, req: &Request, cands: &[Vec<PackageId>]) -
     let jobs = minimal_jobs(uni, req, &all);
     let sub: Vec<(usize, &[PackageId])> = jobs.iter().map(|&j| (j, cands[j].as_slice())).collect();
     let groups = minimal_rules(uni, req, &sub);
-    prose(uni, req, &groups)
+    prose(uni, req, cands, &groups)
 }
 
 /// Stage 1: a minimal set of jobs whose conjunction is unsatisfiable.
@@ -96,12 +96,11 @@ fn minimise(oll: &mut Oll, assumptions: &[Lit], keep: usize) -> Vec<Lit> {
         let mut trial = core.clone();
         trial.remove(i);
         match oll.solve_core(&trial) {
-            Ok(Err(c)) => {
-                let before = core[..i]
-                    .iter()
-                    .filter(|l| c.contains(l) || fixed.contains(l))
-                    .count();
-                core.retain(|l| fixed.contains(l) || c.contains(l));
+            Ok(Err(mut c)) => {
+                c.sort();
+                let keep = |l: &Lit| fixed.contains(l) || c.binary_search(l).is_ok();
+                let before = core[..i].iter().filter(|l| keep(l)).count();
+                core.retain(keep);
                 i = before;
             }
             _ => i += 1,
@@ -185,11 +184,57 @@ fn hidden_reason(uni: &Universe, req: &Request, raw: &[PackageId]) -> String {
                 if req.multilib { " with multilib" } else { "" }
             )
         }
-        _ => "only hidden duplicates provide it".into(),
+        Hidden::Priority => format!(
+            "{} is shadowed: a repository with better priority has {}",
+            label(pool, p),
+            pool.name(pool.package(p).name)
+        ),
+        Hidden::Duplicate | Hidden::Visible => format!("{} is not usable", label(pool, p)),
     }
 }
 
-fn prose(uni: &Universe, req: &Request, groups: &[Group]) -> Explanation {
+/// Packages numbered in depth-first order from the jobs of `groups`,
+/// following only the requires in `groups`, so that the prose walks each
+/// job's chain to its end before starting the next.
+fn chain_order(
+    uni: &Universe,
+    cands: &[Vec<PackageId>],
+    groups: &[Group],
+) -> BTreeMap<PackageId, usize> {
+    let pool = uni.pool;
+    let mut order = BTreeMap::new();
+    let mut stack: Vec<PackageId> = Vec::new();
+    for g in groups {
+        let Group::Job(j) = *g else { continue };
+        stack.extend(cands[j].iter().rev());
+        while let Some(p) = stack.pop() {
+            if order.contains_key(&p) {
+                continue;
+            }
+            order.insert(p, order.len());
+            let mut next = Vec::new();
+            for g in groups {
+                let Group::Requires(q, k) = *g else { continue };
+                if q != p {
+                    continue;
+                }
+                let mut simple = Vec::new();
+                match &pool.package(q).requires[k] {
+                    Dep::Simple(s) => simple.push(s),
+                    Dep::Rich(r) => rich_simple(r, &mut simple),
+                }
+                for s in simple {
+                    next.extend(uni.providers(s).iter().copied());
+                }
+            }
+            stack.extend(next.into_iter().rev());
+        }
+    }
+    order
+}
+
+fn prose(uni: &Universe, req: &Request, cands: &[Vec<PackageId>], groups: &[Group]) -> Explanation {
+    let depth = chain_order(uni, cands, groups);
     let pool = uni.pool;
     let mut lines = Vec::new();
     // (package name, rule text) -> labels, to say "A 2.1, 2.0 require B".
@@ -221,13 +266,27 @@ fn prose(uni: &Universe, req: &Request, groups: &[Group]) -> Explanation {
                 }
                 rule(p, text);
             }
-            Group::Conflicts(p, k) => rule(
-                p,
-                format!(
-                    "conflicts with {}",
-                    pool.dep_to_string(&pool.package(p).conflicts[k])
-                ),
-            ),
+            Group::Conflicts(p, k) => {
+                let d = &pool.package(p).conflicts[k];
+                let mut text = format!("conflicts with {}", pool.dep_to_string(d));
+                // Name the other side when the chains reach it under
+                // another name (a virtual provide, a file).
+                if let Dep::Simple(s) = d {
+                    let reached: Vec<String> = uni
+                        .providers(s)
+                        .iter()
+                        .filter(|&&q| {
+                            q != p && depth.contains_key(&q) && pool.package(q).name != s.name
+                        })
+                        .take(3)
+                        .map(|&q| label(pool, q))
+                        .collect();
+                    if !reached.is_empty() {
+                        text += &format!(" (provided by {})", reached.join(", "));
+                    }
+                }
+                rule(p, text)
+            }
             Group::Obsoletes(p, k) => rule(
                 p,
                 format!(
@@ -241,7 +300,20 @@ fn prose(uni: &Universe, req: &Request, groups: &[Group]) -> Explanation {
             }),
         }
     }
-    for ((name, text), mut ids) in rules {
+    let mut entries: Vec<(usize, String, String, Vec<PackageId>)> = rules
+        .into_iter()
+        .map(|((name, text), ids)| {
+            let d = ids
+                .iter()
+                .filter_map(|p| depth.get(p))
+                .min()
+                .copied()
+                .unwrap_or(usize::MAX);
+            (d, name, text, ids)
+        })
+        .collect();
+    entries.sort();
+    for (_, name, text, mut ids) in entries {
         ids.sort_by(|&a, &b| {
             pool.package(a)
                 .evr
@@ -290,7 +362,11 @@ pub fn why(pool: &Pool, req: &Request, sol: &Solution, package: &str) -> Option<
     let cands = uni.resolve_jobs(&req.jobs).ok()?;
     let nid = pool.names.get(package)?;
     let installed = &sol.packages;
-    let is_in = |p: PackageId| installed.contains(&p);
+    let mut member = vec![false; pool.packages.len()];
+    for p in installed {
+        member[p.0 as usize] = true;
+    }
+    let is_in = |p: PackageId| member[p.0 as usize];
     let target = *installed.iter().find(|&&p| pool.package(p).name == nid)?;
 
     // Multi-source BFS from the jobs' installed packages, jobs in order.
@@ -316,7 +392,7 @@ pub fn why(pool: &Pool, req: &Request, sol: &Solution, package: &str) -> Option<
                 Dep::Rich(r) => rich_simple(r, &mut simple),
             }
             for s in simple {
-                for q in uni.providers(s) {
+                for &q in uni.providers(s).iter() {
                     if is_in(q) && !parent.contains_key(&q) {
                         parent.insert(
                             q,

@@ -21,12 +21,13 @@ use varisat::{ExtendFormula, Lit, Solver};
 pub(crate) enum Outcome {
     Optimal {
         model: Vec<bool>,
-        cost: [u64; 3],
+        cost: Vec<u64>,
     },
-    /// Deadline hit; the best model found so far and its cost.
+    /// Deadline hit; the best model found so far and its cost. (The first
+    /// feasibility call always runs, so there is one.)
     Timeout {
-        model: Option<Vec<bool>>,
-        cost: [u64; 3],
+        model: Vec<bool>,
+        cost: Vec<u64>,
     },
     Unsat,
     Error(String),
@@ -84,7 +85,7 @@ impl Oll {
                 nvars: f.nvars,
                 clauses: Vec::new(),
                 groups: Vec::new(),
-                soft: Default::default(),
+                soft: Vec::new(),
             },
             None,
         );
@@ -140,20 +141,23 @@ impl Oll {
 
     /// varisat's core for the last call, restricted to `within`.
     fn raw_core(&self, within: &[Lit]) -> Vec<Lit> {
-        let mut sorted = within.to_vec();
-        sorted.sort();
-        let mut c: Vec<Lit> = self
-            .solver
-            .failed_core()
-            .unwrap_or_default()
-            .iter()
-            .copied()
-            .filter(|l| sorted.binary_search(l).is_ok())
-            .collect();
-        c.sort();
-        c.dedup();
-        // Keep the caller's order so that results do not depend on varisat's.
-        c.sort_by_key(|l| within.iter().position(|x| x == l));
+        let mut core: Vec<Lit> = self.solver.failed_core().unwrap_or_default().to_vec();
+        core.sort();
+        // The caller's order, so that results do not depend on varisat's.
+        let mut c: Vec<Lit> = Vec::with_capacity(core.len());
+        let mut taken = vec![false; core.len()];
+        for &l in within {
+            if let Ok(i) = core.binary_search(&l) {
+                if !std::mem::replace(&mut taken[i], true) {
+                    c.push(l);
+                }
+            }
+        }
+        #[cfg(test)]
+        if tests::CORRUPT.with(|x| x.get()) && c.len() > 1 {
+            // Imitate varisat's defect: a "core" that is really satisfiable.
+            c.pop();
+        }
         c
     }
 
@@ -201,15 +205,15 @@ impl Oll {
         Ok(a[..hi].to_vec())
     }
 
-    /// Optimises the three levels in order.
-    pub fn run(&mut self, levels: &[Vec<Lit>; 3], npackages: usize) -> Outcome {
+    /// Optimises the levels in order (lexicographically).
+    pub fn run(&mut self, levels: &[Vec<Lit>], npackages: usize) -> Outcome {
         match self.call(&[]) {
             Ok(true) => {}
             Ok(false) => return Outcome::Unsat,
             Err(e) => return Outcome::Error(e),
         }
         let mut best = self.model();
-        let mut cost = [0u64; 3];
+        let mut cost = vec![0u64; levels.len()];
         for (lvl, softs) in levels.iter().enumerate() {
             let Some(val) = self.propagate() else {
                 return Outcome::Error(
@@ -219,21 +223,26 @@ impl Oll {
             if lvl == 0 {
                 self.fixed = val[..npackages].iter().filter(|v| v.is_some()).count();
             }
-            let mut active = Vec::new();
+            let mut active: Vec<Lit> = Vec::new();
+            let mut seen = std::collections::HashSet::new();
             for &l in softs {
                 match value(&val, l) {
                     Some(true) => {}
                     Some(false) => cost[lvl] += 1,
-                    None => active.push(l),
+                    None if seen.insert(l) => active.push(l),
+                    None => {
+                        // A repeated soft literal counts each time: stand in
+                        // a fresh literal that implies it.
+                        let y = self.new_lit();
+                        self.add(vec![!y, l]);
+                        active.push(y);
+                    }
                 }
             }
             loop {
                 if self.deadline.is_some_and(|d| Instant::now() >= d) {
                     let cost = model_cost(&best, levels);
-                    return Outcome::Timeout {
-                        model: Some(best),
-                        cost,
-                    };
+                    return Outcome::Timeout { model: best, cost };
                 }
                 match self.solve_core(&active) {
                     Ok(Ok(m)) => {
@@ -403,13 +412,117 @@ fn value(val: &[Option<bool>], l: Lit) -> Option<bool> {
 }
 
 /// Soft literals a model violates, per level.
-fn model_cost(m: &[bool], levels: &[Vec<Lit>; 3]) -> [u64; 3] {
-    let mut c = [0u64; 3];
-    for (i, softs) in levels.iter().enumerate() {
-        c[i] = softs
-            .iter()
-            .filter(|l| m.get(l.index()).copied().unwrap_or(false) != l.is_positive())
-            .count() as u64;
+fn model_cost(m: &[bool], levels: &[Vec<Lit>]) -> Vec<u64> {
+    levels
+        .iter()
+        .map(|softs| {
+            softs
+                .iter()
+                .filter(|l| m.get(l.index()).copied().unwrap_or(false) != l.is_positive())
+                .count() as u64
+        })
+        .collect()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Makes `raw_core` drop a literal, so cores are often satisfiable.
+        pub(crate) static CORRUPT: Cell<bool> = const { Cell::new(false) };
     }
-    c
+
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    fn random_lit(r: &mut Rng, n: usize) -> Lit {
+        Lit::from_var(varisat::Var::from_index(r.below(n)), r.below(2) == 0)
+    }
+
+    fn holds(m: &[bool], l: Lit) -> bool {
+        m[l.index()] == l.is_positive()
+    }
+
+    /// Random 10-variable CNF with three levels of soft literals.
+    fn instance(seed: u64) -> (Formula, Vec<Vec<Lit>>) {
+        let mut r = Rng(seed * 7919 + 17);
+        let n = 10;
+        let clauses: Vec<Vec<Lit>> = (0..12)
+            .map(|_| (0..2 + r.below(2)).map(|_| random_lit(&mut r, n)).collect())
+            .collect();
+        let soft: Vec<Vec<Lit>> = (0..3)
+            .map(|_| (0..2 + r.below(5)).map(|_| random_lit(&mut r, n)).collect())
+            .collect();
+        let f = Formula {
+            nvars: n,
+            groups: vec![Group::Def; clauses.len()],
+            clauses,
+            soft: soft.clone(),
+        };
+        (f, soft)
+    }
+
+    fn cost(m: &[bool], soft: &[Vec<Lit>]) -> Vec<u64> {
+        soft.iter()
+            .map(|s| s.iter().filter(|&&l| !holds(m, l)).count() as u64)
+            .collect()
+    }
+
+    fn brute(f: &Formula) -> Option<Vec<u64>> {
+        (0u32..1 << f.nvars)
+            .map(|bits| {
+                (0..f.nvars)
+                    .map(|i| bits & (1 << i) != 0)
+                    .collect::<Vec<bool>>()
+            })
+            .filter(|m| f.clauses.iter().all(|c| c.iter().any(|&l| holds(m, l))))
+            .map(|m| cost(&m, &f.soft))
+            .min()
+    }
+
+    fn check(corrupt: bool) -> u64 {
+        CORRUPT.with(|x| x.set(corrupt));
+        let mut bogus = 0;
+        for seed in 0..300 {
+            let (f, soft) = instance(seed);
+            let mut oll = Oll::new(&f, None);
+            let got = oll.run(&soft, 0);
+            bogus += oll.bogus_cores;
+            match (got, brute(&f)) {
+                (Outcome::Optimal { model, cost: c }, Some(want)) => {
+                    assert!(f
+                        .clauses
+                        .iter()
+                        .all(|cl| cl.iter().any(|&l| holds(&model, l))));
+                    assert_eq!(c, want, "seed {seed}: reported cost");
+                    assert_eq!(cost(&model, &soft), want, "seed {seed}: model cost");
+                }
+                (Outcome::Unsat, None) => {}
+                _ => panic!("seed {seed}: solver and brute force disagree"),
+            }
+        }
+        CORRUPT.with(|x| x.set(false));
+        bogus
+    }
+
+    #[test]
+    fn lexicographic_optimum_matches_brute_force() {
+        assert_eq!(check(false), 0);
+    }
+
+    #[test]
+    fn satisfiable_cores_are_caught() {
+        // With every core corrupted the re-check must notice (and the
+        // optimum must still be right).
+        assert!(check(true) > 50);
+    }
 }

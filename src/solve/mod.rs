@@ -7,11 +7,13 @@
 //!
 //! 1. the shopping-list packages are as new as possible,
 //! 2. then everything they pull in is as new as possible,
-//! 3. then the closure has as few packages as possible.
+//! 3. then (multilib only) as few foreign-arch packages as possible,
+//! 4. then the closure has as few packages as possible.
 //!
 //! "As new as possible" is measured per name as the *rank* of the oldest
-//! installed version: the number of distinct newer labels of that name that
-//! are available (after arch, exclude and priority filtering). The cost of a
+//! installed version: the number of distinct newer labels of that name and
+//! arch (noarch counting as any arch) that are available after arch,
+//! exclude and priority filtering. The cost of a
 //! level is the sum of ranks over the names in that level; level 1 holds the
 //! names of every package that could satisfy a job, level 2 all other names.
 //!
@@ -57,9 +59,10 @@ pub struct Request {
     /// Glob patterns of names allowed in several versions
     /// ([`DEFAULT_INSTALLONLY`] is the usual choice).
     pub installonly: Vec<String>,
-    /// Wall-clock budget. The limit is checked between SAT calls, so one
-    /// long call can overrun it; then the best model so far is returned
-    /// with `optimal: false`.
+    /// Wall-clock budget for optimisation. varisat cannot be interrupted,
+    /// so the limit is checked between SAT calls (the first, feasibility
+    /// call and explanations always run to the end); when it is hit, the
+    /// best model so far is returned with `optimal: false`.
     pub timeout: Option<Duration>,
 }
 
@@ -105,7 +108,8 @@ pub enum VersionReq {
     Any,
     Range(Range),
     /// `3.10.*`: matched against the version and against version-release
-    /// (and `epoch:version-release` when the epoch is not 0).
+    /// (and `epoch:version-release` when the epoch is not 0) of the package,
+    /// or for a capability job of the providing package.
     Glob(String),
 }
 
@@ -203,9 +207,13 @@ pub struct Stats {
     pub cores: u64,
     /// Cores from varisat that turned out satisfiable on re-check.
     pub bogus_cores: u64,
-    /// Optimal cost per objective level: list-package ranks, other ranks,
-    /// package count.
-    pub cost: [u64; 3],
+    /// Cost per objective level, in priority order: ranks of list
+    /// packages, ranks of other packages, packages of a foreign arch
+    /// (multilib only), package count.
+    pub cost: [u64; 4],
+    /// Filtering, cone and encoding.
+    pub prepare: Duration,
+    /// Everything: `prepare` plus SAT solving and optimisation.
     pub time: Duration,
 }
 
@@ -220,8 +228,6 @@ pub enum SolveError {
         name: String,
         suggestions: Vec<String>,
     },
-    #[error("no solution found within the time limit")]
-    Timeout,
     #[error("SAT solver failure: {0}")]
     Solver(String),
 }
@@ -291,6 +297,7 @@ pub fn solve(pool: &Pool, req: &Request) -> Result<Solution, SolveError> {
         cone: cone.len(),
         ..Stats::default()
     };
+    stats.prepare = start.elapsed();
     let mut opt = maxsat::Oll::new(&formula, deadline);
     let outcome = opt.run(&formula.soft, cone.len());
     stats.vars = opt.vars();
@@ -301,11 +308,7 @@ pub fn solve(pool: &Pool, req: &Request) -> Result<Solution, SolveError> {
     stats.fixed = opt.fixed_packages();
     let (model, optimal, cost) = match outcome {
         maxsat::Outcome::Optimal { model, cost } => (model, true, cost),
-        maxsat::Outcome::Timeout {
-            model: Some(model),
-            cost,
-        } => (model, false, cost),
-        maxsat::Outcome::Timeout { model: None, .. } => return Err(SolveError::Timeout),
+        maxsat::Outcome::Timeout { model, cost } => (model, false, cost),
         maxsat::Outcome::Unsat => {
             return Err(SolveError::Unsatisfiable(explain::explain(
                 &uni, req, &cands,
@@ -313,7 +316,9 @@ pub fn solve(pool: &Pool, req: &Request) -> Result<Solution, SolveError> {
         }
         maxsat::Outcome::Error(e) => return Err(SolveError::Solver(e)),
     };
-    stats.cost = cost;
+    for (s, c) in stats.cost.iter_mut().zip(cost) {
+        *s = c;
+    }
     let mut packages: Vec<PackageId> = cone
         .iter()
         .enumerate()

@@ -9,8 +9,10 @@
 use super::glob::glob_match;
 use super::{Job, SolveError, VersionReq};
 use crate::repo::{arch_compatible, Dep, NameId, PackageId, Pool, Rich, SimpleDep};
+use std::cell::RefCell;
 use std::cmp::Ordering;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
 
 /// Why a package is not visible; explanations quote it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,11 +30,13 @@ pub(crate) enum Hidden {
 pub(crate) struct Universe<'p> {
     pub pool: &'p Pool,
     hidden: Vec<Hidden>,
-    /// Per package: distinct visible labels of its name newer than its own.
+    /// Per package: distinct visible labels of its name and arch (or
+    /// noarch) newer than its own.
     rank: Vec<u32>,
     /// Distinct package names with at least one package, in first-seen order.
     names: Vec<NameId>,
     arch: String,
+    provider_cache: RefCell<HashMap<SimpleDep, Rc<[PackageId]>>>,
 }
 
 impl<'p> Universe<'p> {
@@ -56,6 +60,7 @@ impl<'p> Universe<'p> {
             }
         }
         let mut rank = vec![0u32; n];
+        let noarch = pool.names.get("noarch");
         for &name in &names {
             let ids = pool.named(name);
             let prio = |id: &PackageId| pool.repos[pool.package(*id).repo.0 as usize].priority;
@@ -85,18 +90,28 @@ impl<'p> Universe<'p> {
                     .then_with(|| cost(a).cmp(&cost(b)))
                     .then_with(|| a.cmp(&b))
             });
-            let mut r = 0u32;
-            for k in 0..vis.len() {
-                let p = pool.package(vis[k]);
-                if k > 0 {
-                    let prev = pool.package(vis[k - 1]);
-                    if prev.evr.cmp(&p.evr) != Ordering::Equal {
-                        r += 1;
-                    } else if prev.arch == p.arch && same_label(&prev.evr, &p.evr) {
-                        hidden[vis[k].0 as usize] = Hidden::Duplicate;
-                    }
+            for k in 1..vis.len() {
+                let (prev, p) = (pool.package(vis[k - 1]), pool.package(vis[k]));
+                if prev.arch == p.arch && same_label(&prev.evr, &p.evr) {
+                    hidden[vis[k].0 as usize] = Hidden::Duplicate;
                 }
-                rank[vis[k].0 as usize] = r;
+            }
+            vis.retain(|id| hidden[id.0 as usize] == Hidden::Visible);
+            // Versions are compared within an arch (noarch joins every arch):
+            // an i586 build with a higher release must not make the x86_64
+            // build look old, or multilib would drag in 32-bit trees.
+            let compatible =
+                |a: NameId, b: NameId| a == b || Some(a) == noarch || Some(b) == noarch;
+            for &a in &vis {
+                let pa = pool.package(a);
+                let mut newer: Vec<&crate::repo::Evr> = vis
+                    .iter()
+                    .map(|&b| pool.package(b))
+                    .filter(|pb| compatible(pa.arch, pb.arch) && pb.evr > pa.evr)
+                    .map(|pb| &pb.evr)
+                    .collect();
+                newer.dedup_by(|x, y| (**x).cmp(*y) == Ordering::Equal);
+                rank[a.0 as usize] = newer.len() as u32;
             }
         }
         Universe {
@@ -105,6 +120,7 @@ impl<'p> Universe<'p> {
             rank,
             names,
             arch: req.arch.clone(),
+            provider_cache: RefCell::default(),
         }
     }
 
@@ -127,10 +143,19 @@ impl<'p> Universe<'p> {
         self.rank[id.0 as usize]
     }
 
-    /// Visible packages satisfying `dep`, sorted.
-    pub fn providers(&self, dep: &SimpleDep) -> Vec<PackageId> {
+    /// Visible packages satisfying `dep`, sorted. Memoised: the cone, the
+    /// encoding and explanations ask for the same few thousand
+    /// dependencies (libc's above all) over and over.
+    pub fn providers(&self, dep: &SimpleDep) -> Rc<[PackageId]> {
+        if let Some(v) = self.provider_cache.borrow().get(dep) {
+            return v.clone();
+        }
         let mut v = self.pool.whatprovides(dep);
         v.retain(|&id| self.visible(id));
+        let v: Rc<[PackageId]> = v.into();
+        self.provider_cache
+            .borrow_mut()
+            .insert(dep.clone(), v.clone());
         v
     }
 
@@ -145,7 +170,7 @@ impl<'p> Universe<'p> {
     }
 
     /// The packages that can satisfy each job, like `yum install NAME`: by
-    /// package name first, else by capability or file. A name that nothing
+    /// visible package name first, else by capability or file. A name that nothing
     /// in the pool has or provides is an error with near-name suggestions;
     /// a job whose packages are all hidden or of the wrong version gets an
     /// empty list (the explanation says why).
@@ -156,7 +181,18 @@ impl<'p> Universe<'p> {
                 let Some(nid) = self.pool.names.get(&job.name) else {
                     return Err(self.unknown(i, job));
                 };
-                if !self.pool.named(nid).is_empty() {
+                // A name hidden here (other arch, excluded) may still be
+                // provided by something visible, as `libz` is by zlib.
+                let visible_named = !self.named(nid).is_empty();
+                let provided = || {
+                    !self
+                        .providers(&SimpleDep {
+                            name: nid,
+                            range: None,
+                        })
+                        .is_empty()
+                };
+                if visible_named || (!self.pool.named(nid).is_empty() && !provided()) {
                     let mut v = self.named(nid);
                     v.retain(|&id| job.req.matches(&self.pool.package(id).evr));
                     // Like dnf, a name means the native (or noarch) build
@@ -187,7 +223,7 @@ impl<'p> Universe<'p> {
                 {
                     return Err(self.unknown(i, job));
                 }
-                let mut v = self.providers(&dep);
+                let mut v = self.providers(&dep).to_vec();
                 if let VersionReq::Glob(_) = job.req {
                     v.retain(|&id| job.req.matches(&self.pool.package(id).evr));
                 }
@@ -225,7 +261,7 @@ impl<'p> Universe<'p> {
     }
 
     /// Visible packages reachable from the job candidates through requires
-    /// (every alternative), sorted by id.
+    /// (every alternative) and boolean conflicts, sorted by id.
     ///
     /// Rich requires contribute every operand, including conditions (an
     /// `unless` or `else` condition can force or spare a package, so it must
@@ -247,7 +283,12 @@ impl<'p> Universe<'p> {
         }
         let mut deps = Vec::new();
         while let Some(id) = queue.pop_front() {
-            for d in &self.pool.package(id).requires {
+            let pkg = self.pool.package(id);
+            // rpm evaluates a boolean conflict as a plain truth value, so
+            // `Conflicts: (a if b)` fires unless b is installed: installing
+            // b can lift it. Such operands must be able to be installed.
+            let rich_conflicts = pkg.conflicts.iter().filter(|d| matches!(d, Dep::Rich(_)));
+            for d in pkg.requires.iter().chain(rich_conflicts) {
                 deps.clear();
                 match d {
                     Dep::Simple(s) => deps.push(s),
@@ -257,7 +298,7 @@ impl<'p> Universe<'p> {
                     if self.ignored(s) {
                         continue;
                     }
-                    for p in self.providers(s) {
+                    for &p in self.providers(s).iter() {
                         mark(p, &mut queue);
                     }
                 }

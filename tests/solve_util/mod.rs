@@ -142,36 +142,68 @@ fn rich_holds(pool: &Pool, r: &Rich, set: &[bool]) -> bool {
     }
 }
 
-/// Packages that can satisfy each job (by name, else by capability).
-pub fn job_candidates(pool: &Pool, j: &Job) -> Vec<PackageId> {
+/// Whether a package exists for the request's arch (and multilib).
+pub fn arch_ok(pool: &Pool, req: &Request, p: PackageId) -> bool {
+    cvmbuild::repo::arch_compatible(&req.arch, pool.name(pool.package(p).arch), req.multilib)
+}
+
+/// Packages that can satisfy a job, as `yum install` picks them: by
+/// (visible) package name, preferring native builds, else by capability.
+pub fn job_candidates(pool: &Pool, req: &Request, j: &Job) -> Vec<PackageId> {
     let Some(n) = pool.names.get(&j.name) else {
         return vec![];
     };
-    if !pool.named(n).is_empty() {
-        return pool
-            .named(n)
-            .iter()
-            .copied()
-            .filter(|&p| j.req.matches(&pool.package(p).evr))
-            .collect();
-    }
+    let ok = |p: &PackageId| arch_ok(pool, req, *p);
     let range = match &j.req {
         VersionReq::Range(r) => Some(r.clone()),
         _ => None,
     };
-    pool.whatprovides(&SimpleDep { name: n, range })
+    let provided: Vec<PackageId> = pool
+        .whatprovides(&SimpleDep {
+            name: n,
+            range: None,
+        })
+        .into_iter()
+        .filter(ok)
+        .collect();
+    let named: Vec<PackageId> = pool.named(n).iter().copied().filter(ok).collect();
+    if named.is_empty() && (pool.named(n).is_empty() || !provided.is_empty()) {
+        return pool
+            .whatprovides(&SimpleDep { name: n, range })
+            .into_iter()
+            .filter(ok)
+            .collect();
+    }
+    let mut v: Vec<PackageId> = named
+        .into_iter()
+        .filter(|&p| j.req.matches(&pool.package(p).evr))
+        .collect();
+    let native = |p: &PackageId| {
+        let a = pool.name(pool.package(*p).arch);
+        a == req.arch || a == "noarch"
+    };
+    if v.iter().any(native) {
+        v.retain(native);
+    }
+    v
 }
 
-/// Checks every rule on a package set (no filtering: all packages of the
-/// pool are assumed visible). Returns the first violation.
+/// Checks every rule on a package set (arch filtering only: no excludes or
+/// priorities). Returns the first violation.
 pub fn check_closure(pool: &Pool, req: &Request, ids: &[PackageId]) -> Result<(), String> {
     let mut set = vec![false; pool.packages.len()];
     for &p in ids {
         set[p.0 as usize] = true;
     }
     let lab = |p: PackageId| pool.nevra(p).to_string();
+    if let Some(&p) = ids.iter().find(|&&p| !arch_ok(pool, req, p)) {
+        return Err(format!("{} is not for this arch", lab(p)));
+    }
     for (i, j) in req.jobs.iter().enumerate() {
-        if !job_candidates(pool, j).iter().any(|p| set[p.0 as usize]) {
+        if !job_candidates(pool, req, j)
+            .iter()
+            .any(|p| set[p.0 as usize])
+        {
             return Err(format!("job {i} ({}) not satisfied", j.name));
         }
     }
@@ -237,22 +269,31 @@ pub fn check_closure(pool: &Pool, req: &Request, ids: &[PackageId]) -> Result<()
 }
 
 /// The solver's objective, computed independently: per level the sum over
-/// names of the rank of the oldest installed version, then the count.
-pub fn cost(pool: &Pool, req: &Request, ids: &[PackageId]) -> [u64; 3] {
+/// names of the rank of the oldest installed version (newer labels of the
+/// same arch, noarch counting as any), then foreign-arch packages, then the
+/// count.
+pub fn cost(pool: &Pool, req: &Request, ids: &[PackageId]) -> [u64; 4] {
     let mut level1: Vec<NameId> = req
         .jobs
         .iter()
-        .flat_map(|j| job_candidates(pool, j))
+        .flat_map(|j| job_candidates(pool, req, j))
         .map(|p| pool.package(p).name)
         .collect();
     level1.sort();
     let mut worst: std::collections::BTreeMap<NameId, u64> = Default::default();
     for &p in ids {
         let pkg = pool.package(p);
+        let pa = pool.name(pkg.arch);
         let mut newer: Vec<&Evr> = pool
             .named(pkg.name)
             .iter()
-            .map(|&q| &pool.package(q).evr)
+            .filter(|&&q| arch_ok(pool, req, q))
+            .map(|&q| pool.package(q))
+            .filter(|q| {
+                let qa = pool.name(q.arch);
+                qa == pa || qa == "noarch" || pa == "noarch"
+            })
+            .map(|q| &q.evr)
             .filter(|e| **e > pkg.evr)
             .collect();
         newer.sort();
@@ -260,7 +301,14 @@ pub fn cost(pool: &Pool, req: &Request, ids: &[PackageId]) -> [u64; 3] {
         let w = worst.entry(pkg.name).or_default();
         *w = (*w).max(newer.len() as u64);
     }
-    let mut c = [0, 0, ids.len() as u64];
+    let foreign = ids
+        .iter()
+        .filter(|&&p| {
+            let a = pool.name(pool.package(p).arch);
+            a != "noarch" && a != req.arch
+        })
+        .count() as u64;
+    let mut c = [0, 0, foreign, ids.len() as u64];
     for (n, w) in worst {
         c[if level1.binary_search(&n).is_ok() {
             0

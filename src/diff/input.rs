@@ -1,0 +1,148 @@
+//! The two things being compared: `SPEC.cvm[#BRANCH]` or `FILE.lock[#BRANCH]`.
+//!
+//! A spec is evaluated offline from its lock (diff never reads repositories
+//! and never rewrites a lock); a lock that no longer answers its spec is an
+//! error, because comparing it would describe a release nobody can build.
+//! A lock alone gives the closure and the repository and spec hashes, but no
+//! derivation graph (that needs the spec).
+
+use crate::eval::{self, Graph, Release};
+use crate::lang::{self, SourceMap, Value};
+use crate::lock::{BranchLock, LockFile};
+use miette::{miette, Result, WrapErr};
+use std::path::{Path, PathBuf};
+
+/// One side of a diff.
+pub struct Side {
+    /// The argument as given, for messages and the report.
+    pub label: String,
+    pub branch: String,
+    pub lock: BranchLock,
+    /// Present when the side was given as a spec.
+    pub spec: Option<SpecSide>,
+}
+
+/// What only a spec provides: the typed release, its graph, and the
+/// evaluated branch value whose spans point at spec lines.
+pub struct SpecSide {
+    pub release: Release,
+    pub graph: Graph,
+    pub sources: SourceMap,
+    pub value: Value,
+}
+
+/// Loads `PATH[#BRANCH]`; the branch may be omitted when there is only one.
+pub fn load(arg: &str) -> Result<Side> {
+    let (path, branch) = match arg.rsplit_once('#') {
+        Some((p, b)) if !b.is_empty() && !b.contains('/') => (PathBuf::from(p), Some(b)),
+        _ => (PathBuf::from(arg), None),
+    };
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("cvm") => load_spec(arg, &path, branch),
+        Some("lock") => load_lock(arg, &path, branch),
+        _ if arg.len() == 64 && arg.bytes().all(|b| b.is_ascii_hexdigit()) => Err(miette!(
+            code = "diff::drv-id",
+            help = "give the spec (SPEC.cvm#BRANCH) or its lock (SPEC.lock#BRANCH) instead",
+            "`{arg}` looks like a derivation id; this cvmbuild records no derivations in the store, so it cannot load one without its spec"
+        )),
+        _ => Err(miette!(
+            code = "diff::input",
+            help = "give SPEC.cvm[#BRANCH] or FILE.lock[#BRANCH]",
+            "cannot tell what `{arg}` is"
+        )),
+    }
+}
+
+fn load_spec(arg: &str, path: &Path, branch: Option<&str>) -> Result<Side> {
+    let spec = lang::load(path)?;
+    let branch = pick_branch(
+        arg,
+        branch,
+        spec.branches.iter().map(|b| b.name.as_str()).collect(),
+    )?;
+    let opts = eval::Options {
+        branch: Some(branch.clone()),
+        offline: true,
+        ..Default::default()
+    };
+    let ev = eval::evaluate(path, &opts).wrap_err_with(|| {
+        format!(
+            "evaluating `{arg}` from its lock (run `cvmbuild eval {}` first)",
+            path.display()
+        )
+    })?;
+    let b = ev
+        .branches
+        .into_iter()
+        .next()
+        .expect("evaluate returns the one branch asked for");
+    // Offline evaluation takes the lock as it is; it answers this spec only
+    // if it was solved for the same solve derivation.
+    if b.graph.roots.get("solve").map(|id| id.0.as_str()) != Some(b.lock.solve.as_str()) {
+        return Err(miette!(
+            code = "diff::stale-lock",
+            help = format!("run `cvmbuild eval {}` to re-pin it", path.display()),
+            "the lock of `{arg}` is out of date: it was solved for other solver inputs than the spec now has"
+        ));
+    }
+    let value = spec
+        .branches
+        .into_iter()
+        .find(|x| x.name == branch)
+        .expect("picked from this list")
+        .value;
+    Ok(Side {
+        label: arg.to_string(),
+        branch,
+        lock: b.lock,
+        spec: Some(SpecSide {
+            release: b.release,
+            graph: b.graph,
+            sources: ev.sources,
+            value,
+        }),
+    })
+}
+
+fn load_lock(arg: &str, path: &Path, branch: Option<&str>) -> Result<Side> {
+    if !path.is_file() {
+        return Err(miette!(
+            code = "diff::input",
+            "no lock file {}",
+            path.display()
+        ));
+    }
+    let mut lock = LockFile::read(path)?;
+    let branch = pick_branch(
+        arg,
+        branch,
+        lock.branch.keys().map(String::as_str).collect(),
+    )?;
+    let entry = lock.branch.remove(&branch).expect("picked from this list");
+    Ok(Side {
+        label: arg.to_string(),
+        branch,
+        lock: entry,
+        spec: None,
+    })
+}
+
+fn pick_branch(arg: &str, asked: Option<&str>, names: Vec<&str>) -> Result<String> {
+    match asked {
+        Some(b) if names.contains(&b) => Ok(b.to_string()),
+        Some(b) => Err(miette!(
+            code = "diff::no-such-branch",
+            help = format!("branches: {}", names.join(", ")),
+            "`{arg}` has no branch `{b}`"
+        )),
+        None => match names.as_slice() {
+            [one] => Ok(one.to_string()),
+            [] => Err(miette!(code = "diff::no-branch", "`{arg}` has no branches")),
+            many => Err(miette!(
+                code = "diff::branch",
+                help = format!("append #BRANCH, one of: {}", many.join(", ")),
+                "`{arg}` has several branches"
+            )),
+        },
+    }
+}
