@@ -67,7 +67,15 @@ impl FsStore {
 
     fn lock_collector(&self) -> Result<BuildsLock> {
         let file = self.gc_lock_file()?;
-        file.lock().map_err(io_err(&self.root().join("gc.lock")))?;
+        let path = self.root().join("gc.lock");
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                eprintln!("gc: waiting for running builds to finish");
+                file.lock().map_err(io_err(&path))?;
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(Error::io(path, e)),
+        }
         Ok(BuildsLock { _file: file })
     }
 }
