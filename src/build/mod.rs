@@ -10,6 +10,7 @@
 //! every object it wrote is durable.
 
 mod progress;
+pub mod records;
 
 pub use progress::Progress;
 
@@ -19,6 +20,7 @@ use crate::repo::fetch::Location;
 use crate::store::{FsStore, Output, Store};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -148,7 +150,12 @@ pub fn realize(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs.max(1))
         .build()?;
-    let (tx, rx) = mpsc::channel::<(DrvId, Result<(Output, bool), String>)>();
+    // `None`: not attempted, because a failure cancelled the run while the
+    // task waited for a worker.
+    type Outcome = Option<Result<(Output, bool), String>>;
+    let (tx, rx) = mpsc::channel::<(DrvId, Outcome)>();
+    let cancel = AtomicBool::new(false);
+    let cancel = &cancel;
     let mut running = 0usize;
     let mut stop = false;
     pool.in_place_scope(|scope| {
@@ -171,7 +178,9 @@ pub fn realize(
                     running += 1;
                     progress.begin(drv);
                     scope.spawn(move |_| {
-                        let r = build_one(store, &id, drv, inputs, env).map_err(|e| e.to_string());
+                        let r = (!cancel.load(Ordering::Relaxed)).then(|| {
+                            build_one(store, &id, drv, inputs, env).map_err(|e| e.to_string())
+                        });
                         let _ = tx.send((id, r));
                     });
                 }
@@ -182,7 +191,8 @@ pub fn realize(
             let (id, result) = rx.recv().expect("a worker always reports");
             running -= 1;
             match result {
-                Ok((out, built)) => {
+                None => {}
+                Some(Ok((out, built))) => {
                     progress.done(graph.get(&id).expect("in graph"), built);
                     if built {
                         report.built.push(id.clone());
@@ -198,11 +208,12 @@ pub fn realize(
                     }
                     report.outputs.insert(id, out);
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     progress.failed(graph.get(&id).expect("in graph"), &e);
                     report.failed.push((id, e));
                     if !opts.keep_going {
                         stop = true;
+                        cancel.store(true, Ordering::Relaxed);
                     }
                 }
             }

@@ -27,7 +27,9 @@ pub fn build(cx: &BuildCx) -> Result<Output, BuildError> {
         .get(&repo)
         .ok_or_else(|| format!("{nevra}: repository `{repo}` is not in the spec"))?;
     cx.log(format!("fetching {}", loc.display(&location)));
-    let bytes = loc.read(&repo, &location)?;
+    let bytes = loc
+        .read(&repo, &location)
+        .map_err(|e| format!("{nevra}: {e}"))?; // e names repository and URL
     verify(&bytes, size, &checksum).map_err(|e| {
         format!(
             "{nevra} from repository `{repo}` ({}): {e}",
@@ -41,7 +43,11 @@ pub fn build(cx: &BuildCx) -> Result<Output, BuildError> {
             hash: blob.hash,
             size: blob.size,
         },
-        meta: BTreeMap::from([("file".to_string(), file_name(&location).to_string())]),
+        // `repo` lets later builders name the package's origin in errors.
+        meta: BTreeMap::from([
+            ("file".to_string(), file_name(&location).to_string()),
+            ("repo".to_string(), repo),
+        ]),
     })
 }
 

@@ -55,7 +55,12 @@ fn input_blob_path(cx: &BuildCx, role: &str) -> Result<std::path::PathBuf, Build
 
 fn extract_build(cx: &BuildCx) -> Result<Output, BuildError> {
     let path = input_blob_path(cx, "rpm")?;
-    let x = extract::extract(cx.store, &path)?;
+    let repo = cx.inputs["rpm"]
+        .meta
+        .get("repo")
+        .map_or("?", String::as_str);
+    let x = extract::extract(cx.store, &path)
+        .map_err(|e| format!("{} from repository `{repo}`: {e}", cx.drv.name))?;
     cx.log(format!(
         "{}: {} paths, {} scriptlets recorded (not run)",
         x.manifest.nevra,

@@ -31,7 +31,7 @@ pub struct EvalArgs {
 
 #[derive(Args, Debug)]
 pub struct ShowArgs {
-    /// The spec file (`.cvm`).
+    /// The spec file (`.cvm`), or a derivation id (unique prefix) recorded in the store.
     pub spec: PathBuf,
     /// A derivation: root name (`os-tree`), derivation name (`extract:bash-...`) or id prefix.
     /// Without it, every derivation of the branch.
@@ -77,6 +77,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Update(a) => update_cmd(&g, a),
         Command::Realize(a) => realize_cmd(&g, a),
         Command::Log(a) => log_cmd(&g, a),
+        Command::Gc(a) => gc_cmd(&g, a),
+        Command::Root(c) => root_cmd(&g, c),
+        Command::Store(c) => store_cmd(&g, c),
         Command::Diff(a) => diff_cmd(&g, a),
     }
 }
@@ -113,6 +116,7 @@ fn eval_cmd(g: &Global, a: EvalArgs) -> Result<i32> {
     opts.locked = a.locked;
     opts.solve_timeout = a.solve_timeout.map(std::time::Duration::from_secs_f64);
     let ev = eval::evaluate(&a.spec, &opts)?;
+    record_evaluation(g, &ev);
     if a.json {
         let branches: Vec<_> = ev.branches.iter().map(branch_json).collect();
         println!(
@@ -211,6 +215,9 @@ fn one_branch(ev: &Evaluation) -> Result<&BranchEval> {
 }
 
 fn show_cmd(g: &Global, a: ShowArgs) -> Result<i32> {
+    if a.drv.is_none() && !a.spec.is_file() {
+        return show_recorded(g, &a.spec.to_string_lossy(), a.json);
+    }
     let ev = eval::evaluate(&a.spec, &g.eval_options(a.branch, a.offline))?;
     let b = one_branch(&ev)?;
     let g = &b.graph;
@@ -312,6 +319,9 @@ pub struct RealizeArgs {
     /// Materialise the OS tree into this directory (hardlinks from the store where possible).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Write the OS tree as a reproducible tarball (mtime: $SOURCE_DATE_EPOCH, else the release's epoch).
+    #[arg(long, value_name = "FILE")]
+    pub tar: Option<PathBuf>,
     /// Print what would be fetched and built, with sizes, and build nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -342,12 +352,15 @@ fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
     opts.locked = a.locked;
     let ev = eval::evaluate(&a.spec, &opts)?;
     let store = crate::store::FsStore::open(&g.store_dir()?)?;
-    if a.out.is_some() && ev.branches.len() > 1 {
+    if (a.out.is_some() || a.tar.is_some()) && ev.branches.len() > 1 {
         return Err(miette!(
             code = "cli::branch",
-            "--out needs one branch; pass --branch"
+            "--out and --tar need one branch; pass --branch"
         ));
     }
+    // Held until the roots are registered: `gc` waits for it, so nothing
+    // this run writes can be collected before a root reaches it.
+    let _builds = store.lock_builds()?;
     let jobs = g
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -387,6 +400,7 @@ fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
                 .collect::<std::result::Result<_, _>>()?,
             spec_dir: ev.spec_path.parent().map(PathBuf::from).unwrap_or_default(),
         };
+        crate::build::records::record_graph(&store, &b.graph)?;
         let bopts = crate::build::Options {
             jobs,
             keep_going: a.keep_going,
@@ -425,7 +439,7 @@ fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
         }
         if !report.skipped.is_empty() {
             eprintln!(
-                "{} derivations not built because an input failed",
+                "{} derivations not built: an input failed, or the run stopped at the first failure (--keep-going builds what it can)",
                 report.skipped.len()
             );
         }
@@ -435,7 +449,10 @@ fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
             if let Some(out) = report.outputs.get(id) {
                 // Keep realized outputs alive across `gc` (roots/).
                 let root_name = format!("{}-{}-{n}", file_stem(&ev.spec_path), b.release.branch);
-                store.add_root(&root_name.replace(':', "-"), &out.root)?;
+                store.add_gc_root(
+                    &root_name.replace(':', "-"),
+                    &crate::store::GcRoot::Drv(id.0.clone()),
+                )?;
                 outs.insert(n.to_string(), out.clone());
             }
         }
@@ -450,6 +467,11 @@ fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
                         r.copied
                     );
                 }
+            }
+        }
+        if let (Some(file), Some(out)) = (&a.tar, outs.get("os-tree")) {
+            if let crate::store::Root::Tree { hash } = out.root {
+                write_tar(&store, &hash, file, b.release.epoch, a.json)?;
             }
         }
         if a.json {
@@ -727,4 +749,292 @@ fn diff_report(g: &Global, a: &DiffArgs) -> Result<Option<crate::diff::Report>> 
         }
     }
     Ok(Some(r))
+}
+
+/// Records the derivations `eval` planned in the store, so `show ID` and
+/// `diff` work without the spec. Best effort: evaluating must not fail
+/// because the store is unwritable.
+fn record_evaluation(g: &Global, ev: &Evaluation) {
+    let result = g.store_dir().and_then(|d| {
+        let store = crate::store::FsStore::open(&d)?;
+        let _builds = store.lock_builds()?;
+        for b in &ev.branches {
+            crate::build::records::record_graph(&store, &b.graph)?;
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        eprintln!("warning: derivations not recorded in the store: {e}");
+    }
+}
+
+/// `show ID`: a derivation from the store's records, without the spec.
+fn show_recorded(g: &Global, prefix: &str, as_json: bool) -> Result<i32> {
+    use crate::store::Store;
+    let store = crate::store::FsStore::open(&g.store_dir()?)?;
+    let id = match crate::build::records::find(&store, prefix)?.as_slice() {
+        [id] => id.clone(),
+        [] => {
+            return Err(miette!(
+                code = "cli::no-drv",
+                help = "pass a spec file, or an id that `eval` or `realize` recorded in this store",
+                "`{prefix}` is neither a spec file nor a derivation recorded in {}",
+                store.root().display()
+            ))
+        }
+        many => {
+            return Err(miette!(
+                code = "cli::ambiguous-drv",
+                "`{prefix}` matches {} derivations; give more of the id",
+                many.len()
+            ))
+        }
+    };
+    let load = |id: &str| crate::build::records::load(&store, id).map_err(|e| miette!("{e}"));
+    let d = load(&id.0)?.expect("found ids have records");
+    if as_json {
+        let map = BTreeMap::from([(id.0.as_str(), &d)]);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&map).expect("plain data")
+        );
+        return Ok(0);
+    }
+    println!("{id}  {}", d.name);
+    println!("  builder: {}", d.builder);
+    for (role, input) in &d.inputs {
+        match input {
+            eval::Input::Drv { id } => {
+                let name = load(&id.0)?.map_or("?".to_string(), |d| d.name);
+                println!("  input {role}: {} ({name})", id.short());
+            }
+            eval::Input::Source { hash, origin } => println!(
+                "  input {role}: {origin} (blake3 {})",
+                &hash[..12.min(hash.len())]
+            ),
+        }
+    }
+    println!("  params: {}", d.params);
+    match store.lookup_output(&id.0)? {
+        Some(out) => println!(
+            "  output: {}",
+            serde_json::to_string(&out).expect("plain data")
+        ),
+        None => println!("  output: not built"),
+    }
+    Ok(0)
+}
+
+/// `realize --tar`: the OS tree as a reproducible tarball.
+fn write_tar(
+    store: &crate::store::FsStore,
+    tree: &crate::store::Hash,
+    file: &std::path::Path,
+    epoch: i64,
+    quiet: bool,
+) -> Result<()> {
+    let mtime = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => v.parse::<u64>().map_err(|_| {
+            miette!(
+                code = "cli::source-date-epoch",
+                "SOURCE_DATE_EPOCH={v:?} is not a number of seconds"
+            )
+        })?,
+        _ => u64::try_from(epoch)
+            .map_err(|_| miette!("the release's epoch {epoch} is before 1970"))?,
+    };
+    let owners = crate::store::Owners::from_tree(store, tree)?;
+    let r = crate::store::export_tar(store, tree, file, mtime, &owners)?;
+    if !quiet {
+        eprintln!(
+            "wrote {} ({} entries, {} bytes, mtime {mtime})",
+            file.display(),
+            r.entries,
+            r.bytes
+        );
+        for (name, path) in &r.unknown_names {
+            eprintln!("warning: {name} (e.g. {path}) is not in the tree's /etc/passwd or /etc/group; written as 0");
+        }
+        for (path, why) in &r.skipped {
+            eprintln!("note: {path} not in the tarball: {why}");
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    /// Report what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Machine-readable report on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn gc_cmd(g: &Global, a: GcArgs) -> Result<i32> {
+    let store = crate::store::FsStore::open(&g.store_dir()?)?;
+    let inputs_of = |id: &str| crate::build::records::inputs_of(&store, id);
+    let r = crate::store::gc(&store, &inputs_of, a.dry_run)?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "dry_run": a.dry_run, "bytes_freed": r.bytes_freed,
+                "blobs_removed": r.blobs_removed, "trees_removed": r.trees_removed,
+                "live_blobs": r.live_blobs, "live_trees": r.live_trees,
+                "outputs_unregistered": r.outputs_unregistered,
+                "records_removed": r.records_removed, "logs_removed": r.logs_removed,
+            }))
+            .expect("plain data")
+        );
+    } else {
+        println!(
+            "{} {} blobs and {} trees ({} bytes), {} outputs, {} derivation records, {} logs; kept {} blobs and {} trees",
+            if a.dry_run { "would remove" } else { "removed" },
+            r.blobs_removed,
+            r.trees_removed,
+            r.bytes_freed,
+            r.outputs_unregistered.len(),
+            r.records_removed,
+            r.logs_removed,
+            r.live_blobs,
+            r.live_trees
+        );
+    }
+    Ok(0)
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum RootCommand {
+    /// Keep TARGET: a derivation id (prefix; keeps its output and its inputs' outputs) or a tree or blob hash.
+    Add { name: String, target: String },
+    /// Stop keeping what root NAME keeps (the next `gc` may delete it).
+    Remove { name: String },
+    /// Print every root.
+    List,
+}
+
+fn root_cmd(g: &Global, c: RootCommand) -> Result<i32> {
+    use crate::store::{GcRoot, Hash, Store};
+    let store = crate::store::FsStore::open(&g.store_dir()?)?;
+    match c {
+        RootCommand::Add { name, target } => {
+            let _builds = store.lock_builds()?;
+            let hash = Hash::from_hex(&target);
+            let root = if let Some(h) = hash.filter(|h| store.has_tree(h).unwrap_or(false)) {
+                GcRoot::Tree(h)
+            } else if let Some(h) = hash.filter(|h| store.has_blob(h).unwrap_or(false)) {
+                GcRoot::Blob(h)
+            } else {
+                let mut ids: Vec<String> = crate::build::records::find(&store, &target)?
+                    .into_iter()
+                    .map(|d| d.0)
+                    .collect();
+                if ids.is_empty() && store.lookup_output(&target)?.is_some() {
+                    ids.push(target.clone());
+                }
+                match ids.as_slice() {
+                    [id] => GcRoot::Drv(id.clone()),
+                    [] => {
+                        return Err(miette!(
+                            code = "cli::no-target",
+                            "`{target}` is not a derivation, tree or blob in {}",
+                            store.root().display()
+                        ))
+                    }
+                    many => {
+                        return Err(miette!(
+                            code = "cli::ambiguous-drv",
+                            "`{target}` matches {} derivations; give more of the id",
+                            many.len()
+                        ))
+                    }
+                }
+            };
+            store.add_gc_root(&name, &root)?;
+            eprintln!("root {name} -> {root:?}");
+        }
+        RootCommand::Remove { name } => {
+            if !store.remove_root(&name)? {
+                return Err(miette!(code = "cli::no-root", "there is no root `{name}`"));
+            }
+        }
+        RootCommand::List => {
+            for (name, root) in store.roots()? {
+                let (kind, what) = match root {
+                    GcRoot::Tree(h) => ("tree", h.to_hex()),
+                    GcRoot::Blob(h) => ("blob", h.to_hex()),
+                    GcRoot::Drv(id) => ("drv", id),
+                };
+                println!("{name}\t{kind}\t{what}");
+            }
+        }
+    }
+    Ok(0)
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum StoreCommand {
+    /// Re-hash every object and check every reference; exit 1 on damage.
+    Verify {
+        /// Machine-readable report on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn store_cmd(g: &Global, c: StoreCommand) -> Result<i32> {
+    use crate::store::Store;
+    let StoreCommand::Verify { json: as_json } = c;
+    let store = crate::store::FsStore::open(&g.store_dir()?)?;
+    let mut r = store.verify()?;
+    let mut records = 0u64;
+    for id in store.drv_record_ids()? {
+        records += 1;
+        if let Err(problem) = crate::build::records::load(&store, &id) {
+            r.damage.push(crate::store::Damage {
+                kind: crate::store::ObjectKind::Record,
+                id: format!("drvs/{id}.json"),
+                problem,
+            });
+        }
+    }
+    if as_json {
+        let damage: Vec<_> = r
+            .damage
+            .iter()
+            .map(|d| json!({"kind": format!("{:?}", d.kind).to_lowercase(), "id": d.id, "problem": d.problem}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "blobs": r.blobs, "trees": r.trees, "outputs": r.outputs,
+                "records": records, "damage": damage,
+            }))
+            .expect("plain data")
+        );
+    } else {
+        for d in &r.damage {
+            println!(
+                "damaged {} {}: {}",
+                format!("{:?}", d.kind).to_lowercase(),
+                d.id,
+                d.problem
+            );
+        }
+        eprintln!(
+            "checked {} blobs, {} trees, {} outputs, {} derivation records: {}",
+            r.blobs,
+            r.trees,
+            r.outputs,
+            records,
+            if r.is_clean() {
+                "clean".to_string()
+            } else {
+                format!("{} problems", r.damage.len())
+            }
+        );
+    }
+    Ok(if r.is_clean() { 0 } else { 1 })
 }

@@ -52,6 +52,14 @@ pub enum Command {
     Realize(commands::RealizeArgs),
     /// Print the build log of a derivation (full id or unique prefix).
     Log(commands::LogArgs),
+    /// Delete what no GC root reaches and report the bytes freed.
+    Gc(commands::GcArgs),
+    /// Manage GC roots: what `gc` keeps.
+    #[command(subcommand)]
+    Root(commands::RootCommand),
+    /// Store maintenance.
+    #[command(subcommand)]
+    Store(commands::StoreCommand),
     /// Compare two releases (SPEC.cvm[#BRANCH] or FILE.lock[#BRANCH]): closure, derivations and why, files. Exit 0 identical, 1 different, 2 error.
     Diff(commands::DiffArgs),
 }

@@ -63,11 +63,11 @@ pub struct DrvLock {
     _file: File,
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+pub(super) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
     move |e| Error::io(path, e)
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+pub(super) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err(dir))
@@ -90,7 +90,7 @@ fn older_than(meta: &fs::Metadata, age: Duration) -> bool {
 }
 
 /// Removes a temporary file on drop unless it was installed.
-struct TempGuard(PathBuf);
+pub(super) struct TempGuard(pub(super) PathBuf);
 
 impl Drop for TempGuard {
     fn drop(&mut self) {
@@ -104,7 +104,7 @@ impl FsStore {
     /// files left behind by dead processes.
     pub fn open(root: &Path) -> Result<FsStore> {
         fs::create_dir_all(root).map_err(io_err(root))?;
-        for sub in ["blobs", "trees", "tmp", "locks", "roots", "logs"] {
+        for sub in ["blobs", "trees", "tmp", "locks", "roots", "logs", "drvs"] {
             ensure_dir(&root.join(sub), root)?;
         }
         let tmp = root.join("tmp");
@@ -210,22 +210,25 @@ impl FsStore {
     /// Records a GC root `roots/<name>` pointing at `root`, replacing any
     /// previous root of that name atomically.
     pub fn add_root(&self, name: &str, root: &Root) -> Result<()> {
-        validate_id(name)?;
-        let line = match root {
-            Root::Tree { hash } => format!("tree {hash}\n"),
-            Root::Blob { hash, .. } => format!("blob {hash}\n"),
-        };
-        let (tmp, mut f) = self.temp_file()?;
-        let guard = TempGuard(tmp);
-        f.write_all(line.as_bytes())
-            .and_then(|()| f.sync_all())
-            .map_err(io_err(&guard.0))?;
-        let dest = self.root.join("roots").join(name);
-        fs::rename(&guard.0, &dest).map_err(io_err(&dest))?;
-        sync_dir(&self.root.join("roots"))
+        self.add_gc_root(
+            name,
+            &match root {
+                Root::Tree { hash } => super::GcRoot::Tree(*hash),
+                Root::Blob { hash, .. } => super::GcRoot::Blob(*hash),
+            },
+        )
     }
 
-    fn temp_file(&self) -> Result<(PathBuf, File)> {
+    /// Removes a derivation's output from the index (only the garbage
+    /// collector does this, under its exclusive lock, before deleting the
+    /// output's objects).
+    pub(super) fn unregister_output(&self, drv_id: &str) -> Result<()> {
+        self.index()
+            .execute("DELETE FROM outputs WHERE drv_id = ?1", params![drv_id])?;
+        Ok(())
+    }
+
+    pub(super) fn temp_file(&self) -> Result<(PathBuf, File)> {
         let n = self.next_temp.fetch_add(1, Ordering::Relaxed);
         let path = self.session_dir.join(format!("{n}.tmp"));
         let f = OpenOptions::new()
@@ -276,7 +279,7 @@ impl FsStore {
         self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn all_outputs(&self) -> Result<Vec<(String, Result<Output>)>> {
+    pub(super) fn all_outputs(&self) -> Result<Vec<(String, Result<Output>)>> {
         let conn = self.index();
         let mut stmt = conn.prepare("SELECT drv_id, kind, hash, size, meta FROM outputs")?;
         let rows = stmt.query_map([], |r| {

@@ -8,10 +8,14 @@
 //! `store-layout.md` section 2 is the normative description; this module
 //! implements exactly that.
 
+mod drvs;
 mod export;
 mod fs;
+mod gc;
 mod location;
 mod mem;
+mod roots;
+mod tar;
 mod tree;
 
 use std::collections::BTreeMap;
@@ -23,8 +27,11 @@ use serde::{Deserialize, Serialize};
 
 pub use export::{export_tree, ExportReport, Skipped};
 pub use fs::{DrvLock, FsStore};
+pub use gc::{gc, BuildsLock, GcReport, InputsOf};
 pub use location::resolve_store_dir;
 pub use mem::MemStore;
+pub use roots::GcRoot;
+pub use tar::{export_tar, Owners, TarReport};
 pub use tree::{validate_name, Entry, Flags, Node, Tree};
 
 /// A blake3 digest naming a blob (the bytes themselves) or a tree (its
@@ -121,6 +128,8 @@ pub enum ObjectKind {
     Output,
     /// A file in an object directory whose name is not an object name.
     Stray,
+    /// A derivation record (`drvs/<id>.json`) that does not hash to its id.
+    Record,
 }
 
 /// One problem found by [`Store::verify`].
@@ -180,6 +189,10 @@ pub enum Error {
     BadIndexRow { drv_id: String, reason: String },
     #[error("no store location: pass --store, set CVMBUILD_STORE, or set HOME or XDG_CACHE_HOME")]
     NoLocation,
+    #[error("GC root {name:?} is unreadable ({text:?}); fix or remove roots/{name}")]
+    BadRoot { name: String, text: String },
+    #[error("gc: {0}")]
+    Gc(String),
     #[error("export to {path}: {reason}")]
     Export { path: PathBuf, reason: String },
 }
