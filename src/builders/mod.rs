@@ -6,6 +6,7 @@ pub mod assemble;
 pub mod extract;
 pub mod fetch;
 pub mod meta_rpm;
+pub mod publish;
 
 use crate::build::{BuildCx, BuildError};
 use crate::eval::Builder;
@@ -25,6 +26,7 @@ pub fn run(cx: &BuildCx) -> Result<Output, BuildError> {
         "extract" => extract_build(cx),
         "assemble" => assemble_build(cx),
         "meta-rpm" => meta_rpm_build(cx),
+        "publish" => publish::build(cx),
         other => Err(format!(
             "{}: builder `{other}` is not implemented in this version of cvmbuild",
             cx.drv.name

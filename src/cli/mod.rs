@@ -48,6 +48,10 @@ pub enum Command {
     Realize(commands::RealizeArgs),
     /// Print the build log of a derivation (full id or unique prefix).
     Log(commands::LogArgs),
+    /// Tags of a published CernVM-FS repository.
+    Tag(commands::TagArgs),
+    /// Move a branch's tag to an already published release, without rebuilding.
+    Promote(commands::PromoteArgs),
 }
 
 /// Entry point used by `main`; returns the process exit code.
