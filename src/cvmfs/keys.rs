@@ -36,14 +36,21 @@ fn files(dir: &Path, fqrn: &str) -> [PathBuf; 4] {
     ["masterkey", "pub", "key", "crt"].map(|ext| dir.join(format!("{fqrn}.{ext}")))
 }
 
-/// Loads the keys of `fqrn` from `dir`, creating them on first use. Either
-/// all of master key, repository key and certificate exist (bring your own)
-/// or none does; anything in between is an error rather than a silent
-/// replacement of a key clients may already trust.
-pub fn load_or_create(dir: &Path, fqrn: &str) -> Result<Keys> {
+/// Loads the keys of `fqrn` from `dir`, creating them if `create` (a
+/// repository's first publish). Either all of master key, repository key
+/// and certificate exist (bring your own) or none does; anything in between
+/// is an error rather than a silent replacement of a key clients may
+/// already trust.
+pub fn load(dir: &Path, fqrn: &str, create_missing: bool) -> Result<Keys> {
     let [master, public, key, crt] = files(dir, fqrn);
     let present = [&master, &key, &crt].map(|p| p.exists());
     if present.iter().all(|p| !p) {
+        if !create_missing {
+            return Err(Error::Key(format!(
+                "no keys for {fqrn} in {} but the repository is already published: restore them (or pass the right --keys-dir)",
+                dir.display()
+            )));
+        }
         create(dir, fqrn)?;
     } else if !present.iter().all(|p| *p) {
         return Err(Error::Key(format!(

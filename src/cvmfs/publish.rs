@@ -101,8 +101,8 @@ pub fn publish(store: &dyn Store, tree: &Hash, req: &Request, opts: &Options) ->
     }
     let repo = Repo::open(&opts.repo_dir)?;
     let _lock = repo.lock()?;
-    let keys = keys::load_or_create(&opts.keys_dir, &req.fqrn)?;
     let prev = repo.manifest()?;
+    let keys = keys::load(&opts.keys_dir, &req.fqrn, prev.is_none())?;
     if let Some(p) = &prev {
         if p.fqrn != req.fqrn {
             return Err(Error::Repo(format!(
@@ -383,7 +383,7 @@ pub fn promote(fqrn: &str, release: &str, branch: &str, opts: &Options) -> Resul
             opts.repo_dir.display()
         ))
     })?;
-    let keys = keys::load_or_create(&opts.keys_dir, fqrn)?;
+    let keys = keys::load(&opts.keys_dir, fqrn, false)?;
     let mut history = match prev.history.as_deref() {
         Some(h) => repo.history(h)?,
         None => History::default(),
