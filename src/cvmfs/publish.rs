@@ -617,7 +617,7 @@ impl Walk<'_> {
 
     fn extra(&mut self, extra: &[(String, Vec<u8>)]) -> Result<()> {
         let dir = format!("/{CVMBUILD_DIR}");
-        self.items.push(self.dir_item(dir.clone(), 0o755, 0, 0, 2));
+        self.items.push(self.dir_item(dir.clone(), 0o755, 0, 0, 0));
         let mut files: Vec<&(String, Vec<u8>)> = extra.iter().collect();
         files.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, bytes) in files {
