@@ -557,6 +557,20 @@ fn acceptance_checks() {
         assert!(all_paths.contains(p), "{p} missing");
     }
     assert!(!all_paths.contains("/var/ghost.log"));
+    // Link counts: 2 + subdirectories for directories, 1 otherwise; no
+    // hardlink groups (the store has no hardlinks).
+    let links = |path: &str| -> i64 {
+        let (a, b) = md5path(path);
+        root.query_row(
+            "SELECT hardlinks FROM catalog WHERE md5path_1 = ?1 AND md5path_2 = ?2",
+            [a, b],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(links("/usr"), 5);
+    assert_eq!(links("/tmp"), 2);
+    assert_eq!(links("/etc/passwd"), 1);
 
     // 9. History tags resolve to root catalogs.
     let tags = cvmfs::tags(&repo).unwrap();
