@@ -19,6 +19,7 @@
 pub mod build;
 pub mod builders;
 pub mod cli;
+pub mod cvmfs;
 pub mod diff;
 pub mod eval;
 pub mod image;

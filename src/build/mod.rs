@@ -37,6 +37,10 @@ pub struct Env {
     /// Directory of the main spec file: source inputs' origins are relative
     /// to it.
     pub spec_dir: PathBuf,
+    /// Directory of published CernVM-FS repositories (`<dir>/<fqrn>`).
+    pub publish_dir: Option<PathBuf>,
+    /// Directory of CernVM-FS repository keys (`<fqrn>.masterkey`, ...).
+    pub keys_dir: Option<PathBuf>,
 }
 
 /// Everything a builder gets.

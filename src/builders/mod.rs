@@ -9,6 +9,7 @@ pub mod image;
 pub mod initrd;
 pub mod kernel;
 pub mod meta_rpm;
+pub mod publish;
 pub mod rootfs;
 
 use crate::build::{BuildCx, BuildError};
@@ -33,6 +34,7 @@ pub fn run(cx: &BuildCx) -> Result<Output, BuildError> {
         "initrd" => initrd::build(cx),
         "image" => image::build(cx),
         "rootfs" => rootfs::build(cx),
+        "publish" => publish::build(cx),
         other => Err(format!(
             "{}: builder `{other}` is not implemented in this version of cvmbuild",
             cx.drv.name

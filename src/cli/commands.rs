@@ -81,6 +81,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Root(c) => root_cmd(&g, c),
         Command::Store(c) => store_cmd(&g, c),
         Command::Diff(a) => diff_cmd(&g, a),
+
+        Command::Tag(a) => tag_cmd(&g, a),
+        Command::Promote(a) => promote_cmd(&g, a),
     }
 }
 
@@ -337,6 +340,8 @@ pub struct RealizeArgs {
     /// Machine-readable summary on stdout; no progress on stderr.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub publish: PublishDirs,
 }
 
 #[derive(Args, Debug)]
@@ -345,7 +350,7 @@ pub struct LogArgs {
     pub drv: String,
 }
 
-const DEFAULT_ROOTS: &[&str] = &["os-tree", "meta-rpm"];
+const DEFAULT_ROOTS: &[&str] = &["os-tree", "meta-rpm", "publish"];
 
 fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
     let mut opts = g.eval_options(a.branch, a.offline);
@@ -369,7 +374,12 @@ fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
     let mut failed = false;
     for b in &ev.branches {
         let names: Vec<&str> = if a.roots.is_empty() {
-            DEFAULT_ROOTS.to_vec()
+            // `publish` exists only when the spec has a `cvmfs` block.
+            DEFAULT_ROOTS
+                .iter()
+                .copied()
+                .filter(|n| b.graph.roots.contains_key(*n))
+                .collect()
         } else {
             a.roots.iter().map(String::as_str).collect()
         };
@@ -399,6 +409,8 @@ fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
                 })
                 .collect::<std::result::Result<_, _>>()?,
             spec_dir: ev.spec_path.parent().map(PathBuf::from).unwrap_or_default(),
+            publish_dir: Some(a.publish.repos_dir(g)?),
+            keys_dir: Some(a.publish.keys_dir(g)?),
         };
         crate::build::records::record_graph(&store, &b.graph)?;
         let bopts = crate::build::Options {
@@ -1037,4 +1049,148 @@ fn store_cmd(g: &Global, c: StoreCommand) -> Result<i32> {
         );
     }
     Ok(if r.is_clean() { 0 } else { 1 })
+}
+
+/// Where published CernVM-FS repositories and their keys live.
+#[derive(Args, Debug, Clone)]
+pub struct PublishDirs {
+    /// Directory of published CernVM-FS repositories, one Stratum-0 per
+    /// `<DIR>/<fqrn>`; serve DIR as `/cvmfs/` (default: STORE/cvmfs).
+    #[arg(long, value_name = "DIR", env = "CVMBUILD_PUBLISH_DIR")]
+    pub publish_dir: Option<PathBuf>,
+    /// Directory of repository keys `<fqrn>.masterkey|pub|key|crt`, created on
+    /// first publish if absent (default: STORE/cvmfs-keys; never served).
+    #[arg(long, value_name = "DIR", env = "CVMBUILD_KEYS_DIR")]
+    pub keys_dir: Option<PathBuf>,
+}
+
+impl PublishDirs {
+    fn repos_dir(&self, g: &Global) -> Result<PathBuf> {
+        match &self.publish_dir {
+            Some(d) => Ok(d.clone()),
+            None => Ok(g.store_dir()?.join("cvmfs")),
+        }
+    }
+
+    fn keys_dir(&self, g: &Global) -> Result<PathBuf> {
+        match &self.keys_dir {
+            Some(d) => Ok(d.clone()),
+            None => Ok(g.store_dir()?.join("cvmfs-keys")),
+        }
+    }
+
+    /// The repository directory: `--repository`, else the only one published.
+    fn repo(&self, g: &Global, fqrn: Option<&str>) -> Result<(String, PathBuf)> {
+        let dir = self.repos_dir(g)?;
+        if let Some(f) = fqrn {
+            return Ok((f.to_string(), dir.join(f)));
+        }
+        let mut found: Vec<String> = std::fs::read_dir(&dir)
+            .map_err(|e| {
+                miette!(
+                    code = "cli::no-repository",
+                    "cannot read {}: {e}",
+                    dir.display()
+                )
+            })?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().join(".cvmfspublished").exists())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        found.sort();
+        match found.as_slice() {
+            [one] => Ok((one.clone(), dir.join(one))),
+            [] => Err(miette!(
+                code = "cli::no-repository",
+                "no published repository in {}",
+                dir.display()
+            )),
+            many => Err(miette!(
+                code = "cli::ambiguous-repository",
+                help = format!("repositories: {}", many.join(", ")),
+                "{} repositories in {}; pass --repository",
+                many.len(),
+                dir.display()
+            )),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct TagArgs {
+    #[command(subcommand)]
+    pub command: TagCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum TagCommand {
+    /// List the tags (releases, branch heads, trunk) of a published repository.
+    List {
+        /// Repository name (default: the only one in the publish directory).
+        #[arg(long, value_name = "FQRN")]
+        repository: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        dirs: PublishDirs,
+    },
+}
+
+fn tag_cmd(g: &Global, a: TagArgs) -> Result<i32> {
+    let TagCommand::List {
+        repository,
+        json,
+        dirs,
+    } = a.command;
+    let (_, dir) = dirs.repo(g, repository.as_deref())?;
+    let tags = crate::cvmfs::tags(&dir)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&tags).expect("plain data")
+        );
+        return Ok(0);
+    }
+    for t in &tags {
+        println!(
+            "{:<24} revision {:<4} {} {}",
+            t.name,
+            t.revision,
+            t.hash,
+            if t.branch.is_empty() { "-" } else { &t.branch }
+        );
+    }
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct PromoteArgs {
+    /// The release tag to promote (`NAME-VERSION`).
+    pub release: String,
+    /// The branch whose tag moves to the release.
+    #[arg(long = "to", value_name = "BRANCH")]
+    pub to: String,
+    /// Repository name (default: the only one in the publish directory).
+    #[arg(long, value_name = "FQRN")]
+    pub repository: Option<String>,
+    #[command(flatten)]
+    pub dirs: PublishDirs,
+}
+
+fn promote_cmd(g: &Global, a: PromoteArgs) -> Result<i32> {
+    let (fqrn, dir) = a.dirs.repo(g, a.repository.as_deref())?;
+    let opts = crate::cvmfs::Options {
+        repo_dir: dir,
+        keys_dir: a.dirs.keys_dir(g)?,
+        now: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        whitelist_days: 30,
+    };
+    let t = crate::cvmfs::promote(&fqrn, &a.release, &a.to, &opts)?;
+    println!(
+        "{fqrn}: {} -> {} (revision {}, {})",
+        t.name, a.release, t.revision, t.hash
+    );
+    Ok(0)
 }

@@ -62,6 +62,10 @@ pub enum Command {
     Store(commands::StoreCommand),
     /// Compare two releases (SPEC.cvm[#BRANCH] or FILE.lock[#BRANCH]): closure, derivations and why, files. Exit 0 identical, 1 different, 2 error.
     Diff(commands::DiffArgs),
+    /// Tags of a published CernVM-FS repository.
+    Tag(commands::TagArgs),
+    /// Move a branch's tag to an already published release, without rebuilding.
+    Promote(commands::PromoteArgs),
 }
 
 /// Entry point used by `main`; returns the process exit code.

@@ -1,0 +1,59 @@
+//! Publishing OS trees as CernVM-FS repositories (docs/cvmfs.md).
+//!
+//! A repository directory is a Stratum-0 that any static HTTP server can
+//! serve: signed manifest and whitelist, and zlib objects named by the
+//! SHA-1 of their stored bytes (file contents, chunks, catalogs, history,
+//! certificate). Every publish adds a revision and tags it; promote moves a
+//! branch tag to an existing release without touching the catalogs.
+//!
+//! `../shared/cvmfs-format.md` is the format reference; each submodule says
+//! which section it implements.
+
+mod catalog;
+mod chunk;
+mod history;
+mod keys;
+mod manifest;
+mod object;
+mod publish;
+
+pub use catalog::{md5path, TTL};
+pub use history::{Tag, TRUNK, TRUNK_PREVIOUS};
+pub use object::inflate;
+pub use publish::{promote, publish, tags, Options, Published, Request, CVMBUILD_DIR, UNKNOWN_ID};
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while publishing.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("catalog database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    #[error("{0}")]
+    Input(String),
+    #[error("{path}: existing object is tampered with: its bytes hash to {actual}")]
+    Tampered { path: PathBuf, actual: String },
+    #[error("keys: {0}")]
+    Key(String),
+    #[error("repository: {0}")]
+    Repo(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
