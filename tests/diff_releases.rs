@@ -283,7 +283,8 @@ fn json_report_has_the_documented_shape_and_causes() {
             "kernel",
             "initrd",
             "image:iso",
-            "image:qcow2"
+            "image:qcow2",
+            "rootfs"
         ]
     );
     // Every cause, with its kind, across all nodes.
