@@ -18,7 +18,18 @@ pub fn text(r: &Report) -> String {
         parts.push(closure(&r.closure));
     }
     if !r.derivations.is_empty() {
-        parts.push(derivations(&r.derivations));
+        let mut d = derivations(&r.derivations);
+        // Recorded derivations carry no spec: say why no line is shown.
+        for (x, side) in [("A", &r.a), ("B", &r.b)] {
+            if matches!(side.kind, "drv" | "tag") {
+                let _ = writeln!(
+                    d,
+                    "({x} is a {}: causes end at parameters, builders, sources and repository metadata; give its spec for spec lines)",
+                    if side.kind == "drv" { "derivation id" } else { "CernVM-FS tag" }
+                );
+            }
+        }
+        parts.push(d);
     }
     if let Some(f) = &r.files {
         if !f.changes.is_empty() {
