@@ -336,15 +336,17 @@ impl<'a> Walk<'a> {
         }
         // When only the solve differs (say a shopping-list entry that adds
         // nothing new), it is still a difference worth reporting.
-        if roots.is_empty() && ra.get("solve") != rb.get("solve") {
-            let (ia, ib) = (ra.get("solve"), rb.get("solve"));
-            let node = self.visit(ia, ib);
-            roots.push(RootDiff {
-                output: "solve".into(),
-                a: ia.cloned(),
-                b: ib.cloned(),
-                node,
-            });
+        // A recorded graph without the solve says nothing about it.
+        if let (true, Some(ia), Some(ib)) = (roots.is_empty(), ra.get("solve"), rb.get("solve")) {
+            if ia != ib {
+                let node = self.visit(Some(ia), Some(ib));
+                roots.push(RootDiff {
+                    output: "solve".into(),
+                    a: Some(ia.clone()),
+                    b: Some(ib.clone()),
+                    node,
+                });
+            }
         }
         // Pipeline order: the tree, then what is built from it.
         let rank = |o: &str| {

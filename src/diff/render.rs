@@ -20,14 +20,20 @@ pub fn text(r: &Report) -> String {
     if !r.derivations.is_empty() {
         let mut d = derivations(&r.derivations);
         // Recorded derivations carry no spec: say why no line is shown.
-        for (x, side) in [("A", &r.a), ("B", &r.b)] {
-            if matches!(side.kind, "drv" | "tag") {
-                let _ = writeln!(
-                    d,
-                    "({x} is a {}: causes end at parameters, builders, sources and repository metadata; give its spec for spec lines)",
-                    if side.kind == "drv" { "derivation id" } else { "CernVM-FS tag" }
-                );
-            }
+        let recorded: Vec<String> = [("A", &r.a), ("B", &r.b)]
+            .iter()
+            .filter_map(|(x, side)| match side.kind {
+                "drv" => Some(format!("{x} is a derivation id")),
+                "tag" => Some(format!("{x} is a CernVM-FS tag")),
+                _ => None,
+            })
+            .collect();
+        if !recorded.is_empty() {
+            let _ = writeln!(
+                d,
+                "({}: causes end at parameters, builders, sources and repository metadata; give the spec for spec lines)",
+                recorded.join(", ")
+            );
         }
         parts.push(d);
     }
