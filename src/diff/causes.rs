@@ -36,7 +36,8 @@ pub struct DrvDiff {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RootDiff {
-    /// `os-tree`, `meta-rpm`, `kernel`, `initrd`, `image:FORMAT`, `publish`, `solve`.
+    /// `os-tree`, `meta-rpm`, `kernel`, `initrd`, `rootfs`, `image:FORMAT`,
+    /// `publish`, `solve`.
     pub output: String,
     pub a: Option<DrvId>,
     pub b: Option<DrvId>,
@@ -351,11 +352,11 @@ impl<'a> Walk<'a> {
         // Pipeline order: the tree, then what is built from it.
         let rank = |o: &str| {
             [
-                "os-tree", "meta-rpm", "kernel", "initrd", "image:", "publish",
+                "os-tree", "meta-rpm", "kernel", "initrd", "rootfs", "image:", "publish",
             ]
             .iter()
             .position(|p| o.starts_with(p))
-            .unwrap_or(6)
+            .unwrap_or(7)
         };
         roots.sort_by(|x, y| (rank(&x.output), &x.output).cmp(&(rank(&y.output), &y.output)));
         DrvDiff {

@@ -146,7 +146,9 @@ fn side(arg: &str, kind: &'static str, store: &FsStore, id: &DrvId) -> Result<Si
                 "image:{}",
                 d.params.get("format").and_then(Json::as_str).unwrap_or("")
             ),
-            b if i == id || ["meta-rpm", "kernel", "initrd", "publish", "solve"].contains(&b) => {
+            b if i == id
+                || ["meta-rpm", "kernel", "initrd", "rootfs", "publish", "solve"].contains(&b) =>
+            {
                 b.to_string()
             }
             _ => continue,
