@@ -416,6 +416,11 @@ fn errors_exit_2_and_say_what_is_wrong() {
             "cannot be compared",
         ),
     ];
+    // An id looked up where there is no store does not create one.
+    let out = cvmbuild(&f.root, &["diff", "--store", "nostore", a, a]);
+    assert_eq!(code(&out), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is none"));
+    assert!(!f.root.join("nostore").exists());
     for (args, want) in cases {
         let out = cvmbuild(&f.root, args);
         let err = String::from_utf8_lossy(&out.stderr).replace('\n', " ");

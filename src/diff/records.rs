@@ -128,6 +128,15 @@ fn open(arg: &str, store: Option<&Path>) -> Result<(FsStore, PathBuf)> {
             "`{arg}` is looked up in a store, and none is configured"
         )
     })?;
+    // Diff only reads: never create a store where there was none.
+    if !dir.join("drvs").is_dir() {
+        return Err(miette!(
+            code = "diff::store",
+            help = "pass --store DIR or set CVMBUILD_STORE to the store that built it",
+            "`{arg}` is looked up in a store, and {} is none",
+            dir.display()
+        ));
+    }
     Ok((FsStore::open(dir)?, dir.to_path_buf()))
 }
 
