@@ -397,6 +397,56 @@ meta-rpm: <hash> → <hash>
 }
 
 #[test]
+fn tags_of_a_repository_from_elsewhere_give_the_published_closure() {
+    let f = fixture();
+    // No store that published it: only the repository's catalog and
+    // objects (the meta RPM under /.cvmbuild/) are read.
+    let dir = f.root.join("store/cvmfs/fixture.cern.ch");
+    let tag = |t: &str| format!("cvmfs:{}@{t}", dir.display());
+    let args = |a: &str, b: &str| {
+        vec![
+            "diff".to_string(),
+            "--store".into(),
+            f.root.join("elsewhere").display().to_string(),
+            tag(a),
+            tag(b),
+        ]
+    };
+    let run = |a: &str, b: &str| {
+        let v = args(a, b);
+        cvmbuild(&f.root, &v.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let out = run("a", "b");
+    assert_eq!(
+        code(&out),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout(&out),
+        "\
+closure: 11 → 12 packages (+1), 0 B → 0 B (±0 B)
+  upgraded:
+    bash: 4.1.2-15.el6_4 → 4.1.2-29.el6        ±0 B
+  added:
+    sudo: ∅ → 1.8.6p3-12.el6                   ±0 B
+
+(A and B not published from this store: closure only, from the published meta RPM; no sizes, derivations or files)
+"
+    );
+    assert!(!f.root.join("elsewhere").exists());
+    let out = run("trunk-previous", "fixture-system-1.0");
+    assert_eq!(
+        code(&out),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout(&out), "");
+}
+
+#[test]
 fn errors_exit_2_and_say_what_is_wrong() {
     let f = fixture();
     let a = id(&f.a, "os-tree");

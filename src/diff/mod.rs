@@ -116,7 +116,7 @@ impl Report {
             let graph = s.graph().ok_or_else(|| {
                 miette!(
                     code = "diff::files",
-                    "--files needs specs, derivation ids or tags, not lock files: `{}` ({which}) has no derivation graph",
+                    "--files needs the OS trees' derivations: `{}` ({which}) has none (a lock file, or a tag not published from this store)",
                     s.label
                 )
             })?;

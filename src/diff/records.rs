@@ -10,7 +10,10 @@
 //! A tag names a root catalog; the store's `publish` derivation whose
 //! registered output published that root catalog is the release. No change
 //! to the repository format is needed, and promoted branch tags resolve to
-//! the release they point at (promote keeps the root catalog).
+//! the release they point at (promote keeps the root catalog). A tag no
+//! derivation in the store published (another machine's repository) gives
+//! the closure alone, from the requirements of the meta RPM published under
+//! `/.cvmbuild/` in that revision, read through its catalog and objects.
 
 use super::causes::builder_name;
 use super::input::Side;
@@ -68,13 +71,21 @@ pub fn load_tag(arg: &str, rest: &str, store: Option<&Path>) -> Result<Side> {
             "`{arg}` names no tag"
         ));
     };
-    let (store, store_dir) = open(arg, store)?;
     let repo_dir = if repo.contains('/') {
         PathBuf::from(repo)
     } else {
-        std::env::var_os("CVMBUILD_PUBLISH_DIR")
-            .map_or_else(|| store_dir.join("cvmfs"), PathBuf::from)
-            .join(repo)
+        let publish = match (std::env::var_os("CVMBUILD_PUBLISH_DIR"), store) {
+            (Some(d), _) => PathBuf::from(d),
+            (None, Some(s)) => s.join("cvmfs"),
+            (None, None) => {
+                return Err(miette!(
+                    code = "diff::store",
+                    help = "pass --store DIR, set CVMBUILD_PUBLISH_DIR, or write cvmfs:DIR@TAG",
+                    "`{arg}`: no publish directory to find the repository in"
+                ))
+            }
+        };
+        publish.join(repo)
     };
     let tags = crate::cvmfs::tags(&repo_dir)
         .map_err(|e| miette!(code = "diff::tag", "reading the tags of `{arg}`: {e}"))?;
@@ -92,6 +103,10 @@ pub fn load_tag(arg: &str, rest: &str, store: Option<&Path>) -> Result<Side> {
             repo_dir.display()
         ));
     };
+    let Some(store) = store.filter(|s| s.join("drvs").is_dir()) else {
+        return published_only(arg, &repo_dir, t);
+    };
+    let (store, _) = open(arg, Some(store))?;
     // Every publish derivation whose output published this root catalog;
     // the one published under this very tag first, then by id.
     let mut found: Vec<(bool, String)> = Vec::new();
@@ -107,17 +122,74 @@ pub fn load_tag(arg: &str, rest: &str, store: Option<&Path>) -> Result<Side> {
         }
     }
     found.sort();
-    let Some((_, id)) = found.into_iter().next() else {
+    match found.into_iter().next() {
+        Some((_, id)) => side(arg, "tag", &store, &DrvId(id)),
+        None => published_only(arg, &repo_dir, t),
+    }
+}
+
+/// A tag known only from the repository: its closure from the published
+/// meta RPM's requirements (`NAME = [EPOCH:]VERSION-RELEASE`).
+fn published_only(arg: &str, repo_dir: &Path, t: &crate::cvmfs::Tag) -> Result<Side> {
+    let files = crate::cvmfs::release_files(repo_dir, &t.hash)
+        .map_err(|e| miette!(code = "diff::tag", "reading `{arg}`: {e}"))?;
+    let Some((name, bytes)) = files.into_iter().find(|(n, _)| n.ends_with(".rpm")) else {
         return Err(miette!(
             code = "diff::tag",
-            help = "diff the specs instead, or use the store that published it (--store)",
-            "tag `{tag}` of {} (root catalog {}) was not published from the store {}",
-            repo_dir.display(),
-            t.hash,
-            store_dir.display()
+            "`{arg}` was not published by cvmbuild: no meta RPM in /{}",
+            crate::cvmfs::CVMBUILD_DIR
         ));
     };
-    side(arg, "tag", &store, &DrvId(id))
+    let meta = rpm::PackageMetadata::parse(&mut bytes.as_slice()).map_err(|e| {
+        miette!(
+            code = "diff::tag",
+            "`{arg}`: /{}/{name} is not a readable RPM: {e}",
+            crate::cvmfs::CVMBUILD_DIR
+        )
+    })?;
+    let requires = meta.get_requires().map_err(|e| {
+        miette!(
+            code = "diff::tag",
+            "`{arg}`: /{}/{name} has no requirements: {e}",
+            crate::cvmfs::CVMBUILD_DIR
+        )
+    })?;
+    let packages = requires
+        .into_iter()
+        .filter(|d| !d.name.starts_with("rpmlib("))
+        .filter_map(|d| {
+            let (epoch, vr) = match d.version.split_once(':') {
+                Some((e, vr)) => (e.parse().ok()?, vr),
+                None => (0, d.version.as_str()),
+            };
+            let (version, release) = vr.rsplit_once('-')?;
+            Some(package(&d.name, epoch, version, release))
+        })
+        .collect();
+    Ok(Side {
+        label: arg.to_string(),
+        branch: t.branch.clone(),
+        kind: "tag",
+        lock: None,
+        packages,
+        spec: None,
+        recorded: None,
+    })
+}
+
+/// A closure entry known only by name and version (from requirements).
+fn package(name: &str, epoch: u64, version: &str, release: &str) -> LockedPackage {
+    LockedPackage {
+        name: name.to_string(),
+        epoch,
+        version: version.to_string(),
+        release: release.to_string(),
+        arch: String::new(),
+        repo: String::new(),
+        location: String::new(),
+        checksum: String::new(),
+        size: 0,
+    }
 }
 
 fn open(arg: &str, store: Option<&Path>) -> Result<(FsStore, PathBuf)> {
@@ -252,17 +324,7 @@ fn closure(g: &Graph) -> Vec<LockedPackage> {
             let (name, evr) = r.as_str()?.split_once(" = ")?;
             let (epoch, vr) = evr.split_once(':')?;
             let (version, release) = vr.rsplit_once('-')?;
-            Some(LockedPackage {
-                name: name.to_string(),
-                epoch: epoch.parse().ok()?,
-                version: version.to_string(),
-                release: release.to_string(),
-                arch: String::new(),
-                repo: String::new(),
-                location: String::new(),
-                checksum: String::new(),
-                size: 0,
-            })
+            Some(package(name, epoch.parse().ok()?, version, release))
         })
         .collect()
 }

@@ -42,6 +42,18 @@ pub fn text(r: &Report) -> String {
             parts.push(file_list(f));
         }
     }
+    // A tag resolved without its derivations tells only its closure.
+    let closure_only: Vec<&str> = [("A", &r.a), ("B", &r.b)]
+        .iter()
+        .filter(|(_, side)| side.kind == "tag" && side.drv.is_none())
+        .map(|(x, _)| *x)
+        .collect();
+    if !parts.is_empty() && !closure_only.is_empty() {
+        parts.push(format!(
+            "({} not published from this store: closure only, from the published meta RPM; no sizes, derivations or files)\n",
+            closure_only.join(" and ")
+        ));
+    }
     parts.join("\n")
 }
 
