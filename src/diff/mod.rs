@@ -89,7 +89,7 @@ impl Report {
             miette!(
                 code = "diff::input",
                 help = "compare a lock with a lock, or give the spec instead of the lock",
-                "`{}` ({}) and `{}` ({}) cannot be compared: one has only a lock, the other no lock",
+                "`{}` ({}) and `{}` ({}) cannot be compared: one has a lock and no derivations, the other no lock (a derivation id, or a tag not published from this store)",
                 a.label,
                 a.kind,
                 b.label,
