@@ -694,7 +694,8 @@ fn update_cmd(g: &Global, a: UpdateArgs) -> Result<i32> {
 
 #[derive(Args, Debug)]
 pub struct DiffArgs {
-    /// The old release: SPEC.cvm[#BRANCH] (evaluated from its lock) or FILE.lock[#BRANCH].
+    /// The old release: SPEC.cvm[#BRANCH] (evaluated from its lock), FILE.lock[#BRANCH], a
+    /// derivation id (or prefix) recorded in the store, or cvmfs:FQRN@TAG / cvmfs:DIR@TAG.
     pub a: String,
     /// The new release, likewise.
     pub b: String,
