@@ -127,9 +127,9 @@ fn graphs(dir: &Path) {
     let mut summary = String::new();
     for _ in 0..10 {
         let t = Instant::now();
-        let (sa, sb) = (diff::load(&a).unwrap(), diff::load(&b).unwrap());
+        let (sa, sb) = (diff::load(&a, None).unwrap(), diff::load(&b, None).unwrap());
         let t2 = Instant::now();
-        let r = Report::new(&sa, &sb);
+        let r = Report::new(&sa, &sb).unwrap();
         let done = Instant::now();
         with_load.push((done - t).as_secs_f64() * 1e3);
         diff_only.push((done - t2).as_secs_f64() * 1e3);

@@ -282,6 +282,7 @@ fn json_report_has_the_documented_shape_and_causes() {
             "meta-rpm",
             "kernel",
             "initrd",
+            "rootfs",
             "image:iso",
             "image:qcow2",
             "rootfs"
@@ -440,7 +441,7 @@ fn errors_exit_2_and_say_what_is_wrong() {
             &["diff", "a/spec.txt", "b/spec.cvm"],
             "cannot tell what `a/spec.txt` is",
         ),
-        (&["diff", &"ab".repeat(32), "b/spec.cvm"], "derivation id"),
+        (&["diff", &"ab".repeat(32), "b/spec.cvm"], "diff::drv-id"),
     ];
     for (args, want) in cases {
         let out = cvmbuild(&f.root, args);

@@ -694,7 +694,8 @@ fn update_cmd(g: &Global, a: UpdateArgs) -> Result<i32> {
 
 #[derive(Args, Debug)]
 pub struct DiffArgs {
-    /// The old release: SPEC.cvm[#BRANCH] (evaluated from its lock) or FILE.lock[#BRANCH].
+    /// The old release: SPEC.cvm[#BRANCH] (evaluated from its lock), FILE.lock[#BRANCH], a
+    /// derivation id (or prefix) recorded in the store, or cvmfs:FQRN@TAG / cvmfs:DIR@TAG.
     pub a: String,
     /// The new release, likewise.
     pub b: String,
@@ -737,9 +738,10 @@ fn diff_cmd(g: &Global, a: DiffArgs) -> Result<i32> {
 
 /// The report, or `None` when `--why` names a derivation that does not differ.
 fn diff_report(g: &Global, a: &DiffArgs) -> Result<Option<crate::diff::Report>> {
-    let side_a = crate::diff::load(&a.a)?;
-    let side_b = crate::diff::load(&a.b)?;
-    let mut r = crate::diff::Report::new(&side_a, &side_b);
+    let store = g.store_dir().ok();
+    let side_a = crate::diff::load(&a.a, store.as_deref())?;
+    let side_b = crate::diff::load(&a.b, store.as_deref())?;
+    let mut r = crate::diff::Report::new(&side_a, &side_b)?;
     if a.files {
         let store = crate::store::FsStore::open(&g.store_dir()?)?;
         r.add_files(&store, &side_a, &side_b)?;
@@ -747,8 +749,8 @@ fn diff_report(g: &Global, a: &DiffArgs) -> Result<Option<crate::diff::Report>> 
     if let Some(key) = &a.why {
         if r.why(key).is_none() {
             let known = [&side_a, &side_b].iter().any(|s| {
-                s.spec.as_ref().is_some_and(|sp| {
-                    sp.graph.roots.contains_key(key.as_str()) || !sp.graph.find(key).is_empty()
+                s.graph().is_some_and(|gr| {
+                    gr.roots.contains_key(key.as_str()) || !gr.find(key).is_empty()
                 })
             });
             if known {

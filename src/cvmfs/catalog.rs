@@ -329,6 +329,26 @@ pub fn read(bytes: &[u8], scratch: &Path) -> Result<Existing> {
     r
 }
 
+/// The regular files directly in directory `dir` of a catalog file, with
+/// their content hashes (name, SHA-1), sorted by name.
+pub fn files_in(bytes: &[u8], scratch: &Path, dir: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    std::fs::write(scratch, bytes).map_err(|e| Error::io(scratch, e))?;
+    let r = (|| -> Result<Vec<(String, Vec<u8>)>> {
+        let db = Connection::open_with_flags(scratch, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let (p1, p2) = md5path(dir);
+        let mut q = db.prepare(
+            "SELECT name, hash FROM catalog WHERE parent_1 = ?1 AND parent_2 = ?2 \
+             AND flags & ?3 != 0 ORDER BY name",
+        )?;
+        let rows = q
+            .query_map(params![p1, p2, FLAG_FILE], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    })();
+    let _ = std::fs::remove_file(scratch);
+    r
+}
+
 fn read_db(path: &Path) -> Result<Existing> {
     let db = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let prop = |k: &str| -> Result<Option<String>> {

@@ -20,7 +20,9 @@ mod publish;
 pub use catalog::{md5path, TTL};
 pub use history::{Tag, TRUNK, TRUNK_PREVIOUS};
 pub use object::inflate;
-pub use publish::{promote, publish, tags, Options, Published, Request, CVMBUILD_DIR, UNKNOWN_ID};
+pub use publish::{
+    promote, publish, release_files, tags, Options, Published, Request, CVMBUILD_DIR, UNKNOWN_ID,
+};
 
 use std::path::PathBuf;
 

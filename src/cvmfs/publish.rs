@@ -427,6 +427,27 @@ pub fn tags(repo_dir: &Path) -> Result<Vec<Tag>> {
     })
 }
 
+/// The files cvmbuild published under [`CVMBUILD_DIR`] in the revision whose
+/// root catalog is `root_catalog` (name, content): the release's meta RPM,
+/// which says what a tag holds without the store that published it.
+pub fn release_files(repo_dir: &Path, root_catalog: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    let repo = Repo::open_existing(repo_dir)?;
+    let bytes = repo
+        .objects
+        .get(&repo.digest(root_catalog)?, Kind::Catalog)?;
+    let dir = format!("/{CVMBUILD_DIR}");
+    catalog::files_in(&bytes, &repo.scratch("catalog-files"), &dir)?
+        .into_iter()
+        .map(|(name, hash)| {
+            let digest: Digest20 = hash
+                .as_slice()
+                .try_into()
+                .map_err(|_| Error::Repo(format!("{dir}/{name}: content hash is not a SHA-1")))?;
+            Ok((name, repo.objects.get(&digest, Kind::File)?))
+        })
+        .collect()
+}
+
 /// A catalog finished in this publish (or reused from the last one).
 struct Done {
     reference: NestedRef,

@@ -9,10 +9,17 @@
 //! no input edge to the solve (fetches are fixed-output), but the solve
 //! chose their parameters; the graph's pin edges let the walk follow that
 //! choice back to the solve and its causes.
+//!
+//! A side given as a derivation id or tag has its recorded graph but no
+//! spec: the walk is the same and ends at the differing parameter, builder,
+//! source or repository, with no spec line; without the solve in the graph,
+//! a fetch reports its changed NEVRA and the meta RPM the requirements that
+//! differ.
 
 use super::input::{Side, SpecSide};
 use super::locate::{self, Loc, Seg};
 use crate::eval::{Derivation, DrvId, Edge, Graph, Input};
+use crate::lock::BranchLock;
 use serde::Serialize;
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -29,7 +36,8 @@ pub struct DrvDiff {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RootDiff {
-    /// `os-tree`, `meta-rpm`, `kernel`, `initrd`, `image:FORMAT`, `publish`, `solve`.
+    /// `os-tree`, `meta-rpm`, `kernel`, `initrd`, `rootfs`, `image:FORMAT`,
+    /// `publish`, `solve`.
     pub output: String,
     pub a: Option<DrvId>,
     pub b: Option<DrvId>,
@@ -152,43 +160,45 @@ impl DrvDiff {
     }
 }
 
-/// Compares the derivation graphs of two sides. Without a spec on both
-/// sides there are no graphs; the locks still tell whether the solve's
-/// inputs changed, and which repository's metadata did.
-pub fn diff(a: &Side, b: &Side) -> DrvDiff {
-    match (&a.spec, &b.spec) {
-        (Some(sa), Some(sb)) => Walk::new(a, sa, b, sb).run(),
-        _ => lock_only(a, b),
+/// Compares the derivation graphs of two sides. Without a graph on both
+/// sides, the locks still tell whether the solve's inputs changed, and
+/// which repository's metadata did; `None` when one side has neither (a
+/// lock against a derivation id).
+pub fn diff(a: &Side, b: &Side) -> Option<DrvDiff> {
+    match (a.graph(), b.graph(), &a.lock, &b.lock) {
+        (Some(_), Some(_), ..) => Some(Walk::new(a, b).run()),
+        (.., Some(la), Some(lb)) => Some(lock_only(la, lb)),
+        // Two tags known only from their repository: closures alone.
+        (None, None, None, None) => Some(DrvDiff::default()),
+        _ => None,
     }
 }
 
-fn lock_only(a: &Side, b: &Side) -> DrvDiff {
+fn lock_only(a: &BranchLock, b: &BranchLock) -> DrvDiff {
     let mut out = DrvDiff::default();
-    if a.lock.solve == b.lock.solve {
+    if a.solve == b.solve {
         return out;
     }
     let mut causes = repo_causes(
-        a.lock
-            .repo
+        a.repo
             .iter()
             .map(|r| (r.name.as_str(), r.metadata.as_str())),
-        b.lock
-            .repo
+        b.repo
             .iter()
             .map(|r| (r.name.as_str(), r.metadata.as_str())),
     );
-    if a.lock.spec != b.lock.spec {
+    if a.spec != b.spec {
         causes.push(Cause::Spec {
             what: format!(
                 "the spec's solver inputs changed (lock `spec` {} → {}); give the specs to see which lines",
-                &a.lock.spec[..12.min(a.lock.spec.len())],
-                &b.lock.spec[..12.min(b.lock.spec.len())]
+                &a.spec[..12.min(a.spec.len())],
+                &b.spec[..12.min(b.spec.len())]
             ),
             a: None,
             b: None,
         });
     }
-    let (ida, idb) = (DrvId(a.lock.solve.clone()), DrvId(b.lock.solve.clone()));
+    let (ida, idb) = (DrvId(a.solve.clone()), DrvId(b.solve.clone()));
     let key = node_key(Some(&ida), Some(&idb));
     out.nodes.insert(
         key.clone(),
@@ -234,21 +244,24 @@ fn repo_causes<'x>(
 
 /// One graph with what the walk needs to know about it.
 struct G<'a> {
-    side: &'a SpecSide,
+    /// None for a side given as a derivation id or tag.
+    side: Option<&'a SpecSide>,
     graph: &'a Graph,
     /// Derivations whose parameters the solve chose (pin edges).
     pinned: HashSet<&'a DrvId>,
-    solve: &'a DrvId,
+    /// None when the graph was recorded from a derivation other than the
+    /// solve (nothing has the solve as an input).
+    solve: Option<&'a DrvId>,
     /// Package name of each pinned NEVRA, to pair `pkg:NEVRA` roles across
     /// versions.
     names: HashMap<String, &'a str>,
 }
 
 impl<'a> G<'a> {
-    fn new(side: &'a Side, spec: &'a SpecSide) -> Self {
-        let graph = &spec.graph;
+    fn new(side: &'a Side) -> Self {
+        let graph = side.graph().expect("diff checks both sides have graphs");
         G {
-            side: spec,
+            side: side.spec.as_ref(),
             graph,
             pinned: graph
                 .edges()
@@ -256,10 +269,9 @@ impl<'a> G<'a> {
                 .filter(|e| e.2 == Edge::Pin)
                 .map(|e| e.1)
                 .collect(),
-            solve: &graph.roots["solve"],
+            solve: graph.roots.get("solve"),
             names: side
-                .lock
-                .package
+                .packages
                 .iter()
                 .map(|p| (p.nevra(), p.name.as_str()))
                 .collect(),
@@ -270,8 +282,8 @@ impl<'a> G<'a> {
         self.graph.get(id).expect("ids come from this graph")
     }
 
-    fn loc(&self, span: crate::lang::Span) -> Loc {
-        locate::loc(&self.side.sources, span)
+    fn loc(&self, span: crate::lang::Span) -> Option<Loc> {
+        self.side.map(|s| locate::loc(&s.sources, span))
     }
 }
 
@@ -282,17 +294,31 @@ struct Walk<'a> {
 }
 
 impl<'a> Walk<'a> {
-    fn new(a: &'a Side, sa: &'a SpecSide, b: &'a Side, sb: &'a SpecSide) -> Self {
+    fn new(a: &'a Side, b: &'a Side) -> Self {
         Walk {
-            a: G::new(a, sa),
-            b: G::new(b, sb),
+            a: G::new(a),
+            b: G::new(b),
             nodes: BTreeMap::new(),
         }
     }
 
     fn run(mut self) -> DrvDiff {
         let (ra, rb) = (&self.a.graph.roots, &self.b.graph.roots);
-        let outputs: std::collections::BTreeSet<&String> = ra.keys().chain(rb.keys()).collect();
+        let mut outputs: std::collections::BTreeSet<&String> = ra.keys().chain(rb.keys()).collect();
+        // A recorded graph holds only what its derivation reaches (a
+        // publish has no kernel): compare the outputs it has, unless the
+        // two sides share none (an ISO image against a qcow2 one).
+        let comparable: std::collections::BTreeSet<&String> = outputs
+            .iter()
+            .copied()
+            .filter(|o| {
+                (self.a.side.is_some() || ra.contains_key(*o))
+                    && (self.b.side.is_some() || rb.contains_key(*o))
+            })
+            .collect();
+        if !comparable.is_empty() {
+            outputs = comparable;
+        }
         let mut roots = Vec::new();
         for o in outputs {
             // The solve is the cause of the others, not an output of its own.
@@ -313,24 +339,26 @@ impl<'a> Walk<'a> {
         }
         // When only the solve differs (say a shopping-list entry that adds
         // nothing new), it is still a difference worth reporting.
-        if roots.is_empty() && ra.get("solve") != rb.get("solve") {
-            let (ia, ib) = (ra.get("solve"), rb.get("solve"));
-            let node = self.visit(ia, ib);
-            roots.push(RootDiff {
-                output: "solve".into(),
-                a: ia.cloned(),
-                b: ib.cloned(),
-                node,
-            });
+        // A recorded graph without the solve says nothing about it.
+        if let (true, Some(ia), Some(ib)) = (roots.is_empty(), ra.get("solve"), rb.get("solve")) {
+            if ia != ib {
+                let node = self.visit(Some(ia), Some(ib));
+                roots.push(RootDiff {
+                    output: "solve".into(),
+                    a: Some(ia.clone()),
+                    b: Some(ib.clone()),
+                    node,
+                });
+            }
         }
         // Pipeline order: the tree, then what is built from it.
         let rank = |o: &str| {
             [
-                "os-tree", "meta-rpm", "kernel", "initrd", "image:", "publish",
+                "os-tree", "meta-rpm", "kernel", "initrd", "rootfs", "image:", "publish",
             ]
             .iter()
             .position(|p| o.starts_with(p))
-            .unwrap_or(6)
+            .unwrap_or(7)
         };
         roots.sort_by(|x, y| (rank(&x.output), &x.output).cmp(&(rank(&y.output), &y.output)));
         DrvDiff {
@@ -414,7 +442,7 @@ impl<'a> Walk<'a> {
                     .and_then(Json::as_str)
                     .unwrap_or(&d.name)
             );
-            let node = self.visit(Some(self.a.solve), Some(self.b.solve));
+            let node = self.visit(self.a.solve, self.b.solve);
             causes.push(Cause::Pinned { what, node });
         } else if let Some(at) = section_loc(this, d) {
             // An output the spec asks for on one side only (an image format,
@@ -459,12 +487,27 @@ impl<'a> Walk<'a> {
             .filter(|k| pa.get(*k) != pb.get(*k))
             .collect();
         let pinned_both = self.a.pinned.contains(ia) && self.b.pinned.contains(ib);
+        let nevra_changed = pa.get("nevra") != pb.get("nevra");
         let mut pinned_keys = Vec::new();
         for k in changed {
-            let (old, new) = (
+            let (mut old, mut new) = (
                 pa.get(k).cloned().unwrap_or(Json::Null),
                 pb.get(k).cloned().unwrap_or(Json::Null),
             );
+            if !pinned_both && chosen_by_solve(builder, k) {
+                // No solve to point at: a fetch's other parameters follow
+                // from its NEVRA, and of the meta RPM's requirements only
+                // those that differ matter.
+                if builder == "fetch" && k != "nevra" && nevra_changed {
+                    continue;
+                }
+                if let (Json::Array(x), Json::Array(y)) = (&old, &new) {
+                    (old, new) = (
+                        Json::Array(x.iter().filter(|v| !y.contains(v)).cloned().collect()),
+                        Json::Array(y.iter().filter(|v| !x.contains(v)).cloned().collect()),
+                    );
+                }
+            }
             // An extract's NEVRA restates its rpm input's, whose change is
             // reported (with both NEVRAs) on the input's own line.
             if builder == "extract" && k == "nevra" {
@@ -474,7 +517,7 @@ impl<'a> Walk<'a> {
                 pinned_keys.push((k.as_str(), old, new));
                 continue;
             }
-            if builder == "solve" {
+            if builder == "solve" && self.a.side.is_some() && self.b.side.is_some() {
                 causes.extend(self.solve_param(k, old, new));
                 continue;
             }
@@ -492,7 +535,7 @@ impl<'a> Walk<'a> {
         }
         if !pinned_keys.is_empty() {
             let what = pinned_what(&pinned_keys);
-            let node = self.visit(Some(self.a.solve), Some(self.b.solve));
+            let node = self.visit(self.a.solve, self.b.solve);
             causes.push(Cause::Pinned { what, node });
         }
         causes.extend(self.inputs(da, db));
@@ -598,8 +641,9 @@ impl<'a> Walk<'a> {
     /// The spec line that sets a derivation parameter, falling back to the
     /// enclosing record when the field is left at its default.
     fn param_loc(&self, g: &G, d: &Derivation, key: &str) -> Option<Loc> {
+        let side = g.side?;
         if key == "branch" {
-            return Some(g.loc(g.side.release.branch_span));
+            return g.loc(side.release.branch_span);
         }
         let format = d.params.get("format").and_then(Json::as_str).unwrap_or("");
         let image = |k| {
@@ -630,7 +674,7 @@ impl<'a> Walk<'a> {
             ("publish", k) => vec![vec![Seg::Field("cvmfs"), Seg::Field(k)]],
             _ => return None,
         };
-        let value = &g.side.value;
+        let value = &side.value;
         candidates
             .iter()
             .find_map(|p| locate::find(value, p))
@@ -641,13 +685,18 @@ impl<'a> Walk<'a> {
                     .rev()
                     .find_map(|n| locate::find(value, &first[..n]))
             })
-            .map(|v| g.loc(v.span))
+            .and_then(|v| g.loc(v.span))
     }
 
     /// Causes behind a changed solve parameter, entry by entry, at the
     /// spec lines that wrote them.
+    /// Both sides have specs.
     fn solve_param(&self, key: &str, old: Json, new: Json) -> Vec<Cause> {
-        let (ra, rb) = (&self.a.side.release, &self.b.side.release);
+        let (sa, sb) = (
+            self.a.side.expect("both specs"),
+            self.b.side.expect("both specs"),
+        );
+        let (ra, rb) = (&sa.release, &sb.release);
         let spec = |what: String, a: Option<Loc>, b: Option<Loc>| Cause::Spec { what, a, b };
         match key {
             "packages" | "pins" => {
@@ -678,11 +727,11 @@ impl<'a> Walk<'a> {
                         (None, Some(p)) => Some(spec(
                             format!("{what}: `{n}` added ({})", show(&p.constraint)),
                             None,
-                            Some(self.b.loc(p.span)),
+                            self.b.loc(p.span),
                         )),
                         (Some(p), None) => Some(spec(
                             format!("{what}: `{n}` removed ({})", show(&p.constraint)),
-                            Some(self.a.loc(p.span)),
+                            self.a.loc(p.span),
                             None,
                         )),
                         (Some(p), Some(q)) if p.constraint != q.constraint => Some(spec(
@@ -691,8 +740,8 @@ impl<'a> Walk<'a> {
                                 show(&p.constraint),
                                 show(&q.constraint)
                             ),
-                            Some(self.a.loc(p.span)),
-                            Some(self.b.loc(q.span)),
+                            self.a.loc(p.span),
+                            self.b.loc(q.span),
                         )),
                         _ => None,
                     })
@@ -732,14 +781,17 @@ impl<'a> Walk<'a> {
                     };
                     out.push(spec(
                         what,
-                        x.map(|r| self.a.loc(r.span)),
-                        y.map(|r| self.b.loc(r.span)),
+                        x.and_then(|r| self.a.loc(r.span)),
+                        y.and_then(|r| self.b.loc(r.span)),
                     ));
                 }
                 out
             }
             _ => {
-                let at = |g: &G| g.side.release.field_spans.get(key).map(|s| g.loc(*s));
+                let at = |g: &G| {
+                    let side = g.side?;
+                    g.loc(*side.release.field_spans.get(key)?)
+                };
                 vec![Cause::Param {
                     key: key.to_string(),
                     old,
@@ -768,10 +820,10 @@ fn section_loc(g: &G, d: &Derivation) -> Option<Loc> {
         "publish" => vec![Seg::Field("cvmfs")],
         _ => return None,
     };
-    locate::find(&g.side.value, &path).map(|v| g.loc(v.span))
+    locate::find(&g.side?.value, &path).and_then(|v| g.loc(v.span))
 }
 
-fn builder_name(d: &Derivation) -> &str {
+pub(super) fn builder_name(d: &Derivation) -> &str {
     match &d.builder {
         crate::eval::Builder::Builtin { name, .. } => name,
         crate::eval::Builder::External { tool, .. } => tool,

@@ -1,14 +1,16 @@
-//! The two things being compared: `SPEC.cvm[#BRANCH]` or `FILE.lock[#BRANCH]`.
+//! The two things being compared: `SPEC.cvm[#BRANCH]`, `FILE.lock[#BRANCH]`,
+//! a recorded derivation id (or unique prefix), or `cvmfs:REPO@TAG`.
 //!
 //! A spec is evaluated offline from its lock (diff never reads repositories
 //! and never rewrites a lock); a lock that no longer answers its spec is an
 //! error, because comparing it would describe a release nobody can build.
 //! A lock alone gives the closure and the repository and spec hashes, but no
-//! derivation graph (that needs the spec).
+//! derivation graph (that needs the spec). An id or a tag gives the graph
+//! recorded in the store (see [`super::records`]) but no spec lines.
 
 use crate::eval::{self, Graph, Release};
 use crate::lang::{self, SourceMap, Value};
-use crate::lock::{BranchLock, LockFile};
+use crate::lock::{BranchLock, LockFile, LockedPackage};
 use miette::{miette, Result, WrapErr};
 use std::path::{Path, PathBuf};
 
@@ -17,9 +19,27 @@ pub struct Side {
     /// The argument as given, for messages and the report.
     pub label: String,
     pub branch: String,
-    pub lock: BranchLock,
+    /// `spec`, `lock`, `drv` or `tag`.
+    pub kind: &'static str,
+    /// Present for specs and locks.
+    pub lock: Option<BranchLock>,
+    /// The pinned closure: the lock's, or derived from recorded derivations.
+    pub packages: Vec<LockedPackage>,
     /// Present when the side was given as a spec.
     pub spec: Option<SpecSide>,
+    /// Present when the side was given as a derivation id or a tag: the
+    /// recorded derivations reachable from it, with its outputs as roots.
+    pub recorded: Option<Graph>,
+}
+
+impl Side {
+    /// The derivation graph, from the spec or from the store's records.
+    pub fn graph(&self) -> Option<&Graph> {
+        self.spec
+            .as_ref()
+            .map(|s| &s.graph)
+            .or(self.recorded.as_ref())
+    }
 }
 
 /// What only a spec provides: the typed release, its graph, and the
@@ -31,8 +51,12 @@ pub struct SpecSide {
     pub value: Value,
 }
 
-/// Loads `PATH[#BRANCH]`; the branch may be omitted when there is only one.
-pub fn load(arg: &str) -> Result<Side> {
+/// Loads `PATH[#BRANCH]` (the branch may be omitted when there is only
+/// one), a derivation id or prefix recorded in `store`, or `cvmfs:REPO@TAG`.
+pub fn load(arg: &str, store: Option<&Path>) -> Result<Side> {
+    if let Some(rest) = arg.strip_prefix("cvmfs:") {
+        return super::records::load_tag(arg, rest, store);
+    }
     let (path, branch) = match arg.rsplit_once('#') {
         Some((p, b)) if !b.is_empty() && !b.contains('/') => (PathBuf::from(p), Some(b)),
         _ => (PathBuf::from(arg), None),
@@ -40,14 +64,15 @@ pub fn load(arg: &str) -> Result<Side> {
     match path.extension().and_then(|e| e.to_str()) {
         Some("cvm") => load_spec(arg, &path, branch),
         Some("lock") => load_lock(arg, &path, branch),
-        _ if arg.len() == 64 && arg.bytes().all(|b| b.is_ascii_hexdigit()) => Err(miette!(
-            code = "diff::drv-id",
-            help = "give the spec (SPEC.cvm#BRANCH) or its lock (SPEC.lock#BRANCH) instead",
-            "`{arg}` looks like a derivation id; this cvmbuild records no derivations in the store, so it cannot load one without its spec"
-        )),
+        _ if arg.len() >= 4
+            && arg.len() <= 64
+            && arg.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+        {
+            super::records::load_drv(arg, store)
+        }
         _ => Err(miette!(
             code = "diff::input",
-            help = "give SPEC.cvm[#BRANCH] or FILE.lock[#BRANCH]",
+            help = "give SPEC.cvm[#BRANCH], FILE.lock[#BRANCH], a derivation id or cvmfs:REPO@TAG",
             "cannot tell what `{arg}` is"
         )),
     }
@@ -94,7 +119,10 @@ fn load_spec(arg: &str, path: &Path, branch: Option<&str>) -> Result<Side> {
     Ok(Side {
         label: arg.to_string(),
         branch,
-        lock: b.lock,
+        kind: "spec",
+        packages: b.lock.package.clone(),
+        lock: Some(b.lock),
+        recorded: None,
         spec: Some(SpecSide {
             release: b.release,
             graph: b.graph,
@@ -122,8 +150,11 @@ fn load_lock(arg: &str, path: &Path, branch: Option<&str>) -> Result<Side> {
     Ok(Side {
         label: arg.to_string(),
         branch,
-        lock: entry,
+        kind: "lock",
+        packages: entry.package.clone(),
+        lock: Some(entry),
         spec: None,
+        recorded: None,
     })
 }
 

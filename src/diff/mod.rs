@@ -4,7 +4,8 @@
 //! from the two lock entries), the derivation graphs with the root cause of
 //! every difference ([`causes`], down to spec lines via [`locate`]), and the
 //! OS trees' files ([`files`], from the store's tree objects). [`input`]
-//! loads what the user named; [`render`] turns the [`Report`] into text.
+//! loads what the user named (specs and locks itself, derivation ids and
+//! CernVM-FS tags through [`records`]); [`render`] turns the [`Report`] into text.
 //! The JSON form is the serialised [`Report`], documented in
 //! `docs/diff-schema.md`.
 
@@ -13,6 +14,7 @@ pub mod closure;
 pub mod files;
 pub mod input;
 pub mod locate;
+pub mod records;
 pub mod render;
 
 pub use input::{load, Side};
@@ -42,11 +44,17 @@ pub struct Report {
 pub struct SideInfo {
     /// The argument as given.
     pub input: String,
+    /// Empty for a derivation id that records no branch.
     pub branch: String,
-    /// `spec` or `lock`.
+    /// `spec`, `lock`, `drv` or `tag`.
     pub kind: &'static str,
-    /// The solve derivation id its closure answers.
-    pub solve: String,
+    /// The solve derivation id its closure answers; `None` for a derivation
+    /// id or tag, whose recorded graph does not reach the solve.
+    pub solve: Option<String>,
+    /// For `drv` and `tag`: the full id of the derivation compared (a tag's
+    /// is the publish derivation that published it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drv: Option<String>,
 }
 
 impl SideInfo {
@@ -54,40 +62,65 @@ impl SideInfo {
         SideInfo {
             input: s.label.clone(),
             branch: s.branch.clone(),
-            kind: if s.spec.is_some() { "spec" } else { "lock" },
-            solve: s.lock.solve.clone(),
+            kind: s.kind,
+            solve: s
+                .lock
+                .as_ref()
+                .map(|l| l.solve.clone())
+                .or_else(|| s.graph()?.roots.get("solve").map(|i| i.0.clone())),
+            drv: s.recorded.as_ref().and_then(|g| {
+                // The derivation the side was loaded from: the one no other
+                // recorded derivation takes as an input.
+                let downstream: std::collections::HashSet<_> =
+                    g.topo().iter().flat_map(|(_, d)| d.input_drvs()).collect();
+                g.topo()
+                    .into_iter()
+                    .find(|(i, _)| !downstream.contains(i))
+                    .map(|(i, _)| i.0.clone())
+            }),
         }
     }
 }
 
 impl Report {
     /// Compares closures and derivation graphs.
-    pub fn new(a: &Side, b: &Side) -> Report {
+    pub fn new(a: &Side, b: &Side) -> Result<Report> {
+        let derivations = causes::diff(a, b).ok_or_else(|| {
+            miette!(
+                code = "diff::input",
+                help = "compare a lock with a lock, or give the spec instead of the lock",
+                "`{}` ({}) and `{}` ({}) cannot be compared: one has a lock and no derivations, the other no lock (a derivation id, or a tag not published from this store)",
+                a.label,
+                a.kind,
+                b.label,
+                b.kind
+            )
+        })?;
         let mut r = Report {
             schema: SCHEMA,
             a: SideInfo::of(a),
             b: SideInfo::of(b),
             identical: false,
-            closure: closure::diff(&a.lock.package, &b.lock.package),
-            derivations: causes::diff(a, b),
+            closure: closure::diff(&a.packages, &b.packages),
+            derivations,
             files: None,
         };
         r.update_identical();
-        r
+        Ok(r)
     }
 
     /// Adds the file diff of the two OS trees, which must be realized in
     /// `store`.
     pub fn add_files(&mut self, store: &dyn crate::store::Store, a: &Side, b: &Side) -> Result<()> {
         let out = |s: &Side, which: &str| -> Result<crate::store::Output> {
-            let spec = s.spec.as_ref().ok_or_else(|| {
+            let graph = s.graph().ok_or_else(|| {
                 miette!(
                     code = "diff::files",
-                    "--files needs specs, not lock files: `{}` ({which}) has no derivation graph",
+                    "--files needs the OS trees' derivations: `{}` ({which}) has none (a lock file, or a tag not published from this store)",
                     s.label
                 )
             })?;
-            let id = spec.graph.roots.get("os-tree").ok_or_else(|| {
+            let id = graph.roots.get("os-tree").ok_or_else(|| {
                 miette!(
                     code = "diff::files",
                     "`{}` ({which}) has no os-tree",

@@ -18,12 +18,41 @@ pub fn text(r: &Report) -> String {
         parts.push(closure(&r.closure));
     }
     if !r.derivations.is_empty() {
-        parts.push(derivations(&r.derivations));
+        let mut d = derivations(&r.derivations);
+        // Recorded derivations carry no spec: say why no line is shown.
+        let recorded: Vec<String> = [("A", &r.a), ("B", &r.b)]
+            .iter()
+            .filter_map(|(x, side)| match side.kind {
+                "drv" => Some(format!("{x} is a derivation id")),
+                "tag" => Some(format!("{x} is a CernVM-FS tag")),
+                _ => None,
+            })
+            .collect();
+        if !recorded.is_empty() {
+            let _ = writeln!(
+                d,
+                "({}: causes end at parameters, builders, sources and repository metadata; give the spec for spec lines)",
+                recorded.join(", ")
+            );
+        }
+        parts.push(d);
     }
     if let Some(f) = &r.files {
         if !f.changes.is_empty() {
             parts.push(file_list(f));
         }
+    }
+    // A tag resolved without its derivations tells only its closure.
+    let closure_only: Vec<&str> = [("A", &r.a), ("B", &r.b)]
+        .iter()
+        .filter(|(_, side)| side.kind == "tag" && side.drv.is_none())
+        .map(|(x, _)| *x)
+        .collect();
+    if !parts.is_empty() && !closure_only.is_empty() {
+        parts.push(format!(
+            "({} not published from this store: closure only, from the published meta RPM; no sizes, derivations or files)\n",
+            closure_only.join(" and ")
+        ));
     }
     parts.join("\n")
 }
