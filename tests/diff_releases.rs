@@ -284,8 +284,7 @@ fn json_report_has_the_documented_shape_and_causes() {
             "initrd",
             "rootfs",
             "image:iso",
-            "image:qcow2",
-            "rootfs"
+            "image:qcow2"
         ]
     );
     // Every cause, with its kind, across all nodes.
