@@ -78,7 +78,18 @@ fn a_release_differing_in_one_package_builds_only_that_package() {
         + "\nbranch oldkernel = base // { pins = { kernel = \"2.6.*\" } }\n";
     fs::write(&spec, text_spec).unwrap();
     let realize = |branch: &str| {
-        let out = f.run(&["realize", spec.to_str().unwrap(), "--branch", branch]);
+        // Same release version on both branches: publishing both would (rightly)
+        // be refused, release tags are immutable. This test is about the store.
+        let out = f.run(&[
+            "realize",
+            spec.to_str().unwrap(),
+            "--branch",
+            branch,
+            "--root",
+            "os-tree",
+            "--root",
+            "meta-rpm",
+        ]);
         assert!(out.status.success(), "{}", text(&out));
         (
             String::from_utf8(out.stdout).unwrap(),
@@ -188,7 +199,11 @@ fn gc_keeps_what_roots_reach_and_collects_the_rest() {
     assert_eq!(objects(&f), before);
 
     // An explicit root keeps development alive when its realize roots go.
-    for r in ["cernvm-development-os-tree", "cernvm-development-meta-rpm"] {
+    for r in [
+        "cernvm-development-os-tree",
+        "cernvm-development-meta-rpm",
+        "cernvm-development-publish",
+    ] {
         assert!(f.run(&["root", "remove", r]).status.success());
     }
     let add = f.run(&["root", "add", "mine", &dev_tree[..16]]);
@@ -199,14 +214,21 @@ fn gc_keeps_what_roots_reach_and_collects_the_rest() {
     assert_eq!(dry["dry_run"], true);
     dry["dry_run"] = false.into();
     assert_eq!(r, dry, "the dry run reports what the real run does");
-    assert_eq!(r["blobs_removed"], 1, "only the unrooted meta RPM: {r}");
-    let rebuilt = dev(&f);
     assert_eq!(
-        rebuilt.len(),
-        1,
+        r["blobs_removed"], 2,
+        "only the unrooted meta RPM and publish record: {r}"
+    );
+    let rebuilt = dev(&f);
+    assert!(
+        rebuilt
+            .iter()
+            .all(|n| n.starts_with("meta-rpm") || n.starts_with("publish")),
         "development's os-tree survived: {rebuilt:?}"
     );
-    assert!(rebuilt[0].starts_with("meta-rpm"), "{rebuilt:?}");
+    assert!(
+        rebuilt.iter().any(|n| n.starts_with("meta-rpm")),
+        "{rebuilt:?}"
+    );
     assert_verify_clean(&f.store());
 
     // Without any root for development, its own packages go; what
@@ -216,6 +238,7 @@ fn gc_keeps_what_roots_reach_and_collects_the_rest() {
         "mine",
         "cernvm-development-os-tree",
         "cernvm-development-meta-rpm",
+        "cernvm-development-publish",
     ] {
         assert!(f.run(&["root", "remove", r]).status.success());
     }
