@@ -64,7 +64,11 @@ fn meta_rpm_requires_equal_the_lock_for_both_branches() {
             .map(|p| format!("{} = {}:{}-{}", p.name, p.epoch, p.version, p.release))
             .collect();
         want.sort();
-        assert!(want.len() > 10, "{branch}: closure of {} packages", want.len());
+        assert!(
+            want.len() > 10,
+            "{branch}: closure of {} packages",
+            want.len()
+        );
         let mut got: Vec<String> = rpm(&["-qp", "--requires"], &file)
             .lines()
             .filter(|l| !l.starts_with("rpmlib("))
