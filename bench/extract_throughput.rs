@@ -1,6 +1,6 @@
 //! Extraction throughput: cvmbuild's extract builder (into a fresh on-disk
-//! store, every object fsynced) side by side with `rpm2cpio PKG | cpio
-//! -idm` (into a fresh directory, nothing fsynced) on the same RPMs, in one
+//! store; nothing flushed: realize flushes once per output) side by side with
+//! `rpm2cpio PKG | cpio -idm` (into a fresh directory, nothing fsynced) on the same RPMs, in one
 //! run, with the ratio.
 //!
 //! The RPMs: every `*.rpm` in `$CVMBUILD_BENCH_RPMS` if set (e.g. packages

@@ -1,11 +1,13 @@
 //! The on-disk store (store-layout.md section 2.4).
 //!
 //! Crash safety rests on two rules. First, an object's final name only ever
-//! points at complete bytes: every object is written to a temporary file in
-//! this process's session directory under `tmp/` and only then hardlinked
-//! (or, where hardlinks are unsupported, renamed) to its final name, so a
-//! `kill -9` at any point leaves at worst a stray temporary file, which a
-//! later open removes. Second, an output is registered only after every
+//! points at complete bytes: small objects are written to an anonymous
+//! `O_TMPFILE` file in their shard directory and linked to their final name
+//! once complete; large ones (and all objects on file systems without
+//! `O_TMPFILE`) go to a temporary file in this process's session directory
+//! under `tmp/` and are then hardlinked (or, where hardlinks are
+//! unsupported, renamed) to their final name. A `kill -9` at any point
+//! leaves at worst a stray temporary file, which a later open removes. Second, an output is registered only after every
 //! object written so far is durable: [`FsStore::make_durable`] flushes the
 //! file system once (`syncfs`) before the index row is written. Objects are
 //! not fsynced one by one: on this project's disks that cost 7-70 ms per
@@ -14,10 +16,14 @@
 //! bytes; `install` replaces an existing object whose size is wrong (the
 //! usual symptom, a zero-length file), and `store verify` finds the rest.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, ErrorKind, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -37,6 +43,20 @@ const SWEEP_MIN_AGE: Duration = Duration::from_secs(60);
 
 /// Object files are read-only for everyone: nothing may edit them in place.
 const OBJECT_MODE: u32 = 0o444;
+
+/// Blobs up to this size are read and hashed in memory first, so an object
+/// already present costs one `stat` and a new one is written once, straight
+/// under its final name; larger ones stream through a temporary file.
+const SMALL_OBJECT: usize = 1 << 20;
+
+/// Shard directories per store handle: 256 for blobs, then 256 for trees.
+const SHARDS: usize = 512;
+
+thread_local! {
+    /// Reused for small blobs, so extracting thousands of files does not
+    /// allocate (and fault in) a fresh buffer for each.
+    static SMALL_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
 const INDEX_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS outputs (
@@ -67,6 +87,10 @@ pub struct FsStore {
     /// serialises flushes so no caller returns before its objects are
     /// durable.
     synced: Mutex<u64>,
+    /// Shard directories known to exist (see [`FsStore::ensure_shard`]).
+    shards: [std::sync::atomic::AtomicBool; SHARDS],
+    /// Cleared when the file system refuses `O_TMPFILE`.
+    anonymous_files: std::sync::atomic::AtomicBool,
 }
 
 /// An exclusive, advisory lock on one derivation (`locks/<drv_id>.lock`);
@@ -160,11 +184,18 @@ impl FsStore {
             next_temp: AtomicU64::new(0),
             written: AtomicU64::new(0),
             synced: Mutex::new(0),
+            shards: std::array::from_fn(|_| Default::default()),
+            anonymous_files: true.into(),
         })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The index of a blob's (`tree == false`) or tree's shard in `shards`.
+    fn shard_index(tree: bool, hash: &Hash) -> usize {
+        usize::from(tree) * 256 + usize::from(hash.0[0])
     }
 
     fn object_path(&self, dir: &str, hash: &Hash) -> PathBuf {
@@ -276,17 +307,12 @@ impl FsStore {
     /// already present with the right size is left untouched (never
     /// rewritten); one with the wrong size lost its bytes in a power
     /// failure before it was flushed, and is replaced.
-    fn install(&self, temp: TempGuard, dest: &Path) -> Result<()> {
-        if let Ok(m) = dest.symlink_metadata() {
-            let want = fs::metadata(&temp.0).map_err(io_err(&temp.0))?.len();
-            if m.len() == want {
-                return Ok(());
-            }
-            fs::remove_file(dest).map_err(io_err(dest))?;
+    fn install(&self, temp: TempGuard, dest: &Path, shard: usize) -> Result<()> {
+        let want = fs::metadata(&temp.0).map_err(io_err(&temp.0))?.len();
+        if present_with_size(dest, want)? {
+            return Ok(());
         }
-        let shard = dest.parent().expect("object paths have a shard directory");
-        let kind_dir = shard.parent().expect("shards live in an object directory");
-        ensure_dir(shard, kind_dir)?;
+        self.ensure_shard(dest, shard)?;
         match fs::hard_link(&temp.0, dest) {
             Ok(()) => {}
             // Someone else installed the same object meanwhile: same bytes.
@@ -299,9 +325,40 @@ impl FsStore {
         Ok(())
     }
 
-    fn write_object(&self, dest: &Path, bytes: &[u8]) -> Result<()> {
-        if dest.symlink_metadata().is_ok() {
+    /// Creates the shard directory of `dest` once per store handle; the
+    /// cache spares one `mkdir` per object (shards are never removed).
+    fn ensure_shard(&self, dest: &Path, shard: usize) -> Result<()> {
+        if self.shards[shard].load(Ordering::Relaxed) {
             return Ok(());
+        }
+        let dir = dest.parent().expect("object paths have a shard directory");
+        let kind_dir = dir.parent().expect("shards live in an object directory");
+        ensure_dir(dir, kind_dir)?;
+        self.shards[shard].store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Stores `bytes` under `dest` unless an object of that size is already
+    /// there. The bytes go into an anonymous file (`O_TMPFILE`) in the
+    /// shard directory that is linked to its final name only once complete:
+    /// the name never points at partial bytes, a crash leaves nothing
+    /// behind, and it costs one directory update instead of the three
+    /// (create, link, unlink) of a named temporary file, which is the bulk
+    /// of extracting many small files. File systems without `O_TMPFILE`
+    /// get the named temporary file.
+    fn write_object(&self, dest: &Path, shard: usize, bytes: &[u8]) -> Result<()> {
+        if present_with_size(dest, bytes.len() as u64)? {
+            return Ok(());
+        }
+        self.ensure_shard(dest, shard)?;
+        if self.anonymous_files.load(Ordering::Relaxed) {
+            match self.link_anonymous(dest, bytes) {
+                Ok(()) => return Ok(()),
+                Err(e) if is_unsupported(&e) => {
+                    self.anonymous_files.store(false, Ordering::Relaxed)
+                }
+                Err(e) => return Err(Error::io(dest, e)),
+            }
         }
         let (tmp, mut f) = self.temp_file()?;
         let guard = TempGuard(tmp);
@@ -309,7 +366,77 @@ impl FsStore {
             .and_then(|()| f.set_permissions(fs::Permissions::from_mode(OBJECT_MODE)))
             .map_err(io_err(&guard.0))?;
         drop(f);
-        self.install(guard, dest)
+        self.install(guard, dest, shard)
+    }
+
+    fn link_anonymous(&self, dest: &Path, bytes: &[u8]) -> io::Result<()> {
+        let dir = dest.parent().expect("object paths have a shard directory");
+        let mut f = OpenOptions::new()
+            .write(true)
+            .mode(OBJECT_MODE)
+            .custom_flags(libc::O_TMPFILE)
+            .open(dir)?;
+        f.write_all(bytes)?;
+        // linkat(AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH; the /proc name
+        // of the descriptor works for every user.
+        let proc =
+            CString::new(format!("/proc/self/fd/{}", f.as_raw_fd())).expect("no NUL in a number");
+        let to = CString::new(dest.as_os_str().as_bytes())
+            .map_err(|e| io::Error::new(ErrorKind::InvalidInput, e))?;
+        // SAFETY: both paths are NUL-terminated and outlive the call.
+        let rc = unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                proc.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                libc::AT_SYMLINK_FOLLOW,
+            )
+        };
+        if rc != 0 {
+            let e = io::Error::last_os_error();
+            // Someone else installed the same object meanwhile: same bytes.
+            return if e.kind() == ErrorKind::AlreadyExists {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        }
+        self.written.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
+    /// Streams a blob too large for memory through a temporary file; `head`
+    /// is what was already read from `r`.
+    fn put_large_blob(&self, head: &[u8], r: &mut dyn Read) -> Result<BlobRef> {
+        let (tmp, mut f) = self.temp_file()?;
+        let guard = TempGuard(tmp);
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(head);
+        f.write_all(head).map_err(io_err(&guard.0))?;
+        let mut size = head.len() as u64;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::Read(e)),
+            };
+            hasher.update(&buf[..n]);
+            f.write_all(&buf[..n]).map_err(io_err(&guard.0))?;
+            size += n as u64;
+        }
+        f.set_permissions(fs::Permissions::from_mode(OBJECT_MODE))
+            .map_err(io_err(&guard.0))?;
+        drop(f);
+        let hash = Hash::from(hasher.finalize());
+        self.install(
+            guard,
+            &self.blob_path(&hash),
+            Self::shard_index(false, &hash),
+        )?;
+        Ok(BlobRef { hash, size })
     }
 
     fn index(&self) -> MutexGuard<'_, Connection> {
@@ -346,6 +473,31 @@ impl Drop for FsStore {
         let _ = fs::remove_dir_all(&self.session_dir);
         let _ = fs::remove_file(&self.session_lock_path);
     }
+}
+
+/// Whether an object is already installed at `dest` with `size` bytes; one
+/// of another size lost its bytes in a power failure before it was flushed,
+/// and is removed so the caller replaces it.
+fn present_with_size(dest: &Path, size: u64) -> Result<bool> {
+    match dest.symlink_metadata() {
+        Ok(m) if m.len() == size => Ok(true),
+        Ok(_) => match fs::remove_file(dest) {
+            Ok(()) => Ok(false),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io(dest, e)),
+        },
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(dest, e)),
+    }
+}
+
+/// Errors meaning "this file system (or kernel) cannot do `O_TMPFILE` plus
+/// `linkat` through /proc", as opposed to a real failure to write.
+fn is_unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL | libc::ENOENT | libc::EXDEV)
+    )
 }
 
 /// Removes what dead processes left in `tmp/`: session directories whose
@@ -420,28 +572,22 @@ fn parse_row(
 
 impl Store for FsStore {
     fn put_blob(&self, r: &mut dyn Read) -> Result<BlobRef> {
-        let (tmp, mut f) = self.temp_file()?;
-        let guard = TempGuard(tmp);
-        let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut size = 0u64;
-        loop {
-            let n = match r.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::Read(e)),
-            };
-            hasher.update(&buf[..n]);
-            f.write_all(&buf[..n]).map_err(io_err(&guard.0))?;
-            size += n as u64;
-        }
-        f.set_permissions(fs::Permissions::from_mode(OBJECT_MODE))
-            .map_err(io_err(&guard.0))?;
-        drop(f);
-        let hash = Hash::from(hasher.finalize());
-        self.install(guard, &self.blob_path(&hash))?;
-        Ok(BlobRef { hash, size })
+        SMALL_BUF.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            buf.clear();
+            let limit = SMALL_OBJECT as u64 + 1;
+            r.take(limit).read_to_end(&mut buf).map_err(Error::Read)?;
+            if buf.len() <= SMALL_OBJECT {
+                let hash = Hash::of(&buf);
+                let dest = self.blob_path(&hash);
+                self.write_object(&dest, Self::shard_index(false, &hash), &buf)?;
+                return Ok(BlobRef {
+                    hash,
+                    size: buf.len() as u64,
+                });
+            }
+            self.put_large_blob(&buf, r)
+        })
     }
 
     fn open_blob(&self, hash: &Hash) -> Result<Box<dyn Read + Send>> {
@@ -469,7 +615,11 @@ impl Store for FsStore {
         check_children(self, tree)?;
         let bytes = tree.encode();
         let hash = Hash::of(&bytes);
-        self.write_object(&self.tree_path(&hash), &bytes)?;
+        self.write_object(
+            &self.tree_path(&hash),
+            Self::shard_index(true, &hash),
+            &bytes,
+        )?;
         Ok(hash)
     }
 
