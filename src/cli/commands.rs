@@ -134,17 +134,19 @@ fn eval_cmd(g: &Global, a: EvalArgs) -> Result<i32> {
         for b in &ev.branches {
             print_branch(b);
         }
-        eprintln!(
-            "{} {}",
-            if ev.lock_written {
-                "wrote"
-            } else {
-                "unchanged:"
-            },
-            ev.lock_path.display()
-        );
+        report_lock(&ev);
     }
     Ok(0)
+}
+
+/// Tells on stderr whether evaluation rewrote the lock file.
+fn report_lock(ev: &Evaluation) {
+    let what = if ev.lock_written {
+        "wrote"
+    } else {
+        "unchanged:"
+    };
+    eprintln!("{what} {}", ev.lock_path.display());
 }
 
 fn builder_counts(b: &BranchEval) -> BTreeMap<String, usize> {
@@ -680,15 +682,7 @@ fn update_cmd(g: &Global, a: UpdateArgs) -> Result<i32> {
             println!("{}: closure unchanged", b.release.branch);
         }
     }
-    eprintln!(
-        "{} {}",
-        if ev.lock_written {
-            "wrote"
-        } else {
-            "unchanged:"
-        },
-        ev.lock_path.display()
-    );
+    report_lock(&ev);
     Ok(0)
 }
 
