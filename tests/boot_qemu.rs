@@ -1,6 +1,6 @@
-//! Boots what `cvmbuild realize` builds: fixture RPMs wrapping Debian's
-//! real kernel and busybox-static (tests/fixtures/boot/make-repo.sh), a
-//! spec that pins them, the ISO and the raw disk under qemu (TCG, serial
+//! Boots what `cvmbuild realize` builds from the bundled boot example
+//! (examples/boot/boot.cvm): RPMs wrapping Debian's real kernel and
+//! busybox-static (examples/boot/make-repo.sh) pinned by the spec, the ISO and the raw disk under qemu (TCG, serial
 //! console). The initrd's /init prints a marker with the release, the
 //! branch (both from the kernel command line the image's boot loader
 //! passes) and the loaded modules, then powers off. Also checks that a
@@ -21,19 +21,16 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/boot");
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/boot");
 
-/// The spec directory (with the fixture repository), made once.
-fn spec_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("boot");
-        let repo = dir.join("repo");
-        let _ = std::fs::remove_dir_all(&repo);
+/// The example's spec, after its repository was made as its comment says
+/// (`bash examples/boot/make-repo.sh`, the .deb cached in the target dir).
+fn spec() -> &'static Path {
+    static SPEC: OnceLock<PathBuf> = OnceLock::new();
+    SPEC.get_or_init(|| {
         let out = Command::new("bash")
-            .arg(Path::new(FIXTURES).join("make-repo.sh"))
-            .arg(dir.join("cache"))
-            .arg(&repo)
+            .arg(Path::new(EXAMPLE).join("make-repo.sh"))
+            .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("boot-debs"))
             .output()
             .expect("bash runs");
         assert!(
@@ -41,14 +38,7 @@ fn spec_dir() -> &'static Path {
             "make-repo.sh failed (run .ci/deps): {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let spec = std::fs::read_to_string(Path::new(FIXTURES).join("boot.cvm")).unwrap();
-        std::fs::write(
-            dir.join("boot.cvm"),
-            spec.replace("REPO", repo.to_str().unwrap()),
-        )
-        .unwrap();
-        std::fs::copy(Path::new(FIXTURES).join("init.sh"), dir.join("init.sh")).unwrap();
-        dir
+        Path::new(EXAMPLE).join("boot.cvm")
     })
 }
 
@@ -57,7 +47,7 @@ fn spec_dir() -> &'static Path {
 fn realize(store: &Path) -> (BTreeMap<String, PathBuf>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_cvmbuild"))
         .arg("realize")
-        .arg(spec_dir().join("boot.cvm"))
+        .arg(spec())
         .args(["--branch", "production", "--json", "--store"])
         .arg(store)
         .args(["--root", "kernel", "--root", "initrd", "--root", "rootfs"])
@@ -168,7 +158,7 @@ fn iso_and_raw_boot_and_rebuilds_are_byte_identical() {
     );
 
     let marker =
-        format!("CVMBUILD-BOOT-OK release=boot-test-1.0.0 branch=production modules={modules}");
+        format!("CVMBUILD-BOOT-OK release=ucernvm-1.0.0 branch=production modules={modules}");
     let iso = first["image:iso"].to_str().unwrap();
     assert_marker(&boot(&["-cdrom", iso]), "iso", &marker);
     let raw = format!(
@@ -183,7 +173,7 @@ fn iso_and_raw_boot_and_rebuilds_are_byte_identical() {
         first["rootfs"].display()
     );
     let os_marker = format!(
-        "CVMBUILD-OS-OK release=boot-test-1.0.0 branch=production root=overlay probe=written modules={modules}"
+        "CVMBUILD-OS-OK release=ucernvm-1.0.0 branch=production root=overlay probe=written modules={modules}"
     );
     let serial = boot(&["-boot", "d", "-cdrom", iso, "-drive", &rootfs]);
     assert_marker(&serial, "iso + rootfs", &os_marker);
@@ -197,7 +187,29 @@ fn iso_and_raw_boot_and_rebuilds_are_byte_identical() {
         );
         assert!(a == b, "{k} differs between two builds");
     }
+    // `--out` with one image root writes that image as a file, as the
+    // example's comment shows.
+    let exported = tmp.path().join("ucernvm.iso");
+    let out = Command::new(env!("CARGO_BIN_EXE_cvmbuild"))
+        .arg("realize")
+        .arg(spec())
+        .arg("--store")
+        .arg(tmp.path().join("store1"))
+        .args(["--root", "image:iso", "--out"])
+        .arg(&exported)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        std::fs::read(&exported).unwrap() == std::fs::read(&first["image:iso"]).unwrap(),
+        "--out wrote other bytes than the image"
+    );
+
+    // μCernVM's budget: the whole boot image in at most 12 MB.
     let len = |k: &str| std::fs::metadata(&first[k]).unwrap().len();
+    for k in ["image:iso", "image:raw", "image:qcow2"] {
+        assert!(len(k) <= 12_000_000, "{k} is {} bytes", len(k));
+    }
     eprintln!(
         "sizes: iso {} raw {} qcow2 {} rootfs {}",
         len("image:iso"),

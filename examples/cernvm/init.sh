@@ -1,7 +1,7 @@
 #!/bin/sh
 # Initial ramdisk /init for the example image: mount the pseudo file
 # systems, say which release and branch booted (the image puts them on the
-# kernel command line), and power off. tests/fixtures/boot/init.sh is the
+# kernel command line), and power off. examples/boot/init.sh is the
 # full version that overlays the OS tree and switches root into it.
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys

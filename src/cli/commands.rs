@@ -321,7 +321,9 @@ pub struct RealizeArgs {
     /// Outputs to build (default: os-tree and meta-rpm).
     #[arg(long = "root", value_name = "NAME")]
     pub roots: Vec<String>,
-    /// Materialise the OS tree into this directory (hardlinks from the store where possible).
+    /// Materialise the OS tree into this directory (hardlinks from the store
+    /// where possible); with one other `--root`, write that output here
+    /// (an image or initrd as a file).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Write the OS tree as a reproducible tarball (mtime: $SOURCE_DATE_EPOCH, else the release's epoch).
@@ -384,6 +386,22 @@ fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
                 .collect()
         } else {
             a.roots.iter().map(String::as_str).collect()
+        };
+        // What `--out` writes: the OS tree when it is built, else the one
+        // root asked for (an image or initrd is a file, a tree a directory).
+        let out_root = match &a.out {
+            None => None,
+            Some(_) if names.contains(&"os-tree") => Some("os-tree"),
+            Some(_) if names.len() == 1 => Some(names[0]),
+            Some(dir) => {
+                return Err(miette!(
+                    code = "cli::out",
+                    help = "add `--root os-tree`, or realize one root at a time",
+                    "--out {} needs the `os-tree` root or a single root, not {}",
+                    dir.display(),
+                    names.join(", ")
+                ))
+            }
         };
         let mut wanted = Vec::new();
         for n in &names {
@@ -470,17 +488,20 @@ fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
                 outs.insert(n.to_string(), out.clone());
             }
         }
-        if let (Some(dir), Some(out)) = (&a.out, outs.get("os-tree")) {
-            if let crate::store::Root::Tree { hash } = out.root {
-                let r = crate::store::export_tree(&store, &hash, dir)?;
-                if !a.json {
-                    eprintln!(
-                        "exported the OS tree to {} ({} hardlinked, {} copied)",
-                        dir.display(),
-                        r.hardlinked,
-                        r.copied
-                    );
+        if let (Some(dest), Some(out)) = (&a.out, out_root.and_then(|n| outs.get(n))) {
+            let what = out_root.unwrap_or_default();
+            let said = match out.root {
+                crate::store::Root::Tree { hash } => {
+                    let r = crate::store::export_tree(&store, &hash, dest)?;
+                    format!("({} hardlinked, {} copied)", r.hardlinked, r.copied)
                 }
+                crate::store::Root::Blob { hash, .. } => {
+                    let n = crate::store::export_blob(&store, &hash, dest)?;
+                    format!("({n} bytes)")
+                }
+            };
+            if !a.json {
+                eprintln!("exported {what} to {} {said}", dest.display());
             }
         }
         if let (Some(file), Some(out)) = (&a.tar, outs.get("os-tree")) {

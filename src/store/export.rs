@@ -158,3 +158,43 @@ fn export_file(
     report.copied += 1;
     Ok(())
 }
+
+/// Copies the blob `hash` (an image, an initrd) to the file `dest`, through
+/// a temporary file in the same directory renamed into place, so `dest` is
+/// either its old self or the complete blob, never a prefix. Returns the
+/// number of bytes written.
+pub fn export_blob(store: &dyn Store, hash: &Hash, dest: &Path) -> Result<u64> {
+    if dest.is_dir() {
+        return Err(Error::Export {
+            path: dest.to_path_buf(),
+            reason: "this output is a file and the destination is a directory".into(),
+        });
+    }
+    let name = dest.file_name().ok_or_else(|| Error::Export {
+        path: dest.to_path_buf(),
+        reason: "not a file name".into(),
+    })?;
+    let tmp = dest.with_file_name(format!(
+        ".{}.cvmbuild-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let write = || -> io::Result<u64> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        let n = io::copy(
+            &mut store.open_blob(hash).map_err(io::Error::other)?,
+            &mut f,
+        )?;
+        f.sync_all()?;
+        fs::rename(&tmp, dest)?;
+        Ok(n)
+    };
+    write().map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        Error::io(dest, e)
+    })
+}

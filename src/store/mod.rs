@@ -25,7 +25,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use export::{export_tree, ExportReport, Skipped};
+pub use export::{export_blob, export_tree, ExportReport, Skipped};
 pub use fs::{DrvLock, FsStore};
 pub use gc::{gc, BuildsLock, GcReport, InputsOf};
 pub use location::resolve_store_dir;
