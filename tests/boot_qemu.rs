@@ -218,3 +218,50 @@ fn iso_and_raw_boot_and_rebuilds_are_byte_identical() {
         len("rootfs")
     );
 }
+
+/// `kernel.config` is checked against the real kernel package's
+/// /boot/config: the example's own fragment passes (the boot test builds
+/// it); unmet options fail the kernel derivation, each named with its line.
+#[test]
+fn unmet_kernel_config_names_each_option() {
+    let tmp = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(spec()).unwrap();
+    let repo = Path::new(EXAMPLE).join("repo");
+    let text = example
+        .replace("\"./repo\"", &format!("{:?}", repo.to_str().unwrap()))
+        .replace(
+            "config  = ./kernel.config",
+            r#"config  = "CONFIG_TMPFS=y\nCONFIG_OVERLAY_FS=y\n# CONFIG_MODULES is not set\nCONFIG_HZ=1000\n""#,
+        );
+    assert_ne!(text, example);
+    let spec = tmp.path().join("boot.cvm");
+    std::fs::write(&spec, text).unwrap();
+    std::fs::copy(
+        Path::new(EXAMPLE).join("init.sh"),
+        tmp.path().join("init.sh"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cvmbuild"))
+        .arg("realize")
+        .arg(&spec)
+        .arg("--store")
+        .arg(tmp.path().join("store"))
+        .args(["--root", "kernel"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("does not satisfy kernel.config (inline)"),
+        "{err}"
+    );
+    assert!(err.contains("per its /boot/config-"), "{err}");
+    for want in [
+        "line 2: CONFIG_OVERLAY_FS=y wanted, the kernel has CONFIG_OVERLAY_FS=m",
+        "line 3: CONFIG_MODULES=n wanted, the kernel has CONFIG_MODULES=y",
+        "line 4: CONFIG_HZ=1000 wanted, the kernel has CONFIG_HZ=250",
+    ] {
+        assert!(err.contains(want), "no `{want}` in {err}");
+    }
+    assert!(!err.contains("CONFIG_TMPFS"), "{err}");
+}

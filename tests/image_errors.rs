@@ -125,3 +125,27 @@ fn unsupported_image_format_is_an_eval_error() {
     assert!(err.contains("image format `tar` is not supported"), "{err}");
     assert!(err.contains("iso, raw, hdd, qcow2"), "{err}");
 }
+
+#[test]
+fn kernel_config_needs_the_packages_own_config() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(t.path().join("k.config"), "CONFIG_OVERLAY_FS=m\n").unwrap();
+    let s = spec(
+        t.path(),
+        r#"kernel = { package = "kernel", modules = [], config = ./k.config }"#,
+        "",
+    );
+    let err = fails(&s, "kernel");
+    assert!(
+        err.contains(
+            "kernel package kernel-3.10.0-1.el6.x86_64 has no /boot/config-3.10.0-1.el6.x86_64"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("k.config"), "{err}");
+
+    // A fragment that is not .config syntax is named with its line.
+    std::fs::write(t.path().join("k.config"), "# ok\nOVERLAY_FS=m\n").unwrap();
+    let err = fails(&s, "kernel");
+    assert!(err.contains("k.config:2: `OVERLAY_FS=m` is not"), "{err}");
+}

@@ -1,5 +1,6 @@
 //! The `kernel` builder: [`crate::image::kernel::trim`] on the extracted
-//! kernel package, with the size before and after trimming in the log.
+//! kernel package, with the size before and after trimming in the log, and
+//! the spec's `kernel.config` checked against the package's own config.
 
 use crate::build::{BuildCx, BuildError};
 use crate::image::kernel;
@@ -17,6 +18,20 @@ pub fn build(cx: &BuildCx) -> Result<Output, BuildError> {
     let label = pkg.meta.get("nevra").map_or("(unnamed)", String::as_str);
     let modules: Vec<String> = serde_json::from_value(cx.param("modules")?.clone())?;
     let t = kernel::trim(cx.store, &hash, label, &modules)?;
+    // `kernel.config`: inline in the parameters, or a source file.
+    let config = match (cx.param("config")?.as_str(), cx.sources.get("config")) {
+        (Some(text), _) => Some((text.to_string(), "inline".to_string())),
+        (None, Some(path)) => Some((
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("{}: kernel.config {}: {e}", cx.drv.name, path.display()))?,
+            path.display().to_string(),
+        )),
+        (None, None) => None,
+    };
+    if let Some((text, origin)) = config {
+        kernel::check_config(cx.store, &hash, label, &t.version, &text, &origin)?;
+        cx.log(format!("{label}: satisfies kernel.config ({origin})"));
+    }
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     cx.log(format!(
         "{label}: kernel {}; modules {} ({:.1} MiB) -> {} ({:.1} MiB)",

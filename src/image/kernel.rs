@@ -243,3 +243,33 @@ mod tests {
         assert_eq!(super::module_name("snd-hda-intel"), "snd_hda_intel");
     }
 }
+
+/// Checks the kernel package `pkg` (named `label`) against the spec's
+/// `kernel.config` fragment `wanted` (named `origin`), using the
+/// `/boot/config-VERSION` the package ships; every unmet option is named.
+pub fn check_config(
+    store: &dyn Store,
+    pkg: &Hash,
+    label: &str,
+    version: &str,
+    wanted: &str,
+    origin: &str,
+) -> Result<(), Error> {
+    let wanted = super::kconfig::parse(wanted, origin)?;
+    let path = format!("boot/config-{version}");
+    let entry = paths::lookup(store, pkg, &path)?.ok_or_else(|| {
+        format!("kernel package {label} has no /{path} to check the spec's kernel.config ({origin}) against")
+    })?;
+    let text = String::from_utf8(read_blob(store, &entry, &format!("/{path}"))?)
+        .map_err(|_| format!("/{path} in {label} is not UTF-8"))?;
+    let have = super::kconfig::parse(&text, &format!("/{path} in {label}"))?;
+    let unmet = super::kconfig::unmet(&wanted, &have);
+    if unmet.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "kernel package {label} does not satisfy kernel.config ({origin}), per its /{path}:\n  {}",
+        unmet.join("\n  ")
+    )
+    .into())
+}

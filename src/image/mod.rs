@@ -12,6 +12,7 @@ pub mod compress;
 pub mod cpio;
 pub mod disk;
 pub mod initrd;
+pub mod kconfig;
 pub mod kernel;
 pub mod paths;
 pub mod rootfs;
