@@ -231,19 +231,6 @@ pub fn trim(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn module_names() {
-        assert_eq!(
-            super::module_name("kernel/drivers/net/virtio_net.ko"),
-            "virtio_net"
-        );
-        assert_eq!(super::module_name("kernel/fs/fuse/fuse.ko.xz"), "fuse");
-        assert_eq!(super::module_name("snd-hda-intel"), "snd_hda_intel");
-    }
-}
-
 /// Checks the kernel package `pkg` (named `label`) against the spec's
 /// `kernel.config` fragment `wanted` (named `origin`), using the
 /// `/boot/config-VERSION` the package ships; every unmet option is named.
@@ -272,4 +259,17 @@ pub fn check_config(
         unmet.join("\n  ")
     )
     .into())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn module_names() {
+        assert_eq!(
+            super::module_name("kernel/drivers/net/virtio_net.ko"),
+            "virtio_net"
+        );
+        assert_eq!(super::module_name("kernel/fs/fuse/fuse.ko.xz"), "fuse");
+        assert_eq!(super::module_name("snd-hda-intel"), "snd_hda_intel");
+    }
 }
