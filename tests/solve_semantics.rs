@@ -3,7 +3,7 @@
 mod solve_util;
 
 use cvmbuild::repo::{Pool, Rich};
-use cvmbuild::solve::{solve, why, Request, SolveError};
+use cvmbuild::solve::{solve, why, Exclude, Request, SolveError};
 use solve_util::*;
 use std::time::Duration;
 
@@ -367,6 +367,42 @@ fn excludes_remove_packages() {
     assert_eq!(
         e.lines[0].text,
         "the list asks for a-debuginfo (job 0); a-debuginfo-1-1.x86_64 is excluded by the pattern `*-debuginfo`"
+    );
+}
+
+/// A repository's own exclude hides names in that repository only; with
+/// them gone, the same names from a worse-priority repository show through
+/// (yum drops excluded packages before the priority filter).
+#[test]
+fn repository_excludes_hide_only_their_own_packages() {
+    let mut p = new_pool();
+    let extras = repo(&mut p, "extras", 10, 1000).0;
+    add(&mut p, 0, "tool", "1.0-1", "x86_64", &[]);
+    add(&mut p, extras, "tool", "2.0-1", "x86_64", &[]);
+    add(&mut p, extras, "lib", "1.0-1", "x86_64", &[]);
+    p.index();
+    let mut req = names(&["tool", "lib"]);
+    assert_eq!(solved(&p, &req), ["lib-1.0-1.x86_64", "tool-2.0-1.x86_64"]);
+    req.excludes.push(Exclude {
+        pattern: "too?".into(),
+        repo: Some("extras".into()),
+    });
+    assert_eq!(solved(&p, &req), ["lib-1.0-1.x86_64", "tool-1.0-1.x86_64"]);
+    // The same pattern on `main` leaves extras' tool as it was.
+    req.excludes[0].repo = Some("main".into());
+    assert_eq!(solved(&p, &req), ["lib-1.0-1.x86_64", "tool-2.0-1.x86_64"]);
+    // Excluded everywhere it exists: the explanation names the scope.
+    let mut req = names(&["lib"]);
+    req.excludes.push(Exclude {
+        pattern: "lib".into(),
+        repo: Some("extras".into()),
+    });
+    let Err(SolveError::Unsatisfiable(e)) = solve(&p, &req) else {
+        panic!("expected unsat")
+    };
+    assert_eq!(
+        e.lines[0].text,
+        "the list asks for lib (job 0); lib-1.0-1.x86_64 is excluded by the pattern `lib` of repository `extras`"
     );
 }
 

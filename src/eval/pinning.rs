@@ -6,7 +6,7 @@ use super::spec::Release;
 use crate::lang::{self, SourceMap, Span};
 use crate::lock::LockedPackage;
 use crate::repo::Pool;
-use crate::solve::{self, Job, Request, Solution, SolveError, VersionReq};
+use crate::solve::{self, Exclude, Job, Request, Solution, SolveError, VersionReq};
 use std::time::Duration;
 
 /// Builds the solver request. A job's `origin` is its index in
@@ -38,9 +38,12 @@ pub fn request(
         .enumerate()
         .map(|(i, p)| parse(&p.name, &p.constraint, p.span, rel.packages.len() + i))
         .collect::<Result<_, _>>()?;
-    let mut excludes = rel.exclude.clone();
+    let mut excludes: Vec<Exclude> = rel.exclude.iter().map(|x| x.as_str().into()).collect();
     for r in &rel.repos {
-        excludes.extend(r.exclude.iter().cloned());
+        excludes.extend(r.exclude.iter().map(|x| Exclude {
+            pattern: x.clone(),
+            repo: Some(r.name.clone()),
+        }));
     }
     Ok(Request {
         arch: rel.arch.clone(),

@@ -165,11 +165,18 @@ fn hidden_reason(uni: &Universe, req: &Request, raw: &[PackageId]) -> String {
         return "nothing provides it".into();
     };
     match uni.hidden(p) {
-        Hidden::Excluded(x) => format!(
-            "{} is excluded by the pattern `{}`",
-            label(pool, p),
-            req.excludes[x]
-        ),
+        Hidden::Excluded(x) => {
+            let x = &req.excludes[x];
+            let scope = x
+                .repo
+                .as_ref()
+                .map_or(String::new(), |r| format!(" of repository `{r}`"));
+            format!(
+                "{} is excluded by the pattern `{}`{scope}",
+                label(pool, p),
+                x.pattern
+            )
+        }
         Hidden::Arch => {
             let mut arches: Vec<&str> = raw
                 .iter()

@@ -54,8 +54,9 @@ pub struct Request {
     /// Version constraints on names that need not be in the list; they only
     /// matter if a package of that name gets installed.
     pub pins: Vec<Job>,
-    /// Glob patterns on package names; matching packages do not exist.
-    pub excludes: Vec<String>,
+    /// Glob patterns on package names; matching packages do not exist
+    /// (in every repository, or in the one the pattern names).
+    pub excludes: Vec<Exclude>,
     /// Glob patterns of names allowed in several versions
     /// ([`DEFAULT_INSTALLONLY`] is the usual choice).
     pub installonly: Vec<String>,
@@ -77,6 +78,27 @@ impl Request {
             excludes: Vec::new(),
             installonly: DEFAULT_INSTALLONLY.iter().map(|s| s.to_string()).collect(),
             timeout: None,
+        }
+    }
+}
+
+/// An `exclude` pattern: release-wide, or for one repository only (yum's
+/// per-repository `exclude=`, dnf's `excludepkgs`), so a repository can
+/// drop its own broken builds without hiding the same names elsewhere.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exclude {
+    /// Glob on package names (`*`, `?`, `[...]`).
+    pub pattern: String,
+    /// The repository name the pattern is limited to.
+    pub repo: Option<String>,
+}
+
+impl From<&str> for Exclude {
+    /// A release-wide pattern.
+    fn from(pattern: &str) -> Self {
+        Exclude {
+            pattern: pattern.to_string(),
+            repo: None,
         }
     }
 }

@@ -51,11 +51,12 @@ impl<'p> Universe<'p> {
             }
             if !arch_compatible(&req.arch, pool.name(p.arch), req.multilib) {
                 hidden[i] = Hidden::Arch;
-            } else if let Some(x) = req
-                .excludes
-                .iter()
-                .position(|g| glob_match(g, pool.name(p.name)))
-            {
+            } else if let Some(x) = req.excludes.iter().position(|x| {
+                x.repo
+                    .as_ref()
+                    .is_none_or(|r| *r == pool.repos[p.repo.0 as usize].name)
+                    && glob_match(&x.pattern, pool.name(p.name))
+            }) {
                 hidden[i] = Hidden::Excluded(x);
             }
         }
