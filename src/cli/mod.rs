@@ -4,10 +4,21 @@
 //! for machine-readable output; colours only on a terminal without
 //! `NO_COLOR`. Exit codes: 0 success, 1 failure (bad spec, unsatisfiable
 //! list, build failure), 2 bad command-line usage.
+//!
+//! One file per group of subcommands (`eval`, `realize`, `pinning`,
+//! `diff`, `store`, `cvmfs`), each with its clap arguments next to the
+//! function that runs them; this file holds the command table and the
+//! options every subcommand shares ([`Global`]).
 
-mod commands;
+mod cvmfs;
+mod diff;
+mod eval;
+mod pinning;
+mod realize;
+mod store;
 
 use clap::{Parser, Subcommand};
+use miette::{miette, Result};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -39,33 +50,33 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Evaluate a spec: pin each branch's closure (writing SPEC.lock) and plan its derivation graph.
-    Eval(commands::EvalArgs),
+    Eval(eval::EvalArgs),
     /// Print derivations of a spec in full.
-    Show(commands::ShowArgs),
+    Show(eval::ShowArgs),
     /// Print a branch's derivation graph as Graphviz dot or JSON.
-    Graph(commands::GraphArgs),
+    Graph(eval::GraphArgs),
     /// Explain why a package is in a branch's closure and why at that version.
-    Why(commands::WhyArgs),
+    Why(pinning::WhyArgs),
     /// Re-pin deliberately: all packages, or only the named ones (the rest stay at their locked versions).
-    Update(commands::UpdateArgs),
+    Update(pinning::UpdateArgs),
     /// Build a branch: fetch and extract its packages, assemble the OS tree, build the meta RPM.
-    Realize(commands::RealizeArgs),
+    Realize(realize::RealizeArgs),
     /// Print the build log of a derivation (full id or unique prefix).
-    Log(commands::LogArgs),
+    Log(realize::LogArgs),
     /// Delete what no GC root reaches and report the bytes freed.
-    Gc(commands::GcArgs),
+    Gc(store::GcArgs),
     /// Manage GC roots: what `gc` keeps.
     #[command(subcommand)]
-    Root(commands::RootCommand),
+    Root(store::RootCommand),
     /// Store maintenance.
     #[command(subcommand)]
-    Store(commands::StoreCommand),
+    Store(store::StoreCommand),
     /// Compare two releases (SPEC.cvm[#BRANCH] or FILE.lock[#BRANCH]): closure, derivations and why, files. Exit 0 identical, 1 different, 2 error.
-    Diff(commands::DiffArgs),
+    Diff(diff::DiffArgs),
     /// Tags of a published CernVM-FS repository.
-    Tag(commands::TagArgs),
+    Tag(cvmfs::TagArgs),
     /// Move a branch's tag to an already published release, without rebuilding.
-    Promote(commands::PromoteArgs),
+    Promote(cvmfs::PromoteArgs),
 }
 
 /// Entry point used by `main`; returns the process exit code.
@@ -87,11 +98,61 @@ pub fn main() -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
-    match commands::run(cli) {
+    match run(cli) {
         Ok(code) => code,
         Err(report) => {
             eprintln!("{report:?}");
             1
+        }
+    }
+}
+
+/// Runs the parsed command.
+fn run(cli: Cli) -> Result<i32> {
+    let g = Global {
+        store: cli.store,
+        jobs: cli.jobs,
+    };
+    match cli.command {
+        Command::Eval(a) => eval::eval_cmd(&g, a),
+        Command::Show(a) => eval::show_cmd(&g, a),
+        Command::Graph(a) => eval::graph_cmd(&g, a),
+        Command::Why(a) => pinning::why_cmd(&g, a),
+        Command::Update(a) => pinning::update_cmd(&g, a),
+        Command::Realize(a) => realize::realize_cmd(&g, a),
+        Command::Log(a) => realize::log_cmd(&g, a),
+        Command::Gc(a) => store::gc_cmd(&g, a),
+        Command::Root(c) => store::root_cmd(&g, c),
+        Command::Store(c) => store::store_cmd(&g, c),
+        Command::Diff(a) => diff::diff_cmd(&g, a),
+        Command::Tag(a) => cvmfs::tag_cmd(&g, a),
+        Command::Promote(a) => cvmfs::promote_cmd(&g, a),
+    }
+}
+
+/// Options every subcommand may use.
+struct Global {
+    store: Option<PathBuf>,
+    jobs: Option<usize>,
+}
+
+impl Global {
+    fn store_dir(&self) -> Result<PathBuf> {
+        crate::store::resolve_store_dir(self.store.as_deref(), |k| std::env::var_os(k))
+            .map_err(|e| miette!(code = "cli::store", "{e}"))
+    }
+
+    /// Evaluation options; the parsed-metadata cache lives in the store
+    /// (store-layout.md) so `--store` moves it too.
+    fn eval_options(&self, branch: Option<String>, offline: bool) -> crate::eval::Options {
+        crate::eval::Options {
+            branch,
+            offline,
+            cache: self
+                .store_dir()
+                .ok()
+                .map(|d| d.join("cache").join("repodata")),
+            ..Default::default()
         }
     }
 }

@@ -1,0 +1,139 @@
+//! `why` and `update`: explain and change a branch's pinned closure.
+
+use super::eval::{one_branch, report_lock};
+use super::Global;
+use crate::eval::{self};
+use clap::Args;
+use miette::{miette, Result};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct WhyArgs {
+    /// The spec file (`.cvm`).
+    pub spec: PathBuf,
+    /// A package name in the closure.
+    pub package: String,
+    #[arg(long, short)]
+    pub branch: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    /// The spec file (`.cvm`).
+    pub spec: PathBuf,
+    /// Packages allowed to move; without names, every package may.
+    pub names: Vec<String>,
+    #[arg(long, short)]
+    pub branch: Option<String>,
+}
+
+pub(super) fn why_cmd(g: &Global, a: WhyArgs) -> Result<i32> {
+    let ev = eval::evaluate(&a.spec, &g.eval_options(a.branch, false))?;
+    let b = one_branch(&ev)?;
+    let opts = g.eval_options(None, false);
+    let pool = crate::repo::load(&eval::repo_sources(&b.release), opts.cache.as_deref())?;
+    let req = eval::pinning::request(&b.release, &ev.sources, None)?;
+    let packages = b
+        .lock
+        .package
+        .iter()
+        .filter_map(|lp| {
+            let name = pool.names.get(&lp.name)?;
+            pool.named(name).iter().copied().find(|&id| {
+                let p = pool.package(id);
+                p.evr.epoch == lp.epoch
+                    && *p.evr.version == *lp.version
+                    && p.evr.release.as_deref().unwrap_or("") == lp.release
+                    && pool.name(p.arch) == lp.arch
+            })
+        })
+        .collect();
+    let sol = crate::solve::Solution {
+        packages,
+        optimal: b.lock.optimal,
+        stats: Default::default(),
+    };
+    let Some(chain) = crate::solve::why(&pool, &req, &sol, &a.package) else {
+        return Err(miette!(
+            code = "cli::not-in-closure",
+            "`{}` is not in the closure of branch `{}`",
+            a.package,
+            b.release.branch
+        ));
+    };
+    let span = eval::pinning::span_of(&b.release, chain.origin);
+    let (line, _) = ev.sources.line_col(span);
+    let at = format!("{}:{line}", ev.sources.path(span.file).display());
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"package": a.package, "branch": b.release.branch,
+                "asked_at": at, "path": chain.path, "steps": chain.steps, "version": chain.version}))
+            .expect("plain data")
+        );
+    } else {
+        println!(
+            "{} is in branch {} because the shopping list asks for `{}` ({at})",
+            chain.path.last().map_or(a.package.as_str(), String::as_str),
+            b.release.branch,
+            req.jobs.get(chain.job).map_or("?", |j| j.name.as_str()),
+        );
+        for s in &chain.steps {
+            println!("  {s}");
+        }
+        println!(
+            "version: {}",
+            eval::pinning::locate(&chain.version, &b.release, &ev.sources)
+        );
+    }
+    Ok(0)
+}
+
+pub(super) fn update_cmd(g: &Global, a: UpdateArgs) -> Result<i32> {
+    let mut opts = g.eval_options(a.branch, false);
+    opts.update = Some(a.names);
+    let before = crate::lock::LockFile::read(&crate::lock::path_for(&a.spec))?;
+    let ev = eval::evaluate(&a.spec, &opts)?;
+    for b in &ev.branches {
+        let old: BTreeMap<&str, String> = before
+            .branch
+            .get(&b.release.branch)
+            .map(|l| {
+                l.package
+                    .iter()
+                    .map(|p| (p.name.as_str(), p.evr()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let new: BTreeMap<&str, String> = b
+            .lock
+            .package
+            .iter()
+            .map(|p| (p.name.as_str(), p.evr()))
+            .collect();
+        let mut changes = 0;
+        for (name, evr) in &new {
+            match old.get(name) {
+                None => println!("{}: + {name} {evr}", b.release.branch),
+                Some(o) if o != evr => println!("{}: ~ {name} {o} -> {evr}", b.release.branch),
+                _ => continue,
+            }
+            changes += 1;
+        }
+        for (name, evr) in &old {
+            if !new.contains_key(name) {
+                println!("{}: - {name} {evr}", b.release.branch);
+                changes += 1;
+            }
+        }
+        if changes == 0 {
+            println!("{}: closure unchanged", b.release.branch);
+        }
+    }
+    report_lock(&ev);
+    Ok(0)
+}

@@ -1,0 +1,313 @@
+//! `realize` and `log`: build a branch's outputs and export them.
+
+use super::cvmfs::PublishDirs;
+use super::Global;
+use crate::eval::{self};
+use clap::Args;
+use miette::{miette, Result};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct RealizeArgs {
+    /// The spec file (`.cvm`).
+    pub spec: PathBuf,
+    #[arg(long, short)]
+    pub branch: Option<String>,
+    /// Outputs to build (default: os-tree and meta-rpm).
+    #[arg(long = "root", value_name = "NAME")]
+    pub roots: Vec<String>,
+    /// Materialise the OS tree into this directory (hardlinks from the store
+    /// where possible); with one other `--root`, write that output here
+    /// (an image or initrd as a file).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Write the OS tree as a reproducible tarball (mtime: $SOURCE_DATE_EPOCH, else the release's epoch).
+    #[arg(long, value_name = "FILE")]
+    pub tar: Option<PathBuf>,
+    /// Print what would be fetched and built, with sizes, and build nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Build what does not depend on a failure instead of stopping at the first one.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Fail instead of changing the lock file.
+    #[arg(long)]
+    pub locked: bool,
+    /// Use the lock file as is; do not read repository metadata.
+    #[arg(long)]
+    pub offline: bool,
+    /// Machine-readable summary on stdout; no progress on stderr.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub publish: PublishDirs,
+}
+
+#[derive(Args, Debug)]
+pub struct LogArgs {
+    /// Derivation id or unique prefix.
+    pub drv: String,
+}
+
+const DEFAULT_ROOTS: &[&str] = &["os-tree", "meta-rpm", "publish"];
+
+pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
+    let mut opts = g.eval_options(a.branch, a.offline);
+    opts.locked = a.locked;
+    let ev = eval::evaluate(&a.spec, &opts)?;
+    let store = crate::store::FsStore::open(&g.store_dir()?)?;
+    if (a.out.is_some() || a.tar.is_some()) && ev.branches.len() > 1 {
+        return Err(miette!(
+            code = "cli::branch",
+            "--out and --tar need one branch; pass --branch"
+        ));
+    }
+    // Held until the roots are registered: `gc` waits for it, so nothing
+    // this run writes can be collected before a root reaches it.
+    let _builds = store.lock_builds()?;
+    let jobs = g
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let progress = crate::build::Progress::new(a.json);
+    let mut summaries = Vec::new();
+    let mut failed = false;
+    for b in &ev.branches {
+        let names: Vec<&str> = if a.roots.is_empty() {
+            // `publish` exists only when the spec has a `cvmfs` block.
+            DEFAULT_ROOTS
+                .iter()
+                .copied()
+                .filter(|n| b.graph.roots.contains_key(*n))
+                .collect()
+        } else {
+            a.roots.iter().map(String::as_str).collect()
+        };
+        // What `--out` writes: the OS tree when it is built, else the one
+        // root asked for (an image or initrd is a file, a tree a directory).
+        let out_root = match &a.out {
+            None => None,
+            Some(_) if names.contains(&"os-tree") => Some("os-tree"),
+            Some(_) if names.len() == 1 => Some(names[0]),
+            Some(dir) => {
+                return Err(miette!(
+                    code = "cli::out",
+                    help = "add `--root os-tree`, or realize one root at a time",
+                    "--out {} needs the `os-tree` root or a single root, not {}",
+                    dir.display(),
+                    names.join(", ")
+                ))
+            }
+        };
+        let mut wanted = Vec::new();
+        for n in &names {
+            let id = b.graph.roots.get(*n).ok_or_else(|| {
+                miette!(
+                    code = "cli::no-root",
+                    help = format!(
+                        "outputs of this branch: {}",
+                        b.graph.roots.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                    "branch `{}` has no output `{n}`",
+                    b.release.branch
+                )
+            })?;
+            wanted.push(id.clone());
+        }
+        let env = crate::build::Env {
+            repos: b
+                .release
+                .repos
+                .iter()
+                .map(|r| {
+                    crate::repo::fetch::Location::parse(&r.name, &r.location.as_source())
+                        .map(|l| (r.name.clone(), l))
+                })
+                .collect::<std::result::Result<_, _>>()?,
+            spec_dir: ev.spec_path.parent().map(PathBuf::from).unwrap_or_default(),
+            publish_dir: Some(a.publish.repos_dir(g)?),
+            keys_dir: Some(a.publish.keys_dir(g)?),
+        };
+        crate::build::records::record_graph(&store, &b.graph)?;
+        let bopts = crate::build::Options {
+            jobs,
+            keep_going: a.keep_going,
+            dry_run: a.dry_run,
+        };
+        let started = std::time::Instant::now();
+        let report = crate::build::realize(&b.graph, &wanted, &store, &env, &bopts, &progress)
+            .map_err(|e| miette!("{e}"))?;
+        if a.dry_run {
+            let mut bytes = 0u64;
+            for id in &report.plan {
+                let d = b.graph.get(id).expect("planned ids are in the graph");
+                let size = d.params.get("size").and_then(|s| s.as_u64());
+                bytes += size.unwrap_or(0);
+                if !a.json {
+                    match size {
+                        Some(s) => println!("would build {} ({s} bytes)", d.name),
+                        None => println!("would build {}", d.name),
+                    }
+                }
+            }
+            if !a.json {
+                println!(
+                    "branch {}: {} to build, {} cached, {bytes} bytes to fetch",
+                    b.release.branch,
+                    report.plan.len(),
+                    report.cached
+                );
+            }
+            summaries.push(json!({"branch": b.release.branch, "plan": report.plan, "cached": report.cached, "fetch_bytes": bytes}));
+            continue;
+        }
+        for (id, e) in &report.failed {
+            let name = b.graph.get(id).map_or("?", |d| d.name.as_str());
+            eprintln!("error: {name} ({}) failed: {e}", id.short());
+        }
+        if !report.skipped.is_empty() {
+            eprintln!(
+                "{} derivations not built: an input failed, or the run stopped at the first failure (--keep-going builds what it can)",
+                report.skipped.len()
+            );
+        }
+        failed |= !report.failed.is_empty();
+        let mut outs = BTreeMap::new();
+        for (n, id) in names.iter().zip(&wanted) {
+            if let Some(out) = report.outputs.get(id) {
+                // Keep realized outputs alive across `gc` (roots/).
+                let root_name = format!("{}-{}-{n}", file_stem(&ev.spec_path), b.release.branch);
+                store.add_gc_root(
+                    &root_name.replace(':', "-"),
+                    &crate::store::GcRoot::Drv(id.0.clone()),
+                )?;
+                outs.insert(n.to_string(), out.clone());
+            }
+        }
+        if let (Some(dest), Some(out)) = (&a.out, out_root.and_then(|n| outs.get(n))) {
+            let what = out_root.unwrap_or_default();
+            let said = match out.root {
+                crate::store::Root::Tree { hash } => {
+                    let r = crate::store::export_tree(&store, &hash, dest)?;
+                    format!("({} hardlinked, {} copied)", r.hardlinked, r.copied)
+                }
+                crate::store::Root::Blob { hash, .. } => {
+                    let n = crate::store::export_blob(&store, &hash, dest)?;
+                    format!("({n} bytes)")
+                }
+            };
+            if !a.json {
+                eprintln!("exported {what} to {} {said}", dest.display());
+            }
+        }
+        if let (Some(file), Some(out)) = (&a.tar, outs.get("os-tree")) {
+            if let crate::store::Root::Tree { hash } = out.root {
+                write_tar(&store, &hash, file, b.release.epoch, a.json)?;
+            }
+        }
+        if a.json {
+            summaries.push(json!({"branch": b.release.branch, "built": report.built.len(), "cached": report.cached,
+                "failed": report.failed.len(), "outputs": outs}));
+        } else {
+            println!(
+                "branch {}: {} built, {} cached, {} failed in {:.2} s",
+                b.release.branch,
+                report.built.len(),
+                report.cached,
+                report.failed.len(),
+                started.elapsed().as_secs_f64()
+            );
+            for (n, out) in &outs {
+                let what = match out.root {
+                    crate::store::Root::Tree { hash } => format!("tree {hash}"),
+                    crate::store::Root::Blob { hash, .. } => format!("blob {hash}"),
+                };
+                println!("  {n:<12} {what}");
+            }
+        }
+    }
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summaries).expect("plain data")
+        );
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+fn file_stem(p: &std::path::Path) -> String {
+    p.file_stem()
+        .map_or("spec".into(), |s| s.to_string_lossy().into_owned())
+}
+
+pub(super) fn log_cmd(g: &Global, a: LogArgs) -> Result<i32> {
+    let dir = g.store_dir()?.join("logs");
+    let mut hits: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(|e| miette!("cannot read {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&a.drv))
+        })
+        .collect();
+    hits.sort();
+    match hits.as_slice() {
+        [one] => {
+            print!(
+                "{}",
+                std::fs::read_to_string(one).map_err(|e| miette!("{}: {e}", one.display()))?
+            );
+            Ok(0)
+        }
+        [] => Err(miette!(
+            code = "cli::no-log",
+            "no build log for `{}` in {}",
+            a.drv,
+            dir.display()
+        )),
+        many => Err(miette!(
+            code = "cli::ambiguous-drv",
+            "`{}` matches {} logs; give more of the id",
+            a.drv,
+            many.len()
+        )),
+    }
+}
+
+/// `realize --tar`: the OS tree as a reproducible tarball.
+fn write_tar(
+    store: &crate::store::FsStore,
+    tree: &crate::store::Hash,
+    file: &std::path::Path,
+    epoch: i64,
+    quiet: bool,
+) -> Result<()> {
+    let mtime = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => v.parse::<u64>().map_err(|_| {
+            miette!(
+                code = "cli::source-date-epoch",
+                "SOURCE_DATE_EPOCH={v:?} is not a number of seconds"
+            )
+        })?,
+        _ => u64::try_from(epoch)
+            .map_err(|_| miette!("the release's epoch {epoch} is before 1970"))?,
+    };
+    let owners = crate::store::Owners::from_tree(store, tree)?;
+    let r = crate::store::export_tar(store, tree, file, mtime, &owners)?;
+    if !quiet {
+        eprintln!(
+            "wrote {} ({} entries, {} bytes, mtime {mtime})",
+            file.display(),
+            r.entries,
+            r.bytes
+        );
+        for (name, path) in &r.unknown_names {
+            eprintln!("warning: {name} (e.g. {path}) is not in the tree's /etc/passwd or /etc/group; written as 0");
+        }
+        for (path, why) in &r.skipped {
+            eprintln!("note: {path} not in the tarball: {why}");
+        }
+    }
+    Ok(())
+}

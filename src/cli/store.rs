@@ -1,0 +1,183 @@
+//! `gc`, `root` and `store`: store maintenance.
+
+use super::Global;
+use clap::Args;
+use miette::{miette, Result};
+use serde_json::json;
+
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    /// Report what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Machine-readable report on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub(super) fn gc_cmd(g: &Global, a: GcArgs) -> Result<i32> {
+    let store = crate::store::FsStore::open(&g.store_dir()?)?;
+    let inputs_of = |id: &str| crate::build::records::inputs_of(&store, id);
+    let r = crate::store::gc(&store, &inputs_of, a.dry_run)?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "dry_run": a.dry_run, "bytes_freed": r.bytes_freed,
+                "blobs_removed": r.blobs_removed, "trees_removed": r.trees_removed,
+                "live_blobs": r.live_blobs, "live_trees": r.live_trees,
+                "outputs_unregistered": r.outputs_unregistered,
+                "records_removed": r.records_removed, "logs_removed": r.logs_removed,
+            }))
+            .expect("plain data")
+        );
+    } else {
+        println!(
+            "{} {} blobs and {} trees ({} bytes), {} outputs, {} derivation records, {} logs; kept {} blobs and {} trees",
+            if a.dry_run { "would remove" } else { "removed" },
+            r.blobs_removed,
+            r.trees_removed,
+            r.bytes_freed,
+            r.outputs_unregistered.len(),
+            r.records_removed,
+            r.logs_removed,
+            r.live_blobs,
+            r.live_trees
+        );
+    }
+    Ok(0)
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum RootCommand {
+    /// Keep TARGET: a derivation id (prefix; keeps its output and its inputs' outputs) or a tree or blob hash.
+    Add { name: String, target: String },
+    /// Stop keeping what root NAME keeps (the next `gc` may delete it).
+    Remove { name: String },
+    /// Print every root.
+    List,
+}
+
+pub(super) fn root_cmd(g: &Global, c: RootCommand) -> Result<i32> {
+    use crate::store::{GcRoot, Hash, Store};
+    let store = crate::store::FsStore::open(&g.store_dir()?)?;
+    match c {
+        RootCommand::Add { name, target } => {
+            let _builds = store.lock_builds()?;
+            let hash = Hash::from_hex(&target);
+            let root = if let Some(h) = hash.filter(|h| store.has_tree(h).unwrap_or(false)) {
+                GcRoot::Tree(h)
+            } else if let Some(h) = hash.filter(|h| store.has_blob(h).unwrap_or(false)) {
+                GcRoot::Blob(h)
+            } else {
+                let mut ids: Vec<String> = crate::build::records::find(&store, &target)?
+                    .into_iter()
+                    .map(|d| d.0)
+                    .collect();
+                if ids.is_empty() && store.lookup_output(&target)?.is_some() {
+                    ids.push(target.clone());
+                }
+                match ids.as_slice() {
+                    [id] => GcRoot::Drv(id.clone()),
+                    [] => {
+                        return Err(miette!(
+                            code = "cli::no-target",
+                            "`{target}` is not a derivation, tree or blob in {}",
+                            store.root().display()
+                        ))
+                    }
+                    many => {
+                        return Err(miette!(
+                            code = "cli::ambiguous-drv",
+                            "`{target}` matches {} derivations; give more of the id",
+                            many.len()
+                        ))
+                    }
+                }
+            };
+            store.add_gc_root(&name, &root)?;
+            eprintln!("root {name} -> {root:?}");
+        }
+        RootCommand::Remove { name } => {
+            if !store.remove_root(&name)? {
+                return Err(miette!(code = "cli::no-root", "there is no root `{name}`"));
+            }
+        }
+        RootCommand::List => {
+            for (name, root) in store.roots()? {
+                let (kind, what) = match root {
+                    GcRoot::Tree(h) => ("tree", h.to_hex()),
+                    GcRoot::Blob(h) => ("blob", h.to_hex()),
+                    GcRoot::Drv(id) => ("drv", id),
+                };
+                println!("{name}\t{kind}\t{what}");
+            }
+        }
+    }
+    Ok(0)
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum StoreCommand {
+    /// Re-hash every object and check every reference; exit 1 on damage.
+    Verify {
+        /// Machine-readable report on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub(super) fn store_cmd(g: &Global, c: StoreCommand) -> Result<i32> {
+    use crate::store::Store;
+    let StoreCommand::Verify { json: as_json } = c;
+    let store = crate::store::FsStore::open(&g.store_dir()?)?;
+    let mut r = store.verify()?;
+    let mut records = 0u64;
+    for id in store.drv_record_ids()? {
+        records += 1;
+        if let Err(problem) = crate::build::records::load(&store, &id) {
+            r.damage.push(crate::store::Damage {
+                kind: crate::store::ObjectKind::Record,
+                id: format!("drvs/{id}.json"),
+                problem,
+            });
+        }
+    }
+    if as_json {
+        let damage: Vec<_> = r
+            .damage
+            .iter()
+            .map(|d| json!({"kind": format!("{:?}", d.kind).to_lowercase(), "id": d.id, "problem": d.problem}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "blobs": r.blobs, "trees": r.trees, "outputs": r.outputs,
+                "records": records, "damage": damage,
+            }))
+            .expect("plain data")
+        );
+    } else {
+        for d in &r.damage {
+            println!(
+                "damaged {} {}: {}",
+                format!("{:?}", d.kind).to_lowercase(),
+                d.id,
+                d.problem
+            );
+        }
+        eprintln!(
+            "checked {} blobs, {} trees, {} outputs, {} derivation records: {}",
+            r.blobs,
+            r.trees,
+            r.outputs,
+            records,
+            if r.is_clean() {
+                "clean".to_string()
+            } else {
+                format!("{} problems", r.damage.len())
+            }
+        );
+    }
+    Ok(if r.is_clean() { 0 } else { 1 })
+}
