@@ -6,21 +6,14 @@
 //! on time).
 
 use cvmbuild::cvmfs::{self, Options, Request};
-use cvmbuild::store::{Entry, Flags, Hash, MemStore, Node, Store, Tree};
+use cvmbuild::store::{Entry, Hash, MemStore, Node, Store, Tree};
 use std::time::Instant;
 
 const PACKAGES: usize = 500;
 const FILES: usize = 100;
 
 fn entry(name: String, node: Node, mode: u16) -> Entry {
-    Entry {
-        name,
-        node,
-        mode,
-        owner: "root".into(),
-        group: "root".into(),
-        flags: Flags::default(),
-    }
+    Entry::root_owned(&name, node, mode)
 }
 
 /// Semi-compressible content: text-like lines with a per-file seed.

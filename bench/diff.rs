@@ -19,7 +19,7 @@ use cvmbuild::builders::assemble::{assemble, manifest_json, PackageTree};
 use cvmbuild::diff::{self, files, Report};
 use cvmbuild::eval::{plan, spec};
 use cvmbuild::lock::{BranchLock, LockFile, LockedPackage, RepoLock};
-use cvmbuild::store::{BlobRef, Entry, Flags, Hash, MemStore, Node, Output, Root, Store, Tree};
+use cvmbuild::store::{BlobRef, Entry, Hash, MemStore, Node, Output, Root, Store, Tree};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
@@ -148,30 +148,17 @@ fn graphs(dir: &Path) {
 }
 
 fn file(name: &str, b: BlobRef) -> Entry {
-    Entry {
-        name: name.into(),
-        node: Node::File {
-            size: b.size,
-            blob: Some(b.hash),
-        },
-        mode: 0o644,
-        owner: "root".into(),
-        group: "root".into(),
-        flags: Flags::default(),
-    }
+    Entry::root_owned(name, Node::file(&b), 0o644)
 }
 
 fn dir(store: &dyn Store, name: &str, entries: Vec<Entry>) -> Entry {
-    Entry {
-        name: name.into(),
-        node: Node::Directory {
+    Entry::root_owned(
+        name,
+        Node::Directory {
             tree: store.put_tree(&Tree::new(entries).unwrap()).unwrap(),
         },
-        mode: 0o755,
-        owner: "root".into(),
-        group: "root".into(),
-        flags: Flags::default(),
-    }
+        0o755,
+    )
 }
 
 /// Package `i`: `/usr/bin/pkgI` and `/usr/share/pkgI/dD/fF` (10 × 10 files).

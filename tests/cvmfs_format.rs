@@ -17,14 +17,7 @@ const EPOCH: u64 = 1_400_000_000;
 const NOW: u64 = 1_700_000_000;
 
 fn entry(name: &str, node: Node, mode: u16) -> Entry {
-    Entry {
-        name: name.into(),
-        node,
-        mode,
-        owner: "root".into(),
-        group: "root".into(),
-        flags: Flags::default(),
-    }
+    Entry::root_owned(name, node, mode)
 }
 
 fn file(s: &MemStore, name: &str, bytes: &[u8], mode: u16) -> Entry {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use cvmbuild::store::{
-    export_tree, resolve_store_dir, Entry, Error, Flags, FsStore, Hash, MemStore, Node, ObjectKind,
+    export_tree, resolve_store_dir, Entry, Error, FsStore, Hash, MemStore, Node, ObjectKind,
     Output, Root, Store, Tree,
 };
 
@@ -27,17 +27,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 
 fn file_entry(name: &str, store: &dyn Store, content: &[u8], mode: u16) -> Entry {
     let blob = store.put_blob(&mut &content[..]).unwrap();
-    Entry {
-        name: name.into(),
-        node: Node::File {
-            size: blob.size,
-            blob: Some(blob.hash),
-        },
-        mode,
-        owner: "root".into(),
-        group: "root".into(),
-        flags: Flags::default(),
-    }
+    Entry::root_owned(name, Node::file(&blob), mode)
 }
 
 fn read_all(store: &dyn Store, hash: &Hash) -> std::io::Result<Vec<u8>> {
@@ -461,14 +451,7 @@ fn export_materialises_modes_links_and_refuses_nonempty_dest() {
     let inner = store
         .put_tree(&Tree::new(vec![file_entry("secret", &store, b"s\n", 0o600)]).unwrap())
         .unwrap();
-    let locked = Entry {
-        name: "locked".into(),
-        node: Node::Directory { tree: inner },
-        mode: 0o500,
-        owner: "root".into(),
-        group: "root".into(),
-        flags: Flags::default(),
-    };
+    let locked = Entry::root_owned("locked", Node::Directory { tree: inner }, 0o500);
     let link = Entry {
         name: "escape".into(),
         node: Node::Symlink {

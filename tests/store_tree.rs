@@ -4,14 +4,7 @@
 use cvmbuild::store::{validate_name, Entry, Flags, Hash, Node, Tree};
 
 fn entry(name: &str, node: Node) -> Entry {
-    Entry {
-        name: name.to_owned(),
-        node,
-        mode: 0o644,
-        owner: "root".into(),
-        group: "root".into(),
-        flags: Flags::default(),
-    }
+    Entry::root_owned(name, node, 0o644)
 }
 
 fn sample_entries() -> Vec<Entry> {

@@ -245,33 +245,16 @@ fn record_unmerged(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Flags, MemStore};
+    use crate::store::MemStore;
 
     fn file(store: &MemStore, name: &str, content: &str) -> Entry {
         let b = store.put_blob(&mut content.as_bytes()).unwrap();
-        Entry {
-            name: name.into(),
-            node: Node::File {
-                size: b.size,
-                blob: Some(b.hash),
-            },
-            mode: 0o644,
-            owner: "root".into(),
-            group: "root".into(),
-            flags: Flags::default(),
-        }
+        Entry::root_owned(name, Node::file(&b), 0o644)
     }
 
     fn dir(store: &MemStore, name: &str, entries: Vec<Entry>) -> Entry {
         let t = store.put_tree(&Tree::new(entries).unwrap()).unwrap();
-        Entry {
-            name: name.into(),
-            node: Node::Directory { tree: t },
-            mode: 0o755,
-            owner: "root".into(),
-            group: "root".into(),
-            flags: Flags::default(),
-        }
+        Entry::root_owned(name, Node::Directory { tree: t }, 0o755)
     }
 
     fn pkg(store: &MemStore, name: &str, entries: Vec<Entry>) -> PackageTree {

@@ -284,35 +284,22 @@ impl Walk<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Flags, MemStore, Tree};
+    use crate::store::{MemStore, Tree};
     use std::collections::BTreeMap;
 
     fn file(s: &MemStore, name: &str, content: &str, mode: u16) -> Entry {
         let b = s.put_blob(&mut content.as_bytes()).unwrap();
-        Entry {
-            name: name.into(),
-            node: Node::File {
-                size: b.size,
-                blob: Some(b.hash),
-            },
-            mode,
-            owner: "root".into(),
-            group: "root".into(),
-            flags: Flags::default(),
-        }
+        Entry::root_owned(name, Node::file(&b), mode)
     }
 
     fn dir(s: &MemStore, name: &str, entries: Vec<Entry>) -> Entry {
-        Entry {
-            name: name.into(),
-            node: Node::Directory {
+        Entry::root_owned(
+            name,
+            Node::Directory {
                 tree: s.put_tree(&Tree::new(entries).unwrap()).unwrap(),
             },
-            mode: 0o755,
-            owner: "root".into(),
-            group: "root".into(),
-            flags: Flags::default(),
-        }
+            0o755,
+        )
     }
 
     fn output(s: &MemStore, entries: Vec<Entry>, owners: &[(&str, &str)]) -> Output {

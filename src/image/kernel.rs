@@ -208,17 +208,7 @@ pub fn trim(
         let b = store.put_blob(&mut text.as_bytes())?;
         flat.insert(
             format!("lib/modules/{version}/{name}"),
-            Entry {
-                name: name.into(),
-                node: Node::File {
-                    size: b.size,
-                    blob: Some(b.hash),
-                },
-                mode: 0o644,
-                owner: "root".into(),
-                group: "root".into(),
-                flags: Default::default(),
-            },
+            Entry::root_owned(name, Node::file(&b), 0o644),
         );
     }
     Ok(Trimmed {

@@ -2,7 +2,7 @@
 //! (`lib/modules/6.1.0/modules.dep`), the store in nested trees. [`walk`]
 //! flattens a tree, [`build`] nests a flat map back into stored trees.
 
-use crate::store::{Entry, Flags, Hash, Node, Result, Store, Tree};
+use crate::store::{Entry, Hash, Node, Result, Store, Tree};
 use std::collections::BTreeMap;
 
 /// Every entry under `root` by its relative path (`a/b/c`), directories
@@ -54,16 +54,13 @@ pub fn lookup(store: &dyn Store, root: &Hash, path: &str) -> Result<Option<Entry
 /// A directory entry with the attributes images give directories they
 /// invent: 0755, root:root.
 pub fn dir_entry(name: &str) -> Entry {
-    Entry {
-        name: name.to_string(),
-        node: Node::Directory {
+    Entry::root_owned(
+        name,
+        Node::Directory {
             tree: Tree::default().hash(),
         },
-        mode: 0o755,
-        owner: "root".into(),
-        group: "root".into(),
-        flags: Flags::default(),
-    }
+        0o755,
+    )
 }
 
 #[derive(Default)]
@@ -152,16 +149,15 @@ mod tests {
     fn build_then_walk_round_trips() {
         let store = MemStore::new();
         let blob = store.put_blob(&mut &b"x"[..]).unwrap();
-        let file = |name: &str| Entry {
-            name: name.into(),
-            node: Node::File {
-                size: 1,
-                blob: Some(blob.hash),
-            },
-            mode: 0o644,
-            owner: "root".into(),
-            group: "root".into(),
-            flags: Flags::default(),
+        let file = |name: &str| {
+            Entry::root_owned(
+                name,
+                Node::File {
+                    size: 1,
+                    blob: Some(blob.hash),
+                },
+                0o644,
+            )
         };
         let flat: BTreeMap<String, Entry> = [
             ("a/b/c".to_string(), file("c")),

@@ -80,6 +80,32 @@ pub struct Entry {
     pub flags: Flags,
 }
 
+impl Node {
+    /// A regular file holding the stored blob `b`.
+    pub fn file(b: &super::BlobRef) -> Node {
+        Node::File {
+            size: b.size,
+            blob: Some(b.hash),
+        }
+    }
+}
+
+impl Entry {
+    /// An entry owned by root:root without flags: what cvmbuild itself
+    /// creates (directories an image invents, regenerated module indexes),
+    /// as opposed to entries taken from package headers.
+    pub fn root_owned(name: &str, node: Node, mode: u16) -> Entry {
+        Entry {
+            name: name.to_string(),
+            node,
+            mode,
+            owner: "root".into(),
+            group: "root".into(),
+            flags: Flags::default(),
+        }
+    }
+}
+
 /// A directory: entries sorted by name (byte order), names unique.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Tree {
