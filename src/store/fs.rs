@@ -545,6 +545,19 @@ fn sweep_tmp(tmp: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The raw `outputs` row of `drv_id`: kind, hash, size, meta.
+type OutputRow = (String, String, Option<i64>, String);
+
+fn output_row(conn: &rusqlite::Connection, drv_id: &str) -> Result<Option<OutputRow>> {
+    Ok(conn
+        .query_row(
+            "SELECT kind, hash, size, meta FROM outputs WHERE drv_id = ?1",
+            params![drv_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?)
+}
+
 fn parse_row(
     drv_id: &str,
     kind: &str,
@@ -678,20 +691,7 @@ impl Store for FsStore {
         // IMMEDIATE takes the write lock up front, so the read-compare-insert
         // below cannot interleave with another process's registration.
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let existing = tx
-            .query_row(
-                "SELECT kind, hash, size, meta FROM outputs WHERE drv_id = ?1",
-                params![drv_id],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, Option<i64>>(2)?,
-                        r.get::<_, String>(3)?,
-                    ))
-                },
-            )
-            .optional()?;
+        let existing = output_row(&tx, drv_id)?;
         match existing {
             Some((k, h, s, m)) => {
                 if parse_row(drv_id, &k, &h, s, &m).ok().as_ref() != Some(out) {
@@ -713,20 +713,7 @@ impl Store for FsStore {
 
     fn lookup_output(&self, drv_id: &str) -> Result<Option<Output>> {
         let conn = self.index();
-        let row = conn
-            .query_row(
-                "SELECT kind, hash, size, meta FROM outputs WHERE drv_id = ?1",
-                params![drv_id],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, Option<i64>>(2)?,
-                        r.get::<_, String>(3)?,
-                    ))
-                },
-            )
-            .optional()?;
+        let row = output_row(&conn, drv_id)?;
         drop(conn);
         row.map(|(k, h, s, m)| parse_row(drv_id, &k, &h, s, &m))
             .transpose()
