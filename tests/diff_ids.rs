@@ -6,9 +6,14 @@
 //! B upgrades `bash` (A pins the old build), adds `sudo` to the shopping
 //! list and bumps the version (so the meta RPM and the release tag differ).
 
+#[path = "common/cli.rs"]
+mod cli;
+
+use cli::{cvmbuild_in, ok, redact, stdout};
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
 
 const SPEC: &str = r#"let sl6 = repo { name = "sl6", url = "REPO" }
@@ -41,27 +46,6 @@ struct Fixture {
     b: Value,
 }
 
-fn cvmbuild(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cvmbuild"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env("CVMBUILD_STORE", cwd.join("store"))
-        .env_remove("CVMBUILD_PUBLISH_DIR")
-        .current_dir(cwd)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output) -> Output {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 /// Realizes both branches (OS tree, meta RPM, publish) once.
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
@@ -74,7 +58,7 @@ fn fixture() -> &'static Fixture {
             SPEC.replace("REPO", repo.to_str().unwrap()),
         )
         .unwrap();
-        let ev = ok(cvmbuild(&root, &["eval", "spec.cvm", "--json"]));
+        let ev = ok(cvmbuild_in(&root, &["eval", "spec.cvm", "--json"]));
         let ev: Value = serde_json::from_slice(&ev.stdout).unwrap();
         let roots = |b: &str| {
             ev["branches"]
@@ -86,7 +70,7 @@ fn fixture() -> &'static Fixture {
                 .clone()
         };
         for b in ["a", "b"] {
-            ok(cvmbuild(&root, &["realize", "spec.cvm", "--branch", b]));
+            ok(cvmbuild_in(&root, &["realize", "spec.cvm", "--branch", b]));
         }
         Fixture {
             a: roots("a"),
@@ -99,32 +83,6 @@ fn fixture() -> &'static Fixture {
 
 fn id<'a>(side: &'a Value, output: &str) -> &'a str {
     side[output].as_str().unwrap()
-}
-
-/// Derivation ids (12+ hex digits) depend on the store layout version and
-/// the builders; the rest of the report must not change.
-fn redact(s: &str) -> String {
-    let mut out = String::new();
-    let mut run = String::new();
-    for c in s.chars().chain(std::iter::once('\n')) {
-        if c.is_ascii_hexdigit() && !c.is_ascii_uppercase() {
-            run.push(c);
-            continue;
-        }
-        if run.len() >= 12 {
-            out.push_str("<hash>");
-        } else {
-            out.push_str(&run);
-        }
-        run.clear();
-        out.push(c);
-    }
-    out.pop();
-    out
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).unwrap()
 }
 
 fn code(o: &Output) -> Option<i32> {
@@ -159,7 +117,7 @@ fn os_tree_ids_give_closure_causes_and_files() {
     let f = fixture();
     // Unique prefixes work as well as full ids.
     let (a, b) = (id(&f.a, "os-tree"), &id(&f.b, "os-tree")[..16]);
-    let out = cvmbuild(&f.root, &["diff", a, b, "--files"]);
+    let out = cvmbuild_in(&f.root, &["diff", a, b, "--files"]);
     assert_eq!(
         code(&out),
         Some(1),
@@ -172,7 +130,7 @@ fn os_tree_ids_give_closure_causes_and_files() {
 #[test]
 fn meta_rpm_ids_give_the_closure_from_requires() {
     let f = fixture();
-    let out = cvmbuild(
+    let out = cvmbuild_in(
         &f.root,
         &["diff", id(&f.a, "meta-rpm"), id(&f.b, "meta-rpm"), "--json"],
     );
@@ -236,7 +194,7 @@ fn meta_rpm_ids_give_the_closure_from_requires() {
 fn same_id_is_identical() {
     let f = fixture();
     let a = id(&f.a, "publish");
-    let out = cvmbuild(&f.root, &["diff", a, &a[..10], "--files"]);
+    let out = cvmbuild_in(&f.root, &["diff", a, &a[..10], "--files"]);
     assert_eq!(
         code(&out),
         Some(0),
@@ -249,7 +207,7 @@ fn same_id_is_identical() {
 #[test]
 fn tags_resolve_to_the_publish_derivation_and_diff_like_ids() {
     let f = fixture();
-    let out = cvmbuild(
+    let out = cvmbuild_in(
         &f.root,
         &[
             "diff",
@@ -301,7 +259,7 @@ files: 1 added, 0 removed, 2 changed (12 tree objects read)
   + /usr/bin/sudo                sudo-1.8.6p3-12.el6.x86_64
 "
     );
-    let out = cvmbuild(
+    let out = cvmbuild_in(
         &f.root,
         &[
             "diff",
@@ -322,7 +280,7 @@ files: 1 added, 0 removed, 2 changed (12 tree objects read)
 fn a_branch_tag_and_its_release_tag_are_identical() {
     let f = fixture();
     let dir = f.root.join("store/cvmfs/fixture.cern.ch");
-    let out = cvmbuild(
+    let out = cvmbuild_in(
         &f.root,
         &[
             "diff",
@@ -343,7 +301,7 @@ fn a_branch_tag_and_its_release_tag_are_identical() {
 #[test]
 fn spec_against_tag_compares_what_the_tag_reaches() {
     let f = fixture();
-    let out = cvmbuild(
+    let out = cvmbuild_in(
         &f.root,
         &[
             "diff",
@@ -357,7 +315,7 @@ fn spec_against_tag_compares_what_the_tag_reaches() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = cvmbuild(
+    let out = cvmbuild_in(
         &f.root,
         &[
             "diff",
@@ -414,7 +372,7 @@ fn tags_of_a_repository_from_elsewhere_give_the_published_closure() {
     };
     let run = |a: &str, b: &str| {
         let v = args(a, b);
-        cvmbuild(&f.root, &v.iter().map(String::as_str).collect::<Vec<_>>())
+        cvmbuild_in(&f.root, &v.iter().map(String::as_str).collect::<Vec<_>>())
     };
     let out = run("a", "b");
     assert_eq!(
@@ -467,12 +425,12 @@ fn errors_exit_2_and_say_what_is_wrong() {
         ),
     ];
     // An id looked up where there is no store does not create one.
-    let out = cvmbuild(&f.root, &["diff", "--store", "nostore", a, a]);
+    let out = cvmbuild_in(&f.root, &["diff", "--store", "nostore", a, a]);
     assert_eq!(code(&out), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is none"));
     assert!(!f.root.join("nostore").exists());
     for (args, want) in cases {
-        let out = cvmbuild(&f.root, args);
+        let out = cvmbuild_in(&f.root, args);
         let err = String::from_utf8_lossy(&out.stderr).replace('\n', " ");
         assert_eq!(code(&out), Some(2), "{args:?}: {err}");
         // miette wraps long messages and marks continued lines with `|`.

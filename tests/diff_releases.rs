@@ -13,9 +13,14 @@
 //!
 //! Each must show up with its root cause at the right spec line.
 
+#[path = "common/cli.rs"]
+mod cli;
+
+use cli::{copy_dir, cvmbuild_in, ok, redact, stdout};
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 
 const SPEC: &str = r##"let sl6 = repo { name = "sl6", url = "repos/sl6"REPO }
@@ -46,39 +51,6 @@ branch main = release {
 struct Fixture {
     _dir: tempfile::TempDir,
     root: PathBuf,
-}
-
-fn cvmbuild(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cvmbuild"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env("CVMBUILD_STORE", cwd.join("store"))
-        .current_dir(cwd)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output) -> Output {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
 }
 
 fn spec(packages: &str, pins: &str, modules: &str, compression: &str, images: &str) -> String {
@@ -141,7 +113,7 @@ fn fixture() -> &'static Fixture {
         )
         .unwrap();
         for side in ["a", "b"] {
-            ok(cvmbuild(&root, &["eval", &format!("{side}/spec.cvm")]));
+            ok(cvmbuild_in(&root, &["eval", &format!("{side}/spec.cvm")]));
         }
         Fixture { _dir: dir, root }
     })
@@ -153,7 +125,7 @@ fn realized() -> &'static Fixture {
     let f = fixture();
     R.get_or_init(|| {
         for side in ["a", "b"] {
-            ok(cvmbuild(
+            ok(cvmbuild_in(
                 &f.root,
                 &["realize", &format!("{side}/spec.cvm"), "--root", "os-tree"],
             ));
@@ -162,36 +134,10 @@ fn realized() -> &'static Fixture {
     f
 }
 
-/// Hashes (12+ hex digits) depend on createrepo_c's output; the rest of the
-/// report must not change.
-fn redact(s: &str) -> String {
-    let mut out = String::new();
-    let mut run = String::new();
-    for c in s.chars().chain(std::iter::once('\n')) {
-        if c.is_ascii_hexdigit() && !c.is_ascii_uppercase() {
-            run.push(c);
-            continue;
-        }
-        if run.len() >= 12 {
-            out.push_str("<hash>");
-        } else {
-            out.push_str(&run);
-        }
-        run.clear();
-        out.push(c);
-    }
-    out.pop();
-    out
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
 #[test]
 fn text_report_names_every_difference_and_its_spec_line() {
     let f = fixture();
-    let out = cvmbuild(&f.root, &["diff", "a/spec.cvm#main", "b/spec.cvm"]);
+    let out = cvmbuild_in(&f.root, &["diff", "a/spec.cvm#main", "b/spec.cvm"]);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -229,7 +175,7 @@ fn text_report_names_every_difference_and_its_spec_line() {
 #[test]
 fn json_report_has_the_documented_shape_and_causes() {
     let f = fixture();
-    let out = cvmbuild(&f.root, &["diff", "--json", "a/spec.cvm", "b/spec.cvm"]);
+    let out = cvmbuild_in(&f.root, &["diff", "--json", "a/spec.cvm", "b/spec.cvm"]);
     assert_eq!(out.status.code(), Some(1));
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["schema"], 1);
@@ -346,7 +292,7 @@ fn json_report_has_the_documented_shape_and_causes() {
 #[test]
 fn why_answers_for_one_output() {
     let f = fixture();
-    let out = cvmbuild(
+    let out = cvmbuild_in(
         &f.root,
         &["diff", "--why", "kernel", "a/spec.cvm", "b/spec.cvm"],
     );
@@ -362,7 +308,7 @@ fn why_answers_for_one_output() {
         "{text}"
     );
     // A package derivation by name: bash's extract leads to the pin.
-    let out = cvmbuild(
+    let out = cvmbuild_in(
         &f.root,
         &[
             "diff",
@@ -376,7 +322,7 @@ fn why_answers_for_one_output() {
     assert!(text.contains("pin: `bash` removed"), "{text}");
     assert!(!text.contains("modules"), "{text}");
     // Unchanged derivations answer 0; unknown ones are errors.
-    let same = cvmbuild(
+    let same = cvmbuild_in(
         &f.root,
         &[
             "diff",
@@ -388,7 +334,7 @@ fn why_answers_for_one_output() {
     );
     assert_eq!(same.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&same.stderr).contains("same derivation in A and B"));
-    let unknown = cvmbuild(
+    let unknown = cvmbuild_in(
         &f.root,
         &["diff", "--why", "nonesuch", "a/spec.cvm", "b/spec.cvm"],
     );
@@ -398,12 +344,12 @@ fn why_answers_for_one_output() {
 #[test]
 fn identical_releases_exit_0_with_no_output() {
     let f = fixture();
-    let out = ok(cvmbuild(
+    let out = ok(cvmbuild_in(
         &f.root,
         &["diff", "a/spec.cvm", "a/spec.cvm#main"],
     ));
     assert!(out.stdout.is_empty(), "{}", stdout(&out));
-    let out = ok(cvmbuild(
+    let out = ok(cvmbuild_in(
         &f.root,
         &["diff", "--json", "b/spec.lock", "b/spec.cvm"],
     ));
@@ -416,7 +362,7 @@ fn identical_releases_exit_0_with_no_output() {
 #[test]
 fn lock_files_give_the_closure_and_lock_level_causes() {
     let f = fixture();
-    let out = cvmbuild(&f.root, &["diff", "a/spec.lock#main", "b/spec.lock"]);
+    let out = cvmbuild_in(&f.root, &["diff", "a/spec.lock#main", "b/spec.lock"]);
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
     assert!(
@@ -443,7 +389,7 @@ fn errors_exit_2_and_say_what_is_wrong() {
         (&["diff", &"ab".repeat(32), "b/spec.cvm"], "diff::drv-id"),
     ];
     for (args, want) in cases {
-        let out = cvmbuild(&f.root, args);
+        let out = cvmbuild_in(&f.root, args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(want), "{args:?}: {err}");
@@ -461,12 +407,12 @@ fn errors_exit_2_and_say_what_is_wrong() {
     std::fs::copy(f.root.join("a/init.sh"), stale.join("init.sh")).unwrap();
     let lock = std::fs::read(f.root.join("a/spec.lock")).unwrap();
     std::fs::write(stale.join("spec.lock"), &lock).unwrap();
-    let out = cvmbuild(&f.root, &["diff", "a/spec.cvm", "stale/spec.cvm"]);
+    let out = cvmbuild_in(&f.root, &["diff", "a/spec.cvm", "stale/spec.cvm"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("out of date"));
     assert_eq!(std::fs::read(stale.join("spec.lock")).unwrap(), lock);
     // --files before the trees are realized names what to run.
-    let out = cvmbuild(
+    let out = cvmbuild_in(
         &f.root,
         &["diff", "--files", "a/spec.cvm", "stale/spec.cvm"],
     );
@@ -476,7 +422,7 @@ fn errors_exit_2_and_say_what_is_wrong() {
 #[test]
 fn files_compares_realized_trees_with_owners() {
     let f = realized();
-    let out = cvmbuild(
+    let out = cvmbuild_in(
         &f.root,
         &["diff", "--files", "--json", "a/spec.cvm", "b/spec.cvm"],
     );
@@ -533,7 +479,7 @@ fn files_compares_realized_trees_with_owners() {
     let read = files["trees_read"].as_u64().unwrap();
     assert!(read > 0 && read < 20, "{read}");
     // The text form lists the same paths with their owners.
-    let text = stdout(&cvmbuild(
+    let text = stdout(&cvmbuild_in(
         &f.root,
         &["diff", "--files", "a/spec.cvm", "b/spec.cvm"],
     ));
@@ -543,7 +489,7 @@ fn files_compares_realized_trees_with_owners() {
     );
     assert!(text.contains("+ /usr/bin/sudo"), "{text}");
     // Identical trees: nothing read, exit 0.
-    let same = ok(cvmbuild(
+    let same = ok(cvmbuild_in(
         &f.root,
         &["diff", "--files", "--json", "b/spec.cvm", "b/spec.cvm"],
     ));
@@ -571,7 +517,7 @@ fn same_solve_pinned_differently_is_a_repin() {
     let a = std::fs::read_to_string(f.root.join("a/spec.lock")).unwrap();
     let b = std::fs::read_to_string(f.root.join("b/spec.lock")).unwrap();
     std::fs::write(c.join("spec.lock"), b.replace(&openssl(&b), &openssl(&a))).unwrap();
-    let out = cvmbuild(&f.root, &["diff", "b/spec.cvm", "c/spec.cvm"]);
+    let out = cvmbuild_in(&f.root, &["diff", "b/spec.cvm", "c/spec.cvm"]);
     assert_eq!(
         out.status.code(),
         Some(1),
