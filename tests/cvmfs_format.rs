@@ -781,3 +781,103 @@ fn full_or_read_only_store_keeps_previous_revision() {
     );
     assert_eq!(manifest_of(&o), before);
 }
+
+/// A store that counts blob reads, to see what a publish had to compress.
+struct Counting<'a>(&'a MemStore, std::sync::atomic::AtomicUsize);
+
+impl Store for Counting<'_> {
+    fn put_blob(
+        &self,
+        r: &mut dyn std::io::Read,
+    ) -> cvmbuild::store::Result<cvmbuild::store::BlobRef> {
+        self.0.put_blob(r)
+    }
+    fn open_blob(&self, h: &Hash) -> cvmbuild::store::Result<Box<dyn std::io::Read + Send>> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.open_blob(h)
+    }
+    fn blob_size(&self, h: &Hash) -> cvmbuild::store::Result<Option<u64>> {
+        self.0.blob_size(h)
+    }
+    fn put_tree(&self, t: &Tree) -> cvmbuild::store::Result<Hash> {
+        self.0.put_tree(t)
+    }
+    fn get_tree(&self, h: &Hash) -> cvmbuild::store::Result<Tree> {
+        self.0.get_tree(h)
+    }
+    fn has_tree(&self, h: &Hash) -> cvmbuild::store::Result<bool> {
+        self.0.has_tree(h)
+    }
+    fn register_output(
+        &self,
+        id: &str,
+        o: &cvmbuild::store::Output,
+    ) -> cvmbuild::store::Result<()> {
+        self.0.register_output(id, o)
+    }
+    fn lookup_output(&self, id: &str) -> cvmbuild::store::Result<Option<cvmbuild::store::Output>> {
+        self.0.lookup_output(id)
+    }
+    fn verify(&self) -> cvmbuild::store::Result<cvmbuild::store::VerifyReport> {
+        self.0.verify()
+    }
+}
+
+/// The object memo (`KEYS/FQRN.objects`): a republish reads only the blobs
+/// that changed, and gives the same bytes as a republish without a memo;
+/// a memo naming objects that are gone is only a hint.
+#[test]
+fn republish_reads_only_changed_blobs_and_matches_a_publish_without_memo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = MemStore::new();
+    let (t1, t2) = (os_tree(&s, b"bash"), os_tree(&s, b"bash 2"));
+    let a = options(&tmp.path().join("a"));
+    let counting = Counting(&s, Default::default());
+    let reads = || counting.1.swap(0, std::sync::atomic::Ordering::Relaxed);
+    cvmfs::publish(&counting, &t1, &request("os-1", "dev"), &a).unwrap();
+    let memo = a.keys_dir.join(format!("{FQRN}.objects"));
+    assert!(memo.exists());
+    let first = reads();
+    assert!(first > 5, "{first}");
+    let p2 = cvmfs::publish(&counting, &t2, &request("os-2", "dev"), &a).unwrap();
+    // The changed /bin/bash, and /etc/passwd and /etc/group for owner names.
+    assert_eq!(reads(), 3, "only the changed file is read to be compressed");
+
+    // The same two publishes with the same keys and no memo.
+    let mut b = options(&tmp.path().join("b"));
+    b.keys_dir = tmp.path().join("b-keys");
+    std::fs::create_dir_all(&b.keys_dir).unwrap();
+    for e in std::fs::read_dir(&a.keys_dir).unwrap() {
+        let e = e.unwrap();
+        if !e.file_name().to_string_lossy().ends_with(".objects") {
+            std::fs::copy(e.path(), b.keys_dir.join(e.file_name())).unwrap();
+        }
+    }
+    let memo_b = b.keys_dir.join(format!("{FQRN}.objects"));
+    cvmfs::publish(&s, &t1, &request("os-1", "dev"), &b).unwrap();
+    std::fs::remove_file(&memo_b).unwrap();
+    let q2 = cvmfs::publish(&counting, &t2, &request("os-2", "dev"), &b).unwrap();
+    assert_eq!(reads(), first, "without a memo every blob is read");
+    assert_eq!(
+        (q2.root_catalog.as_str(), q2.objects_written),
+        (p2.root_catalog.as_str(), p2.objects_written)
+    );
+    assert_eq!(manifest_of(&a), manifest_of(&b));
+
+    // A memo pointing at file and chunk objects that are gone (no suffix
+    // or `P`; catalogs, history and certificate stay): written again.
+    std::fs::copy(&memo, &memo_b).unwrap();
+    let data = b.repo_dir.join("data");
+    for e in walkdir::WalkDir::new(&data) {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.file_type().is_file() && (name.len() == 38 || name.len() == 39 && name.ends_with('P'))
+        {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+    let q3 = cvmfs::publish(&counting, &t1, &request("os-1b", "dev"), &b).unwrap();
+    assert_eq!(reads(), first);
+    assert!(q3.objects_written > 5, "{}", q3.objects_written);
+    assert!(cvmfs::release_files(&b.repo_dir, &q3.root_catalog).is_ok());
+}

@@ -11,6 +11,7 @@
 
 mod catalog;
 mod chunk;
+mod hints;
 mod history;
 mod keys;
 mod manifest;

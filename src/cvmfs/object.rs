@@ -5,6 +5,7 @@
 //! `Z_DEFAULT_COMPRESSION`) are pinned: object names depend on the exact
 //! compressed bytes, so changing either renames every object.
 
+use super::hints::Stored;
 use super::{Error, Result};
 use flate2::write::ZlibEncoder;
 use flate2::Compression;
@@ -146,6 +147,35 @@ impl Objects {
             Err(e) => return Err(Error::io(&path, e)),
         }
         Ok(digest)
+    }
+
+    /// Whether every object of `stored` (a memo's answer) is present with
+    /// the right SHA-1; counted as reused when so. A present object whose
+    /// bytes do not match its name fails, as in [`Objects::put`].
+    pub(crate) fn reuse(&self, stored: &Stored) -> Result<bool> {
+        let digests: Vec<(Digest20, Kind)> = match stored {
+            Stored::Whole(d) => vec![(*d, Kind::File)],
+            Stored::Chunks(cs) => cs.iter().map(|c| (c.digest, Kind::Partial)).collect(),
+        };
+        for (digest, kind) in &digests {
+            let path = self.path(digest, *kind);
+            let existing = match fs::read(&path) {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(Error::io(&path, e)),
+            };
+            let actual: Digest20 = Sha1::digest(&existing).into();
+            if &actual != digest {
+                return Err(Error::Tampered {
+                    path,
+                    actual: hex(&actual),
+                });
+            }
+        }
+        self.counts
+            .reused
+            .fetch_add(digests.len() as u64, Ordering::Relaxed);
+        Ok(true)
     }
 
     /// Reads and inflates an object, checking its name first.

@@ -7,6 +7,7 @@
 //! rename the previous revision is what is served.
 
 use super::catalog::{self, Catalog, Chunk, Counters, NestedRef, Row};
+use super::hints::{Hints, Stored};
 use super::history::{History, Tag, TRUNK, TRUNK_PREVIOUS};
 use super::keys::{self, Keys};
 use super::manifest::{self, Manifest};
@@ -161,9 +162,16 @@ pub fn publish(store: &dyn Store, tree: &Hash, req: &Request, opts: &Options) ->
         .iter()
         .map(|(n, b)| (n.as_str(), b.as_slice()))
         .collect();
+    let hints_path = Hints::path(&opts.keys_dir, &req.fqrn);
+    let mut hints = Hints::load(&hints_path);
     let stored: HashMap<Hash, Stored> = blobs
         .par_iter()
         .map(|(h, _)| {
+            if let Some(s) = hints.get(h) {
+                if repo.objects.reuse(s)? {
+                    return Ok((*h, s.clone()));
+                }
+            }
             let mut bytes = Vec::new();
             store
                 .open_blob(h)?
@@ -173,6 +181,12 @@ pub fn publish(store: &dyn Store, tree: &Hash, req: &Request, opts: &Options) ->
         })
         .collect::<Result<_>>()?;
     let empty = repo.objects.put(b"", Kind::File)?;
+    for (h, s) in &stored {
+        hints.insert(*h, s.clone());
+    }
+    // Only a memo: if it cannot be written, the next publish compresses
+    // the files again to learn their names, and is otherwise the same.
+    let _ = hints.save(&hints_path);
 
     // Catalogs, deepest first.
     let previous = match &prev {
@@ -461,13 +475,6 @@ struct OldCatalog {
     hash: String,
     size: u64,
     existing: catalog::Existing,
-}
-
-/// Where a file's content went.
-#[derive(Clone, Debug)]
-enum Stored {
-    Whole(Digest20),
-    Chunks(Vec<Chunk>),
 }
 
 fn put_content(objects: &Objects, bytes: &[u8]) -> Result<Stored> {
