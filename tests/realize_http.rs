@@ -1,7 +1,7 @@
 //! Fetching packages over HTTP from a real local server
 //! (`tests/fixtures/http/repo_server.py`, Python's http.server on
 //! loopback): parallel downloads, a connection cut midway (once: retried;
-//! always: a clear error), wrong bytes (refused); nothing is stored or
+//! always: a clear error), wrong bytes and overlong bodies (refused); nothing is stored or
 //! registered from a bad download.
 
 mod realize_util;
@@ -194,6 +194,26 @@ fn wrong_bytes_are_refused_naming_package_and_repository() {
     let nevra = line["error: fetch:".len()..].split(' ').next().unwrap();
     assert!(
         line.contains(&format!("{nevra} from repository `")) && line.contains("sha256 mismatch"),
+        "{line}"
+    );
+    assert_nothing_fetched(&f);
+}
+
+/// A server sending more than the lock's size: the download stops one byte
+/// past it and is refused, naming the package; nothing is stored.
+#[test]
+fn an_overlong_body_is_refused() {
+    let f = Fixture::new();
+    let server = Server::start(&f.path("repos"), "long", 0.0);
+    let out = realize_over_http(&f, &server, "2");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8(out.stderr).unwrap();
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: fetch:"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        line.contains(" from repository `") && line.contains("bytes, got more"),
         "{line}"
     );
     assert_nothing_fetched(&f);

@@ -1,13 +1,16 @@
 //! Fetch: gets one package file from its repository and stores it as a
 //! blob, after checking its size and checksum against the lock. Nothing is
 //! stored unless both match, so a wrong or truncated download never enters
-//! the store under any name.
+//! the store under any name. The download goes to an unlinked temporary
+//! file, never wholly into memory (RPMs of hundreds of MB exist).
 
 use crate::build::{BuildCx, BuildError};
 use crate::store::{Output, Root};
 use sha1::Sha1;
+use sha2::digest::DynDigest;
 use sha2::{Digest, Sha256, Sha512};
 use std::collections::BTreeMap;
+use std::io::{Read, Seek};
 
 pub fn build(cx: &BuildCx) -> Result<Output, BuildError> {
     let str_param = |k: &str| -> Result<String, BuildError> {
@@ -27,16 +30,20 @@ pub fn build(cx: &BuildCx) -> Result<Output, BuildError> {
         .get(&repo)
         .ok_or_else(|| format!("{nevra}: repository `{repo}` is not in the spec"))?;
     cx.log(format!("fetching {}", loc.display(&location)));
-    let bytes = loc
-        .read(&repo, &location)
+    // Into an unlinked temporary file, one byte more than expected at most
+    // (so "too long" is seen), verified, and only then stored.
+    let mut file = tempfile::tempfile()?;
+    loc.copy_to(&repo, &location, size.saturating_add(1), &mut file)
         .map_err(|e| format!("{nevra}: {e}"))?; // e names repository and URL
-    verify(&bytes, size, &checksum).map_err(|e| {
+    file.rewind()?;
+    verify(&mut file, size, &checksum).map_err(|e| {
         format!(
             "{nevra} from repository `{repo}` ({}): {e}",
             loc.display(&location)
         )
     })?;
-    let blob = cx.store.put_blob(&mut bytes.as_slice())?;
+    file.rewind()?;
+    let blob = cx.store.put_blob(&mut file)?;
     cx.log(format!("stored {} bytes as {}", blob.size, blob.hash));
     Ok(Output {
         root: Root::Blob {
@@ -55,24 +62,39 @@ fn file_name(location: &str) -> &str {
     location.rsplit('/').next().unwrap_or(location)
 }
 
-/// Checks size and the repository's checksum (`ALGO:HEX`).
-pub fn verify(bytes: &[u8], size: u64, checksum: &str) -> Result<(), String> {
-    if bytes.len() as u64 != size {
-        return Err(format!(
-            "size mismatch: expected {size} bytes, got {}",
-            bytes.len()
-        ));
-    }
+/// Checks size and the repository's checksum (`ALGO:HEX`) of what `r`
+/// yields, reading it once.
+pub fn verify(r: &mut dyn Read, size: u64, checksum: &str) -> Result<(), String> {
     let (algo, want) = checksum
         .split_once(':')
         .ok_or_else(|| format!("malformed checksum `{checksum}`"))?;
-    let got = match algo {
-        "sha256" => hex::encode(Sha256::digest(bytes)),
-        "sha512" => hex::encode(Sha512::digest(bytes)),
-        "sha1" | "sha" => hex::encode(Sha1::digest(bytes)),
-        "md5" => hex::encode(md5::Md5::digest(bytes)),
+    let mut hasher: Box<dyn DynDigest> = match algo {
+        "sha256" => Box::new(Sha256::new()),
+        "sha512" => Box::new(Sha512::new()),
+        "sha1" | "sha" => Box::new(Sha1::new()),
+        "md5" => Box::new(md5::Md5::new()),
         other => return Err(format!("unsupported checksum type `{other}`")),
     };
+    let mut buf = vec![0u8; 1 << 16];
+    let mut len = 0u64;
+    loop {
+        let n = r
+            .read(&mut buf)
+            .map_err(|e| format!("reading the download: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
+    if len != size {
+        return Err(if len > size {
+            format!("size mismatch: expected {size} bytes, got more")
+        } else {
+            format!("size mismatch: expected {size} bytes, got {len}")
+        });
+    }
+    let got = hex::encode(hasher.finalize());
     if !got.eq_ignore_ascii_case(want) {
         return Err(format!("{algo} mismatch: expected {want}, got {got}"));
     }
@@ -86,15 +108,23 @@ mod tests {
     #[test]
     fn verify_checks_size_then_digest() {
         let sha = hex::encode(Sha256::digest(b"abc"));
-        assert!(verify(b"abc", 3, &format!("sha256:{sha}")).is_ok());
-        assert!(verify(b"abd", 3, &format!("sha256:{sha}"))
+        let check = |bytes: &[u8], sum: &str| verify(&mut &bytes[..], 3, sum);
+        assert!(check(b"abc", &format!("sha256:{sha}")).is_ok());
+        assert!(check(b"abd", &format!("sha256:{sha}"))
             .unwrap_err()
             .contains("sha256 mismatch"));
-        assert!(verify(b"ab", 3, &format!("sha256:{sha}"))
-            .unwrap_err()
-            .contains("size mismatch"));
-        assert!(verify(b"abc", 3, "crc32:00")
+        assert_eq!(
+            check(b"ab", &format!("sha256:{sha}")).unwrap_err(),
+            "size mismatch: expected 3 bytes, got 2"
+        );
+        assert_eq!(
+            check(b"abcd", &format!("sha256:{sha}")).unwrap_err(),
+            "size mismatch: expected 3 bytes, got more"
+        );
+        assert!(check(b"abc", "crc32:00")
             .unwrap_err()
             .contains("unsupported"));
+        let md5 = hex::encode(md5::Md5::digest(b"abc"));
+        assert!(check(b"abc", &format!("md5:{md5}")).is_ok());
     }
 }

@@ -86,6 +86,55 @@ impl Location {
     }
 }
 
+impl Location {
+    /// Copies the file `rel` into `dest` (rewound and truncated first, and
+    /// again before each HTTP retry), stopping after `limit` bytes, so a
+    /// server sending more than the expected size cannot fill the disk.
+    /// Returns the number of bytes copied. Memory use is one buffer, however
+    /// large the file.
+    pub fn copy_to(
+        &self,
+        repo: &str,
+        rel: &str,
+        limit: u64,
+        dest: &mut std::fs::File,
+    ) -> Result<u64, RepoError> {
+        use std::io::{Read, Seek};
+        let url = self.display(rel);
+        let io_err = |e: std::io::Error| RepoError::Io {
+            repo: repo.to_string(),
+            url: url.clone(),
+            source: e,
+        };
+        let reset = |dest: &mut std::fs::File| -> Result<(), RepoError> {
+            dest.set_len(0).map_err(io_err)?;
+            dest.rewind().map_err(io_err)
+        };
+        match self {
+            Location::Dir(d) => {
+                reset(dest)?;
+                let f = std::fs::File::open(d.join(rel)).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        RepoError::Missing {
+                            repo: repo.to_string(),
+                            url: url.clone(),
+                        }
+                    } else {
+                        io_err(e)
+                    }
+                })?;
+                std::io::copy(&mut f.take(limit), dest).map_err(io_err)
+            }
+            Location::Http(_) => with_retries(repo, &url, || {
+                reset(dest).map_err(|e| ureq::Error::Io(std::io::Error::other(e.to_string())))?;
+                let mut resp = agent().get(&url).call()?;
+                let body = resp.body_mut().with_config().limit(u64::MAX).reader();
+                Ok(std::io::copy(&mut body.take(limit), dest)?)
+            }),
+        }
+    }
+}
+
 /// Decodes `%XX` escapes (a path with spaces is `file:///a%20b`); a `%`
 /// not followed by two hex digits stays as it is.
 fn percent_decode(s: &str) -> std::ffi::OsString {
@@ -125,13 +174,23 @@ fn agent() -> &'static ureq::Agent {
     })
 }
 
-/// GET with retries and exponential backoff. Client errors other than
-/// 408/429 are final: retrying a 404 only delays the message.
+/// GET with retries and exponential backoff.
 fn http_get(repo: &str, url: &str) -> Result<Vec<u8>, RepoError> {
+    with_retries(repo, url, || get_once(url))
+}
+
+/// Runs `attempt` (one HTTP request) up to [`ATTEMPTS`] times with
+/// exponential backoff. Client errors other than 408/429 are final:
+/// retrying a 404 only delays the message.
+fn with_retries<T>(
+    repo: &str,
+    url: &str,
+    mut attempt: impl FnMut() -> Result<T, ureq::Error>,
+) -> Result<T, RepoError> {
     let mut pause = FIRST_BACKOFF;
     let mut last = String::new();
-    for attempt in 1..=ATTEMPTS {
-        match get_once(url) {
+    for n in 1..=ATTEMPTS {
+        match attempt() {
             Ok(body) => return Ok(body),
             Err(ureq::Error::StatusCode(404 | 410)) => {
                 return Err(RepoError::Missing {
@@ -148,7 +207,7 @@ fn http_get(repo: &str, url: &str) -> Result<Vec<u8>, RepoError> {
             }
             Err(e) => last = e.to_string(),
         }
-        if attempt < ATTEMPTS {
+        if n < ATTEMPTS {
             std::thread::sleep(pause);
             pause *= 2;
         }
