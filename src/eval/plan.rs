@@ -7,6 +7,7 @@
 //!       ┄pin┄> meta-rpm ───────────────────────────────────────┘
 //!              extract:kernel ──> kernel ──> initrd ──> image:FMT
 //!              assemble ──> rootfs (squashfs of the OS tree)
+//!              assemble ──> initrd (only when it lists `binaries`)
 //! ```
 //!
 //! Fetches are fixed-output: identified by the repository, location and
@@ -168,6 +169,23 @@ pub fn plan(
                        "files": i.files.iter().map(|(k, v)| (k.clone(), inline_or_null(v))).collect::<BTreeMap<_, _>>()}),
             )
             .input_drv("kernel", &kernel);
+            // Only with binaries, so the ids of initrds without them stay.
+            if let Some(b) = i.binaries.iter().find(|b| {
+                !b.starts_with('/')
+                    || b[1..]
+                        .split('/')
+                        .any(|p| p.is_empty() || p == "." || p == "..")
+            }) {
+                return Err(sources.error(
+                    i.span,
+                    format!("initrd binary `{b}` is not a clean absolute path"),
+                    "a path in the OS tree, like `/usr/bin/kmod`",
+                ));
+            }
+            if !i.binaries.is_empty() {
+                d.params["release"] = json!(format!("{}-{}", rel.name, rel.version));
+                d = d.input_drv("os-tree", &os_tree);
+            }
             for name in &i.packages {
                 d = d.input_drv(format!("pkg:{name}"), &in_closure(name, i.span, "initrd")?);
             }
