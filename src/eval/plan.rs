@@ -169,7 +169,6 @@ pub fn plan(
                        "files": i.files.iter().map(|(k, v)| (k.clone(), inline_or_null(v))).collect::<BTreeMap<_, _>>()}),
             )
             .input_drv("kernel", &kernel);
-            // Only with binaries, so the ids of initrds without them stay.
             if let Some(b) = i.binaries.iter().find(|b| {
                 !b.starts_with('/')
                     || b[1..]
@@ -182,6 +181,7 @@ pub fn plan(
                     "a path in the OS tree, like `/usr/bin/kmod`",
                 ));
             }
+            // Only with binaries, so the ids of initrds without them stay.
             if !i.binaries.is_empty() {
                 d.params["release"] = json!(format!("{}-{}", rel.name, rel.version));
                 d = d.input_drv("os-tree", &os_tree);
