@@ -205,3 +205,41 @@ fn one_pin_change_changes_exactly_the_downstream_derivations() {
     // The development branch overrides `pins`: nothing of it changes.
     assert_eq!(ids(&ea)["development"], ids(&eb)["development"]);
 }
+
+#[test]
+fn initrd_binaries_add_the_os_tree_input_and_change_only_the_boot_chain() {
+    let (_d1, a) = scratch(&original());
+    let changed = original().replace(
+        "packages    = [\"busybox\"]",
+        "packages    = [\"busybox\"]\n    binaries    = [\"/bin/bash\"]",
+    );
+    assert_ne!(changed, original());
+    let (_d2, b) = scratch(&changed);
+    let (ea, eb) = (evaluate(&a), evaluate(&b));
+    let (ia, ib) = (&ids(&ea)["production"], &ids(&eb)["production"]);
+    let differing: BTreeSet<&str> = ia
+        .iter()
+        .filter(|(n, id)| ib[*n] != **id)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(
+        differing,
+        BTreeSet::from(["initrd", "image:iso", "image:qcow2"])
+    );
+    let initrd = |ev: &Evaluation, ids: &BTreeMap<String, DrvId>| {
+        let b = ev
+            .branches
+            .iter()
+            .find(|b| b.release.branch == "production");
+        b.unwrap().graph.get(&ids["initrd"]).unwrap().clone()
+    };
+    let (da, db) = (initrd(&ea, ia), initrd(&eb, ib));
+    assert!(!da.inputs.contains_key("os-tree"));
+    assert_eq!(
+        db.inputs["os-tree"],
+        cvmbuild::eval::Input::Drv {
+            id: ib["assemble"].clone()
+        }
+    );
+    assert_eq!(db.params["binaries"], serde_json::json!(["/bin/bash"]));
+}

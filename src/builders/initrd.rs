@@ -1,8 +1,9 @@
-//! The `initrd` builder: package trees, the trimmed kernel's modules, the
-//! spec's files and init script, as a compressed `newc` cpio archive.
+//! The `initrd` builder: the spec's binaries with what they need from the
+//! OS tree, package trees, the trimmed kernel's modules, the spec's files
+//! and init script, as a compressed `newc` cpio archive.
 
 use crate::build::{BuildCx, BuildError};
-use crate::image::{compress::Compression, cpio, initrd, paths};
+use crate::image::{compress::Compression, cpio, elf, initrd, paths};
 use crate::store::{Output, Root};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
@@ -14,18 +15,12 @@ pub fn build(cx: &BuildCx) -> Result<Output, BuildError> {
     let epoch = cx.param("epoch")?.as_i64().unwrap_or(0);
     let mtime = u32::try_from(epoch)
         .map_err(|_| format!("{name}: epoch {epoch} does not fit a cpio mtime"))?;
-    if cx
-        .param("binaries")?
-        .as_array()
-        .is_some_and(|b| !b.is_empty())
-    {
-        return Err(format!(
-            "{name}: `initrd.binaries` is not supported yet; list the packages that ship them in `initrd.packages`"
-        )
-        .into());
-    }
+    let binaries: Vec<String> = serde_json::from_value(cx.param("binaries")?.clone())?;
 
     let mut trees = Vec::new();
+    if !binaries.is_empty() {
+        trees.push(("binaries".to_string(), binaries_tree(cx, &binaries)?));
+    }
     for (role, out) in &cx.inputs {
         if let (Some(pkg), Root::Tree { hash }) = (role.strip_prefix("pkg:"), out.root) {
             trees.push((format!("package {pkg}"), hash));
@@ -96,4 +91,35 @@ fn text_or_source(cx: &BuildCx, v: Json, role: &str, what: &str) -> Result<Vec<u
     })?;
     std::fs::read(path)
         .map_err(|e| format!("{}: {what} {}: {e}", cx.drv.name, path.display()).into())
+}
+
+/// The listed binaries, their interpreters and libraries from the `os-tree`
+/// input (see [`elf::Closure`]), stored as a tree to layer like a package.
+fn binaries_tree(cx: &BuildCx, binaries: &[String]) -> Result<crate::store::Hash, BuildError> {
+    let name = &cx.drv.name;
+    let os = cx
+        .inputs
+        .get("os-tree")
+        .ok_or_else(|| format!("{name}: `binaries` given but no `os-tree` input"))?;
+    let Root::Tree { hash } = os.root else {
+        return Err(format!("{name}: the os-tree input is not a tree").into());
+    };
+    let release = cx.param("release")?.as_str().unwrap_or_default();
+    let flat = paths::walk(cx.store, &hash)?;
+    let label = format!("the OS tree of {release}");
+    let mut closure =
+        elf::Closure::new(cx.store, &flat, &label).map_err(|e| format!("{name}: {e}"))?;
+    for b in binaries {
+        closure.add(b).map_err(|e| format!("{name}: {e}"))?;
+    }
+    let entries = closure.into_entries();
+    cx.log(format!(
+        "binaries: {} with {} files and symlinks from the OS tree",
+        binaries.join(" "),
+        entries
+            .values()
+            .filter(|e| !matches!(e.node, crate::store::Node::Directory { .. }))
+            .count()
+    ));
+    Ok(paths::build(cx.store, &entries)?)
 }

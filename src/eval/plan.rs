@@ -7,6 +7,7 @@
 //!       ┄pin┄> meta-rpm ───────────────────────────────────────┘
 //!              extract:kernel ──> kernel ──> initrd ──> image:FMT
 //!              assemble ──> rootfs (squashfs of the OS tree)
+//!              assemble ──> initrd (only when it lists `binaries`)
 //! ```
 //!
 //! Fetches are fixed-output: identified by the repository, location and
@@ -162,12 +163,29 @@ pub fn plan(
         if let Some(i) = &rel.initrd {
             let mut d = Derivation::new(
                 "initrd",
-                Builder::builtin("initrd", 1),
+                Builder::builtin("initrd", 2),
                 json!({"compression": i.compression, "binaries": i.binaries, "epoch": rel.epoch,
                        "init": inline_or_null(&i.init),
                        "files": i.files.iter().map(|(k, v)| (k.clone(), inline_or_null(v))).collect::<BTreeMap<_, _>>()}),
             )
             .input_drv("kernel", &kernel);
+            if let Some(b) = i.binaries.iter().find(|b| {
+                !b.starts_with('/')
+                    || b[1..]
+                        .split('/')
+                        .any(|p| p.is_empty() || p == "." || p == "..")
+            }) {
+                return Err(sources.error(
+                    i.span,
+                    format!("initrd binary `{b}` is not a clean absolute path"),
+                    "a path in the OS tree, like `/usr/bin/kmod`",
+                ));
+            }
+            // Only with binaries, so the ids of initrds without them stay.
+            if !i.binaries.is_empty() {
+                d.params["release"] = json!(format!("{}-{}", rel.name, rel.version));
+                d = d.input_drv("os-tree", &os_tree);
+            }
             for name in &i.packages {
                 d = d.input_drv(format!("pkg:{name}"), &in_closure(name, i.span, "initrd")?);
             }

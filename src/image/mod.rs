@@ -11,6 +11,7 @@
 pub mod compress;
 pub mod cpio;
 pub mod disk;
+pub mod elf;
 pub mod initrd;
 pub mod kconfig;
 pub mod kernel;
