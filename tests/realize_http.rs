@@ -180,41 +180,44 @@ fn a_connection_always_cut_is_a_clear_error_and_stores_nothing() {
     assert_nothing_fetched(&f);
 }
 
-#[test]
-fn wrong_bytes_are_refused_naming_package_and_repository() {
+/// Realizes against a server in `mode`, expecting the run to fail and
+/// nothing to be stored; returns the first fetch error line and its NEVRA.
+fn failed_fetch(mode: &str) -> (String, String) {
     let f = Fixture::new();
-    let server = Server::start(&f.path("repos"), "wrong", 0.0);
+    let server = Server::start(&f.path("repos"), mode, 0.0);
     let out = realize_over_http(&f, &server, "2");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = String::from_utf8(out.stderr).unwrap();
     let line = err
         .lines()
         .find(|l| l.starts_with("error: fetch:"))
-        .unwrap_or_else(|| panic!("{err}"));
-    let nevra = line["error: fetch:".len()..].split(' ').next().unwrap();
+        .unwrap_or_else(|| panic!("{err}"))
+        .to_string();
+    assert_nothing_fetched(&f);
+    let nevra = line["error: fetch:".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    (line, nevra)
+}
+
+#[test]
+fn wrong_bytes_are_refused_naming_package_and_repository() {
+    let (line, nevra) = failed_fetch("wrong");
     assert!(
         line.contains(&format!("{nevra} from repository `")) && line.contains("sha256 mismatch"),
         "{line}"
     );
-    assert_nothing_fetched(&f);
 }
 
 /// A server sending more than the lock's size: the download stops one byte
 /// past it and is refused, naming the package; nothing is stored.
 #[test]
 fn an_overlong_body_is_refused() {
-    let f = Fixture::new();
-    let server = Server::start(&f.path("repos"), "long", 0.0);
-    let out = realize_over_http(&f, &server, "2");
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let err = String::from_utf8(out.stderr).unwrap();
-    let line = err
-        .lines()
-        .find(|l| l.starts_with("error: fetch:"))
-        .unwrap_or_else(|| panic!("{err}"));
+    let (line, nevra) = failed_fetch("long");
     assert!(
-        line.contains(" from repository `") && line.contains("bytes, got more"),
+        line.contains(&format!("{nevra} from repository `")) && line.contains("bytes, got more"),
         "{line}"
     );
-    assert_nothing_fetched(&f);
 }
