@@ -195,8 +195,31 @@ fn gc_keeps_what_roots_reach_and_collects_the_rest() {
         assert!(out.status.success(), "{}", text(&out));
         serde_json::from_slice(&out.stdout).unwrap()
     };
-    assert_eq!(gc(&f, false)["bytes_freed"], 0);
+    // `update` re-solves, so it parses both repositories into the cache.
+    let spec = f.spec();
+    let update = || {
+        let out = f.run(&["update", spec.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    update();
+    let first = gc(&f, false);
+    assert_eq!(first["bytes_freed"], 0);
     assert_eq!(objects(&f), before);
+
+    // The parsed-repodata cache (one entry per repository) stays while it
+    // is used; `--cache-days 0` drops it, and the next solve parses again.
+    let cache = f.store().join("cache/repodata");
+    let entries = || std::fs::read_dir(&cache).unwrap().count();
+    assert_eq!(
+        (first["cache_entries_removed"].as_u64(), entries()),
+        (Some(0), 2)
+    );
+    let out = f.run(&["gc", "--json", "--cache-days", "0"]);
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["cache_entries_removed"], 2, "{r}");
+    assert_eq!((r["bytes_freed"].as_u64(), entries()), (Some(0), 0));
+    update();
+    assert_eq!(entries(), 2);
 
     // An explicit root keeps development alive when its realize roots go.
     for r in [

@@ -148,11 +148,13 @@ impl Global {
         crate::eval::Options {
             branch,
             offline,
-            cache: self
-                .store_dir()
-                .ok()
-                .map(|d| d.join("cache").join("repodata")),
+            cache: self.store_dir().ok().map(|d| repodata_cache(&d)),
             ..Default::default()
         }
     }
+}
+
+/// The parsed-repodata cache inside a store (store-layout.md).
+fn repodata_cache(store_dir: &std::path::Path) -> PathBuf {
+    store_dir.join("cache").join("repodata")
 }

@@ -13,12 +13,20 @@ pub struct GcArgs {
     /// Machine-readable report on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Also drop parsed-repodata cache entries unused for this many days.
+    #[arg(long, value_name = "DAYS", default_value_t = 30)]
+    pub cache_days: u64,
 }
 
 pub(super) fn gc_cmd(g: &Global, a: GcArgs) -> Result<i32> {
-    let store = crate::store::FsStore::open(&g.store_dir()?)?;
+    let dir = g.store_dir()?;
+    let store = crate::store::FsStore::open(&dir)?;
     let inputs_of = |id: &str| crate::build::records::inputs_of(&store, id);
     let r = crate::store::gc(&store, &inputs_of, a.dry_run)?;
+    let cache_dir = super::repodata_cache(&dir);
+    let keep = std::time::Duration::from_secs(a.cache_days.saturating_mul(86400));
+    let c = crate::repo::prune_cache(&cache_dir, keep, a.dry_run)
+        .map_err(|e| miette!("pruning {}: {e}", cache_dir.display()))?;
     if a.json {
         println!(
             "{}",
@@ -28,6 +36,7 @@ pub(super) fn gc_cmd(g: &Global, a: GcArgs) -> Result<i32> {
                 "live_blobs": r.live_blobs, "live_trees": r.live_trees,
                 "outputs_unregistered": r.outputs_unregistered,
                 "records_removed": r.records_removed, "logs_removed": r.logs_removed,
+                "cache_entries_removed": c.entries, "cache_bytes_freed": c.bytes,
             }))
             .expect("plain data")
         );
@@ -44,6 +53,15 @@ pub(super) fn gc_cmd(g: &Global, a: GcArgs) -> Result<i32> {
             r.live_blobs,
             r.live_trees
         );
+        if c.entries > 0 {
+            println!(
+                "{} {} repodata cache entries unused for {} days ({} bytes)",
+                if a.dry_run { "would remove" } else { "removed" },
+                c.entries,
+                a.cache_days,
+                c.bytes
+            );
+        }
     }
     Ok(0)
 }

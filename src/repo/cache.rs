@@ -39,7 +39,60 @@ pub fn read(dir: &Path, metadata_hash: &str) -> Option<Pool> {
     if blake3::hash(payload).as_bytes() != &data[12..HEADER] {
         return None;
     }
-    postcard::from_bytes(payload).ok()
+    let pool = postcard::from_bytes(payload).ok()?;
+    // The modification time records the last use, for [`prune`]; failing
+    // to set it only makes the entry look older.
+    if let Ok(f) = std::fs::File::options()
+        .append(true)
+        .open(entry_path(dir, metadata_hash))
+    {
+        let _ = f.set_modified(std::time::SystemTime::now());
+    }
+    Some(pool)
+}
+
+/// What [`prune`] removed (or would remove).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+/// Removes entries not used for `keep` (by modification time, which
+/// [`read`] refreshes), entries of other cache formats (unreadable to this
+/// build anyway), and temporary files of interrupted writes older than an
+/// hour. A missing cache directory is an empty one. With `dry_run`, only
+/// counts.
+pub fn prune(dir: &Path, keep: std::time::Duration, dry_run: bool) -> std::io::Result<Pruned> {
+    let mut out = Pruned::default();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    let now = std::time::SystemTime::now();
+    let current = format!(".v{FORMAT}.pool");
+    for e in entries {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let meta = e.metadata()?;
+        let age = now.duration_since(meta.modified()?).unwrap_or_default();
+        let stale = if name.starts_with('.') && name.ends_with(".tmp") {
+            age > std::time::Duration::from_secs(3600)
+        } else if name.ends_with(".pool") {
+            !name.ends_with(&current) || age > keep
+        } else {
+            false // not ours
+        };
+        if stale && meta.is_file() {
+            if !dry_run {
+                std::fs::remove_file(e.path())?;
+            }
+            out.entries += 1;
+            out.bytes += meta.len();
+        }
+    }
+    Ok(out)
 }
 
 /// Stores `pool` (one repository's packages) under `metadata_hash`.
@@ -100,5 +153,56 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn prune_removes_unused_old_and_foreign_format_entries() {
+        use std::time::{Duration, SystemTime};
+        let dir = tempfile::tempdir().unwrap();
+        let pool = Pool::default();
+        for h in ["used", "unused", "fresh"] {
+            write(dir.path(), h, &pool).unwrap();
+        }
+        let age = |name: &str, days: u64| {
+            let f = std::fs::File::options()
+                .append(true)
+                .open(dir.path().join(name))
+                .unwrap();
+            f.set_modified(SystemTime::now() - Duration::from_secs(days * 86400))
+                .unwrap();
+        };
+        age(&format!("used.v{FORMAT}.pool"), 40);
+        age(&format!("unused.v{FORMAT}.pool"), 40);
+        std::fs::write(dir.path().join("old.v0.pool"), b"x").unwrap();
+        std::fs::write(dir.path().join(".x.1.ThreadId(1).tmp"), b"x").unwrap();
+        age(".x.1.ThreadId(1).tmp", 1);
+        std::fs::write(dir.path().join("README"), b"not ours").unwrap();
+        // Reading refreshes the last use.
+        assert!(read(dir.path(), "used").is_some());
+
+        let keep = Duration::from_secs(30 * 86400);
+        let dry = prune(dir.path(), keep, true).unwrap();
+        assert_eq!(dry.entries, 3);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 6);
+        let done = prune(dir.path(), keep, false).unwrap();
+        assert_eq!(done, dry);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "README",
+                &format!("fresh.v{FORMAT}.pool"),
+                &format!("used.v{FORMAT}.pool")
+            ]
+        );
+        assert!(read(dir.path(), "fresh").is_some());
+        assert_eq!(
+            prune(&dir.path().join("none"), keep, false).unwrap(),
+            Pruned::default()
+        );
     }
 }

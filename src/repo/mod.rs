@@ -19,6 +19,7 @@ mod repomd;
 pub mod rich;
 mod xml;
 
+pub use cache::{prune as prune_cache, Pruned};
 pub use error::RepoError;
 pub use evr::{rpmvercmp, Evr, Op, Range};
 pub use load::{load, load_filelists, metadata_hash, unprovided_file_requires, RepoSource};
