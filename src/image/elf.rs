@@ -291,7 +291,7 @@ impl<'a> Closure<'a> {
                     let cand = format!("{}/{name}", dir.trim_end_matches('/'));
                     if let Some(f) = self.candidate(&cand, obj)? {
                         if (own..conf).contains(i) {
-                            self.add_cache(&cand)?;
+                            self.add_cache(&cand, obj.is_64)?;
                         }
                         found = Some(f);
                         break;
@@ -326,22 +326,54 @@ impl<'a> Closure<'a> {
         Ok(())
     }
 
-    /// Adds the tree's `/etc/ld.so.cache`, through which alone the loader
-    /// finds `lib` (in a directory from `ld.so.conf`, not a default one).
-    fn add_cache(&mut self, lib: &str) -> Result<(), Error> {
-        match self.resolve("/etc/ld.so.cache")? {
-            Lookup::Found(real, trail) if self.kind(&real)?.is_some() => {
+    /// Makes `lib` (found in a directory from `ld.so.conf`, not a default
+    /// one) findable by the initrd's loader, which searches such directories
+    /// only through `/etc/ld.so.cache`: the tree's cache if it has one;
+    /// else (trees assembled without running `ldconfig`, as cvmbuild's are,
+    /// since scriptlets do not run) a symlink to `lib` in the first default
+    /// directory of its class that the tree has and where that name is free.
+    fn add_cache(&mut self, lib: &str, is_64: bool) -> Result<(), Error> {
+        if let Lookup::Found(real, trail) = self.resolve("/etc/ld.so.cache")? {
+            if self.kind(&real)?.is_some() {
                 self.out.extend(trail);
                 self.copy(&real);
-                Ok(())
+                return Ok(());
             }
-            _ => Err(format!(
-                "{lib} is in a directory from /etc/ld.so.conf, which the loader searches only \
-                 through /etc/ld.so.cache, and {} has none (run ldconfig when assembling it)",
-                self.label
-            )
-            .into()),
         }
+        let name = lib.rsplit('/').next().unwrap_or(lib);
+        for dir in default_dirs(is_64) {
+            let Lookup::Found(real_dir, trail) = self.resolve(dir)? else {
+                continue;
+            };
+            let is_dir = real_dir.is_empty()
+                || matches!(
+                    self.tree.get(&real_dir).map(|e| &e.node),
+                    Some(Node::Directory { .. })
+                );
+            let link = format!("{real_dir}/{name}");
+            if !is_dir || self.tree.contains_key(&link) || self.out.contains_key(&link) {
+                continue;
+            }
+            self.out.extend(trail);
+            self.out.insert(
+                link,
+                Entry::root_owned(
+                    name,
+                    Node::Symlink {
+                        target: lib.to_string(),
+                    },
+                    0o777,
+                ),
+            );
+            return Ok(());
+        }
+        Err(format!(
+            "{lib} is in a directory from /etc/ld.so.conf, which the loader searches only \
+             through /etc/ld.so.cache; {} has no cache and no default library directory \
+             where a link to it could go",
+            self.label
+        )
+        .into())
     }
 
     /// `cand` if it is an ELF object `ld.so` would load for `by`: same
@@ -796,7 +828,8 @@ mod tests {
         assert!(err("/usr/bin/dir").contains("is not a regular file"));
         assert!(err("usr/bin/prog").contains("not an absolute path"));
 
-        // A library only ld.so.conf knows about needs the loader's cache.
+        // A library only ld.so.conf knows about: the loader finds it only
+        // through a cache; without one, a link in a default directory.
         let flat = tree(
             &s,
             &[
@@ -806,14 +839,26 @@ mod tests {
                 ("opt/deep/libdeep.so", N::F(&ld, 0o755)),
             ],
         );
-        let e = closure(&flat, &s, &["/usr/bin/indirect"])
+        let out = closure(&flat, &s, &["/usr/bin/indirect"]).unwrap();
+        assert_eq!(
+            out["lib64/libdeep.so"].node,
+            Node::Symlink {
+                target: "/opt/deep/libdeep.so".into()
+            }
+        );
+        assert!(out.contains_key("opt/deep/libdeep.so"));
+        // A name taken in every default directory the tree has: an error.
+        let mut taken = flat.clone();
+        taken.extend(tree(&s, &[("lib64/libdeep.so", N::F(b"other", 0o644))]));
+        taken.remove("lib64/ld.so");
+        let e = closure(&taken, &s, &["/usr/bin/indirect"])
             .unwrap_err()
             .to_string();
         assert_eq!(
             e,
             "/opt/deep/libdeep.so is in a directory from /etc/ld.so.conf, which the loader \
-             searches only through /etc/ld.so.cache, and the OS tree of t-1 has none \
-             (run ldconfig when assembling it)"
+             searches only through /etc/ld.so.cache; the OS tree of t-1 has no cache and no \
+             default library directory where a link to it could go"
         );
     }
 
