@@ -200,9 +200,30 @@ fn iso_and_raw_boot_and_rebuilds_are_byte_identical() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
+    let iso_bytes = std::fs::read(&first["image:iso"]).unwrap();
     assert!(
-        std::fs::read(&exported).unwrap() == std::fs::read(&first["image:iso"]).unwrap(),
+        std::fs::read(&exported).unwrap() == iso_bytes,
         "--out wrote other bytes than the image"
+    );
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.contains(&format!("({} bytes)", iso_bytes.len())),
+        "{summary}"
+    );
+    // The text summary reports the kernel's trimming, before and after.
+    let out = Command::new(env!("CARGO_BIN_EXE_cvmbuild"))
+        .arg("realize")
+        .arg(spec())
+        .arg("--store")
+        .arg(tmp.path().join("store1"))
+        .args(["--root", "kernel"])
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout);
+    let kept = modules.matches(',').count();
+    assert!(
+        summary.contains(" MiB -> ") && summary.contains(&format!(" MiB, {kept} kept)")),
+        "{summary}"
     );
 
     // μCernVM's budget: the whole boot image in at most 12 MB.

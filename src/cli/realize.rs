@@ -223,7 +223,7 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
                     crate::store::Root::Tree { hash } => format!("tree {hash}"),
                     crate::store::Root::Blob { hash, .. } => format!("blob {hash}"),
                 };
-                println!("  {n:<12} {what}");
+                println!("  {n:<12} {what}{}", boot_note(out));
             }
         }
     }
@@ -234,6 +234,36 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
         );
     }
     Ok(if failed { 1 } else { 0 })
+}
+
+/// What the boot outputs hold, from their metadata: the kernel's module
+/// trimming (the "size before and after"), an initrd's entries,
+/// an image's size. Empty for other outputs.
+fn boot_note(out: &crate::store::Output) -> String {
+    let mib = |b: &str| b.parse::<f64>().unwrap_or(0.0) / f64::from(1 << 20);
+    let m = |k: &str| out.meta.get(k).map(String::as_str);
+    if let (Some(v), Some(kept), Some(before), Some(after)) = (
+        m("version"),
+        m("modules"),
+        m("modules-bytes-before"),
+        m("modules-bytes-after"),
+    ) {
+        let n = kept.split(',').filter(|s| !s.is_empty()).count();
+        return format!(
+            "  (kernel {v}; modules {:.1} MiB -> {:.1} MiB, {n} kept)",
+            mib(before),
+            mib(after)
+        );
+    }
+    match (out.root, m("entries"), m("compression")) {
+        (crate::store::Root::Blob { size, .. }, Some(e), Some(c)) => {
+            format!("  ({e} entries, {c}, {size} bytes)")
+        }
+        (crate::store::Root::Blob { size, .. }, None, _) if out.meta.contains_key("format") => {
+            format!("  ({size} bytes)")
+        }
+        _ => String::new(),
+    }
 }
 
 fn file_stem(p: &std::path::Path) -> String {
