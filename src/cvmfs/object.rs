@@ -118,33 +118,40 @@ impl Objects {
         self.data.join("txn")
     }
 
+    /// The stored bytes of an object, re-hashed: `None` if it is absent, an
+    /// error if its bytes do not match its name (a tampered object must
+    /// fail rather than be referenced or read again).
+    fn read_checked(&self, digest: &Digest20, kind: Kind) -> Result<Option<Vec<u8>>> {
+        let path = self.path(digest, kind);
+        let stored = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let actual: Digest20 = Sha1::digest(&stored).into();
+        if &actual != digest {
+            return Err(Error::Tampered {
+                path,
+                actual: hex(&actual),
+            });
+        }
+        Ok(Some(stored))
+    }
+
     /// Compresses and stores `plain`; returns the digest of the stored bytes.
     /// An object that is already present is not rewritten, but its bytes are
-    /// re-hashed: a tampered object must fail the publish rather than be
-    /// referenced again.
+    /// re-hashed ([`Objects::read_checked`]).
     pub fn put(&self, plain: &[u8], kind: Kind) -> Result<Digest20> {
         let stored = compress(plain);
         let digest: Digest20 = Sha1::digest(&stored).into();
-        let path = self.path(&digest, kind);
-        match fs::read(&path) {
-            Ok(existing) => {
-                let actual: Digest20 = Sha1::digest(&existing).into();
-                if actual != digest {
-                    return Err(Error::Tampered {
-                        path,
-                        actual: hex(&actual),
-                    });
-                }
-                self.counts.reused.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                write_new(&self.txn(), &path, &stored)?;
-                self.counts.written.fetch_add(1, Ordering::Relaxed);
-                self.counts
-                    .bytes_written
-                    .fetch_add(stored.len() as u64, Ordering::Relaxed);
-            }
-            Err(e) => return Err(Error::io(&path, e)),
+        if self.read_checked(&digest, kind)?.is_some() {
+            self.counts.reused.fetch_add(1, Ordering::Relaxed);
+        } else {
+            write_new(&self.txn(), &self.path(&digest, kind), &stored)?;
+            self.counts.written.fetch_add(1, Ordering::Relaxed);
+            self.counts
+                .bytes_written
+                .fetch_add(stored.len() as u64, Ordering::Relaxed);
         }
         Ok(digest)
     }
@@ -158,18 +165,8 @@ impl Objects {
             Stored::Chunks(cs) => cs.iter().map(|c| (c.digest, Kind::Partial)).collect(),
         };
         for (digest, kind) in &digests {
-            let path = self.path(digest, *kind);
-            let existing = match fs::read(&path) {
-                Ok(b) => b,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-                Err(e) => return Err(Error::io(&path, e)),
-            };
-            let actual: Digest20 = Sha1::digest(&existing).into();
-            if &actual != digest {
-                return Err(Error::Tampered {
-                    path,
-                    actual: hex(&actual),
-                });
+            if self.read_checked(digest, *kind)?.is_none() {
+                return Ok(false);
             }
         }
         self.counts
@@ -181,14 +178,9 @@ impl Objects {
     /// Reads and inflates an object, checking its name first.
     pub fn get(&self, digest: &Digest20, kind: Kind) -> Result<Vec<u8>> {
         let path = self.path(digest, kind);
-        let stored = fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let actual: Digest20 = Sha1::digest(&stored).into();
-        if &actual != digest {
-            return Err(Error::Tampered {
-                path,
-                actual: hex(&actual),
-            });
-        }
+        let stored = self
+            .read_checked(digest, kind)?
+            .ok_or_else(|| Error::io(&path, std::io::Error::from(std::io::ErrorKind::NotFound)))?;
         inflate(&stored).map_err(|e| Error::io(&path, e))
     }
 }

@@ -298,28 +298,37 @@ pub fn publish(store: &dyn Store, tree: &Hash, req: &Request, opts: &Options) ->
         );
     }
     let root = &done[""];
+    // The report, whichever way the publish ends (counts read at the end).
+    let report = |revision, root_catalog, history, timestamp, new_revision| Published {
+        fqrn: req.fqrn.clone(),
+        revision,
+        root_catalog,
+        history,
+        tag: req.tag.clone(),
+        branch: req.branch.clone(),
+        timestamp,
+        new_revision,
+        entries: items.len() as u64,
+        objects_written: repo.objects.counts.written.load(Ordering::Relaxed),
+        objects_reused: repo.objects.counts.reused.load(Ordering::Relaxed),
+        bytes_written: repo.objects.counts.bytes_written.load(Ordering::Relaxed),
+        catalogs_written,
+        skipped_nested,
+        unknown_owners: unknown.into_iter().collect(),
+    };
 
     // An existing release tag: same tree is a no-op, another tree an error.
     if let Some(t) = history.tag(&req.tag) {
         let existing = repo.catalog_tree(&t.hash)?;
         if existing.get("").and_then(|c| c.existing.content.as_deref()) == Some(&root.content) {
-            return Ok(Published {
-                fqrn: req.fqrn.clone(),
-                revision: t.revision,
-                root_catalog: t.hash.clone(),
-                history: prev.and_then(|p| p.history).unwrap_or_default(),
-                tag: req.tag.clone(),
-                branch: req.branch.clone(),
-                timestamp: t.timestamp,
-                new_revision: false,
-                entries: items.len() as u64,
-                objects_written: repo.objects.counts.written.load(Ordering::Relaxed),
-                objects_reused: repo.objects.counts.reused.load(Ordering::Relaxed),
-                bytes_written: repo.objects.counts.bytes_written.load(Ordering::Relaxed),
-                catalogs_written,
-                skipped_nested,
-                unknown_owners: unknown.into_iter().collect(),
-            });
+            let history = prev.and_then(|p| p.history).unwrap_or_default();
+            return Ok(report(
+                t.revision,
+                t.hash.clone(),
+                history,
+                t.timestamp,
+                false,
+            ));
         }
         return Err(Error::Repo(format!(
             "tag `{}` already names revision {} with a different tree; release tags are immutable (bump the release version)",
@@ -365,23 +374,8 @@ pub fn publish(store: &dyn Store, tree: &Hash, req: &Request, opts: &Options) ->
         timestamp,
     };
     let m = repo.commit(&keys, manifest, &history, prev.as_ref(), opts)?;
-    Ok(Published {
-        fqrn: req.fqrn.clone(),
-        revision,
-        root_catalog: m.catalog,
-        history: m.history.unwrap_or_default(),
-        tag: req.tag.clone(),
-        branch: req.branch.clone(),
-        timestamp,
-        new_revision: true,
-        entries: items.len() as u64,
-        objects_written: repo.objects.counts.written.load(Ordering::Relaxed),
-        objects_reused: repo.objects.counts.reused.load(Ordering::Relaxed),
-        bytes_written: repo.objects.counts.bytes_written.load(Ordering::Relaxed),
-        catalogs_written,
-        skipped_nested,
-        unknown_owners: unknown.into_iter().collect(),
-    })
+    let history = m.history.unwrap_or_default();
+    Ok(report(revision, m.catalog, history, timestamp, true))
 }
 
 /// Moves the tag `branch` to the snapshot tagged `release` (the lifecycle's
@@ -519,27 +513,19 @@ fn check_label(what: &str, s: &str) -> Result<()> {
     Ok(())
 }
 
-/// A name the catalog can hold as a path component.
+/// A name the catalog can hold as a path component: the store's own name
+/// rules ([`crate::store::validate_name`]) and the path length limit.
 fn check_name(dir: &str, name: &str) -> Result<()> {
-    let reason = if name.is_empty() {
-        "is empty"
-    } else if name == "." || name == ".." {
-        "is . or .."
-    } else if name.contains('/') {
-        "contains '/'"
-    } else if name.contains('\0') {
-        "contains NUL"
-    } else if name.len() > 255 {
-        "is longer than 255 bytes"
-    } else if dir.len() + 1 + name.len() > MAX_PATH {
-        "makes a path longer than 4095 bytes"
-    } else {
-        return Ok(());
-    };
-    Err(Error::Input(format!(
-        "cannot publish {name:?} in {:?}: the name {reason}",
-        if dir.is_empty() { "/" } else { dir }
-    )))
+    let shown = if dir.is_empty() { "/" } else { dir };
+    if let Err(e) = crate::store::validate_name(name) {
+        return Err(Error::Input(format!("cannot publish in {shown:?}: {e}")));
+    }
+    if dir.len() + 1 + name.len() > MAX_PATH {
+        return Err(Error::Input(format!(
+            "cannot publish {name:?} in {shown:?}: the name makes a path longer than {MAX_PATH} bytes"
+        )));
+    }
+    Ok(())
 }
 
 /// What a row's content is.

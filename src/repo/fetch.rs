@@ -65,21 +65,7 @@ impl Location {
         match self {
             Location::Dir(d) => {
                 let path = d.join(rel);
-                std::fs::read(&path).map_err(|e| {
-                    let url = path.display().to_string();
-                    if e.kind() == std::io::ErrorKind::NotFound {
-                        RepoError::Missing {
-                            repo: repo.to_string(),
-                            url,
-                        }
-                    } else {
-                        RepoError::Io {
-                            repo: repo.to_string(),
-                            url,
-                            source: e,
-                        }
-                    }
-                })
+                std::fs::read(&path).map_err(|e| file_error(repo, &path, e))
             }
             Location::Http(_) => http_get(repo, &self.display(rel)),
         }
@@ -101,36 +87,42 @@ impl Location {
     ) -> Result<u64, RepoError> {
         use std::io::{Read, Seek};
         let url = self.display(rel);
-        let io_err = |e: std::io::Error| RepoError::Io {
-            repo: repo.to_string(),
-            url: url.clone(),
-            source: e,
-        };
-        let reset = |dest: &mut std::fs::File| -> Result<(), RepoError> {
-            dest.set_len(0).map_err(io_err)?;
-            dest.rewind().map_err(io_err)
+        let reset = |dest: &mut std::fs::File| -> std::io::Result<()> {
+            dest.set_len(0)?;
+            dest.rewind()
         };
         match self {
             Location::Dir(d) => {
-                reset(dest)?;
-                let f = std::fs::File::open(d.join(rel)).map_err(|e| {
-                    if e.kind() == std::io::ErrorKind::NotFound {
-                        RepoError::Missing {
-                            repo: repo.to_string(),
-                            url: url.clone(),
-                        }
-                    } else {
-                        io_err(e)
-                    }
-                })?;
-                std::io::copy(&mut f.take(limit), dest).map_err(io_err)
+                let path = d.join(rel);
+                let f = std::fs::File::open(&path).map_err(|e| file_error(repo, &path, e))?;
+                reset(dest)
+                    .and_then(|()| std::io::copy(&mut f.take(limit), dest))
+                    .map_err(|e| file_error(repo, &path, e))
             }
             Location::Http(_) => with_retries(repo, &url, || {
-                reset(dest).map_err(|e| ureq::Error::Io(std::io::Error::other(e.to_string())))?;
+                reset(dest)?;
                 let mut resp = agent().get(&url).call()?;
                 let body = resp.body_mut().with_config().limit(u64::MAX).reader();
                 Ok(std::io::copy(&mut body.take(limit), dest)?)
             }),
+        }
+    }
+}
+
+/// A local repository file that could not be read: missing, or an I/O
+/// error, naming the repository and the path.
+fn file_error(repo: &str, path: &std::path::Path, e: std::io::Error) -> RepoError {
+    let url = path.display().to_string();
+    if e.kind() == std::io::ErrorKind::NotFound {
+        RepoError::Missing {
+            repo: repo.to_string(),
+            url,
+        }
+    } else {
+        RepoError::Io {
+            repo: repo.to_string(),
+            url,
+            source: e,
         }
     }
 }
