@@ -881,3 +881,41 @@ fn republish_reads_only_changed_blobs_and_matches_a_publish_without_memo() {
     assert!(q3.objects_written > 5, "{}", q3.objects_written);
     assert!(cvmfs::release_files(&b.repo_dir, &q3.root_catalog).is_ok());
 }
+
+/// A path the catalog cannot represent (longer than PATH_MAX, from names
+/// each valid on its own): the error names the directory, nothing is
+/// published, and the previous revision is still served.
+#[test]
+fn path_too_long_for_the_catalog_keeps_previous_revision() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = MemStore::new();
+    let o = options(tmp.path());
+    cvmfs::publish(&s, &os_tree(&s, b"bash"), &request("os-1", "dev"), &o).unwrap();
+    let before = manifest_of(&o);
+    let data_before = walkdir::WalkDir::new(o.repo_dir.join("data"))
+        .into_iter()
+        .count();
+
+    // 17 levels of 250-byte names: each name is fine, the deepest path is
+    // 17 * 251 = 4,267 bytes.
+    let mut deep = file(&s, "leaf", b"x", 0o644);
+    for level in (0..17).rev() {
+        let name = format!("{level:02}{}", "d".repeat(248));
+        deep = dir(&s, &name, vec![deep]);
+    }
+    let tree = s.put_tree(&Tree::new(vec![deep]).unwrap()).unwrap();
+    let e = cvmfs::publish(&s, &tree, &request("os-2", "dev"), &o)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("cannot publish") && e.contains("longer than 4095 bytes") && e.contains("/00d"),
+        "{e}"
+    );
+    assert_eq!(manifest_of(&o), before);
+    assert_eq!(cvmfs::tags(&o.repo_dir).unwrap().len(), 3);
+    // Names are checked before anything is written.
+    let data_after = walkdir::WalkDir::new(o.repo_dir.join("data"))
+        .into_iter()
+        .count();
+    assert_eq!(data_after, data_before);
+}
