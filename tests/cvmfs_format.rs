@@ -919,3 +919,94 @@ fn path_too_long_for_the_catalog_keeps_previous_revision() {
         .count();
     assert_eq!(data_after, data_before);
 }
+
+/// Keys a user brings, made by `openssl` the way `cvmfs_server mkkeys`
+/// makes them (master key PKCS#8, repository key PKCS#1, self-signed
+/// certificate): the publish uses them unchanged, the certificate object is
+/// the user's certificate, both signatures verify with openssl against the
+/// user's files. A partial key set is refused and nothing is published.
+#[test]
+fn keys_made_by_openssl_are_used_and_a_partial_set_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = MemStore::new();
+    let o = options(tmp.path());
+    let k = &o.keys_dir;
+    std::fs::create_dir_all(k).unwrap();
+    let f = |ext: &str| k.join(format!("{FQRN}.{ext}"));
+    run(Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(f("masterkey")));
+    run(Command::new("openssl")
+        .args(["genrsa", "-traditional", "-out"])
+        .arg(f("key"))
+        .arg("2048"));
+    assert!(std::fs::read_to_string(f("key"))
+        .unwrap()
+        .starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+
+    // Master key and repository key without the certificate: refused,
+    // nothing written, no key replaced.
+    let master_before = std::fs::read(f("masterkey")).unwrap();
+    let e = cvmfs::publish(&s, &os_tree(&s, b"bash"), &request("os-1", "dev"), &o)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("incomplete key set") && e.contains(&f("crt").display().to_string()),
+        "{e}"
+    );
+    assert!(!o.repo_dir.join(".cvmfspublished").exists());
+    assert_eq!(std::fs::read(f("masterkey")).unwrap(), master_before);
+    assert!(!f("crt").exists());
+
+    run(Command::new("openssl")
+        .args(["req", "-new", "-x509", "-days", "365", "-subj"])
+        .arg(format!("/CN={FQRN}"))
+        .arg("-key")
+        .arg(f("key"))
+        .arg("-out")
+        .arg(f("crt")));
+    cvmfs::publish(&s, &os_tree(&s, b"bash"), &request("os-1", "dev"), &o).unwrap();
+
+    let repo = &o.repo_dir;
+    let (m, _, hashline, sig) = split_signed(&manifest_of(&o));
+    let cert = object(repo, &m[&'X'], "X");
+    assert_eq!(cert, std::fs::read(f("crt")).unwrap());
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("hash"), &hashline).unwrap();
+    std::fs::write(work.join("sig"), &sig).unwrap();
+    let repo_pub = run(Command::new("openssl")
+        .args(["rsa", "-pubout", "-in"])
+        .arg(f("key")));
+    std::fs::write(work.join("repo.pub"), repo_pub).unwrap();
+    let ok = run(Command::new("openssl")
+        .args(["dgst", "-sha1", "-verify"])
+        .arg(work.join("repo.pub"))
+        .arg("-signature")
+        .arg(work.join("sig"))
+        .arg(work.join("hash")));
+    assert_eq!(String::from_utf8_lossy(&ok).trim(), "Verified OK");
+
+    let (_, _, whash, wsig) = split_signed(&std::fs::read(repo.join(".cvmfswhitelist")).unwrap());
+    std::fs::write(work.join("wsig"), &wsig).unwrap();
+    let master_pub = run(Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(f("masterkey")));
+    std::fs::write(work.join("master.pub"), &master_pub).unwrap();
+    let recovered = run(Command::new("openssl")
+        .args(["pkeyutl", "-verifyrecover", "-pubin", "-inkey"])
+        .arg(work.join("master.pub"))
+        .args(["-pkeyopt", "rsa_padding_mode:pkcs1", "-in"])
+        .arg(work.join("wsig")));
+    assert_eq!(String::from_utf8_lossy(&recovered), whash);
+    // The public master key cvmbuild derived (what clients are given) is
+    // the one openssl derives.
+    assert_eq!(std::fs::read(f("pub")).unwrap(), master_pub);
+}
