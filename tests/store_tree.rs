@@ -222,3 +222,65 @@ fn hash_hex_roundtrip() {
         format!("\"{}\"", h.to_hex())
     );
 }
+
+/// Extended attributes (store-layout.md 2.3): flag bit 0x04, then after the
+/// body a count and (name, length-prefixed value) pairs sorted by name.
+/// Trees without attributes encode exactly as before the field existed.
+#[test]
+fn extended_attributes_are_encoded_after_the_body() {
+    let file = Node::File {
+        size: 3,
+        blob: Some(Hash::of(b"abc")),
+    };
+    let plain = Tree::new(vec![entry("ping", file.clone())]).unwrap();
+    let mut caps = entry("ping", file);
+    caps.xattrs.insert("user.b".into(), vec![]);
+    caps.xattrs
+        .insert("security.capability".into(), vec![1, 2, 3]);
+    let with = Tree::new(vec![caps]).unwrap();
+
+    let mut want = b"cvmbuild-tree-1\n".to_vec();
+    want.extend_from_slice(&1u32.to_le_bytes());
+    s(&mut want, "ping");
+    want.push(1);
+    want.extend_from_slice(&0o644u16.to_le_bytes());
+    s(&mut want, "root");
+    s(&mut want, "root");
+    let flags_at = want.len();
+    want.push(0);
+    want.extend_from_slice(&3u64.to_le_bytes());
+    want.push(1);
+    want.extend_from_slice(blake3::hash(b"abc").as_bytes());
+    assert_eq!(plain.encode(), want);
+
+    want[flags_at] = 0x04;
+    want.extend_from_slice(&2u32.to_le_bytes());
+    s(&mut want, "security.capability");
+    want.extend_from_slice(&3u32.to_le_bytes());
+    want.extend_from_slice(&[1, 2, 3]);
+    s(&mut want, "user.b");
+    want.extend_from_slice(&0u32.to_le_bytes());
+    assert_eq!(with.encode(), want);
+    assert_eq!(Tree::decode(&want).unwrap(), with);
+    assert_ne!(with.hash(), plain.hash());
+
+    // Strict: the flag without attributes, unsorted names, a bad name.
+    let mut empty = plain.encode();
+    empty[flags_at] = 0x04;
+    empty.extend_from_slice(&0u32.to_le_bytes());
+    assert!(Tree::decode(&empty).is_err());
+    let mut unsorted = plain.encode();
+    unsorted[flags_at] = 0x04;
+    unsorted.extend_from_slice(&2u32.to_le_bytes());
+    for k in ["user.b", "security.capability"] {
+        s(&mut unsorted, k);
+        unsorted.extend_from_slice(&0u32.to_le_bytes());
+    }
+    assert!(Tree::decode(&unsorted).is_err());
+    let mut bad = entry("x", Node::Fifo);
+    bad.xattrs.insert("a\0b".into(), vec![]);
+    assert!(Tree::new(vec![bad]).is_err());
+    let mut big = entry("x", Node::Fifo);
+    big.xattrs.insert("user.big".into(), vec![0; 65537]);
+    assert!(Tree::new(vec![big]).is_err());
+}

@@ -164,6 +164,8 @@ struct Planned {
     /// which identifies the set.
     link_group: Option<usize>,
     blob: Option<Hash>,
+    /// `security.capability` from the header's `%caps`, if any.
+    xattrs: BTreeMap<String, Vec<u8>>,
 }
 
 /// Extracts the RPM at `rpm_path` into `store` and returns its tree and
@@ -415,7 +417,19 @@ fn plan_entries(metadata: &PackageMetadata) -> Result<Vec<Planned>, Kind> {
                 reason: format!("unknown file type in mode {:o}", u16::from(e.mode())),
             });
         }
+        let xattrs = match e.caps().map(super::filecaps::vfs_cap_data) {
+            None | Some(Ok(None)) => BTreeMap::new(),
+            Some(Ok(Some(_))) if kind != FileType::Regular => {
+                return Err(Kind::BadEntry {
+                    path,
+                    reason: "file capabilities on a file that is not a regular file".into(),
+                })
+            }
+            Some(Ok(Some(v))) => BTreeMap::from([(super::filecaps::XATTR.to_owned(), v)]),
+            Some(Err(reason)) => return Err(Kind::BadEntry { path, reason }),
+        };
         plan.push(Planned {
+            xattrs,
             components,
             kind,
             mode: e.permissions() & 0o7777,
@@ -553,6 +567,7 @@ fn put_dir(store: &dyn Store, plan: &[Planned], dir: &DirBuild, at: &str) -> Res
             owner,
             group,
             flags,
+            xattrs: BTreeMap::new(),
         });
     }
     for &i in &dir.leaves {
@@ -589,6 +604,7 @@ fn put_dir(store: &dyn Store, plan: &[Planned], dir: &DirBuild, at: &str) -> Res
             owner: p.owner.clone(),
             group: p.group.clone(),
             flags: p.flags,
+            xattrs: p.xattrs.clone(),
         });
     }
     let tree = Tree::new(entries).map_err(|e| Kind::BadEntry {

@@ -5,6 +5,7 @@
 pub mod assemble;
 pub mod extract;
 pub mod fetch;
+pub mod filecaps;
 pub mod image;
 pub mod initrd;
 pub mod kernel;

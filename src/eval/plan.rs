@@ -96,7 +96,7 @@ pub fn plan(
         let extract = g.add(
             Derivation::new(
                 format!("extract:{nevra}"),
-                Builder::builtin("extract", 1),
+                Builder::builtin("extract", 2),
                 json!({"nevra": nevra}),
             )
             .input_drv("rpm", &fetch),

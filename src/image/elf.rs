@@ -492,7 +492,7 @@ impl<'a> Closure<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Flags, MemStore, Tree};
+    use crate::store::{MemStore, Tree};
 
     const X86_64: u16 = 62;
     const I386: u16 = 3;
@@ -582,13 +582,8 @@ mod tests {
     }
 
     fn tree(store: &MemStore, items: &[(&str, N)]) -> BTreeMap<String, Entry> {
-        let entry = |name: &str, node, mode| Entry {
-            name: name.rsplit('/').next().unwrap().to_string(),
-            node,
-            mode,
-            owner: "root".into(),
-            group: "root".into(),
-            flags: Flags::default(),
+        let entry = |name: &str, node, mode| {
+            Entry::root_owned(name.rsplit('/').next().unwrap(), node, mode)
         };
         let mut flat = BTreeMap::new();
         for (path, n) in items {

@@ -4,6 +4,7 @@
 //! is strict: any byte string that decodes re-encodes to itself.
 
 use super::{Error, Hash, Result};
+use std::collections::BTreeMap;
 
 /// Magic prefix of every encoded tree; the trailing digit is the format
 /// version, so a future change cannot collide with today's hashes.
@@ -23,6 +24,16 @@ const KIND_SOCKET: u8 = 7;
 
 const FLAG_CONFIG: u8 = 0x01;
 const FLAG_GHOST: u8 = 0x02;
+/// Not an RPM flag: set exactly when extended attributes follow the body.
+/// Trees written before attributes existed never have it, so their
+/// encodings and hashes are unchanged.
+const FLAG_XATTRS: u8 = 0x04;
+
+/// Limits of one entry's extended attributes: what Linux allows
+/// (`XATTR_NAME_MAX`, `XATTR_SIZE_MAX`) and a count a one-byte field holds.
+const MAX_XATTR_NAME: usize = 255;
+const MAX_XATTR_VALUE: usize = 65536;
+const MAX_XATTRS: usize = 255;
 
 /// RPM file flags the store keeps because later steps act on them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -78,6 +89,9 @@ pub struct Entry {
     pub owner: String,
     pub group: String,
     pub flags: Flags,
+    /// Extended attributes by name (e.g. `security.capability` from an
+    /// RPM's `%caps`), sorted by name; usually empty.
+    pub xattrs: BTreeMap<String, Vec<u8>>,
 }
 
 impl Node {
@@ -102,6 +116,7 @@ impl Entry {
             owner: "root".into(),
             group: "root".into(),
             flags: Flags::default(),
+            xattrs: BTreeMap::new(),
         }
     }
 }
@@ -162,7 +177,34 @@ fn validate_entry(e: &Entry) -> Result<()> {
         }
         Node::Symlink { target } => validate_text("symlink target", target, MAX_TARGET),
         _ => Ok(()),
+    }?;
+    validate_xattrs(e)
+}
+
+fn validate_xattrs(e: &Entry) -> Result<()> {
+    if e.xattrs.len() > MAX_XATTRS {
+        return Err(Error::InvalidTree(format!(
+            "entry {:?}: {} extended attributes, at most {MAX_XATTRS}",
+            e.name,
+            e.xattrs.len()
+        )));
     }
+    for (k, v) in &e.xattrs {
+        if k.is_empty() || k.contains('\0') || k.len() > MAX_XATTR_NAME {
+            return Err(Error::InvalidTree(format!(
+                "entry {:?}: extended attribute name {k:?} must be 1-{MAX_XATTR_NAME} bytes without NUL",
+                e.name
+            )));
+        }
+        if v.len() > MAX_XATTR_VALUE {
+            return Err(Error::InvalidTree(format!(
+                "entry {:?}: extended attribute {k} has {} bytes, at most {MAX_XATTR_VALUE}",
+                e.name,
+                v.len()
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl Tree {
@@ -218,7 +260,8 @@ impl Tree {
             out.extend_from_slice(&e.mode.to_le_bytes());
             put_str(&mut out, &e.owner);
             put_str(&mut out, &e.group);
-            out.push(e.flags.bits());
+            let xattr_bit = if e.xattrs.is_empty() { 0 } else { FLAG_XATTRS };
+            out.push(e.flags.bits() | xattr_bit);
             match &e.node {
                 Node::File { size, blob } => {
                     out.extend_from_slice(&size.to_le_bytes());
@@ -237,6 +280,14 @@ impl Tree {
                     put_u32(&mut out, *minor);
                 }
                 Node::Fifo | Node::Socket => {}
+            }
+            if !e.xattrs.is_empty() {
+                put_u32(&mut out, e.xattrs.len() as u32);
+                for (k, v) in &e.xattrs {
+                    put_str(&mut out, k);
+                    put_u32(&mut out, v.len() as u32);
+                    out.extend_from_slice(v);
+                }
             }
         }
         out
@@ -264,7 +315,7 @@ impl Tree {
             let owner = d.string()?;
             let group = d.string()?;
             let bits = d.u8()?;
-            if bits & !(FLAG_CONFIG | FLAG_GHOST) != 0 {
+            if bits & !(FLAG_CONFIG | FLAG_GHOST | FLAG_XATTRS) != 0 {
                 return Err(Error::InvalidTree(format!("unknown flag bits {bits:#x}")));
             }
             let flags = Flags {
@@ -299,6 +350,29 @@ impl Tree {
                 KIND_SOCKET => Node::Socket,
                 k => return Err(Error::InvalidTree(format!("unknown kind {k}"))),
             };
+            let mut xattrs = BTreeMap::new();
+            if bits & FLAG_XATTRS != 0 {
+                let n = d.u32()?;
+                if n == 0 {
+                    return Err(Error::InvalidTree(
+                        "extended attributes flagged but none follow".into(),
+                    ));
+                }
+                for _ in 0..n {
+                    let k = d.string()?;
+                    let len = d.u32()? as usize;
+                    let v = d.take(len)?.to_vec();
+                    if xattrs
+                        .last_key_value()
+                        .is_some_and(|(p, _): (&String, _)| p.as_bytes() >= k.as_bytes())
+                    {
+                        return Err(Error::InvalidTree(format!(
+                            "extended attribute names not strictly sorted at {k:?}"
+                        )));
+                    }
+                    xattrs.insert(k, v);
+                }
+            }
             let entry = Entry {
                 name,
                 node,
@@ -306,6 +380,7 @@ impl Tree {
                 owner,
                 group,
                 flags,
+                xattrs,
             };
             validate_entry(&entry)?;
             if let Some(prev) = entries.last() {

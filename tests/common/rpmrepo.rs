@@ -40,6 +40,8 @@ pub struct Pkg {
     pub symlinks: Vec<(String, String)>,
     /// Scriptlets: (section without `%`, e.g. `post`, `pre`; shell body).
     pub scripts: Vec<(String, String)>,
+    /// File capabilities: (path of one of `files`, `%caps` text).
+    pub caps: Vec<(String, String)>,
 }
 
 impl Pkg {
@@ -59,6 +61,7 @@ impl Pkg {
             dirs: vec![],
             symlinks: vec![],
             scripts: vec![],
+            caps: vec![],
         }
     }
     pub fn epoch(mut self, e: u64) -> Pkg {
@@ -102,6 +105,12 @@ impl Pkg {
         self
     }
     /// A scriptlet: `script("post", "echo done")` becomes `%post`.
+    /// Gives the file at `path` (added with [`Pkg::file`]) `%caps(text)`.
+    pub fn caps(mut self, path: &str, text: &str) -> Pkg {
+        self.caps.push((path.into(), text.into()));
+        self
+    }
+
     pub fn script(mut self, section: &str, body: &str) -> Pkg {
         self.scripts.push((section.into(), body.into()));
         self
@@ -163,6 +172,9 @@ impl Pkg {
         }
         s.push_str("%files\n");
         for (path, _, mode) in &self.files {
+            if let Some((_, caps)) = self.caps.iter().find(|(p, _)| p == path) {
+                let _ = write!(s, "%caps({caps}) ");
+            }
             let _ = writeln!(s, "%attr({mode:04o},root,root) {path}");
         }
         for dir in &self.dirs {
