@@ -95,6 +95,7 @@ fn os_tree(s: &MemStore, bash: &[u8]) -> Hash {
                     vec![
                         file(s, "bash", bash, 0o755),
                         file(s, "su", b"setuid binary", 0o4755),
+                        ping(s),
                         entry(
                             "sh",
                             Node::Symlink {
@@ -150,6 +151,25 @@ fn os_tree(s: &MemStore, bash: &[u8]) -> Hash {
         ),
     ];
     s.put_tree(&Tree::new(root).unwrap()).unwrap()
+}
+
+/// A file with capabilities, as an RPM's `%caps(cap_net_raw=ep)` gives.
+fn ping(s: &MemStore) -> Entry {
+    let mut e = file(s, "ping", b"ping binary", 0o755);
+    let caps = cvmbuild::builders::filecaps::vfs_cap_data("cap_net_raw=ep")
+        .unwrap()
+        .unwrap();
+    e.xattrs.insert("security.capability".into(), caps);
+    e
+}
+
+/// The `xattr` column upstream's `XattrList` would write for `ping`.
+fn ping_xattr() -> Vec<u8> {
+    let mut want = vec![1, 1, 19, 20];
+    want.extend_from_slice(b"security.capability");
+    want.extend_from_slice(&[1, 0, 0, 2, 0, 0x20, 0, 0]);
+    want.extend_from_slice(&[0; 12]);
+    want
 }
 
 fn request(tag: &str, branch: &str) -> Request {
@@ -500,6 +520,20 @@ fn acceptance_checks() {
             c.query_row("SELECT count(*) FROM nested_catalogs", [], |r| r.get(0))
                 .unwrap(),
         );
+        // Extended attributes: only ping has them, in upstream's form.
+        let xattrs: Vec<(String, Vec<u8>)> = c
+            .prepare("SELECT name, xattr FROM catalog WHERE xattr IS NOT NULL")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        if prefix == "/usr" {
+            assert_eq!(xattrs, [("ping".to_string(), ping_xattr())]);
+        } else {
+            assert_eq!(xattrs, [], "{prefix}");
+        }
+        counted.insert("xattr", xattrs.len() as i64);
         let stats: BTreeMap<String, i64> = c
             .prepare("SELECT counter, value FROM statistics")
             .unwrap()
@@ -882,11 +916,12 @@ fn republish_reads_only_changed_blobs_and_matches_a_publish_without_memo() {
     assert!(cvmfs::release_files(&b.repo_dir, &q3.root_catalog).is_ok());
 }
 
-/// A path the catalog cannot represent (longer than PATH_MAX, from names
-/// each valid on its own): the error names the directory, nothing is
-/// published, and the previous revision is still served.
+/// What the catalog cannot represent (a path longer than PATH_MAX from
+/// names each valid on its own; an extended attribute value over 255
+/// bytes): the error names the path, nothing is published, and the
+/// previous revision is still served.
 #[test]
-fn path_too_long_for_the_catalog_keeps_previous_revision() {
+fn what_the_catalog_cannot_hold_keeps_previous_revision() {
     let tmp = tempfile::tempdir().unwrap();
     let s = MemStore::new();
     let o = options(tmp.path());
@@ -913,7 +948,20 @@ fn path_too_long_for_the_catalog_keeps_previous_revision() {
     );
     assert_eq!(manifest_of(&o), before);
     assert_eq!(cvmfs::tags(&o.repo_dir).unwrap().len(), 3);
-    // Names are checked before anything is written.
+
+    // An extended attribute value longer than a catalog's xattr list holds.
+    let mut big = file(&s, "big-attr", b"y", 0o644);
+    big.xattrs.insert("user.comment".into(), vec![b'x'; 300]);
+    let tree = s.put_tree(&Tree::new(vec![big]).unwrap()).unwrap();
+    let e = cvmfs::publish(&s, &tree, &request("os-2", "dev"), &o)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("/big-attr") && e.contains("user.comment") && e.contains("300-byte"),
+        "{e}"
+    );
+    assert_eq!(manifest_of(&o), before);
+    // Names and attributes are checked before anything is written.
     let data_after = walkdir::WalkDir::new(o.repo_dir.join("data"))
         .into_iter()
         .count();

@@ -80,6 +80,44 @@ pub struct Row {
     /// `(hardlink group << 32) | link count`.
     pub hardlinks: u64,
     pub chunks: Vec<Chunk>,
+    /// The `xattr` column: [`xattr_blob`] of the entry's attributes.
+    pub xattr: Option<Vec<u8>>,
+}
+
+/// Version byte of upstream's small extended attribute list (names and
+/// values of at most 255 bytes each, readable by every cvmfs client).
+const XATTR_VERSION: u8 = 1;
+
+/// Serialises extended attributes for the `xattr` column as upstream's
+/// `XattrList` does: version, count, then per attribute (sorted by name)
+/// name length, value length, name, value, one byte each for the lengths.
+/// `None` for no attributes (the column is NULL). Fails, saying why, for
+/// what that form cannot hold.
+pub fn xattr_blob(
+    attrs: &std::collections::BTreeMap<String, Vec<u8>>,
+) -> Result<Option<Vec<u8>>, String> {
+    if attrs.is_empty() {
+        return Ok(None);
+    }
+    let count = u8::try_from(attrs.len()).map_err(|_| {
+        format!(
+            "{} extended attributes (a catalog holds at most 255)",
+            attrs.len()
+        )
+    })?;
+    let mut out = vec![XATTR_VERSION, count];
+    for (k, v) in attrs {
+        let (Ok(kl), Ok(vl)) = (u8::try_from(k.len()), u8::try_from(v.len())) else {
+            return Err(format!(
+                "extended attribute {k} has a {}-byte value (a catalog holds at most 255)",
+                v.len()
+            ));
+        };
+        out.extend_from_slice(&[kl, vl]);
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(v);
+    }
+    Ok(Some(out))
 }
 
 impl Row {
@@ -161,6 +199,9 @@ impl Counters {
     }
 
     fn count(&mut self, r: &Row) {
+        if r.xattr.is_some() {
+            self.xattr += 1;
+        }
         if r.flags & FLAG_DIR != 0 {
             self.dir += 1;
         } else if r.flags & FLAG_SYMLINK != 0 {
@@ -239,7 +280,7 @@ impl Catalog<'_> {
             let mut ins = tx.prepare(
                 "INSERT INTO catalog (md5path_1, md5path_2, parent_1, parent_2, hardlinks, hash,
                  size, mode, mtime, mtimens, flags, name, symlink, uid, gid, xattr)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10, ?11, ?12, ?13, ?14, NULL)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10, ?11, ?12, ?13, ?14, ?15)",
             )?;
             let mut chunk = tx.prepare(
                 "INSERT INTO chunks (md5path_1, md5path_2, offset, size, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -267,6 +308,7 @@ impl Catalog<'_> {
                     r.symlink,
                     r.uid,
                     r.gid,
+                    r.xattr,
                 ])?;
                 for c in &r.chunks {
                     chunk.execute(params![

@@ -549,6 +549,8 @@ struct Item {
     links: u64,
     mtime: i64,
     content: Content,
+    /// The `xattr` column ([`catalog::xattr_blob`]).
+    xattr: Option<Vec<u8>>,
 }
 
 impl Item {
@@ -570,6 +572,7 @@ impl Item {
             gid: self.gid,
             hardlinks: self.links,
             chunks,
+            xattr: self.xattr.clone(),
         }
     }
 }
@@ -651,6 +654,7 @@ impl Walk<'_> {
                 } else {
                     Content::Extra(name.clone())
                 },
+                xattr: None,
             });
         }
         Ok(())
@@ -668,6 +672,7 @@ impl Walk<'_> {
             links: 2 + subdirs,
             mtime: self.epoch,
             content: Content::None,
+            xattr: None,
         }
     }
 
@@ -677,6 +682,8 @@ impl Walk<'_> {
             return Ok(());
         }
         let path = format!("{dir}/{}", e.name);
+        let xattr = catalog::xattr_blob(&e.xattrs)
+            .map_err(|why| Error::Input(format!("cannot publish {path}: {why}")))?;
         let uid = self.owners.uid(&e.owner, &mut self.unknown);
         let gid = self.owners.gid(&e.group, &mut self.unknown);
         let perm = u32::from(e.mode);
@@ -692,6 +699,7 @@ impl Walk<'_> {
             links: 1,
             mtime,
             content: Content::None,
+            xattr: xattr.clone(),
         };
         let item = match &e.node {
             Node::File { size, blob } => Item {
@@ -744,8 +752,10 @@ impl Walk<'_> {
                     .iter()
                     .filter(|c| matches!(c.node, Node::Directory { .. }))
                     .count() as u64;
-                self.items
-                    .push(self.dir_item(path.clone(), e.mode, uid, gid, subdirs));
+                self.items.push(Item {
+                    xattr,
+                    ..self.dir_item(path.clone(), e.mode, uid, gid, subdirs)
+                });
                 let mountpoint = self.nested_wanted.contains(&path);
                 if mountpoint {
                     self.nested.push(path.clone());
@@ -781,6 +791,7 @@ impl Walk<'_> {
             links: 1,
             mtime: self.epoch,
             content: Content::Empty,
+            xattr: None,
         });
     }
 }
