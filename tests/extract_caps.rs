@@ -8,7 +8,7 @@ mod rpmrepo;
 
 use cvmbuild::builders::extract::extract;
 use cvmbuild::builders::filecaps::{vfs_cap_data, XATTR};
-use cvmbuild::store::{Hash, MemStore, Node, Store};
+use cvmbuild::store::{export_tar, export_tree, Hash, MemStore, Node, Owners, Store};
 use rpmrepo::{build_rpms, Pkg};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -153,4 +153,34 @@ fn extracted_capabilities_equal_what_rpm_installs() {
         let installed = xattr(&root.join(&path[1..]));
         assert_eq!(ours.get(path), installed.as_ref(), "{path}");
     }
+
+    // The tarball carries them for GNU tar to restore (as root); the
+    // directory export grants no privileges and says what it left out.
+    let tarball = dir.path().join("os.tar");
+    export_tar(&store, &x.tree, &tarball, 1_400_000_000, &Owners::default()).unwrap();
+    let untar = dir.path().join("untar");
+    std::fs::create_dir_all(&untar).unwrap();
+    let out = Command::new("tar")
+        .args(["--xattrs", "--xattrs-include=*", "-xpf"])
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&untar)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for path in ["/usr/bin/ping", "/usr/sbin/arping", "/usr/bin/plain"] {
+        assert_eq!(
+            ours.get(path),
+            xattr(&untar.join(&path[1..])).as_ref(),
+            "tar: {path}"
+        );
+    }
+    let exported = dir.path().join("export");
+    let report = export_tree(&store, &x.tree, &exported).unwrap();
+    assert_eq!(report.xattrs_dropped, ["usr/bin/ping", "usr/sbin/arping"]);
+    assert_eq!(xattr(&exported.join("usr/bin/ping")), None);
 }

@@ -190,7 +190,14 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
             let said = match out.root {
                 crate::store::Root::Tree { hash } => {
                     let r = crate::store::export_tree(&store, &hash, dest)?;
-                    format!("({} hardlinked, {} copied)", r.hardlinked, r.copied)
+                    let mut said = format!("({} hardlinked, {} copied", r.hardlinked, r.copied);
+                    let (setid, xattrs) = (r.setid_dropped.len(), r.xattrs_dropped.len());
+                    if setid + xattrs > 0 {
+                        said += &format!(
+                            "; not applied: setuid/setgid on {setid}, file capabilities on {xattrs}; --tar keeps them"
+                        );
+                    }
+                    said + ")"
                 }
                 crate::store::Root::Blob { hash, .. } => {
                     let n = crate::store::export_blob(&store, &hash, dest)?;

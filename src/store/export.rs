@@ -1,7 +1,8 @@
 //! Materialising a stored tree as a real directory (the CLI's `--out`).
 //!
 //! The export never grants privileges and never escapes `dest`: setuid and
-//! setgid bits are dropped, device nodes, FIFOs and sockets are not created,
+//! setgid bits and extended attributes (file capabilities) are dropped,
+//! device nodes, FIFOs and sockets are not created,
 //! ownership is not applied, and since every name is a validated single path
 //! component and every directory is one this function created, no path it
 //! writes can pass through a symlink.
@@ -32,6 +33,9 @@ pub struct ExportReport {
     pub copied: u64,
     /// Paths whose setuid/setgid bits were dropped.
     pub setid_dropped: Vec<String>,
+    /// Paths whose extended attributes (e.g. `security.capability`) were
+    /// not set.
+    pub xattrs_dropped: Vec<String>,
     pub skipped: Vec<Skipped>,
 }
 
@@ -95,6 +99,9 @@ fn export_dir(
         let mode = e.mode & EXPORT_MASK;
         if e.mode & !EXPORT_MASK != 0 && !e.flags.ghost {
             report.setid_dropped.push(rel_path.clone());
+        }
+        if !e.xattrs.is_empty() && !e.flags.ghost {
+            report.xattrs_dropped.push(rel_path.clone());
         }
         match &e.node {
             Node::File { blob: None, .. } => skip(report, "ghost file: no content"),

@@ -219,6 +219,24 @@ impl Cx<'_> {
                     report.skipped.push((path, "socket: tar cannot hold one"));
                     continue;
                 }
+                _ => {}
+            }
+            if !e.xattrs.is_empty() {
+                // GNU tar's and star's PAX records (`tar --xattrs`).
+                let keys: Vec<String> = e
+                    .xattrs
+                    .keys()
+                    .map(|k| format!("SCHILY.xattr.{k}"))
+                    .collect();
+                b.append_pax_extensions(
+                    keys.iter()
+                        .map(String::as_str)
+                        .zip(e.xattrs.values().map(Vec::as_slice)),
+                )?;
+            }
+            match &e.node {
+                // Skipped above.
+                Node::File { blob: None, .. } | Node::Socket => {}
                 Node::File {
                     size,
                     blob: Some(blob),
