@@ -26,7 +26,8 @@ pub struct FileChange {
     pub path: String,
     pub change: Change,
     /// For `changed`: which attributes differ, from `type`, `content`,
-    /// `target`, `device`, `mode`, `owner`, `group`, `flags`.
+    /// `target`, `device`, `mode`, `owner`, `group`, `flags`, `xattrs`
+    /// (extended attributes such as file capabilities).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub what: Vec<&'static str>,
     /// Packages shipping the path (B's for added and changed, A's for
@@ -250,6 +251,9 @@ impl Walk<'_> {
         if x.flags != y.flags {
             what.push("flags");
         }
+        if x.xattrs != y.xattrs {
+            what.push("xattrs");
+        }
         match (&x.node, &y.node) {
             (Node::Directory { tree: ta }, Node::Directory { tree: tb }) => {
                 if !what.is_empty() {
@@ -341,24 +345,39 @@ mod tests {
                 dir(
                     &s,
                     "bin",
-                    vec![file(&s, "bash", "v1", 0o755), file(&s, "old", "x", 0o755)],
+                    vec![
+                        file(&s, "bash", "v1", 0o755),
+                        file(&s, "old", "x", 0o755),
+                        file(&s, "ping", "p", 0o755),
+                    ],
                 ),
                 big(&s),
             ],
             &[("/bin/bash", "bash-1"), ("/bin/old", "old-1")],
         );
+        let mut ping = file(&s, "ping", "p", 0o755);
+        ping.xattrs
+            .insert("security.capability".into(), vec![0, 0, 0, 2]);
         let b = output(
             &s,
             vec![
                 dir(
                     &s,
                     "bin",
-                    vec![file(&s, "bash", "v2", 0o700), file(&s, "new", "y", 0o755)],
+                    vec![
+                        file(&s, "bash", "v2", 0o700),
+                        file(&s, "new", "y", 0o755),
+                        ping,
+                    ],
                 ),
                 dir(&s, "opt", vec![file(&s, "z", "z", 0o644)]),
                 big(&s),
             ],
-            &[("/bin/bash", "bash-2"), ("/bin/new", "new-1")],
+            &[
+                ("/bin/bash", "bash-2"),
+                ("/bin/new", "new-1"),
+                ("/bin/ping", "iputils-1"),
+            ],
         );
         let d = diff(&s, &a, &b).unwrap();
         let got: Vec<_> = d
@@ -388,6 +407,12 @@ mod tests {
                     Change::Removed,
                     vec![],
                     vec!["old-1".to_string()]
+                ),
+                (
+                    "/bin/ping",
+                    Change::Changed,
+                    vec!["xattrs"],
+                    vec!["iputils-1".to_string()]
                 ),
                 ("/opt", Change::Added, vec![], vec![]),
                 ("/opt/z", Change::Added, vec![], vec![]),
