@@ -7,7 +7,8 @@
 //! rebuild in a fresh store gives byte-identical iso, raw and qcow2 images.
 //! Going further: with the OS tree attached as a squashfs virtio disk, the
 //! initrd overlays it with tmpfs and switches root; the OS's own init
-//! prints the marker and shows that / is a writable overlay.
+//! prints the marker and shows that / is a writable overlay and that a
+//! setuid file owned by the tree's own account kept its owner and mode.
 //!
 //! Needs .ci/deps (qemu-system-x86, syslinux, xorriso, mtools, dosfstools,
 //! rpmbuild, createrepo_c) and apt access for the kernel package, which is
@@ -173,7 +174,7 @@ fn iso_and_raw_boot_and_rebuilds_are_byte_identical() {
         first["rootfs"].display()
     );
     let os_marker = format!(
-        "CVMBUILD-OS-OK release=ucernvm-1.0.0 branch=production root=overlay probe=written modules={modules}"
+        "CVMBUILD-OS-OK release=ucernvm-1.0.0 branch=production root=overlay probe=written owner=4242:4243:4750 modules={modules}"
     );
     let serial = boot(&["-boot", "d", "-cdrom", iso, "-drive", &rootfs]);
     assert_marker(&serial, "iso + rootfs", &os_marker);

@@ -18,10 +18,10 @@ pub fn build(cx: &BuildCx) -> Result<Output, BuildError> {
         .prefix("cvmbuild-rootfs-")
         .tempdir()?;
     let out = work.path().join("root.squashfs");
-    let skipped = rootfs::squashfs(cx.store, &hash, epoch, work.path(), &out)
+    let notes = rootfs::squashfs(cx.store, &hash, epoch, work.path(), &out)
         .map_err(|e| format!("{name}: {e}"))?;
-    for s in &skipped {
-        cx.log(format!("not in the image: {s}"));
+    for n in &notes {
+        cx.log(format!("not as the tree says: {n}"));
     }
     let blob = cx.store.put_blob(&mut std::fs::File::open(&out)?)?;
     cx.log(format!("squashfs: {} bytes", blob.size));

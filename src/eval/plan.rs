@@ -209,7 +209,7 @@ pub fn plan(
                 let rootfs = g.add(
                     Derivation::new(
                         "rootfs",
-                        Builder::builtin("rootfs", 1),
+                        Builder::builtin("rootfs", 2),
                         json!({"format": "squashfs", "epoch": rel.epoch,
                                "tools": crate::image::tools::versions("squashfs")}),
                     )

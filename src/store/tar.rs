@@ -56,14 +56,16 @@ impl Owners {
         })
     }
 
-    fn uid(&self, name: &str) -> Option<u64> {
+    /// The numeric id of user `name`, or `None` if the tree does not know it.
+    pub fn uid(&self, name: &str) -> Option<u64> {
         if name == "root" {
             return Some(0);
         }
         self.users.get(name).copied()
     }
 
-    fn gid(&self, name: &str) -> Option<u64> {
+    /// The numeric id of group `name`, or `None` if the tree does not know it.
+    pub fn gid(&self, name: &str) -> Option<u64> {
         if name == "root" {
             return Some(0);
         }
