@@ -60,6 +60,7 @@ fn os_tree(s: &MemStore, bash: &[u8]) -> Hash {
         flags: Flags {
             config: false,
             ghost: true,
+            hardlink: false,
         },
         ..entry(
             "ghost.log",
@@ -83,6 +84,9 @@ fn os_tree(s: &MemStore, bash: &[u8]) -> Hash {
                 ),
                 file(s, "group", b"root:x:0:\nbin:x:1:\n", 0o644),
                 owned,
+                linked(file(s, "hosts", b"127.0.0.1 localhost\n", 0o644)),
+                linked(file(s, "hosts.link", b"127.0.0.1 localhost\n", 0o644)),
+                file(s, "hosts.copy", b"127.0.0.1 localhost\n", 0o644),
             ],
         ),
         dir(
@@ -96,6 +100,8 @@ fn os_tree(s: &MemStore, bash: &[u8]) -> Hash {
                         file(s, "bash", bash, 0o755),
                         file(s, "su", b"setuid binary", 0o4755),
                         ping(s),
+                        linked(file(s, "gzip", b"gzip binary", 0o755)),
+                        linked(file(s, "gunzip", b"gzip binary", 0o755)),
                         entry(
                             "sh",
                             Node::Symlink {
@@ -151,6 +157,12 @@ fn os_tree(s: &MemStore, bash: &[u8]) -> Hash {
         ),
     ];
     s.put_tree(&Tree::new(root).unwrap()).unwrap()
+}
+
+/// One name of a hardlinked file.
+fn linked(mut e: Entry) -> Entry {
+    e.flags.hardlink = true;
+    e
 }
 
 /// A file with capabilities, as an RPM's `%caps(cap_net_raw=ep)` gives.
@@ -584,20 +596,29 @@ fn acceptance_checks() {
         assert!(all_paths.contains(p), "{p} missing");
     }
     assert!(!all_paths.contains("/var/ghost.log"));
-    // Link counts: 2 + subdirectories for directories, 1 otherwise; no
-    // hardlink groups (the store has no hardlinks).
-    let links = |path: &str| -> i64 {
+    // Link counts: 2 + subdirectories for directories, 1 otherwise;
+    // hardlinked names share group (numbered per catalog from 1) << 32 |
+    // their number of names, and only they do.
+    let links_in = |c: &Connection, path: &str| -> i64 {
         let (a, b) = md5path(path);
-        root.query_row(
+        c.query_row(
             "SELECT hardlinks FROM catalog WHERE md5path_1 = ?1 AND md5path_2 = ?2",
             [a, b],
             |r| r.get(0),
         )
         .unwrap()
     };
+    let links = |path: &str| links_in(&root, path);
     assert_eq!(links("/usr"), 5);
     assert_eq!(links("/tmp"), 2);
     assert_eq!(links("/etc/passwd"), 1);
+    assert_eq!(links("/etc/hosts"), (1 << 32) | 2);
+    assert_eq!(links("/etc/hosts.link"), (1 << 32) | 2);
+    assert_eq!(links("/etc/hosts.copy"), 1);
+    let (_, usr) = open_catalog(&repo, &total_self["/usr"].1, &work);
+    assert_eq!(links_in(&usr, "/usr/bin/gzip"), (1 << 32) | 2);
+    assert_eq!(links_in(&usr, "/usr/bin/gunzip"), (1 << 32) | 2);
+    assert_eq!(links_in(&usr, "/usr/bin/bash"), 1);
 
     // 9. History tags resolve to root catalogs.
     let tags = cvmfs::tags(&repo).unwrap();

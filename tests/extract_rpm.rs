@@ -22,6 +22,7 @@ struct Flat {
     group: String,
     config: bool,
     ghost: bool,
+    hardlink: bool,
 }
 
 fn flatten(store: &dyn Store, tree: &Hash, prefix: &str, out: &mut BTreeMap<String, Flat>) {
@@ -39,6 +40,7 @@ fn flatten(store: &dyn Store, tree: &Hash, prefix: &str, out: &mut BTreeMap<Stri
                 group: e.group.clone(),
                 config: e.flags.config,
                 ghost: e.flags.ghost,
+                hardlink: e.flags.hardlink,
             },
         );
     }
@@ -216,6 +218,19 @@ fn extract_matches_rpm2cpio_for_every_compression() {
             fs::read(store.blob_path(&link)).unwrap(),
             b"shared bytes of a hardlink set\n"
         );
+        // Names in one directory stay one file, as cpio makes them; the
+        // name in another directory is a file of its own (hardlinks are
+        // kept per directory, as CernVM-FS catalogs hold them).
+        let (l1, l2, l3) = (
+            "/usr/lib/cvmfixture/link1",
+            "/usr/lib/cvmfixture/link2",
+            "/usr/lib/cvmfixture/deep/link3",
+        );
+        assert_eq!(expected[l1].3, expected[l2].3, "cpio links them");
+        assert!(flat[l1].hardlink && flat[l2].hardlink && !flat[l3].hardlink);
+        assert_eq!(got[l1].3, got[l2].3);
+        assert_ne!(got[l3].3, got[l1].3);
+        assert_eq!(report.linked, 1);
         // A read-only file matches the store object's mode: hardlinked.
         assert_eq!(
             got["/usr/lib/cvmfixture/readonly"].3,

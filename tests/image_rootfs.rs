@@ -24,6 +24,11 @@ fn dir(s: &MemStore, name: &str, entries: Vec<Entry>) -> Entry {
     Entry::root_owned(name, Node::Directory { tree: t }, 0o755)
 }
 
+fn linked(mut e: Entry) -> Entry {
+    e.flags.hardlink = true;
+    e
+}
+
 fn os_tree(s: &MemStore) -> Hash {
     let mut ping = file(s, "ping", b"ping", 0o755, "root", "root");
     ping.xattrs
@@ -32,6 +37,7 @@ fn os_tree(s: &MemStore) -> Hash {
         flags: Flags {
             config: false,
             ghost: true,
+            hardlink: false,
         },
         ..Entry::root_owned(
             "ghost.log",
@@ -81,6 +87,9 @@ fn os_tree(s: &MemStore) -> Hash {
                     file(s, "write", b"w", 0o2755, "root", "tty"),
                     file(s, "with space \"q\"", b"x", 0o640, "mail", "mail"),
                     ping,
+                    linked(file(s, "gzip", b"gz", 0o755, "root", "root")),
+                    linked(file(s, "gunzip", b"gz", 0o755, "root", "root")),
+                    file(s, "zcat", b"gz", 0o755, "root", "root"),
                     Entry::root_owned(
                         "sh",
                         Node::Symlink {
@@ -178,11 +187,14 @@ fn squashfs_holds_modes_owners_and_devices() {
         "---------- 0/0 0 /etc/shadow",
         "drwxr-xr-x 0/0 SIZE /usr",
         "drwxr-xr-x 0/0 SIZE /usr/bin",
+        "-rwxr-xr-x 0/0 2 /usr/bin/gunzip",
+        "-rwxr-xr-x 0/0 2 /usr/bin/gzip",
         "-rwxr-xr-x 0/0 4 /usr/bin/ping",
         "lrwxrwxrwx 0/0 7 /usr/bin/sh -> busybox",
         "-rwsr-xr-x 0/10 2 /usr/bin/su",
         "-rw-r----- 8/12 1 /usr/bin/with space \"q\"",
         "-rwxr-sr-x 0/0 1 /usr/bin/write",
+        "-rwxr-xr-x 0/0 2 /usr/bin/zcat",
         "drwxr-xr-x 0/0 SIZE /var",
         "prw------- 0/0 0 /var/initctl",
         "drwxrwxr-x 8/12 SIZE /var/spool",
@@ -199,4 +211,27 @@ fn squashfs_holds_modes_owners_and_devices() {
         })
         .collect();
     assert_eq!(got, want);
+
+    // The names of the hardlinked file are one inode; the equal file that
+    // is not linked is its own.
+    let out = tmp.path().join("unpacked");
+    let st = Command::new("unsquashfs")
+        .args(["-q", "-d"])
+        .arg(&out)
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    use std::os::unix::fs::MetadataExt;
+    let ino = |n: &str| {
+        std::fs::metadata(out.join("usr/bin").join(n))
+            .unwrap()
+            .ino()
+    };
+    assert_eq!(ino("gzip"), ino("gunzip"));
+    assert_ne!(ino("gzip"), ino("zcat"));
 }

@@ -583,3 +583,84 @@ fn kill_9_mid_write_leaves_no_object() {
     assert!(!partial.exists());
     assert!(!partial.parent().unwrap().exists());
 }
+
+/// Names of one hardlinked file are one inode in a directory export (also
+/// a copying one), and hard link entries in the tarball that GNU tar
+/// restores as one inode; an equal file that is not linked stays apart.
+#[test]
+fn hardlinks_in_export_and_tar() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::open(&dir.path().join("store")).unwrap();
+    let linked = |name: &str| {
+        let mut e = file_entry(name, &store, b"same bytes\n", 0o755);
+        e.flags.hardlink = true;
+        e
+    };
+    let bin = store
+        .put_tree(
+            &Tree::new(vec![
+                linked("gzip"),
+                linked("gunzip"),
+                file_entry("zcat", &store, b"same bytes\n", 0o755),
+            ])
+            .unwrap(),
+        )
+        .unwrap();
+    let root = store
+        .put_tree(
+            &Tree::new(vec![Entry::root_owned(
+                "bin",
+                Node::Directory { tree: bin },
+                0o755,
+            )])
+            .unwrap(),
+        )
+        .unwrap();
+    let inodes = |top: &Path| {
+        let ino = |n: &str| fs::metadata(top.join("bin").join(n)).unwrap().ino();
+        (ino("gunzip"), ino("gzip"), ino("zcat"))
+    };
+    for copies in [false, true] {
+        let out = dir.path().join(format!("out-{copies}"));
+        let report = if copies {
+            cvmbuild::store::export_tree_copies(&store, &root, &out).unwrap()
+        } else {
+            export_tree(&store, &root, &out).unwrap()
+        };
+        let (a, b, c) = inodes(&out);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(report.linked, 1);
+        assert_eq!(fs::metadata(out.join("bin/gzip")).unwrap().nlink(), 2);
+    }
+
+    let tarball = dir.path().join("os.tar");
+    cvmbuild::store::export_tar(&store, &root, &tarball, 1_400_000_000, &Default::default())
+        .unwrap();
+    let listing = std::process::Command::new("tar")
+        .args(["-tvf"])
+        .arg(&tarball)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8(listing.stdout).unwrap();
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.ends_with("bin/gzip link to bin/gunzip")),
+        "{listing}"
+    );
+    let untar = dir.path().join("untar");
+    fs::create_dir(&untar).unwrap();
+    let st = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&untar)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (a, b, c) = inodes(&untar);
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    assert_eq!(fs::read(untar.join("bin/gzip")).unwrap(), b"same bytes\n");
+}

@@ -15,6 +15,7 @@ fn sample_entries() -> Vec<Entry> {
             flags: Flags {
                 config: true,
                 ghost: false,
+                hardlink: false,
             },
             ..entry(
                 "b",
@@ -142,6 +143,7 @@ fn malformed_trees_are_refused() {
         flags: Flags {
             config: false,
             ghost: true,
+            hardlink: false,
         },
         ..entry(
             "g",
@@ -283,4 +285,64 @@ fn extended_attributes_are_encoded_after_the_body() {
     let mut big = entry("x", Node::Fifo);
     big.xattrs.insert("user.big".into(), vec![0; 65537]);
     assert!(Tree::new(vec![big]).is_err());
+}
+
+/// Hardlinks (store-layout.md 2.2): flag bit 0x08 on each name; a flag
+/// without a partner in the same tree is cleared by `Tree::new` and
+/// refused by `decode`; only regular files with content may carry it.
+#[test]
+fn hardlink_flags_are_canonical() {
+    let file = Node::File {
+        size: 3,
+        blob: Some(Hash::of(b"abc")),
+    };
+    let linked = |name: &str| Entry {
+        flags: Flags {
+            hardlink: true,
+            ..Flags::default()
+        },
+        ..entry(name, file.clone())
+    };
+    let pair = Tree::new(vec![linked("a"), linked("b")]).unwrap();
+    assert!(pair.entries().iter().all(|e| e.flags.hardlink));
+    let enc = pair.encode();
+    // magic, count, then "a": name, kind, mode, owner, group, flags.
+    let flags_at = 16 + 4 + (4 + 1) + 1 + 2 + (4 + 4) * 2;
+    assert_eq!(enc[flags_at], 0x08);
+    assert_eq!(Tree::decode(&enc).unwrap(), pair);
+
+    // A partner must be the same inode: another mode makes "b" alone, and
+    // both flags are cleared.
+    let other = Tree::new(vec![
+        linked("a"),
+        Entry {
+            mode: 0o600,
+            ..linked("b")
+        },
+    ])
+    .unwrap();
+    assert!(other.entries().iter().all(|e| !e.flags.hardlink));
+    let lonely = Tree::new(vec![linked("a"), entry("b", file.clone())]).unwrap();
+    assert_eq!(
+        lonely,
+        Tree::new(vec![entry("a", file.clone()), entry("b", file.clone())]).unwrap()
+    );
+    // The same bit set by hand on a lonely entry is not a valid encoding.
+    let mut bad = lonely.encode();
+    bad[flags_at] = 0x08;
+    assert!(Tree::decode(&bad).is_err());
+    // Not a regular file with content.
+    let dir = Entry {
+        flags: Flags {
+            hardlink: true,
+            ..Flags::default()
+        },
+        ..entry(
+            "d",
+            Node::Directory {
+                tree: Tree::new(vec![]).unwrap().hash(),
+            },
+        )
+    };
+    assert!(Tree::new(vec![dir]).is_err());
 }

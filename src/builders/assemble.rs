@@ -145,7 +145,8 @@ fn merge_into(
                     let same_content = a == b;
                     let same_meta = slot.entry.mode == e.mode
                         && slot.entry.owner == e.owner
-                        && slot.entry.group == e.group;
+                        && slot.entry.group == e.group
+                        && slot.entry.xattrs == e.xattrs;
                     if same_content && same_meta {
                         slot.owners.push(pkg);
                         continue;
@@ -167,7 +168,7 @@ fn merge_into(
                                 what: if !same_content {
                                     kind_word(a, b)
                                 } else {
-                                    "modes or owners"
+                                    "modes, owners or file capabilities"
                                 },
                             })
                         }

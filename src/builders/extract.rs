@@ -400,6 +400,7 @@ fn plan_entries(metadata: &PackageMetadata) -> Result<Vec<Planned>, Kind> {
         let flags = Flags {
             config: e.flags().contains(FileFlags::CONFIG),
             ghost: e.flags().contains(FileFlags::GHOST),
+            hardlink: false, // set from the link sets found below
         };
         let kind = e.file_type();
         if !matches!(
@@ -479,6 +480,9 @@ fn plan_entries(metadata: &PackageMetadata) -> Result<Vec<Planned>, Kind> {
         let leader = members[0];
         for &m in &members {
             plan[m].link_group = Some(leader);
+            // Names in one directory stay one inode; Tree::new drops the
+            // flag where a directory holds only one name of the set.
+            plan[m].flags.hardlink = true;
         }
     }
     Ok(plan)

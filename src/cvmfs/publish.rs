@@ -198,6 +198,10 @@ pub fn publish(store: &dyn Store, tree: &Hash, req: &Request, opts: &Options) ->
         .as_ref()
         .map_or(req.epoch, |p| req.epoch.max(p.timestamp + 1));
     let mut rows_by_catalog: BTreeMap<&str, Vec<Row>> = BTreeMap::new();
+    // Hardlink group numbers, per catalog (the client maps a catalog's
+    // group to one inode) and in row order, so a catalog's rows depend
+    // only on its own part of the tree and an unchanged one is reused.
+    let mut link_ids: BTreeMap<&str, BTreeMap<(&str, u32), u64>> = BTreeMap::new();
     for item in &items {
         let owner = catalog_of(&nested, &item.path, false);
         let content = match &item.content {
@@ -206,7 +210,15 @@ pub fn publish(store: &dyn Store, tree: &Hash, req: &Request, opts: &Options) ->
             Content::Empty => Some(Stored::Whole(empty)),
             Content::None => None,
         };
-        let row = item.row(content);
+        let mut row = item.row(content);
+        if let Some((group, names)) = item.hardlink {
+            let ids = link_ids.entry(owner).or_default();
+            let next = ids.len() as u64 + 1;
+            let id = *ids
+                .entry((catalog::parent(&item.path), group))
+                .or_insert(next);
+            row.hardlinks = (id << 32) | names;
+        }
         if nested.contains(&item.path) {
             let parent = catalog_of(&nested, &item.path, true);
             let mut mount = row.clone();
@@ -551,6 +563,9 @@ struct Item {
     content: Content,
     /// The `xattr` column ([`catalog::xattr_blob`]).
     xattr: Option<Vec<u8>>,
+    /// For names of a hardlinked file: its group among the hardlinked
+    /// files of its directory, and how many names it has.
+    hardlink: Option<(u32, u64)>,
 }
 
 impl Item {
@@ -619,12 +634,12 @@ impl Walk<'_> {
         // `.cvmbuild` sorts before letters but after `-`, so merge it into
         // the sorted walk rather than appending it.
         let mut done_extra = extra.is_empty();
-        for e in t.entries() {
+        for (e, link) in t.entries().iter().zip(hardlinks(&t)) {
             if !done_extra && e.name.as_str() > CVMBUILD_DIR {
                 self.extra(extra)?;
                 done_extra = true;
             }
-            self.entry("", e)?;
+            self.entry("", e, link)?;
         }
         if !done_extra {
             self.extra(extra)?;
@@ -655,6 +670,7 @@ impl Walk<'_> {
                     Content::Extra(name.clone())
                 },
                 xattr: None,
+                hardlink: None,
             });
         }
         Ok(())
@@ -673,10 +689,18 @@ impl Walk<'_> {
             mtime: self.epoch,
             content: Content::None,
             xattr: None,
+            hardlink: None,
         }
     }
 
-    fn entry(&mut self, dir: &str, e: &crate::store::Entry) -> Result<()> {
+    /// `link`: the entry's hardlink group in its directory and the
+    /// group's size ([`hardlinks`]).
+    fn entry(
+        &mut self,
+        dir: &str,
+        e: &crate::store::Entry,
+        link: Option<(u32, u64)>,
+    ) -> Result<()> {
         check_name(dir, &e.name)?;
         if e.flags.ghost {
             return Ok(());
@@ -700,9 +724,11 @@ impl Walk<'_> {
             mtime,
             content: Content::None,
             xattr: xattr.clone(),
+            hardlink: None,
         };
         let item = match &e.node {
             Node::File { size, blob } => Item {
+                hardlink: link,
                 content: match blob {
                     Some(_) if *size == 0 => Content::Empty,
                     Some(b) => Content::Blob(*b, *size),
@@ -762,12 +788,12 @@ impl Walk<'_> {
                 }
                 let has_marker = t.entries().iter().any(|c| c.name == MARKER);
                 let mut marker_done = !mountpoint || has_marker;
-                for c in t.entries() {
+                for (c, link) in t.entries().iter().zip(hardlinks(&t)) {
                     if !marker_done && c.name.as_str() > MARKER {
                         self.marker(&path);
                         marker_done = true;
                     }
-                    self.entry(&path, c)?;
+                    self.entry(&path, c, link)?;
                 }
                 if !marker_done {
                     self.marker(&path);
@@ -792,8 +818,25 @@ impl Walk<'_> {
             mtime: self.epoch,
             content: Content::Empty,
             xattr: None,
+            hardlink: None,
         });
     }
+}
+
+/// For each entry of `t`: if it is a name of a hardlinked file
+/// ([`crate::store::Flags::hardlink`]), the file's number among the
+/// directory's hardlinked files (in order of first name) and its number of
+/// names.
+fn hardlinks(t: &crate::store::Tree) -> Vec<Option<(u32, u64)>> {
+    let mut groups: BTreeMap<crate::store::HardlinkKey, (u32, u64)> = BTreeMap::new();
+    for k in t.entries().iter().filter_map(|e| e.hardlink_key()) {
+        let next = groups.len() as u32;
+        groups.entry(k).or_insert((next, 0)).1 += 1;
+    }
+    t.entries()
+        .iter()
+        .map(|e| e.hardlink_key().map(|k| groups[&k]))
+        .collect()
 }
 
 /// glibc's `makedev`, as `stat` reports `st_rdev`.

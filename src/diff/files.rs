@@ -26,7 +26,8 @@ pub struct FileChange {
     pub path: String,
     pub change: Change,
     /// For `changed`: which attributes differ, from `type`, `content`,
-    /// `target`, `device`, `mode`, `owner`, `group`, `flags`, `xattrs`
+    /// `target`, `device`, `mode`, `owner`, `group`, `flags`, `hardlink`
+    /// (became or stopped being a name of a hardlinked file), `xattrs`
     /// (extended attributes such as file capabilities).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub what: Vec<&'static str>,
@@ -248,8 +249,11 @@ impl Walk<'_> {
         if x.group != y.group {
             what.push("group");
         }
-        if x.flags != y.flags {
+        if (x.flags.config, x.flags.ghost) != (y.flags.config, y.flags.ghost) {
             what.push("flags");
+        }
+        if x.flags.hardlink != y.flags.hardlink {
+            what.push("hardlink");
         }
         if x.xattrs != y.xattrs {
             what.push("xattrs");

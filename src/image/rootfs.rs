@@ -3,11 +3,12 @@
 //! layer and switch root into, as μCernVM does with CernVM-FS.
 //!
 //! The tree is exported from the store into a scratch directory (contents,
-//! directories, symlinks) and packed by `mksquashfs` with every time set to
-//! the epoch (it takes `SOURCE_DATE_EPOCH` from [`tools::run`]), one
-//! processor (block order never depends on scheduling) and no hardlink
-//! detection (the export hardlinks equal store objects; in the OS they are
-//! separate files). What an unprivileged export cannot create on the host
+//! directories, symlinks; files copied, so the only files sharing an inode
+//! are the names of one hardlinked file, which mksquashfs keeps as
+//! hardlinks) and packed by `mksquashfs` with every time set to the epoch
+//! (it takes `SOURCE_DATE_EPOCH` from [`tools::run`]) and one processor
+//! (block order never depends on scheduling). What an unprivileged export
+//! cannot create on the host
 //! comes from a pseudo-file (`-pf`) with one definition per entry: the
 //! full mode (setuid and setgid included) and numeric owner of every path,
 //! mapped through the tree's own `/etc/passwd` and `/etc/group` as `rpm`
@@ -17,7 +18,7 @@
 //! be added by squashfs-tools 4.5 and are reported.
 
 use super::tools;
-use crate::store::{export_tree, Hash, Node, Owners, Store};
+use crate::store::{export_tree_copies, Hash, Node, Owners, Store};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -34,7 +35,7 @@ pub fn squashfs(
     out: &Path,
 ) -> Result<Vec<String>, String> {
     let root = work.join("root");
-    export_tree(store, tree, &root).map_err(|e| format!("exporting the OS tree: {e}"))?;
+    export_tree_copies(store, tree, &root).map_err(|e| format!("exporting the OS tree: {e}"))?;
     let owners =
         Owners::from_tree(store, tree).map_err(|e| format!("reading the tree's owners: {e}"))?;
     let mut p = Pseudo {
@@ -52,13 +53,7 @@ pub fn squashfs(
         Command::new("mksquashfs")
             .arg(&root)
             .arg(out)
-            .args([
-                "-noappend",
-                "-quiet",
-                "-no-progress",
-                "-no-xattrs",
-                "-no-hardlinks",
-            ])
+            .args(["-noappend", "-quiet", "-no-progress", "-no-xattrs"])
             .args(["-root-mode", "755", "-root-uid", "0", "-root-gid", "0"])
             .arg("-pf")
             .arg(&pseudo)

@@ -12,7 +12,8 @@ use std::io::{self, ErrorKind};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{Error, Hash, Node, Result, Store};
+use super::{Error, HardlinkKey, Hash, Node, Result, Store};
+use std::collections::BTreeMap;
 
 /// Permission bits an export may apply: everything but setuid and setgid.
 const EXPORT_MASK: u16 = 0o1777;
@@ -30,6 +31,9 @@ pub struct Skipped {
 pub struct ExportReport {
     /// Files that share the store's inode (no bytes copied).
     pub hardlinked: u64,
+    /// Names of hardlinked files made as links to an earlier name of the
+    /// same file in their directory.
+    pub linked: u64,
     pub copied: u64,
     /// Paths whose setuid/setgid bits were dropped.
     pub setid_dropped: Vec<String>,
@@ -47,8 +51,21 @@ pub struct ExportReport {
 /// object's (read-only `0444`), because changing the mode of a hardlink
 /// would change the store object; otherwise they are copied. Directory modes
 /// are applied after their contents are written so read-only directories
-/// can be exported. Ownership and timestamps are not applied.
+/// can be exported. Ownership and timestamps are not applied. Names of one
+/// hardlinked file ([`super::Flags::hardlink`]) are hard links to each
+/// other.
 pub fn export_tree(store: &dyn Store, root: &Hash, dest: &Path) -> Result<ExportReport> {
+    export(store, root, dest, true)
+}
+
+/// [`export_tree`] without hardlinks to store objects: every file is a
+/// copy, so the only files sharing an inode are the names of one
+/// hardlinked file (what `mksquashfs` needs to find exactly those).
+pub fn export_tree_copies(store: &dyn Store, root: &Hash, dest: &Path) -> Result<ExportReport> {
+    export(store, root, dest, false)
+}
+
+fn export(store: &dyn Store, root: &Hash, dest: &Path, from_store: bool) -> Result<ExportReport> {
     let export_err = |reason: String| Error::Export {
         path: dest.to_path_buf(),
         reason,
@@ -71,7 +88,7 @@ pub fn export_tree(store: &dyn Store, root: &Hash, dest: &Path) -> Result<Export
         Err(e) => return Err(Error::io(dest, e)),
     }
     let mut report = ExportReport::default();
-    export_dir(store, root, dest, "", &mut report)?;
+    export_dir(store, root, dest, "", from_store, &mut report)?;
     Ok(report)
 }
 
@@ -80,9 +97,12 @@ fn export_dir(
     hash: &Hash,
     dir: &Path,
     rel: &str,
+    from_store: bool,
     report: &mut ExportReport,
 ) -> Result<()> {
     let tree = store.get_tree(hash)?;
+    // The first name written of each hardlinked file in this directory.
+    let mut inodes: BTreeMap<HardlinkKey, PathBuf> = BTreeMap::new();
     for e in tree.entries() {
         let path = dir.join(&e.name);
         let rel_path = if rel.is_empty() {
@@ -107,7 +127,18 @@ fn export_dir(
             Node::File { blob: None, .. } => skip(report, "ghost file: no content"),
             Node::File {
                 blob: Some(blob), ..
-            } => export_file(store, blob, &path, mode, report)?,
+            } => match e.hardlink_key().and_then(|k| inodes.get(&k)) {
+                Some(first) => {
+                    fs::hard_link(first, &path).map_err(|err| Error::io(&path, err))?;
+                    report.linked += 1;
+                }
+                None => {
+                    export_file(store, blob, &path, mode, from_store, report)?;
+                    if let Some(k) = e.hardlink_key() {
+                        inodes.insert(k, path.clone());
+                    }
+                }
+            },
             Node::Directory { tree } => {
                 // Owner-only while filling, so a read-only directory mode
                 // cannot stop us writing its children.
@@ -115,7 +146,7 @@ fn export_dir(
                     .mode(0o700)
                     .create(&path)
                     .map_err(|err| Error::io(&path, err))?;
-                export_dir(store, tree, &path, &rel_path, report)?;
+                export_dir(store, tree, &path, &rel_path, from_store, report)?;
                 set_mode(&path, mode)?;
             }
             Node::Symlink { target } => {
@@ -141,9 +172,10 @@ fn export_file(
     blob: &Hash,
     path: &PathBuf,
     mode: u16,
+    from_store: bool,
     report: &mut ExportReport,
 ) -> Result<()> {
-    if let Some(src) = store.local_blob_path(blob) {
+    if let Some(src) = store.local_blob_path(blob).filter(|_| from_store) {
         let same_mode = fs::metadata(&src)
             .map(|m| m.permissions().mode() & 0o7777 == u32::from(mode))
             .unwrap_or(false);

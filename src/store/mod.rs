@@ -25,14 +25,14 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use export::{export_blob, export_tree, ExportReport, Skipped};
+pub use export::{export_blob, export_tree, export_tree_copies, ExportReport, Skipped};
 pub use fs::{DrvLock, FsStore};
 pub use gc::{gc, BuildsLock, GcReport, InputsOf};
 pub use location::resolve_store_dir;
 pub use mem::MemStore;
 pub use roots::GcRoot;
 pub use tar::{export_tar, Owners, TarReport};
-pub use tree::{validate_name, Entry, Flags, Node, Tree};
+pub use tree::{validate_name, Entry, Flags, HardlinkKey, Node, Tree};
 
 /// A blake3 digest naming a blob (the bytes themselves) or a tree (its
 /// canonical encoding).

@@ -12,7 +12,7 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 
-use super::{Error, Hash, Node, Result, Store};
+use super::{Error, HardlinkKey, Hash, Node, Result, Store};
 
 /// Maps owner and group names to numeric ids.
 ///
@@ -99,9 +99,11 @@ pub struct TarReport {
 /// archive is built under a temporary name next to `dest`, fsynced and
 /// renamed, so `dest` is either absent, the old file, or complete.
 ///
-/// Hardlinks are not used: the store keeps file contents, not inode
-/// identity, so every file carries its bytes (files with equal contents
-/// compress to nearly nothing in a compressed tar anyway).
+/// Hardlinked names of one file in a directory ([`Flags::hardlink`]) are
+/// archived as the first name plus hard link entries; other files with
+/// equal contents each carry their bytes.
+///
+/// [`Flags::hardlink`]: super::Flags::hardlink
 pub fn export_tar(
     store: &dyn Store,
     root: &Hash,
@@ -186,6 +188,8 @@ impl Cx<'_> {
         report: &mut TarReport,
     ) -> Result<(), TarError> {
         let tree = self.store.get_tree(hash)?;
+        // The first name archived of each hardlinked file in this directory.
+        let mut inodes: BTreeMap<HardlinkKey, String> = BTreeMap::new();
         for e in tree.entries() {
             let path = format!("{rel}{}", e.name);
             let mut h = tar::Header::new_gnu();
@@ -242,11 +246,20 @@ impl Cx<'_> {
                 Node::File {
                     size,
                     blob: Some(blob),
-                } => {
-                    h.set_entry_type(tar::EntryType::Regular);
-                    h.set_size(*size);
-                    b.append_data(&mut h, &path, self.store.open_blob(blob)?)?;
-                }
+                } => match e.hardlink_key().and_then(|k| inodes.get(&k)) {
+                    Some(first) => {
+                        h.set_entry_type(tar::EntryType::Link);
+                        b.append_link(&mut h, &path, first)?;
+                    }
+                    None => {
+                        h.set_entry_type(tar::EntryType::Regular);
+                        h.set_size(*size);
+                        b.append_data(&mut h, &path, self.store.open_blob(blob)?)?;
+                        if let Some(k) = e.hardlink_key() {
+                            inodes.insert(k, path.clone());
+                        }
+                    }
+                },
                 Node::Directory { tree } => {
                     h.set_entry_type(tar::EntryType::Directory);
                     let dir = format!("{path}/");

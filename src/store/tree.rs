@@ -28,6 +28,8 @@ const FLAG_GHOST: u8 = 0x02;
 /// Trees written before attributes existed never have it, so their
 /// encodings and hashes are unchanged.
 const FLAG_XATTRS: u8 = 0x04;
+/// [`Flags::hardlink`]; like `FLAG_XATTRS`, absent from older trees.
+const FLAG_HARDLINK: u8 = 0x08;
 
 /// Limits of one entry's extended attributes: what Linux allows
 /// (`XATTR_NAME_MAX`, `XATTR_SIZE_MAX`) and a count a one-byte field holds.
@@ -35,18 +37,55 @@ const MAX_XATTR_NAME: usize = 255;
 const MAX_XATTR_VALUE: usize = 65536;
 const MAX_XATTRS: usize = 255;
 
-/// RPM file flags the store keeps because later steps act on them.
+/// File flags the store keeps because later steps act on them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Flags {
     /// `%config`: a file the administrator may edit.
     pub config: bool,
     /// `%ghost`: owned by the package but not shipped; files carry no blob.
     pub ghost: bool,
+    /// One name of a file with several: every regular file of the same
+    /// directory with this flag and the same [`HardlinkKey`] is the same
+    /// inode. Hardlinks are kept within a directory only (as CernVM-FS
+    /// catalogs hold them); [`Tree::new`] clears the flag of an entry with
+    /// no partner, so each meaning has one encoding.
+    pub hardlink: bool,
 }
 
 impl Flags {
     fn bits(self) -> u8 {
-        (if self.config { FLAG_CONFIG } else { 0 }) | (if self.ghost { FLAG_GHOST } else { 0 })
+        (if self.config { FLAG_CONFIG } else { 0 })
+            | (if self.ghost { FLAG_GHOST } else { 0 })
+            | (if self.hardlink { FLAG_HARDLINK } else { 0 })
+    }
+}
+
+/// What the names of one hardlinked file share: the inode's content and
+/// attributes (names and `config` differ per name).
+pub type HardlinkKey<'a> = (
+    &'a Hash,
+    u16,
+    &'a str,
+    &'a str,
+    &'a BTreeMap<String, Vec<u8>>,
+);
+
+impl Entry {
+    /// The inode this entry shares with its hardlink partners, if it is a
+    /// hardlinked regular file.
+    pub fn hardlink_key(&self) -> Option<HardlinkKey<'_>> {
+        match &self.node {
+            Node::File {
+                blob: Some(blob), ..
+            } if self.flags.hardlink => Some((
+                blob,
+                self.mode,
+                self.owner.as_str(),
+                self.group.as_str(),
+                &self.xattrs,
+            )),
+            _ => None,
+        }
     }
 }
 
@@ -178,6 +217,12 @@ fn validate_entry(e: &Entry) -> Result<()> {
         Node::Symlink { target } => validate_text("symlink target", target, MAX_TARGET),
         _ => Ok(()),
     }?;
+    if e.flags.hardlink && e.hardlink_key().is_none() {
+        return Err(Error::InvalidTree(format!(
+            "entry {:?}: only a regular file with content can be hardlinked",
+            e.name
+        )));
+    }
     validate_xattrs(e)
 }
 
@@ -215,6 +260,11 @@ impl Tree {
         entries.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
         for e in &entries {
             validate_entry(e)?;
+        }
+        // A hardlink flag without a partner (say, an entry copied alone
+        // into another tree) means a plain file.
+        for i in lonely_hardlinks(&entries) {
+            entries[i].flags.hardlink = false;
         }
         if let Some(w) = entries.windows(2).find(|w| w[0].name == w[1].name) {
             return Err(Error::InvalidTree(format!(
@@ -315,12 +365,13 @@ impl Tree {
             let owner = d.string()?;
             let group = d.string()?;
             let bits = d.u8()?;
-            if bits & !(FLAG_CONFIG | FLAG_GHOST | FLAG_XATTRS) != 0 {
+            if bits & !(FLAG_CONFIG | FLAG_GHOST | FLAG_XATTRS | FLAG_HARDLINK) != 0 {
                 return Err(Error::InvalidTree(format!("unknown flag bits {bits:#x}")));
             }
             let flags = Flags {
                 config: bits & FLAG_CONFIG != 0,
                 ghost: bits & FLAG_GHOST != 0,
+                hardlink: bits & FLAG_HARDLINK != 0,
             };
             let node = match kind {
                 KIND_FILE => {
@@ -397,8 +448,31 @@ impl Tree {
         if !d.rest.is_empty() {
             return Err(Error::InvalidTree("trailing bytes".into()));
         }
+        if let Some(&i) = lonely_hardlinks(&entries).first() {
+            return Err(Error::InvalidTree(format!(
+                "entry {:?} is hardlinked without a partner",
+                entries[i].name
+            )));
+        }
         Ok(Tree { entries })
     }
+}
+
+/// Indexes of hardlinked entries that no other entry shares an inode with.
+fn lonely_hardlinks(entries: &[Entry]) -> Vec<usize> {
+    if !entries.iter().any(|e| e.flags.hardlink) {
+        return Vec::new();
+    }
+    let mut count: BTreeMap<HardlinkKey, usize> = BTreeMap::new();
+    for k in entries.iter().filter_map(Entry::hardlink_key) {
+        *count.entry(k).or_default() += 1;
+    }
+    entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.hardlink_key().is_some_and(|k| count[&k] == 1))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 fn put_u32(out: &mut Vec<u8>, v: u32) {
