@@ -313,6 +313,12 @@ fn acceptance_checks() {
     let want: BTreeSet<String> = ["", "C", "H", "X", "P"].map(String::from).into();
     assert_eq!(suffixes, want);
 
+    // The Stratum-0 may be replicated: upstream's empty marker.
+    assert_eq!(
+        std::fs::read(repo.join(".cvmfs_master_replica")).unwrap(),
+        b""
+    );
+
     // 2-3. Manifest signed by the certificate's key, whitelist by the master key.
     let manifest = std::fs::read(repo.join(".cvmfspublished")).unwrap();
     let (m, body, hashline, sig) = split_signed(&manifest);

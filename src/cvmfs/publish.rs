@@ -1040,6 +1040,12 @@ impl Repo {
         );
         object::sync_fs(&self.dir)?;
         let txn = self.objects.txn();
+        // Upstream's marker that this Stratum-0 may be replicated
+        // (`cvmfs_server add-replica` refuses a source without it).
+        let replica = self.dir.join(".cvmfs_master_replica");
+        if !replica.exists() {
+            object::write_new(&txn, &replica, b"")?;
+        }
         let wl = manifest::whitelist(&manifest.fqrn, keys, opts.now, opts.whitelist_days)?;
         object::write_new(&txn, &self.dir.join(".cvmfswhitelist"), &wl)?;
         object::write_new(
