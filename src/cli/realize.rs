@@ -191,6 +191,12 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
                 crate::store::Root::Tree { hash } => {
                     let r = crate::store::export_tree(&store, &hash, dest)?;
                     let mut said = format!("({} hardlinked, {} copied", r.hardlinked, r.copied);
+                    if r.linked > 0 {
+                        said += &format!(
+                            ", {} names linked to another name of the same file",
+                            r.linked
+                        );
+                    }
                     let (setid, xattrs) = (r.setid_dropped.len(), r.xattrs_dropped.len());
                     if setid + xattrs > 0 {
                         said += &format!(
