@@ -13,7 +13,7 @@ use super::keys::{self, Keys};
 use super::manifest::{self, Manifest};
 use super::object::{self, Digest20, Kind, Objects};
 use super::{chunk, Error, Result};
-use crate::store::{Hash, Node, Store};
+use crate::store::{Hardlink, Hash, Node, Store};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -211,13 +211,13 @@ pub fn publish(store: &dyn Store, tree: &Hash, req: &Request, opts: &Options) ->
             Content::None => None,
         };
         let mut row = item.row(content);
-        if let Some((group, names)) = item.hardlink {
+        if let Some(h) = item.hardlink {
             let ids = link_ids.entry(owner).or_default();
             let next = ids.len() as u64 + 1;
             let id = *ids
-                .entry((catalog::parent(&item.path), group))
+                .entry((catalog::parent(&item.path), h.group))
                 .or_insert(next);
-            row.hardlinks = (id << 32) | names;
+            row.hardlinks = (id << 32) | h.names;
         }
         if nested.contains(&item.path) {
             let parent = catalog_of(&nested, &item.path, true);
@@ -563,9 +563,8 @@ struct Item {
     content: Content,
     /// The `xattr` column ([`catalog::xattr_blob`]).
     xattr: Option<Vec<u8>>,
-    /// For names of a hardlinked file: its group among the hardlinked
-    /// files of its directory, and how many names it has.
-    hardlink: Option<(u32, u64)>,
+    /// For names of a hardlinked file: which one of its directory.
+    hardlink: Option<Hardlink>,
 }
 
 impl Item {
@@ -634,7 +633,7 @@ impl Walk<'_> {
         // `.cvmbuild` sorts before letters but after `-`, so merge it into
         // the sorted walk rather than appending it.
         let mut done_extra = extra.is_empty();
-        for (e, link) in t.entries().iter().zip(hardlinks(&t)) {
+        for (e, link) in t.entries().iter().zip(t.hardlinks()) {
             if !done_extra && e.name.as_str() > CVMBUILD_DIR {
                 self.extra(extra)?;
                 done_extra = true;
@@ -693,14 +692,9 @@ impl Walk<'_> {
         }
     }
 
-    /// `link`: the entry's hardlink group in its directory and the
-    /// group's size ([`hardlinks`]).
-    fn entry(
-        &mut self,
-        dir: &str,
-        e: &crate::store::Entry,
-        link: Option<(u32, u64)>,
-    ) -> Result<()> {
+    /// `link`: which hardlinked file of `dir` the entry is a name of
+    /// ([`crate::store::Tree::hardlinks`]).
+    fn entry(&mut self, dir: &str, e: &crate::store::Entry, link: Option<Hardlink>) -> Result<()> {
         check_name(dir, &e.name)?;
         if e.flags.ghost {
             return Ok(());
@@ -788,7 +782,7 @@ impl Walk<'_> {
                 }
                 let has_marker = t.entries().iter().any(|c| c.name == MARKER);
                 let mut marker_done = !mountpoint || has_marker;
-                for (c, link) in t.entries().iter().zip(hardlinks(&t)) {
+                for (c, link) in t.entries().iter().zip(t.hardlinks()) {
                     if !marker_done && c.name.as_str() > MARKER {
                         self.marker(&path);
                         marker_done = true;
@@ -821,22 +815,6 @@ impl Walk<'_> {
             hardlink: None,
         });
     }
-}
-
-/// For each entry of `t`: if it is a name of a hardlinked file
-/// ([`crate::store::Flags::hardlink`]), the file's number among the
-/// directory's hardlinked files (in order of first name) and its number of
-/// names.
-fn hardlinks(t: &crate::store::Tree) -> Vec<Option<(u32, u64)>> {
-    let mut groups: BTreeMap<crate::store::HardlinkKey, (u32, u64)> = BTreeMap::new();
-    for k in t.entries().iter().filter_map(|e| e.hardlink_key()) {
-        let next = groups.len() as u32;
-        groups.entry(k).or_insert((next, 0)).1 += 1;
-    }
-    t.entries()
-        .iter()
-        .map(|e| e.hardlink_key().map(|k| groups[&k]))
-        .collect()
 }
 
 /// glibc's `makedev`, as `stat` reports `st_rdev`.

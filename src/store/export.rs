@@ -12,8 +12,7 @@ use std::io::{self, ErrorKind};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{Error, HardlinkKey, Hash, Node, Result, Store};
-use std::collections::BTreeMap;
+use super::{Error, Hash, Node, Result, Store};
 
 /// Permission bits an export may apply: everything but setuid and setgid.
 const EXPORT_MASK: u16 = 0o1777;
@@ -101,9 +100,8 @@ fn export_dir(
     report: &mut ExportReport,
 ) -> Result<()> {
     let tree = store.get_tree(hash)?;
-    // The first name written of each hardlinked file in this directory.
-    let mut inodes: BTreeMap<HardlinkKey, PathBuf> = BTreeMap::new();
-    for e in tree.entries() {
+    let links = tree.hardlinks();
+    for (i, e) in tree.entries().iter().enumerate() {
         let path = dir.join(&e.name);
         let rel_path = if rel.is_empty() {
             e.name.clone()
@@ -127,17 +125,14 @@ fn export_dir(
             Node::File { blob: None, .. } => skip(report, "ghost file: no content"),
             Node::File {
                 blob: Some(blob), ..
-            } => match e.hardlink_key().and_then(|k| inodes.get(&k)) {
-                Some(first) => {
-                    fs::hard_link(first, &path).map_err(|err| Error::io(&path, err))?;
+            } => match links[i] {
+                // A later name of a file written above: link to its first.
+                Some(h) if h.first != i => {
+                    let first = dir.join(&tree.entries()[h.first].name);
+                    fs::hard_link(&first, &path).map_err(|err| Error::io(&path, err))?;
                     report.linked += 1;
                 }
-                None => {
-                    export_file(store, blob, &path, mode, from_store, report)?;
-                    if let Some(k) = e.hardlink_key() {
-                        inodes.insert(k, path.clone());
-                    }
-                }
+                _ => export_file(store, blob, &path, mode, from_store, report)?,
             },
             Node::Directory { tree } => {
                 // Owner-only while filling, so a read-only directory mode

@@ -32,7 +32,7 @@ pub use location::resolve_store_dir;
 pub use mem::MemStore;
 pub use roots::GcRoot;
 pub use tar::{export_tar, Owners, TarReport};
-pub use tree::{validate_name, Entry, Flags, HardlinkKey, Node, Tree};
+pub use tree::{validate_name, Entry, Flags, Hardlink, Node, Tree};
 
 /// A blake3 digest naming a blob (the bytes themselves) or a tree (its
 /// canonical encoding).

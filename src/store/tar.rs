@@ -12,7 +12,7 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 
-use super::{Error, HardlinkKey, Hash, Node, Result, Store};
+use super::{Error, Hash, Node, Result, Store};
 
 /// Maps owner and group names to numeric ids.
 ///
@@ -188,9 +188,8 @@ impl Cx<'_> {
         report: &mut TarReport,
     ) -> Result<(), TarError> {
         let tree = self.store.get_tree(hash)?;
-        // The first name archived of each hardlinked file in this directory.
-        let mut inodes: BTreeMap<HardlinkKey, String> = BTreeMap::new();
-        for e in tree.entries() {
+        let links = tree.hardlinks();
+        for (i, e) in tree.entries().iter().enumerate() {
             let path = format!("{rel}{}", e.name);
             let mut h = tar::Header::new_gnu();
             h.set_mode(e.mode.into());
@@ -246,18 +245,17 @@ impl Cx<'_> {
                 Node::File {
                     size,
                     blob: Some(blob),
-                } => match e.hardlink_key().and_then(|k| inodes.get(&k)) {
-                    Some(first) => {
+                } => match links[i] {
+                    // A later name of a file archived above.
+                    Some(l) if l.first != i => {
                         h.set_entry_type(tar::EntryType::Link);
+                        let first = format!("{rel}{}", tree.entries()[l.first].name);
                         b.append_link(&mut h, &path, first)?;
                     }
-                    None => {
+                    _ => {
                         h.set_entry_type(tar::EntryType::Regular);
                         h.set_size(*size);
                         b.append_data(&mut h, &path, self.store.open_blob(blob)?)?;
-                        if let Some(k) = e.hardlink_key() {
-                            inodes.insert(k, path.clone());
-                        }
                     }
                 },
                 Node::Directory { tree } => {

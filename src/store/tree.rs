@@ -62,7 +62,7 @@ impl Flags {
 
 /// What the names of one hardlinked file share: the inode's content and
 /// attributes (names and `config` differ per name).
-pub type HardlinkKey<'a> = (
+type HardlinkKey<'a> = (
     &'a Hash,
     u16,
     &'a str,
@@ -70,10 +70,22 @@ pub type HardlinkKey<'a> = (
     &'a BTreeMap<String, Vec<u8>>,
 );
 
+/// One name of a hardlinked file, as [`Tree::hardlinks`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hardlink {
+    /// The file's number among the tree's hardlinked files, from 0 in
+    /// order of their first names.
+    pub group: u32,
+    /// How many names the file has in the tree.
+    pub names: u64,
+    /// Index in [`Tree::entries`] of the file's first name.
+    pub first: usize,
+}
+
 impl Entry {
     /// The inode this entry shares with its hardlink partners, if it is a
     /// hardlinked regular file.
-    pub fn hardlink_key(&self) -> Option<HardlinkKey<'_>> {
+    fn hardlink_key(&self) -> Option<HardlinkKey<'_>> {
         match &self.node {
             Node::File {
                 blob: Some(blob), ..
@@ -286,6 +298,12 @@ impl Tree {
             .map(|i| &self.entries[i])
     }
 
+    /// For each entry, in [`Tree::entries`] order: which hardlinked file
+    /// it is a name of, if any ([`Flags::hardlink`]).
+    pub fn hardlinks(&self) -> Vec<Option<Hardlink>> {
+        hardlinks_of(&self.entries)
+    }
+
     pub fn into_entries(self) -> Vec<Entry> {
         self.entries
     }
@@ -458,19 +476,36 @@ impl Tree {
     }
 }
 
+fn hardlinks_of(entries: &[Entry]) -> Vec<Option<Hardlink>> {
+    let mut files: BTreeMap<HardlinkKey, Hardlink> = BTreeMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        if let Some(k) = e.hardlink_key() {
+            let group = files.len() as u32;
+            files
+                .entry(k)
+                .or_insert(Hardlink {
+                    group,
+                    names: 0,
+                    first: i,
+                })
+                .names += 1;
+        }
+    }
+    entries
+        .iter()
+        .map(|e| e.hardlink_key().map(|k| files[&k]))
+        .collect()
+}
+
 /// Indexes of hardlinked entries that no other entry shares an inode with.
 fn lonely_hardlinks(entries: &[Entry]) -> Vec<usize> {
     if !entries.iter().any(|e| e.flags.hardlink) {
         return Vec::new();
     }
-    let mut count: BTreeMap<HardlinkKey, usize> = BTreeMap::new();
-    for k in entries.iter().filter_map(Entry::hardlink_key) {
-        *count.entry(k).or_default() += 1;
-    }
-    entries
+    hardlinks_of(entries)
         .iter()
         .enumerate()
-        .filter(|(_, e)| e.hardlink_key().is_some_and(|k| count[&k] == 1))
+        .filter(|(_, h)| h.is_some_and(|h| h.names == 1))
         .map(|(i, _)| i)
         .collect()
 }
