@@ -11,6 +11,7 @@
 //!  -> build (scheduler) -> builders (fetch, extract, assemble, ...) -> store
 //!  -> cvmfs / image (published outputs)
 //!  -> diff (compares two releases)
+//! client (reads a published repository back over HTTP: mount, ls, cat, replicate)
 //! ```
 //!
 //! `cli` is the only module that prints; everything else returns values or
@@ -19,6 +20,7 @@
 pub mod build;
 pub mod builders;
 pub mod cli;
+pub mod client;
 pub mod cvmfs;
 pub mod diff;
 pub mod eval;
