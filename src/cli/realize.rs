@@ -23,6 +23,12 @@ pub struct RealizeArgs {
     /// (an image or initrd as a file).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// With `--out`: if the directory holds something other than this tree,
+    /// build the tree beside it and swap the two atomically (without it,
+    /// such a directory is refused; one holding exactly this tree is left
+    /// as it is).
+    #[arg(long, requires = "out")]
+    pub replace: bool,
     /// Write the OS tree as a reproducible tarball (mtime: $SOURCE_DATE_EPOCH, else the release's epoch).
     #[arg(long, value_name = "FILE")]
     pub tar: Option<PathBuf>,
@@ -187,31 +193,24 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
         }
         if let (Some(dest), Some(out)) = (&a.out, out_root.and_then(|n| outs.get(n))) {
             let what = out_root.unwrap_or_default();
-            let said = match out.root {
+            match out.root {
                 crate::store::Root::Tree { hash } => {
-                    let r = crate::store::export_tree(&store, &hash, dest)?;
-                    let mut said = format!("({} hardlinked, {} copied", r.hardlinked, r.copied);
-                    if r.linked > 0 {
-                        said += &format!(
-                            ", {} names linked to another name of the same file",
-                            r.linked
-                        );
+                    let if_different = if a.replace {
+                        crate::store::IfDifferent::Replace
+                    } else {
+                        crate::store::IfDifferent::Refuse
+                    };
+                    let r = crate::store::export_tree_with(&store, &hash, dest, if_different)?;
+                    if !a.json {
+                        print_export(what, dest, &r);
                     }
-                    let (setid, xattrs) = (r.setid_dropped.len(), r.xattrs_dropped.len());
-                    if setid + xattrs > 0 {
-                        said += &format!(
-                            "; not applied: setuid/setgid on {setid}, file capabilities on {xattrs}; --tar keeps them"
-                        );
-                    }
-                    said + ")"
                 }
                 crate::store::Root::Blob { hash, .. } => {
                     let n = crate::store::export_blob(&store, &hash, dest)?;
-                    format!("({n} bytes)")
+                    if !a.json {
+                        eprintln!("exported {what} to {} ({n} bytes)", dest.display());
+                    }
                 }
-            };
-            if !a.json {
-                eprintln!("exported {what} to {} {said}", dest.display());
             }
         }
         if let (Some(file), Some(out)) = (&a.tar, outs.get("os-tree")) {
@@ -247,6 +246,37 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
         );
     }
     Ok(if failed { 1 } else { 0 })
+}
+
+/// `--out`'s summary on stderr, with every entry the export could not
+/// apply (store-layout.md: they are reported, not silently dropped).
+fn print_export(what: &str, dest: &std::path::Path, r: &crate::store::ExportReport) {
+    if r.unchanged {
+        eprintln!(
+            "{} already holds this {what}; nothing written",
+            dest.display()
+        );
+    } else {
+        let mut said = format!("({} hardlinked, {} copied", r.hardlinked, r.copied);
+        if r.linked > 0 {
+            said += &format!(
+                ", {} names linked to another name of the same file",
+                r.linked
+            );
+        }
+        eprintln!("exported {what} to {} {said})", dest.display());
+    }
+    for p in &r.setid_dropped {
+        eprintln!("note: {p}: setuid/setgid bits not applied (--tar keeps them)");
+    }
+    for p in &r.xattrs_dropped {
+        eprintln!(
+            "note: {p}: file capabilities (extended attributes) not applied (--tar keeps them)"
+        );
+    }
+    for s in &r.skipped {
+        eprintln!("note: {}: not exported: {}", s.path, s.reason);
+    }
 }
 
 /// What the boot outputs hold, from their metadata: the kernel's module

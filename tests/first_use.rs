@@ -1,0 +1,287 @@
+//! What a new user trips on (issue 15): the README's first command run
+//! twice, `--out` into a directory holding something else or failing half
+//! way, promote's rules for tags, ids that `show` and `log` accept, `--json`
+//! on every command that prints a result, pin syntax errors, and the
+//! generated completions and man page.
+
+#[path = "common/cli.rs"]
+mod cli;
+
+use cli::{ok, stdout};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const SPEC: &str = "examples/cernvm/cernvm.cvm";
+
+/// Runs `cvmbuild --store STORE ARGS` in the crate root (where the bundled
+/// example's relative repository paths resolve), without colours.
+fn cvmbuild(store: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cvmbuild"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("CVMBUILD_PUBLISH_DIR")
+        .env_remove("CVMBUILD_KEYS_DIR")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The README's first command, with its store and `--out` moved into `tmp`.
+fn readme_first_command(tmp: &Path) -> Vec<String> {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    assert!(
+        readme.contains("Run it twice: the second run answers from the store."),
+        "the README no longer promises a second run; update this test"
+    );
+    let block = readme.split("```sh\n").nth(1).expect("a sh block");
+    let line = block.lines().next().unwrap();
+    let (_, args) = line
+        .split_once(" -- ")
+        .expect("`cargo run --release -- ARGS`");
+    args.split_whitespace()
+        .map(|a| match a {
+            "/tmp/cvmbuild-store" => tmp.join("store").display().to_string(),
+            "/tmp/cernvm-os" => tmp.join("cernvm-os").display().to_string(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+fn run_args(args: &[String]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cvmbuild"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("CVMBUILD_PUBLISH_DIR")
+        .env_remove("CVMBUILD_KEYS_DIR")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+/// Every path under `root` with its kind, mode and content, to compare
+/// two exports.
+fn listing(root: &Path) -> Vec<(PathBuf, u32, Vec<u8>)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
+        let e = e.unwrap();
+        let md = e.path().symlink_metadata().unwrap();
+        let content = if md.is_file() {
+            std::fs::read(e.path()).unwrap()
+        } else if md.file_type().is_symlink() {
+            std::fs::read_link(e.path())
+                .unwrap()
+                .into_os_string()
+                .into_encoded_bytes()
+        } else {
+            Vec::new()
+        };
+        out.push((
+            e.path().strip_prefix(root).unwrap().to_path_buf(),
+            md.permissions().mode(),
+            content,
+        ));
+    }
+    out
+}
+
+/// Names beside `dest` that an export in progress would use.
+fn leftovers(dest: &Path) -> Vec<String> {
+    let name = dest.file_name().unwrap().to_string_lossy().into_owned();
+    std::fs::read_dir(dest.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!(".{name}.")))
+        .collect()
+}
+
+#[test]
+fn readme_first_command_runs_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = readme_first_command(tmp.path());
+    let out = tmp.path().join("cernvm-os");
+    let first = run_args(&args);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    assert!(
+        stderr(&first).contains("exported os-tree to"),
+        "{}",
+        stderr(&first)
+    );
+    let tree = listing(&out);
+    assert!(tree.len() > 50, "{}", tree.len());
+
+    let second = run_args(&args);
+    assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
+    let said = stderr(&second);
+    assert!(stdout(&second).contains("0 built"), "{}", stdout(&second));
+    assert!(
+        said.contains(&format!(
+            "{} already holds this os-tree; nothing written",
+            out.display()
+        )),
+        "{said}"
+    );
+    assert_eq!(listing(&out), tree);
+    assert!(leftovers(&out).is_empty(), "{:?}", leftovers(&out));
+}
+
+#[test]
+fn out_refuses_a_directory_holding_something_else_and_replace_swaps_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let (reference, out) = (tmp.path().join("reference"), tmp.path().join("os"));
+    let o = |p: &Path| p.display().to_string();
+    ok(cvmbuild(
+        &store,
+        &[
+            "realize",
+            SPEC,
+            "--branch",
+            "production",
+            "--out",
+            &o(&reference),
+        ],
+    ));
+
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("notes.txt"), b"mine\n").unwrap();
+    let refused = cvmbuild(
+        &store,
+        &["realize", SPEC, "--branch", "production", "--out", &o(&out)],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    let said = stderr(&refused);
+    assert!(said.contains("store::export_differs"), "{said}");
+    assert!(said.contains("holds something else"), "{said}");
+    assert!(said.contains("--replace"), "{said}");
+    assert_eq!(std::fs::read(out.join("notes.txt")).unwrap(), b"mine\n");
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
+
+    // One changed file in an earlier export is a difference too, named.
+    let copy = tmp.path().join("copy");
+    ok(cvmbuild(
+        &store,
+        &[
+            "realize",
+            SPEC,
+            "--branch",
+            "production",
+            "--out",
+            &o(&copy),
+        ],
+    ));
+    std::fs::write(copy.join("etc/hosts"), b"changed\n").unwrap();
+    let refused = cvmbuild(
+        &store,
+        &[
+            "realize",
+            SPEC,
+            "--branch",
+            "production",
+            "--out",
+            &o(&copy),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    let said = stderr(&refused);
+    assert!(
+        said.contains("hosts") && said.contains("different content"),
+        "{said}"
+    );
+
+    let replaced = ok(cvmbuild(
+        &store,
+        &[
+            "realize",
+            SPEC,
+            "--branch",
+            "production",
+            "--out",
+            &o(&out),
+            "--replace",
+        ],
+    ));
+    assert!(
+        stderr(&replaced).contains("exported os-tree to"),
+        "{}",
+        stderr(&replaced)
+    );
+    assert!(!out.join("notes.txt").exists());
+    assert_eq!(listing(&out), listing(&reference));
+    assert!(leftovers(&out).is_empty(), "{:?}", leftovers(&out));
+}
+
+#[test]
+fn a_failed_out_leaves_no_partial_tree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let first = tmp.path().join("first");
+    let o = |p: &Path| p.display().to_string();
+    ok(cvmbuild(
+        &store,
+        &[
+            "realize",
+            SPEC,
+            "--branch",
+            "production",
+            "--out",
+            &o(&first),
+        ],
+    ));
+    // Lose the store's copy of the last file an export writes, so the
+    // next export fails after writing most of the tree.
+    let last = walkdir::WalkDir::new(&first)
+        .sort_by_file_name()
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .last()
+        .unwrap();
+    let hash = cvmbuild::store::Hash::of(&std::fs::read(last.path()).unwrap()).to_hex();
+    std::fs::remove_file(store.join("blobs").join(&hash[..2]).join(&hash)).unwrap();
+
+    let second = tmp.path().join("second");
+    let failed = cvmbuild(
+        &store,
+        &[
+            "realize",
+            SPEC,
+            "--branch",
+            "production",
+            "--out",
+            &o(&second),
+        ],
+    );
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    assert!(stderr(&failed).contains(&hash[..12]), "{}", stderr(&failed));
+    assert!(
+        !second.exists(),
+        "a failed export left {}",
+        second.display()
+    );
+    assert!(leftovers(&second).is_empty(), "{:?}", leftovers(&second));
+
+    // An empty directory given as --out stays empty on failure.
+    std::fs::create_dir(&second).unwrap();
+    let failed = cvmbuild(
+        &store,
+        &[
+            "realize",
+            SPEC,
+            "--branch",
+            "production",
+            "--out",
+            &o(&second),
+        ],
+    );
+    assert_eq!(failed.status.code(), Some(1));
+    assert_eq!(std::fs::read_dir(&second).unwrap().count(), 0);
+    assert!(leftovers(&second).is_empty(), "{:?}", leftovers(&second));
+}
