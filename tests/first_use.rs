@@ -285,3 +285,107 @@ fn a_failed_out_leaves_no_partial_tree() {
     assert_eq!(std::fs::read_dir(&second).unwrap().count(), 0);
     assert!(leftovers(&second).is_empty(), "{:?}", leftovers(&second));
 }
+
+/// A store with both branches of the bundled example published.
+fn published_store(tmp: &Path) -> PathBuf {
+    let store = tmp.join("store");
+    for branch in ["production", "development"] {
+        ok(cvmbuild(&store, &["realize", SPEC, "--branch", branch]));
+    }
+    store
+}
+
+fn tags_json(store: &Path) -> Vec<serde_json::Value> {
+    serde_json::from_str(&stdout(&ok(cvmbuild(store, &["tag", "list", "--json"])))).unwrap()
+}
+
+#[test]
+fn promote_never_moves_release_tags_or_trunk_and_creates_branches_only_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = published_store(tmp.path());
+    let before = tags_json(&store);
+    let refused = |to: &str, why: &str| {
+        let o = cvmbuild(&store, &["promote", "cernvm-system-3.1.0.0", "--to", to]);
+        assert_eq!(o.status.code(), Some(1), "--to {to}");
+        let said = stderr(&o).replace("\n  | ", " ").replace("\n        ", " ");
+        assert!(said.contains("cvmfs::promote"), "{said}");
+        assert!(said.contains(why), "--to {to}: {said}");
+        assert_eq!(tags_json(&store), before, "--to {to} changed the tags");
+    };
+    refused("cernvm-system-3.2.0.0", "release tags never move");
+    refused("trunk", "moves only by publishing");
+    refused("trunk-previous", "moves only by publishing");
+    refused("prodution", "did you mean `production`?");
+    refused("prodution", "pass --create");
+    refused("staging", "(branches: development, production)");
+
+    // A branch tag is not a release to promote.
+    let o = cvmbuild(&store, &["promote", "production", "--to", "development"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("promote a release tag"),
+        "{}",
+        stderr(&o)
+    );
+
+    let created = ok(cvmbuild(
+        &store,
+        &[
+            "promote",
+            "cernvm-system-3.1.0.0",
+            "--to",
+            "staging",
+            "--create",
+            "--json",
+        ],
+    ));
+    let j: serde_json::Value = serde_json::from_str(&stdout(&created)).unwrap();
+    let release = before
+        .iter()
+        .find(|t| t["name"] == "cernvm-system-3.1.0.0")
+        .unwrap();
+    assert_eq!(j["branch"], "staging");
+    assert_eq!(j["release"], "cernvm-system-3.1.0.0");
+    assert_eq!(j["root_catalog"], release["hash"]);
+    assert_eq!(j["revision"], release["revision"]);
+    let after = tags_json(&store);
+    let staging = after.iter().find(|t| t["name"] == "staging").unwrap();
+    assert_eq!(staging["hash"], release["hash"]);
+    assert_eq!(after.len(), before.len() + 1);
+
+    // Moving an existing branch needs no flag.
+    ok(cvmbuild(
+        &store,
+        &["promote", "cernvm-system-3.2.0.0", "--to", "staging"],
+    ));
+}
+
+#[test]
+fn tag_list_has_a_header_and_the_publish_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = published_store(tmp.path());
+    let table = stdout(&ok(cvmbuild(&store, &["tag", "list"])));
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["TAG", "REVISION", "PUBLISHED", "ROOT", "CATALOG", "BRANCH"]
+    );
+    let tags = tags_json(&store);
+    assert_eq!(lines.clone().count(), tags.len());
+    for (line, t) in lines.zip(&tags) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // The time as GNU date prints it.
+        let date = Command::new("date")
+            .args(["-u", "-d"])
+            .arg(format!("@{}", t["timestamp"]))
+            .arg("+%Y-%m-%dT%H:%M:%SZ")
+            .output()
+            .unwrap();
+        let date = String::from_utf8(date.stdout).unwrap();
+        assert_eq!(f[0], t["name"].as_str().unwrap());
+        assert_eq!(f[1], t["revision"].to_string());
+        assert_eq!(f[2], date.trim());
+        assert_eq!(f[3], t["hash"].as_str().unwrap());
+    }
+}
