@@ -13,6 +13,7 @@
 mod cvmfs;
 mod diff;
 mod eval;
+mod ids;
 mod pinning;
 mod realize;
 mod store;

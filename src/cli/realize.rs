@@ -53,8 +53,12 @@ pub struct RealizeArgs {
 
 #[derive(Args, Debug)]
 pub struct LogArgs {
-    /// Derivation id or unique prefix.
+    /// A derivation id, the hash of its output (unique prefixes of either),
+    /// a GC root name, or an output name (`os-tree`) realized on one branch.
     pub drv: String,
+    /// Print `{"drv": ID, "log": TEXT}`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 const DEFAULT_ROOTS: &[&str] = &["os-tree", "meta-rpm", "publish"];
@@ -191,6 +195,7 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
                 outs.insert(n.to_string(), out.clone());
             }
         }
+        let mut exported = serde_json::Value::Null;
         if let (Some(dest), Some(out)) = (&a.out, out_root.and_then(|n| outs.get(n))) {
             let what = out_root.unwrap_or_default();
             match out.root {
@@ -204,9 +209,14 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
                     if !a.json {
                         print_export(what, dest, &r);
                     }
+                    exported = json!({"path": dest, "output": what, "unchanged": r.unchanged,
+                        "hardlinked": r.hardlinked, "copied": r.copied,
+                        "setid_dropped": r.setid_dropped, "xattrs_dropped": r.xattrs_dropped,
+                        "skipped": r.skipped.iter().map(|s| json!({"path": s.path, "reason": s.reason})).collect::<Vec<_>>()});
                 }
                 crate::store::Root::Blob { hash, .. } => {
                     let n = crate::store::export_blob(&store, &hash, dest)?;
+                    exported = json!({"path": dest, "output": what, "bytes": n});
                     if !a.json {
                         eprintln!("exported {what} to {} ({n} bytes)", dest.display());
                     }
@@ -219,8 +229,14 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
             }
         }
         if a.json {
+            let built: std::collections::BTreeSet<&crate::eval::DrvId> = report.built.iter().collect();
+            let found: Vec<_> = report.outputs.keys().filter(|id| !built.contains(id)).collect();
+            let failed_ids: Vec<_> = report.failed.iter().map(|(id, _)| id).collect();
+            let roots: BTreeMap<&str, &crate::eval::DrvId> = names.iter().copied().zip(&wanted).collect();
             summaries.push(json!({"branch": b.release.branch, "built": report.built.len(), "cached": report.cached,
-                "failed": report.failed.len(), "outputs": outs}));
+                "failed": report.failed.len(), "outputs": outs, "roots": roots,
+                "derivations": {"built": report.built, "found": found, "failed": failed_ids, "skipped": report.skipped},
+                "out": exported}));
         } else {
             println!(
                 "branch {}: {} built, {} cached, {} failed in {:.2} s",
@@ -315,36 +331,29 @@ fn file_stem(p: &std::path::Path) -> String {
 }
 
 pub(super) fn log_cmd(g: &Global, a: LogArgs) -> Result<i32> {
-    let dir = g.store_dir()?.join("logs");
-    let mut hits: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|e| miette!("cannot read {}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(&a.drv))
-        })
-        .collect();
-    hits.sort();
-    match hits.as_slice() {
-        [one] => {
-            print!(
-                "{}",
-                std::fs::read_to_string(one).map_err(|e| miette!("{}: {e}", one.display()))?
-            );
+    let store = crate::store::FsStore::open(&g.store_dir()?)?;
+    let id = super::ids::resolve(&store, &a.drv)?;
+    let path = store.log_path(&id.0)?;
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({"drv": id, "log": text}))
+                        .expect("plain data")
+                );
+            } else {
+                print!("{text}");
+            }
             Ok(0)
         }
-        [] => Err(miette!(
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(miette!(
             code = "cli::no-log",
-            "no build log for `{}` in {}",
-            a.drv,
-            dir.display()
+            help = "a derivation has a log once `realize` has built it in this store",
+            "derivation {id} has no build log in {}",
+            store.root().display()
         )),
-        many => Err(miette!(
-            code = "cli::ambiguous-drv",
-            "`{}` matches {} logs; give more of the id",
-            a.drv,
-            many.len()
-        )),
+        Err(e) => Err(miette!("{}: {e}", path.display())),
     }
 }
 
