@@ -389,3 +389,180 @@ fn tag_list_has_a_header_and_the_publish_time() {
         assert_eq!(f[3], t["hash"].as_str().unwrap());
     }
 }
+
+fn json_of(o: &Output) -> serde_json::Value {
+    serde_json::from_str(&stdout(o)).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
+}
+
+#[test]
+fn show_log_and_root_take_ids_output_hashes_and_output_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let first = json_of(&ok(cvmbuild(
+        &store,
+        &["realize", SPEC, "--branch", "production", "--json"],
+    )));
+    let prod = &first[0];
+    let drv = prod["roots"]["os-tree"].as_str().unwrap().to_string();
+    let tree = prod["outputs"]["os-tree"]["root"]["hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let built: Vec<&str> = prod["derivations"]["built"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(built.contains(&drv.as_str()), "{prod}");
+    assert_eq!(built.len() as u64, prod["built"].as_u64().unwrap());
+    // A second run builds nothing and finds every root.
+    let again = json_of(&ok(cvmbuild(
+        &store,
+        &["realize", SPEC, "--branch", "production", "--json"],
+    )));
+    assert_eq!(again[0]["derivations"]["built"], serde_json::json!([]));
+    let found = again[0]["derivations"]["found"].as_array().unwrap();
+    for id in again[0]["roots"].as_object().unwrap().values() {
+        assert!(found.contains(id), "{id} not found in {}", again[0]);
+    }
+
+    let log = |key: &str| stdout(&ok(cvmbuild(&store, &["log", key])));
+    let by_id = log(&drv);
+    assert!(by_id.contains(&drv), "{by_id}");
+    for key in [
+        &drv[..12],
+        &tree[..],
+        &tree[..12],
+        "os-tree",
+        "cernvm-production-os-tree",
+    ] {
+        assert_eq!(log(key), by_id, "log {key}");
+    }
+    let j = json_of(&ok(cvmbuild(&store, &["log", "os-tree", "--json"])));
+    assert_eq!(
+        (j["drv"].as_str(), j["log"].as_str()),
+        (Some(drv.as_str()), Some(by_id.as_str()))
+    );
+
+    let show = |args: &[&str]| stdout(&ok(cvmbuild(&store, args)));
+    let shown = show(&["show", &drv]);
+    assert!(shown.starts_with(&format!("{drv}  assemble")), "{shown}");
+    assert_eq!(show(&["show", &tree[..16]]), shown);
+    assert_eq!(show(&["show", "os-tree"]), shown);
+    let with_spec = show(&["show", SPEC, &tree[..16], "--branch", "production"]);
+    assert!(
+        with_spec.starts_with(&format!("{drv}  assemble")),
+        "{with_spec}"
+    );
+
+    let none = cvmbuild(&store, &["log", "0000000000000000dead"]);
+    assert_eq!(none.status.code(), Some(1));
+    assert!(stderr(&none).contains("cli::no-drv"), "{}", stderr(&none));
+
+    // Two branches: `os-tree` is ambiguous and the error names both roots.
+    ok(cvmbuild(
+        &store,
+        &["realize", SPEC, "--branch", "development"],
+    ));
+    let two = cvmbuild(&store, &["log", "os-tree"]);
+    assert_eq!(two.status.code(), Some(1));
+    let said = stderr(&two).replace("\n        ", "");
+    assert!(said.contains("cli::ambiguous-drv"), "{said}");
+    assert!(
+        said.contains("cernvm-development-os-tree") && said.contains("cernvm-production-os-tree"),
+        "{said}"
+    );
+
+    // root add resolves the same way and prints the root, not a debug string.
+    let added = ok(cvmbuild(&store, &["root", "add", "keep", &tree[..12]]));
+    assert_eq!(stderr(&added).trim(), format!("root keep -> drv {drv}"));
+    let added = json_of(&ok(cvmbuild(
+        &store,
+        &["root", "add", "keep-tree", &tree, "--json"],
+    )));
+    assert_eq!(
+        added,
+        serde_json::json!({"name": "keep-tree", "kind": "tree", "target": tree})
+    );
+    let list = json_of(&ok(cvmbuild(&store, &["root", "list", "--json"])));
+    let list = list.as_array().unwrap();
+    assert!(list.contains(&serde_json::json!({"name": "keep", "kind": "drv", "target": drv})));
+    let text = stdout(&ok(cvmbuild(&store, &["root", "list"])));
+    assert_eq!(text.lines().count(), list.len());
+    assert!(text.contains(&format!("keep\tdrv\t{drv}\n")), "{text}");
+}
+
+#[test]
+fn graph_json_spells_format_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let a = ok(cvmbuild(
+        &store,
+        &["graph", SPEC, "--branch", "production", "--json"],
+    ));
+    let b = ok(cvmbuild(
+        &store,
+        &["graph", SPEC, "--branch", "production", "--format", "json"],
+    ));
+    assert_eq!(stdout(&a), stdout(&b));
+    assert!(json_of(&a)["nodes"].as_object().unwrap().len() > 10);
+    let both = cvmbuild(&store, &["graph", SPEC, "--json", "--format", "dot"]);
+    assert_eq!(both.status.code(), Some(2));
+}
+
+/// A scratch spec next to a link to the example repositories.
+fn scratch(pins: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    std::os::unix::fs::symlink(examples.join("repos"), dir.path().join("repos")).unwrap();
+    let d = dir.path().join("spec");
+    std::fs::create_dir(&d).unwrap();
+    let spec = d.join("s.cvm");
+    write_spec(&spec, pins);
+    (dir, spec)
+}
+
+fn write_spec(spec: &Path, pins: &str) {
+    std::fs::write(
+        spec,
+        format!(
+            r#"let sl6 = repo {{ name = "sl6", url = "../repos/sl6" }}
+let extras = repo {{ name = "cernvm", url = "../repos/cernvm" }}
+branch main = release {{
+  name = "t-system"
+  version = "1.0"
+  arch = "x86_64"
+  repos = [sl6, extras]
+  packages = ["bash", "kernel"]
+  pins = {{ {pins} }}
+}}
+"#
+        ),
+    )
+    .unwrap();
+}
+
+fn in_scratch(spec: &Path, args: &[&str]) -> Output {
+    cvmbuild(&spec.parent().unwrap().join("store"), args)
+}
+
+#[test]
+fn update_json_lists_what_moved() {
+    let (_d, spec) = scratch(r#"kernel = "2.6.*""#);
+    let s = spec.to_str().unwrap();
+    ok(in_scratch(&spec, &["eval", s]));
+    write_spec(&spec, r#"kernel = "3.10.*""#);
+    let j = json_of(&ok(in_scratch(&spec, &["update", s, "--json"])));
+    assert_eq!(j[0]["branch"], "main");
+    assert_eq!(
+        j[0]["changed"]["kernel"],
+        serde_json::json!({"from": "2.6.32-431.el6", "to": "3.10.0-1.el6"})
+    );
+    assert_eq!(j[0]["added"], serde_json::json!({}));
+    assert_eq!(j[0]["removed"], serde_json::json!({}));
+    assert_eq!(j[0]["lock_written"], true);
+    let j = json_of(&ok(in_scratch(&spec, &["update", s, "--json"])));
+    assert_eq!(j[0]["changed"], serde_json::json!({}));
+    assert_eq!(j[0]["lock_written"], false);
+}

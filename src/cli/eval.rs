@@ -180,7 +180,9 @@ pub(super) fn show_cmd(g: &Global, a: ShowArgs) -> Result<i32> {
     }
     let ev = eval::evaluate(&a.spec, &g.eval_options(a.branch, a.offline))?;
     let b = one_branch(&ev)?;
-    let store = g.store_dir().and_then(|d| Ok(crate::store::FsStore::open(&d)?));
+    let store = g
+        .store_dir()
+        .and_then(|d| Ok(crate::store::FsStore::open(&d)?));
     let g = &b.graph;
     let selected: Vec<(&eval::DrvId, &eval::Derivation)> = match &a.drv {
         None => g.topo(),

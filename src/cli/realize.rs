@@ -229,10 +229,16 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
             }
         }
         if a.json {
-            let built: std::collections::BTreeSet<&crate::eval::DrvId> = report.built.iter().collect();
-            let found: Vec<_> = report.outputs.keys().filter(|id| !built.contains(id)).collect();
+            let built: std::collections::BTreeSet<&crate::eval::DrvId> =
+                report.built.iter().collect();
+            let found: Vec<_> = report
+                .outputs
+                .keys()
+                .filter(|id| !built.contains(id))
+                .collect();
             let failed_ids: Vec<_> = report.failed.iter().map(|(id, _)| id).collect();
-            let roots: BTreeMap<&str, &crate::eval::DrvId> = names.iter().copied().zip(&wanted).collect();
+            let roots: BTreeMap<&str, &crate::eval::DrvId> =
+                names.iter().copied().zip(&wanted).collect();
             summaries.push(json!({"branch": b.release.branch, "built": report.built.len(), "cached": report.cached,
                 "failed": report.failed.len(), "outputs": outs, "roots": roots,
                 "derivations": {"built": report.built, "found": found, "failed": failed_ids, "skipped": report.skipped},

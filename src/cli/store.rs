@@ -117,8 +117,10 @@ pub(super) fn root_cmd(g: &Global, c: RootCommand) -> Result<i32> {
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&json!({"name": name, "kind": kind, "target": what}))
-                        .expect("plain data")
+                    serde_json::to_string_pretty(
+                        &json!({"name": name, "kind": kind, "target": what})
+                    )
+                    .expect("plain data")
                 );
             } else {
                 eprintln!("root {name} -> {kind} {what}");
