@@ -566,3 +566,50 @@ fn update_json_lists_what_moved() {
     assert_eq!(j[0]["changed"], serde_json::json!({}));
     assert_eq!(j[0]["lock_written"], false);
 }
+
+#[test]
+fn a_pin_that_is_not_a_version_pattern_is_a_spec_error_at_the_pin() {
+    for (pin, why) in [
+        ("3.10.*.x", "`*` must end the version pattern"),
+        ("banana", "a version starts with a digit"),
+        (">= 3.10, < 4", "is several constraints"),
+        ("= banana", "a version starts with a digit"),
+    ] {
+        let (_d, spec) = scratch(&format!("kernel = \"{pin}\""));
+        let o = in_scratch(&spec, &["eval", spec.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{pin}");
+        let said = stderr(&o);
+        let flat = said.replace("\n  | ", " ").replace("\n        ", " ");
+        assert!(said.starts_with("cvm::constraint"), "{pin}: {said}");
+        assert!(!said.contains("unsatisfiable"), "{pin}: {said}");
+        assert!(flat.contains(why), "{pin}: {said}");
+        // At the pin: the source line, the literal underlined, the label.
+        assert!(said.contains("s.cvm:9:"), "{pin}: {said}");
+        assert!(
+            said.contains(&format!("pins = {{ kernel = \"{pin}\" }}")),
+            "{pin}: {said}"
+        );
+        assert!(said.contains("this pin"), "{pin}: {said}");
+        // And what the syntax allows.
+        assert!(
+            flat.contains("a version prefix ending in `*` (`3.10.*`)"),
+            "{pin}: {said}"
+        );
+    }
+}
+
+#[test]
+fn an_unsatisfiable_pin_lists_the_versions_that_exist() {
+    let (_d, spec) = scratch(r#"kernel = "9.*""#);
+    let o = in_scratch(&spec, &["eval", spec.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let flat = stderr(&o).replace("\n  | ", " ");
+    assert!(flat.contains("solve::unsatisfiable"), "{flat}");
+    // Every kernel build in the bundled repositories, newest first.
+    assert!(
+        flat.contains(
+            "a pin allows only kernel 9.* (s.cvm:9); kernel versions available: 4.1.0-2.el6, 3.10.0-1.el6, 2.6.32-431.el6"
+        ),
+        "{flat}"
+    );
+}
