@@ -613,3 +613,174 @@ fn an_unsatisfiable_pin_lists_the_versions_that_exist() {
         "{flat}"
     );
 }
+
+/// Environment variable names the source reads directly or through clap
+/// (`env = "X"`, `var("X")`, `var_os("X")`), found by reading `src/`.
+fn variables_read_by_the_source() -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    for e in walkdir::WalkDir::new(src) {
+        let e = e.unwrap();
+        if e.path().extension().is_none_or(|x| x != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(e.path()).unwrap();
+        for marker in ["env = \"", "var(\"", "var_os(\""] {
+            for (i, _) in text.match_indices(marker) {
+                let rest = &text[i + marker.len()..];
+                let name: String = rest.chars().take_while(|c| *c != '"').collect();
+                if name.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+                    names.insert(name);
+                }
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn every_environment_variable_is_documented_in_the_readme_and_help() {
+    let read = variables_read_by_the_source();
+    for v in [
+        "CVMBUILD_STORE",
+        "CVMBUILD_PUBLISH_DIR",
+        "CVMBUILD_KEYS_DIR",
+        "SOURCE_DATE_EPOCH",
+        "NO_COLOR",
+        "XDG_CACHE_HOME",
+    ] {
+        assert!(read.contains(v), "{v} no longer read? found {read:?}");
+    }
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = readme
+        .split("## Environment\n")
+        .nth(1)
+        .expect("README section Environment")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let help = stdout(&ok(cvmbuild(Path::new("/nonexistent"), &["--help"])));
+    // What dependencies read for us: ureq's proxy variables, tempfile's
+    // TMPDIR, and the tools found on PATH.
+    let by_deps = [
+        "ALL_PROXY",
+        "HTTPS_PROXY",
+        "HTTP_PROXY",
+        "NO_PROXY",
+        "no_proxy",
+        "TMPDIR",
+        "PATH",
+    ];
+    for v in read.iter().map(String::as_str).chain(by_deps) {
+        assert!(
+            section.contains(&format!("`{v}`")),
+            "README Environment lacks {v}"
+        );
+        assert!(help.contains(v), "--help lacks {v}");
+    }
+}
+
+#[test]
+fn the_man_page_renders_with_groff_and_man() {
+    let page = ok(cvmbuild(Path::new("/nonexistent"), &["man"])).stdout;
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("cvmbuild.1");
+    std::fs::write(&file, &page).unwrap();
+    // groff with all warnings: none may be printed.
+    let g = Command::new("groff")
+        .args(["-man", "-Tutf8", "-ww", "-z"])
+        .arg(&file)
+        .output()
+        .expect("groff (groff-base) is installed by .ci/deps");
+    assert!(g.status.success() && g.stderr.is_empty(), "{}", stderr(&g));
+    let m = Command::new("man")
+        .arg("-l")
+        .arg(&file)
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "100")
+        .env("LC_ALL", "C.UTF-8")
+        .output()
+        .expect("man (man-db) is installed by .ci/deps");
+    assert!(m.status.success(), "{}", stderr(&m));
+    let text = String::from_utf8_lossy(&m.stdout);
+    for want in [
+        "NAME",
+        "SYNOPSIS",
+        "SUBCOMMANDS",
+        "realize",
+        "promote",
+        "CVMBUILD_STORE",
+        "NO_PROXY",
+    ] {
+        assert!(text.contains(want), "man -l output lacks {want}:\n{text}");
+    }
+
+    // --dir: one page per subcommand, e.g. realize's with --replace.
+    let dir = tmp.path().join("man1");
+    ok(cvmbuild(
+        Path::new("/nonexistent"),
+        &["man", "--dir", dir.to_str().unwrap()],
+    ));
+    let realize = dir.join("cvmbuild-realize.1");
+    let m = Command::new("man")
+        .arg("-l")
+        .arg(&realize)
+        .env("MANPAGER", "cat")
+        .env("LC_ALL", "C.UTF-8")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&m.stdout);
+    assert!(text.contains("--replace"), "{text}");
+    assert!(dir.join("cvmbuild-promote.1").is_file());
+}
+
+/// What bash completes for `words` (the last one being typed),
+/// with the script `cvmbuild completions bash` prints sourced.
+fn bash_complete(words: &[&str]) -> Vec<String> {
+    let script = ok(cvmbuild(
+        Path::new("/nonexistent"),
+        &["completions", "bash"],
+    ))
+    .stdout;
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("cvmbuild.bash");
+    std::fs::write(&file, script).unwrap();
+    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    let prog = format!(
+        r#"set -e
+source "$1"
+COMP_WORDS=({words})
+COMP_CWORD={cword}
+COMP_LINE="${{COMP_WORDS[*]}}"
+COMP_POINT=${{#COMP_LINE}}
+_cvmbuild cvmbuild "${{COMP_WORDS[COMP_CWORD]}}" "${{COMP_WORDS[COMP_CWORD-1]}}"
+printf '%s\n' "${{COMPREPLY[@]}}""#,
+        words = quoted.join(" "),
+        cword = words.len() - 1
+    );
+    let out = Command::new("bash")
+        .args(["--norc", "--noprofile", "-c", &prog, "bash"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out).lines().map(String::from).collect()
+}
+
+#[test]
+fn the_bash_completion_sources_and_completes_subcommands_and_options() {
+    assert_eq!(bash_complete(&["cvmbuild", "rea"]), ["realize"]);
+    let subs = bash_complete(&["cvmbuild", ""]);
+    for s in ["eval", "realize", "promote", "completions", "man"] {
+        assert!(subs.iter().any(|c| c == s), "{s} not in {subs:?}");
+    }
+    assert_eq!(
+        bash_complete(&["cvmbuild", "realize", "--rep"]),
+        ["--replace"]
+    );
+    assert_eq!(
+        bash_complete(&["cvmbuild", "promote", "--cr"]),
+        ["--create"]
+    );
+}
