@@ -4,28 +4,33 @@
 //! on every command that prints a result, pin syntax errors, and the
 //! generated completions and man page.
 
-#[path = "common/cli.rs"]
-mod cli;
-
-use cli::{ok, stdout};
+use crate::support::cli::{ok, stdout};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const SPEC: &str = "examples/cernvm/cernvm.cvm";
 
-/// Runs `cvmbuild --store STORE ARGS` in the crate root (where the bundled
-/// example's relative repository paths resolve), without colours.
+/// Runs `cvmbuild --store STORE ARGS` isolated in the store's parent
+/// ([`crate::support::cvmbuild`]), in the crate root, where the bundled
+/// example's relative repository paths resolve.
 fn cvmbuild(store: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cvmbuild"))
+    crate::support::cvmbuild(store.parent().unwrap())
         .arg("--store")
         .arg(store)
         .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("CVMBUILD_PUBLISH_DIR")
-        .env_remove("CVMBUILD_KEYS_DIR")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap()
+}
+
+/// Runs a command that needs no store (`--help`, `man`, `completions`),
+/// asserting it succeeds.
+fn storeless(args: &[&str]) -> Output {
+    let sandbox = tempfile::tempdir().unwrap();
+    ok(crate::support::cvmbuild(sandbox.path())
+        .args(args)
+        .output()
+        .unwrap())
 }
 
 fn stderr(o: &Output) -> String {
@@ -54,12 +59,10 @@ fn readme_first_command(tmp: &Path) -> Vec<String> {
         .collect()
 }
 
-fn run_args(args: &[String]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cvmbuild"))
+/// Runs the README's command (it names its own store) isolated in `tmp`.
+fn run_args(tmp: &Path, args: &[String]) -> Output {
+    crate::support::cvmbuild(tmp)
         .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("CVMBUILD_PUBLISH_DIR")
-        .env_remove("CVMBUILD_KEYS_DIR")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap()
@@ -107,7 +110,7 @@ fn readme_first_command_runs_twice() {
     let tmp = tempfile::tempdir().unwrap();
     let args = readme_first_command(tmp.path());
     let out = tmp.path().join("cernvm-os");
-    let first = run_args(&args);
+    let first = run_args(tmp.path(), &args);
     assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
     assert!(
         stderr(&first).contains("exported os-tree to"),
@@ -117,7 +120,7 @@ fn readme_first_command_runs_twice() {
     let tree = listing(&out);
     assert!(tree.len() > 50, "{}", tree.len());
 
-    let second = run_args(&args);
+    let second = run_args(tmp.path(), &args);
     assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
     let said = stderr(&second);
     assert!(stdout(&second).contains("0 built"), "{}", stdout(&second));
@@ -660,7 +663,7 @@ fn every_environment_variable_is_documented_in_the_readme_and_help() {
         .split("\n## ")
         .next()
         .unwrap();
-    let help = stdout(&ok(cvmbuild(Path::new("/nonexistent"), &["--help"])));
+    let help = stdout(&storeless(&["--help"]));
     // What dependencies read for us: ureq's proxy variables, tempfile's
     // TMPDIR, and the tools found on PATH.
     let by_deps = [
@@ -683,7 +686,7 @@ fn every_environment_variable_is_documented_in_the_readme_and_help() {
 
 #[test]
 fn the_man_page_renders_with_groff_and_man() {
-    let page = ok(cvmbuild(Path::new("/nonexistent"), &["man"])).stdout;
+    let page = storeless(&["man"]).stdout;
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("cvmbuild.1");
     std::fs::write(&file, &page).unwrap();
@@ -718,10 +721,7 @@ fn the_man_page_renders_with_groff_and_man() {
 
     // --dir: one page per subcommand, e.g. realize's with --replace.
     let dir = tmp.path().join("man1");
-    ok(cvmbuild(
-        Path::new("/nonexistent"),
-        &["man", "--dir", dir.to_str().unwrap()],
-    ));
+    storeless(&["man", "--dir", dir.to_str().unwrap()]);
     let realize = dir.join("cvmbuild-realize.1");
     let m = Command::new("man")
         .arg("-l")
@@ -738,11 +738,7 @@ fn the_man_page_renders_with_groff_and_man() {
 /// What bash completes for `words` (the last one being typed),
 /// with the script `cvmbuild completions bash` prints sourced.
 fn bash_complete(words: &[&str]) -> Vec<String> {
-    let script = ok(cvmbuild(
-        Path::new("/nonexistent"),
-        &["completions", "bash"],
-    ))
-    .stdout;
+    let script = storeless(&["completions", "bash"]).stdout;
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("cvmbuild.bash");
     std::fs::write(&file, script).unwrap();
