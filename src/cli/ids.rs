@@ -9,8 +9,10 @@ use crate::store::{FsStore, GcRoot};
 use miette::{miette, Result};
 use std::collections::BTreeSet;
 
-/// The one recorded derivation `key` names in `store`.
-pub(super) fn resolve(store: &FsStore, key: &str) -> Result<DrvId> {
+/// The one recorded derivation `key` names in `store`. `or_else` names
+/// what else the command would have taken (`show`: "a spec file"), for the
+/// error when nothing matches.
+pub(super) fn resolve(store: &FsStore, key: &str, or_else: Option<&str>) -> Result<DrvId> {
     let roots = store.roots()?;
     let root_drv = |name: &str| {
         roots.iter().find_map(|(n, r)| match r {
@@ -56,7 +58,8 @@ pub(super) fn resolve(store: &FsStore, key: &str) -> Result<DrvId> {
         [] => Err(miette!(
             code = "cli::no-drv",
             help = "pass a derivation id, an output hash (unique prefixes are fine), a GC root name (`cvmbuild root list`) or an output name such as os-tree",
-            "`{key}` names no derivation recorded in {}",
+            "`{key}` {} a derivation recorded in {}",
+            or_else.map_or("names no".to_string(), |o| format!("is neither {o} nor")),
             store.root().display()
         )),
         many => Err(miette!(

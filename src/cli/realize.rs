@@ -338,7 +338,7 @@ fn file_stem(p: &std::path::Path) -> String {
 
 pub(super) fn log_cmd(g: &Global, a: LogArgs) -> Result<i32> {
     let store = crate::store::FsStore::open(&g.store_dir()?)?;
-    let id = super::ids::resolve(&store, &a.drv)?;
+    let id = super::ids::resolve(&store, &a.drv, None)?;
     let path = store.log_path(&id.0)?;
     match std::fs::read_to_string(&path) {
         Ok(text) => {

@@ -110,7 +110,7 @@ pub(super) fn root_cmd(g: &Global, c: RootCommand) -> Result<i32> {
             } else if let Some(h) = hash.filter(|h| store.has_blob(h).unwrap_or(false)) {
                 GcRoot::Blob(h)
             } else {
-                GcRoot::Drv(super::ids::resolve(&store, &target)?.0)
+                GcRoot::Drv(super::ids::resolve(&store, &target, Some("a tree or blob"))?.0)
             };
             store.add_gc_root(&name, &root)?;
             let (kind, what) = root_parts(&root);
