@@ -255,45 +255,21 @@ fn difference(
         };
         note(e, &rel_path, report);
         let found = fs::symlink_metadata(&path);
-        let md = match (&e.node, found) {
-            (
-                Node::File { blob: None, .. }
-                | Node::CharDevice { .. }
-                | Node::BlockDevice { .. }
-                | Node::Fifo
-                | Node::Socket,
-                Ok(_),
-            ) => {
-                return Ok(Some(format!(
-                    "{rel_path}: exists, but an export does not create it"
-                )))
-            }
-            (
-                Node::File { blob: None, .. }
-                | Node::CharDevice { .. }
-                | Node::BlockDevice { .. }
-                | Node::Fifo
-                | Node::Socket,
-                Err(_),
-            ) => {
-                skipped(e, &rel_path, report);
-                continue;
-            }
-            (_, Err(_)) => return Ok(Some(format!("{rel_path}: missing"))),
-            (_, Ok(md)) => md,
-        };
         expected.insert(e.name.as_str());
-        let perm = (md.permissions().mode() & 0o7777) as u16;
         let differs = |what: &str| Ok(Some(format!("{rel_path}: {what}")));
+        let perm = |md: &fs::Metadata| (md.permissions().mode() & 0o7777) as u16;
         match &e.node {
             Node::File {
                 blob: Some(blob),
                 size,
             } => {
+                let Ok(md) = &found else {
+                    return differs("missing");
+                };
                 if !md.is_file() {
                     return differs("not a regular file");
                 }
-                if perm != e.mode & EXPORT_MASK {
+                if perm(md) != e.mode & EXPORT_MASK {
                     return differs("different permissions");
                 }
                 match links[i] {
@@ -306,17 +282,20 @@ fn difference(
                         }
                     }
                     _ => {
-                        if !same_content(store, blob, *size, &path, &md)? {
+                        if !same_content(store, blob, *size, &path, md)? {
                             return differs("different content");
                         }
                     }
                 }
             }
             Node::Directory { tree } => {
+                let Ok(md) = &found else {
+                    return differs("missing");
+                };
                 if !md.is_dir() {
                     return differs("not a directory");
                 }
-                if perm != e.mode & EXPORT_MASK {
+                if perm(md) != e.mode & EXPORT_MASK {
                     return differs("different permissions");
                 }
                 if let Some(d) = difference(store, tree, &path, &rel_path, report)? {
@@ -324,12 +303,29 @@ fn difference(
                 }
             }
             Node::Symlink { target } => {
-                let now = fs::read_link(&path).map_err(|err| Error::io(&path, err))?;
-                if !md.file_type().is_symlink() || now.as_os_str() != target.as_str() {
+                let Ok(md) = &found else {
+                    return differs("missing");
+                };
+                if !md.file_type().is_symlink()
+                    || fs::read_link(&path)
+                        .map_err(|err| Error::io(&path, err))?
+                        .as_os_str()
+                        != target.as_str()
+                {
                     return differs("a different symlink");
                 }
             }
-            _ => unreachable!("entries an export skips were handled above"),
+            // Ghost files, devices, FIFOs, sockets: never exported.
+            Node::File { blob: None, .. }
+            | Node::CharDevice { .. }
+            | Node::BlockDevice { .. }
+            | Node::Fifo
+            | Node::Socket => {
+                if found.is_ok() {
+                    return differs("exists, but an export does not create it");
+                }
+                skipped(e, &rel_path, report);
+            }
         }
     }
     for e in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {

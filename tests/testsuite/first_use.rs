@@ -780,3 +780,152 @@ fn the_bash_completion_sources_and_completes_subcommands_and_options() {
         ["--create"]
     );
 }
+
+/// A tree with what an export cannot apply: a setuid program, a file
+/// with a capability, a device node and a FIFO, in a subdirectory.
+fn tree_with_unexportables(store: &dyn cvmbuild::store::Store) -> cvmbuild::store::Hash {
+    use cvmbuild::store::{Entry, Node, Tree};
+    let file = |name: &str, bytes: &[u8], mode| {
+        let blob = store.put_blob(&mut &bytes[..]).unwrap();
+        Entry::root_owned(name, Node::file(&blob), mode)
+    };
+    let mut ping = file("ping", b"ping\n", 0o755);
+    ping.xattrs
+        .insert("security.capability".into(), vec![1, 0, 0, 2]);
+    let entries = vec![
+        file("su", b"su\n", 0o4755),
+        ping,
+        Entry::root_owned("null", Node::CharDevice { major: 1, minor: 3 }, 0o666),
+        Entry::root_owned("initctl", Node::Fifo, 0o600),
+        file("motd", b"hello\n", 0o644),
+    ];
+    let sub = store.put_tree(&Tree::new(entries).unwrap()).unwrap();
+    let bin = Entry::root_owned("bin", Node::Directory { tree: sub }, 0o755);
+    store.put_tree(&Tree::new(vec![bin]).unwrap()).unwrap()
+}
+
+#[test]
+fn export_reports_what_it_skips_and_recognises_its_own_tree() {
+    use cvmbuild::store::{export_tree, export_tree_with, Error, FsStore, IfDifferent};
+    let tmp = tempfile::tempdir().unwrap();
+    let store = FsStore::open(&tmp.path().join("store")).unwrap();
+    let root = tree_with_unexportables(&store);
+    let out = tmp.path().join("out");
+    let r = export_tree(&store, &root, &out).unwrap();
+    assert!(!r.unchanged);
+    assert_eq!(r.setid_dropped, ["bin/su"]);
+    assert_eq!(r.xattrs_dropped, ["bin/ping"]);
+    let skipped: Vec<(&str, &str)> = r
+        .skipped
+        .iter()
+        .map(|s| (s.path.as_str(), s.reason))
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            ("bin/initctl", "fifo: recorded, never created on the host"),
+            (
+                "bin/null",
+                "device node: recorded, never created on the host"
+            ),
+        ]
+    );
+    // Again: nothing written, the same notes.
+    let again = export_tree(&store, &root, &out).unwrap();
+    assert!(again.unchanged);
+    assert_eq!((again.copied, again.hardlinked), (0, 0));
+    assert_eq!(
+        (&again.setid_dropped, &again.xattrs_dropped, &again.skipped),
+        (&r.setid_dropped, &r.xattrs_dropped, &r.skipped)
+    );
+
+    // Each way a directory can differ is named, and nothing is touched.
+    let differs = |what: &str| match export_tree(&store, &root, &out) {
+        Err(Error::ExportDiffers { difference, .. }) => {
+            assert_eq!(difference, what);
+        }
+        other => panic!("{what}: {other:?}"),
+    };
+    use std::os::unix::fs::PermissionsExt;
+    let motd = out.join("bin/motd");
+    std::fs::set_permissions(&motd, std::fs::Permissions::from_mode(0o600)).unwrap();
+    differs("bin/motd: different permissions");
+    std::fs::set_permissions(&motd, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(out.join("bin/extra"), b"").unwrap();
+    differs("bin/extra: not in the tree");
+    std::fs::remove_file(out.join("bin/extra")).unwrap();
+    let mkfifo = Command::new("mkfifo")
+        .arg(out.join("bin/initctl"))
+        .status()
+        .unwrap();
+    assert!(mkfifo.success());
+    differs("bin/initctl: exists, but an export does not create it");
+    std::fs::remove_file(out.join("bin/initctl")).unwrap();
+    std::fs::remove_file(&motd).unwrap();
+    differs("bin/motd: missing");
+    std::fs::write(&motd, b"hellO\n").unwrap();
+    differs("bin/motd: different content");
+
+    // Replace swaps the whole tree in; the result is recognised again.
+    let r = export_tree_with(&store, &root, &out, IfDifferent::Replace).unwrap();
+    assert!(!r.unchanged);
+    assert_eq!(std::fs::read(&motd).unwrap(), b"hello\n");
+    assert!(export_tree(&store, &root, &out).unwrap().unchanged);
+    assert!(leftovers(&out).is_empty(), "{:?}", leftovers(&out));
+}
+
+#[test]
+fn out_prints_every_entry_it_does_not_apply() {
+    use crate::support::rpmrepo::{build_repo, Pkg, RepoOptions};
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let pkg = Pkg::new("tools", "1.0", "1")
+        .arch("x86_64")
+        .file_mode("/usr/bin/su", b"su\n", 0o4755)
+        .file("/usr/bin/ping", b"ping\n")
+        .caps("/usr/bin/ping", "cap_net_raw=ep")
+        .file("/etc/motd", b"hello\n");
+    build_repo(&repo, &[pkg], &RepoOptions::default());
+    let spec = tmp.path().join("s.cvm");
+    std::fs::write(
+        &spec,
+        r#"let r = repo { name = "r", url = "repo" }
+branch main = release {
+  name = "t-system"
+  version = "1.0"
+  arch = "x86_64"
+  repos = [r]
+  packages = ["tools"]
+}
+"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("os");
+    let run = || {
+        ok(crate::support::cvmbuild(tmp.path())
+            .args([
+                "realize",
+                spec.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap())
+    };
+    for pass in ["first", "second"] {
+        let said = stderr(&run());
+        let notes: Vec<&str> = said.lines().filter(|l| l.starts_with("note: ")).collect();
+        assert_eq!(
+            notes,
+            [
+                "note: usr/bin/su: setuid/setgid bits not applied (--tar keeps them)",
+                "note: usr/bin/ping: file capabilities (extended attributes) not applied (--tar keeps them)",
+            ],
+            "{pass} run: {said}"
+        );
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let su = std::fs::metadata(out.join("usr/bin/su")).unwrap();
+    assert_eq!(su.permissions().mode() & 0o7777, 0o755);
+}
