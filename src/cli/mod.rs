@@ -16,6 +16,7 @@ mod docs;
 mod eval;
 mod ids;
 mod pinning;
+mod progress;
 mod realize;
 mod store;
 
@@ -115,6 +116,8 @@ pub fn main() -> i32 {
             miette::MietteHandlerOpts::new()
                 .color(color)
                 .unicode(color)
+                // Off a terminal a message stays on one line, for grep.
+                .wrap_lines(color)
                 .context_lines(1)
                 .build(),
         )

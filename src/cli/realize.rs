@@ -80,7 +80,7 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
     let jobs = g
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let progress = crate::build::Progress::new(a.json);
+    let progress = super::progress::Progress::new(a.json);
     let mut summaries = Vec::new();
     let mut failed = false;
     for b in &ev.branches {
@@ -125,7 +125,7 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
             })?;
             wanted.push(id.clone());
         }
-        let env = crate::build::Env {
+        let env = crate::builders::Env {
             repos: b
                 .release
                 .repos
@@ -146,8 +146,16 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
             dry_run: a.dry_run,
         };
         let started = std::time::Instant::now();
-        let report = crate::build::realize(&b.graph, &wanted, &store, &env, &bopts, &progress)
-            .map_err(|e| miette!("{e}"))?;
+        let registry = crate::builders::Registry::standard();
+        let realizer = crate::build::Realizer {
+            store: &store,
+            state: &store,
+            registry: &registry,
+            env: &env,
+            reporter: &progress,
+            opts: bopts,
+        };
+        let mut report = realizer.realize(&b.graph, &wanted)?;
         if a.dry_run {
             let mut bytes = 0u64;
             for id in &report.plan {
@@ -172,9 +180,16 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
             summaries.push(json!({"branch": b.release.branch, "plan": report.plan, "cached": report.cached, "fetch_bytes": bytes}));
             continue;
         }
-        for (id, e) in &report.failed {
-            let name = b.graph.get(id).map_or("?", |d| d.name.as_str());
-            eprintln!("error: {name} ({}) failed: {e}", id.short());
+        let n_failed = report.failed.len();
+        let failed_ids: Vec<_> = report.failed.iter().map(|(id, _)| id.clone()).collect();
+        for (id, cause) in std::mem::take(&mut report.failed) {
+            let name = b.graph.get(&id).map_or("?", |d| d.name.as_str());
+            let failed = BuildFailed {
+                name: name.to_string(),
+                short: id.short().to_string(),
+                cause,
+            };
+            eprintln!("{:?}", miette::Report::new(failed));
         }
         if !report.skipped.is_empty() {
             eprintln!(
@@ -182,7 +197,7 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
                 report.skipped.len()
             );
         }
-        failed |= !report.failed.is_empty();
+        failed |= n_failed > 0;
         let mut outs = BTreeMap::new();
         for (n, id) in names.iter().zip(&wanted) {
             if let Some(out) = report.outputs.get(id) {
@@ -236,11 +251,10 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
                 .keys()
                 .filter(|id| !built.contains(id))
                 .collect();
-            let failed_ids: Vec<_> = report.failed.iter().map(|(id, _)| id).collect();
             let roots: BTreeMap<&str, &crate::eval::DrvId> =
                 names.iter().copied().zip(&wanted).collect();
             summaries.push(json!({"branch": b.release.branch, "built": report.built.len(), "cached": report.cached,
-                "failed": report.failed.len(), "outputs": outs, "roots": roots,
+                "failed": n_failed, "outputs": outs, "roots": roots,
                 "derivations": {"built": report.built, "found": found, "failed": failed_ids, "skipped": report.skipped},
                 "out": exported}));
         } else {
@@ -249,7 +263,7 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
                 b.release.branch,
                 report.built.len(),
                 report.cached,
-                report.failed.len(),
+                n_failed,
                 started.elapsed().as_secs_f64()
             );
             for (n, out) in &outs {
@@ -298,6 +312,31 @@ fn print_export(what: &str, dest: &std::path::Path, r: &crate::store::ExportRepo
     }
     for s in &r.skipped {
         eprintln!("note: {}: not exported: {}", s.path, s.reason);
+    }
+}
+
+/// A derivation's failure as the user sees it: once, on one line with the
+/// builder's own message, under the builder's diagnostic code, with its
+/// help and the way to the full log.
+#[derive(Debug, thiserror::Error)]
+#[error("{name} ({short}) failed: {cause}")]
+struct BuildFailed {
+    name: String,
+    short: String,
+    cause: crate::builders::Error,
+}
+
+impl miette::Diagnostic for BuildFailed {
+    fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.cause.code()
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        let log = format!("the full build log: cvmbuild log {}", self.short);
+        Some(Box::new(match self.cause.help() {
+            Some(h) => format!("{h}\n{log}"),
+            None => log,
+        }))
     }
 }
 
