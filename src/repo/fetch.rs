@@ -43,8 +43,8 @@ pub const PACKAGE_MAX: u64 = 16 << 30;
 /// longer than `STALL_TIMEOUT`; one request (headers and body) must finish
 /// within `OVERALL_TIMEOUT`.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(15);
-pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(15);
 pub const OVERALL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Minimum transfer rate: a body must bring at least `MIN_RATE` bytes per
 /// second, measured over each `RATE_WINDOW`, or the transfer is cut off

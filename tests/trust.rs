@@ -1,0 +1,354 @@
+//! Hostile input (issue #14): paths from metadata that lead out of the
+//! repository, metadata and downloads without size bounds, HTTP servers
+//! that stall or drip, crafted RPM headers, language bombs, a damaged
+//! CernVM-FS repository to publish on, and an offline lock that no longer
+//! matches its spec. Each test fails on the code before the fix; the
+//! resource tests assert on the error that names the bound, not on time.
+
+mod realize_util;
+
+use cvmbuild::repo::{load, RepoError, RepoSource};
+use realize_util::*;
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::time::Duration;
+
+const PRIMARY: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<metadata xmlns="http://linux.duke.edu/metadata/common" xmlns:rpm="http://linux.duke.edu/metadata/rpm" packages="1">
+<package type="rpm">
+  <name>hello</name>
+  <arch>x86_64</arch>
+  <version epoch="0" ver="2.10" rel="1"/>
+  <checksum type="sha256" pkgid="YES">00ff</checksum>
+  <location href="Packages/hello-2.10-1.x86_64.rpm"/>
+</package>
+</metadata>
+"#;
+
+fn sha256(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+fn gz(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// Writes `repodata/repomd.xml` naming one primary file at `href` with the
+/// checksum of `stored` (the file itself is not written) and, optionally,
+/// an `open-size`.
+fn write_repomd(root: &Path, href: &str, stored: &[u8], open_size: Option<u64>) {
+    let open = open_size
+        .map(|n| format!("    <open-size>{n}</open-size>\n"))
+        .unwrap_or_default();
+    let x = format!(
+        "<?xml version=\"1.0\"?>\n<repomd xmlns=\"http://linux.duke.edu/metadata/repo\">\n  <data type=\"primary\">\n    <checksum type=\"sha256\">{}</checksum>\n    <location href=\"{href}\"/>\n    <size>{}</size>\n{open}  </data>\n</repomd>\n",
+        sha256(stored),
+        stored.len()
+    );
+    fs::create_dir_all(root.join("repodata")).unwrap();
+    fs::write(root.join("repodata/repomd.xml"), x).unwrap();
+}
+
+fn source(url: &str) -> RepoSource {
+    RepoSource {
+        name: "hostile".into(),
+        url: url.into(),
+        priority: 1,
+        cost: 1,
+    }
+}
+
+fn load_err(url: &str) -> RepoError {
+    load(&[source(url)], None).expect_err("the load must fail")
+}
+
+// ---- 2. Confinement --------------------------------------------------------
+
+/// repomd.xml `href`s that lead out of the repository (`..`, an absolute
+/// path, a `file://` URL, a symbolic link inside `repodata/`) to a host
+/// file that is valid primary XML with the right checksum: refused, naming
+/// repomd.xml and the path, instead of loaded.
+#[test]
+fn repomd_hrefs_outside_the_repository_are_refused() {
+    let top = tempfile::tempdir().unwrap();
+    let secret = top.path().join("secret.xml");
+    fs::write(&secret, PRIMARY).unwrap();
+    let repo = top.path().join("repo");
+    fs::create_dir_all(repo.join("repodata")).unwrap();
+    std::os::unix::fs::symlink(&secret, repo.join("repodata/link.xml")).unwrap();
+    let abs = secret.display().to_string();
+    for (href, why) in [
+        ("../secret.xml".to_string(), "`..` component"),
+        ("repodata/../../secret.xml".to_string(), "`..` component"),
+        (abs.clone(), "absolute path"),
+        (format!("file://{abs}"), "URL"),
+        ("repodata/link.xml".to_string(), "symbolic link"),
+    ] {
+        write_repomd(&repo, &href, PRIMARY.as_bytes(), None);
+        let err = load_err(repo.to_str().unwrap());
+        let text = err.to_string();
+        assert!(
+            matches!(err, RepoError::Metadata { ref file, .. } if file.ends_with("repodata/repomd.xml"))
+                && text.contains(&format!("refusing `{href}`"))
+                && text.contains(why),
+            "{href}: {text}"
+        );
+    }
+}
+
+/// The secret a hostile lock entry points at: its bytes, size (a number
+/// that appears nowhere else) and checksum.
+fn plant_secret(f: &Fixture) -> (Vec<u8>, String) {
+    let secret = vec![b's'; 12_347];
+    fs::write(f.path("secret"), &secret).unwrap();
+    (secret.clone(), sha256(&secret))
+}
+
+/// Replaces location, checksum and size of basesystem in the lock.
+fn edit_lock(f: &Fixture, location: &str, checksum: &str, size: &str) {
+    let path = f.path("cernvm/cernvm.lock");
+    let lock = fs::read_to_string(&path).unwrap();
+    let mut out = String::new();
+    let mut in_pkg = false;
+    for line in lock.lines() {
+        if line.starts_with("name = ") {
+            in_pkg = line == "name = \"basesystem\"";
+        }
+        let line = match line.split_once(" = ") {
+            Some(("location", _)) if in_pkg => format!("location = \"{location}\""),
+            Some(("checksum", _)) if in_pkg => format!("checksum = \"sha256:{checksum}\""),
+            Some(("size", _)) if in_pkg => format!("size = {size}"),
+            _ => line.to_string(),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    assert_ne!(out, lock);
+    fs::write(&path, out).unwrap();
+}
+
+/// Every file under `dir`, read whole (the store is small).
+fn any_file_equals(dir: &Path, bytes: &[u8]) -> bool {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .any(|e| fs::read(e.path()).map(|b| b == bytes).unwrap_or(false))
+}
+
+fn realize_fails(f: &Fixture) -> String {
+    let spec = f.spec();
+    let out = f.run(&[
+        "realize",
+        spec.to_str().unwrap(),
+        "--branch",
+        "production",
+        "--offline",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// A package `<location href>` (as the lock carries it) of `../../secret`,
+/// the secret's absolute path or a `file://` URL, with the secret's
+/// checksum: refused naming the package and the path; the host file is
+/// not stored and its size is not told.
+#[test]
+fn package_locations_outside_the_repository_are_refused() {
+    let f = Fixture::new();
+    let (secret, sum) = plant_secret(&f);
+    let abs = f.path("secret").display().to_string();
+    for location in ["../../secret".to_string(), abs.clone(), format!("file://{abs}")] {
+        edit_lock(&f, &location, &sum, "99999");
+        let err = realize_fails(&f);
+        assert!(
+            err.contains("basesystem-10.0-4.el6.noarch")
+                && err.contains(&format!("refusing `{location}`")),
+            "{location}: {err}"
+        );
+        assert!(!err.contains("12347"), "the host file's size leaked: {err}");
+        assert!(!any_file_equals(&f.store(), &secret), "the host file was stored");
+    }
+}
+
+// ---- 3. Bounded decompression and downloads ---------------------------------
+
+/// Primary decompresses to more than its declared `open-size`: the
+/// decompression stops there with an error naming the file.
+#[test]
+fn decompression_stops_at_the_declared_open_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = PRIMARY.replace("</metadata>", &format!("{}</metadata>", " ".repeat(1 << 20)));
+    let stored = gz(big.as_bytes());
+    fs::create_dir_all(dir.path().join("repodata")).unwrap();
+    fs::write(dir.path().join("repodata/primary.xml.gz"), &stored).unwrap();
+    write_repomd(
+        dir.path(),
+        "repodata/primary.xml.gz",
+        &stored,
+        Some(PRIMARY.len() as u64),
+    );
+    let err = load_err(dir.path().to_str().unwrap());
+    let text = err.to_string();
+    assert!(
+        matches!(err, RepoError::Decompress { ref file, .. } if file.ends_with("primary.xml.gz"))
+            && text.contains(&format!("more than {} bytes", PRIMARY.len())),
+        "{text}"
+    );
+}
+
+/// A gzip of zeros (a bomb without `open-size`): stopped at the bound on a
+/// run without markup, naming the file, instead of buffered by the parser.
+#[test]
+fn a_zero_bomb_stops_at_the_markup_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(b"<?xml version=\"1.0\"?>\n<metadata>").unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..64 {
+        e.write_all(&zeros).unwrap();
+    }
+    let stored = e.finish().unwrap();
+    fs::create_dir_all(dir.path().join("repodata")).unwrap();
+    fs::write(dir.path().join("repodata/primary.xml.gz"), &stored).unwrap();
+    write_repomd(dir.path(), "repodata/primary.xml.gz", &stored, None);
+    let err = load_err(dir.path().to_str().unwrap());
+    let text = err.to_string();
+    assert!(
+        matches!(err, RepoError::Decompress { ref file, .. } if file.ends_with("primary.xml.gz"))
+            && text.contains("without markup"),
+        "{text}"
+    );
+}
+
+/// A declared package size of 2^64-1 with `href` `/dev/zero`, and the same
+/// size with a real file: both refused before any download.
+#[test]
+fn huge_declared_package_sizes_fail_fast() {
+    let f = Fixture::new();
+    edit_lock(&f, "/dev/zero", &"0".repeat(64), &u64::MAX.to_string());
+    let err = realize_fails(&f);
+    assert!(
+        err.contains("basesystem-10.0-4.el6.noarch") && err.contains("refusing `/dev/zero`"),
+        "{err}"
+    );
+    edit_lock(
+        &f,
+        "Packages/basesystem-10.0-4.el6.noarch.rpm",
+        &"0".repeat(64),
+        &u64::MAX.to_string(),
+    );
+    let err = realize_fails(&f);
+    assert!(
+        err.contains("basesystem-10.0-4.el6.noarch")
+            && err.contains("more than the 17179869184 bytes a package may have"),
+        "{err}"
+    );
+}
+
+// ---- 3 and 4. HTTP: body limit, deadlines, minimum rate ---------------------
+
+/// A loopback server answering every connection with `respond` (given the
+/// stream after the request headers were read), in threads of its own.
+fn serve(respond: fn(&mut TcpStream)) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                while r.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                respond(&mut conn);
+            });
+        }
+    });
+    format!("http://127.0.0.1:{port}/repo")
+}
+
+/// repomd.xml of endless whitespace: cut off at the repomd.xml bound.
+#[test]
+fn repomd_over_http_has_a_body_limit() {
+    let url = serve(|s| {
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n<repomd>");
+        let chunk = vec![b' '; 1 << 16];
+        while s.write_all(&chunk).is_ok() {}
+    });
+    let err = load_err(&url);
+    let text = err.to_string();
+    assert!(
+        matches!(err, RepoError::TooLarge { .. })
+            && text.contains("repodata/repomd.xml is larger than 16777216 bytes"),
+        "{text}"
+    );
+}
+
+/// A server that accepts and never answers: the first-byte deadline.
+#[test]
+fn a_silent_server_misses_the_first_byte_deadline() {
+    let url = serve(|_| std::thread::sleep(Duration::from_secs(120)));
+    let text = load_err(&url).to_string();
+    assert!(
+        text.contains("repodata/repomd.xml") && text.contains("no response within 10 s"),
+        "{text}"
+    );
+}
+
+/// A server that sends its headers, then one byte every 5 s: below the
+/// minimum rate.
+#[test]
+fn a_dripping_server_is_cut_off() {
+    let url = serve(|s| {
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n");
+        for _ in 0..100 {
+            if s.write_all(b" ").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_secs(5));
+        }
+    });
+    let text = load_err(&url).to_string();
+    assert!(
+        text.contains("repodata/repomd.xml")
+            && text.contains("transfer too slow")
+            && text.contains("below the minimum of 1024 bytes/s"),
+        "{text}"
+    );
+}
+
+// ---- 8. Offline lock checks ---------------------------------------------------
+
+/// `eval --offline --locked` with a spec whose shopping list changed under
+/// the lock fails as the online `--locked` does; so does plain `--offline`
+/// (it cannot solve again).
+#[test]
+fn offline_locked_fails_when_the_spec_changed() {
+    let f = Fixture::new();
+    let spec = f.spec();
+    let s = spec.to_str().unwrap();
+    let ok = f.run(&["eval", s, "--offline", "--locked"]);
+    assert!(ok.status.success(), "{}", text(&ok));
+    let body = fs::read_to_string(&spec).unwrap();
+    let edited = body.replacen("[\"*-debuginfo\"]", "[\"*-debuginfo\", \"*-devel\"]", 1);
+    assert_ne!(edited, body, "the example spec excludes debuginfo");
+    fs::write(&spec, edited).unwrap();
+    let out = f.run(&["eval", s, "--offline", "--locked"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        err.contains("eval::locked") && err.contains("out of date") && err.contains("--locked"),
+        "{err}"
+    );
+    let out = f.run(&["eval", s, "--offline"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(err.contains("eval::offline") && err.contains("out of date"), "{err}");
+}
