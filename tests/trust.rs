@@ -111,13 +111,18 @@ fn plant_secret(f: &Fixture) -> (Vec<u8>, String) {
 
 /// Replaces location, checksum and size of basesystem in the lock.
 fn edit_lock(f: &Fixture, location: &str, checksum: &str, size: &str) {
+    edit_lock_of(f, "basesystem", location, checksum, size)
+}
+
+/// Replaces location, checksum and size of package `name` in the lock.
+fn edit_lock_of(f: &Fixture, name: &str, location: &str, checksum: &str, size: &str) {
     let path = f.path("cernvm/cernvm.lock");
     let lock = fs::read_to_string(&path).unwrap();
     let mut out = String::new();
     let mut in_pkg = false;
     for line in lock.lines() {
         if line.starts_with("name = ") {
-            in_pkg = line == "name = \"basesystem\"";
+            in_pkg = line == format!("name = \"{name}\"");
         }
         let line = match line.split_once(" = ") {
             Some(("location", _)) if in_pkg => format!("location = \"{location}\""),
@@ -321,6 +326,96 @@ fn a_dripping_server_is_cut_off() {
             && text.contains("transfer too slow")
             && text.contains("below the minimum of 1024 bytes/s"),
         "{text}"
+    );
+}
+
+// ---- 5. RPM header bounds ----------------------------------------------------
+
+const BASH: &str = "bash-4.1.2-29.el6.x86_64.rpm";
+
+/// Offsets of the signature header and the main header of an RPM.
+fn header_offsets(rpm: &[u8]) -> (usize, usize) {
+    let be = |at: usize| u32::from_be_bytes(rpm[at..at + 4].try_into().unwrap()) as usize;
+    let sig = 96;
+    let end = sig + 16 + be(sig + 8) * 16 + be(sig + 12);
+    (sig, end.div_ceil(8) * 8)
+}
+
+fn put32(b: &mut [u8], at: usize, v: u32) {
+    b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+}
+
+/// Crafted versions of a real package (bash from the bundled repository),
+/// each with one header number edited, and the message each must give.
+fn crafted_rpms() -> Vec<(&'static str, Vec<u8>, &'static str)> {
+    let real = fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/repos/sl6/Packages").join(BASH)).unwrap();
+    let (sig, hdr) = header_offsets(&real);
+    let be = |at: usize| u32::from_be_bytes(real[at..at + 4].try_into().unwrap());
+    let data_len = be(hdr + 12);
+    let count = be(hdr + 8) as usize;
+    let mut out = Vec::new();
+    let mut b = real.clone();
+    put32(&mut b, hdr + 16 + 8, data_len + 1000);
+    out.push(("offset past the end", b, "index entry 0 (tag 63): offset"));
+    let mut b = real.clone();
+    put32(&mut b, hdr + 8, u32::MAX);
+    out.push(("entry count 0xFFFFFFFF", b, "4294967295 index entries"));
+    let mut b = real.clone();
+    put32(&mut b, sig + 8, u32::MAX);
+    out.push(("signature entry count 0xFFFFFFFF", b, "signature header: 4294967295 index entries"));
+    let mut b = real.clone();
+    put32(&mut b, hdr + 12, 0x0fff_0000);
+    out.push(("data length past the file", b, "header: truncated"));
+    // The first INT32 entry claims a billion integers.
+    let int32 = (0..count)
+        .find(|i| be(hdr + 16 + i * 16 + 4) == 4)
+        .expect("bash's header has an INT32 entry");
+    let mut b = real.clone();
+    put32(&mut b, hdr + 16 + int32 * 16 + 12, 0x4000_0000);
+    out.push(("a billion integers", b, "1073741824 items of 4 bytes"));
+    out
+}
+
+/// Each crafted RPM fails extraction with an error naming the file and
+/// the broken number: no panic inside the rpm crate, no huge allocation,
+/// nothing stored.
+#[test]
+fn crafted_rpm_headers_are_refused_by_extract() {
+    use cvmbuild::builders::extract::{extract, ExtractErrorKind};
+    let dir = tempfile::tempdir().unwrap();
+    for (what, bytes, want) in crafted_rpms() {
+        let path = dir.path().join(BASH);
+        fs::write(&path, &bytes).unwrap();
+        let store = cvmbuild::store::MemStore::new();
+        let err = extract(&store, &path).expect_err(what);
+        let msg = err.to_string();
+        assert!(
+            matches!(*err.kind, ExtractErrorKind::Structure(_))
+                && msg.contains(&path.display().to_string())
+                && msg.contains("malformed RPM")
+                && msg.contains(want),
+            "{what}: {msg}"
+        );
+        assert_eq!((store.blob_count(), store.tree_count()), (0, 0), "{what}");
+    }
+}
+
+/// In a realize, a crafted package (checksum matching, as a mirror that
+/// recomputed it would serve) fails its extract naming the package; the
+/// run ends instead of hanging on a panicked worker.
+#[test]
+fn a_crafted_rpm_fails_its_realize_naming_the_package() {
+    let f = Fixture::new();
+    let (_, bytes, _) = crafted_rpms().remove(0);
+    fs::write(f.path("repos/sl6/Packages").join(BASH), &bytes).unwrap();
+    let location = format!("Packages/{BASH}");
+    edit_lock_of(&f, "bash", &location, &sha256(&bytes), &bytes.len().to_string());
+    let err = realize_fails(&f);
+    assert!(
+        err.contains("extract:bash-4.1.2-29.el6.x86_64 from repository `sl6`")
+            && err.contains("malformed RPM")
+            && err.contains("offset"),
+        "{err}"
     );
 }
 
