@@ -419,6 +419,125 @@ fn a_crafted_rpm_fails_its_realize_naming_the_package() {
     );
 }
 
+// ---- 6. Language bounds ------------------------------------------------------
+
+/// Loads `main` (with `files` beside it) in a thread, so that a spec that
+/// blocks or runs for minutes fails the test instead of hanging it.
+fn load_spec(main: &str, files: &[(String, String)]) -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        fs::write(dir.path().join(name), text).unwrap();
+    }
+    load_spec_in(dir, main)
+}
+
+fn load_spec_in(dir: tempfile::TempDir, main: &str) -> (String, String) {
+    let path = dir.path().join("main.cvm");
+    fs::write(&path, main).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = cvmbuild::lang::load(&path).map(|_| ()).map_err(|e| {
+            let mut out = String::new();
+            miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+                .render_report(&mut out, &e)
+                .unwrap();
+            (e.code().to_string(), out)
+        });
+        let _ = tx.send(r);
+        drop(dir);
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(Err(e)) => e,
+        Ok(Ok(())) => panic!("the spec loaded"),
+        Err(_) => panic!("loading the spec did not finish within 60 s"),
+    }
+}
+
+/// 40 doubling `let`s: a spec error at the bound, not an allocation of
+/// 2^40 values.
+#[test]
+fn doubling_lets_hit_the_value_size_limit() {
+    let mut main = String::from("let a0 = [\"x\"]\n");
+    for i in 1..=40 {
+        main.push_str(&format!("let a{i} = a{} ++ a{}\n", i - 1, i - 1));
+    }
+    let (code, text) = load_spec(&main, &[]);
+    assert_eq!(code, "cvm::limit", "{text}");
+    assert!(text.contains("larger than the limit of 4194304"), "{text}");
+    // And strings double to the string limit.
+    let mut main = String::from("let s0 = \"xxxxxxxx\"\n");
+    for i in 1..=40 {
+        main.push_str(&format!("let s{i} = \"${{s{}}}${{s{}}}\"\n", i - 1, i - 1));
+    }
+    let (code, text) = load_spec(&main, &[]);
+    assert_eq!(code, "cvm::limit", "{text}");
+    assert!(text.contains("longer than the limit of 1048576 bytes"), "{text}");
+}
+
+/// 30 files, each concatenating two imports of the one before.
+#[test]
+fn an_import_diamond_hits_the_value_size_limit() {
+    let mut files = vec![("f0.cvm".to_string(), "[\"x\", \"y\"]\n".to_string())];
+    for i in 1..=30 {
+        files.push((
+            format!("f{i}.cvm"),
+            format!(
+                "let a = import \"f{p}.cvm\"\nlet b = import \"f{p}.cvm\"\na ++ b\n",
+                p = i - 1
+            ),
+        ));
+    }
+    let (code, text) = load_spec("let top = import \"f30.cvm\"\n", &files);
+    assert_eq!(code, "cvm::limit", "{text}");
+    assert!(text.contains("larger than the limit"), "{text}");
+}
+
+/// `--` of a list of a million names with itself: a trillion comparisons,
+/// refused at the step limit.
+#[test]
+fn a_quadratic_difference_hits_the_step_limit() {
+    let mut main = String::from("let a0 = [\"x\"]\n");
+    for i in 1..=20 {
+        main.push_str(&format!("let a{i} = a{} ++ a{}\n", i - 1, i - 1));
+    }
+    main.push_str("let d = a20 -- a20\n");
+    let (code, text) = load_spec(&main, &[]);
+    assert_eq!(code, "cvm::limit", "{text}");
+    assert!(text.contains("more than 50000000 steps"), "{text}");
+}
+
+/// A FIFO as an import is refused by type (opening it would block), and so
+/// are a FIFO and a device as path literals.
+#[test]
+fn fifos_and_devices_are_refused_never_read() {
+    let mkfifo = |dir: &Path| {
+        let st = std::process::Command::new("mkfifo")
+            .arg(dir.join("pipe.cvm"))
+            .status()
+            .expect("mkfifo (coreutils) is installed");
+        assert!(st.success());
+    };
+    let dir = tempfile::tempdir().unwrap();
+    mkfifo(dir.path());
+    let (code, text) = load_spec_in(dir, "let x = import \"pipe.cvm\"\n");
+    assert_eq!(code, "cvm::io", "{text}");
+    assert!(text.contains("cannot import `pipe.cvm`: it is a FIFO"), "{text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    mkfifo(dir.path());
+    let (code, text) = load_spec_in(dir, "let x = ./pipe.cvm\n");
+    assert_eq!(code, "cvm::path-missing", "{text}");
+    assert!(text.contains("is a FIFO"), "{text}");
+
+    let up = "../".repeat(30);
+    let (code, text) = load_spec(&format!("let x = import \"{up}dev/null\"\n"), &[]);
+    assert_eq!(code, "cvm::io", "{text}");
+    assert!(text.contains("is a device"), "{text}");
+    let (code, text) = load_spec(&format!("let x = {up}dev/null\n"), &[]);
+    assert_eq!(code, "cvm::path-missing", "{text}");
+    assert!(text.contains("is a device"), "{text}");
+}
+
 // ---- 8. Offline lock checks ---------------------------------------------------
 
 /// `eval --offline --locked` with a spec whose shopping list changed under

@@ -471,17 +471,19 @@ impl Loader {
             ExprKind::Binary(op, op_span, l, r) => {
                 let (l, ls) = self.eval_sized(l, scope)?;
                 let (r, rs) = self.eval_sized(r, scope)?;
-                // No result is larger than both operands together.
-                self.bounded(
-                    Size {
-                        weight: ls.weight + rs.weight,
-                        depth: ls.depth.max(rs.depth),
-                    },
-                    span,
-                )?;
                 if let (BinOp::Diff, ValueKind::List(a)) = (op, &l.kind) {
                     // Each element is compared with all of `r`.
                     self.step((a.len() as u64).saturating_mul(rs.weight), span)?;
+                } else {
+                    // `++` and `//` give at most both operands together:
+                    // refused before the result is built.
+                    self.bounded(
+                        Size {
+                            weight: ls.weight + rs.weight,
+                            depth: ls.depth.max(rs.depth),
+                        },
+                        span,
+                    )?;
                 }
                 let kind = self.binary(*op, *op_span, l, r, span)?;
                 let size = Size::of(&kind);
