@@ -538,6 +538,228 @@ fn fifos_and_devices_are_refused_never_read() {
     assert!(text.contains("is a device"), "{text}");
 }
 
+// ---- 7. The publisher checks what it builds on --------------------------------
+
+mod publisher {
+    use super::*;
+    use cvmbuild::cvmfs::{self, Options, Request};
+    use cvmbuild::store::{Entry, Hash, MemStore, Node, Store, Tree};
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::signature::{SignatureEncoding, Signer};
+
+    const FQRN: &str = "trust.cern.ch";
+
+    fn tree(s: &MemStore, content: &[u8]) -> Hash {
+        let b = s.put_blob(&mut &content[..]).unwrap();
+        let file = Entry::root_owned(
+            "bash",
+            Node::File {
+                size: b.size,
+                blob: Some(b.hash),
+            },
+            0o755,
+        );
+        let bin = s.put_tree(&Tree::new(vec![file]).unwrap()).unwrap();
+        let usr = Entry::root_owned("usr", Node::Directory { tree: bin }, 0o755);
+        s.put_tree(&Tree::new(vec![usr]).unwrap()).unwrap()
+    }
+
+    fn request(tag: &str) -> Request {
+        Request {
+            fqrn: FQRN.into(),
+            nested: vec!["/usr".into()],
+            tag: tag.into(),
+            branch: "prod".into(),
+            epoch: 1_400_000_000,
+            extra: vec![],
+        }
+    }
+
+    fn options(root: &Path) -> Options {
+        Options {
+            repo_dir: root.join("srv"),
+            keys_dir: root.join("keys"),
+            now: 1_700_000_000,
+            whitelist_days: 30,
+        }
+    }
+
+    /// Body, hash line and signature of `.cvmfspublished`.
+    fn split(m: &[u8]) -> (String, Vec<u8>) {
+        let at = m.windows(4).position(|w| w == b"\n--\n").unwrap() + 1;
+        (String::from_utf8(m[..at].to_vec()).unwrap(), m[at..].to_vec())
+    }
+
+    /// The manifest with `body`, its true hash line, and a signature made
+    /// with the repository's own key (what a buggy tool holding the key
+    /// would write).
+    fn resign(root: &Path, body: &str) -> Vec<u8> {
+        let pem = fs::read_to_string(root.join(format!("keys/{FQRN}.key"))).unwrap();
+        let key = rsa::RsaPrivateKey::from_pkcs8_pem(&pem).unwrap();
+        let hash = hex::encode(sha1::Sha1::digest(body.as_bytes()));
+        let sig = rsa::pkcs1v15::SigningKey::<sha1::Sha1>::new(key).sign(hash.as_bytes());
+        let mut out = format!("{body}--\n{hash}\n").into_bytes();
+        out.extend_from_slice(&sig.to_bytes());
+        out
+    }
+
+    /// The nested catalog of /usr among the repository's objects.
+    fn nested_catalog(repo: &Path) -> (String, u64) {
+        for e in walkdir::WalkDir::new(repo.join("data")).min_depth(2) {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().to_string();
+            let Some(rest) = name.strip_suffix('C') else { continue };
+            let prefix = e.path().parent().unwrap().file_name().unwrap().to_string_lossy().to_string();
+            let plain = cvmfs::inflate(&fs::read(e.path()).unwrap()).unwrap();
+            let db = tempfile::NamedTempFile::new().unwrap();
+            fs::write(db.path(), &plain).unwrap();
+            let c = rusqlite::Connection::open(db.path()).unwrap();
+            let root: Option<String> = c
+                .query_row("SELECT value FROM properties WHERE key = 'root_prefix'", [], |r| r.get(0))
+                .ok();
+            if root.as_deref() == Some("/usr") {
+                return (format!("{prefix}{rest}"), plain.len() as u64);
+            }
+        }
+        panic!("no nested catalog of /usr");
+    }
+
+    fn field(body: &str, k: char) -> String {
+        body.lines().find_map(|l| l.strip_prefix(k)).unwrap().to_string()
+    }
+
+    fn set_field(body: &str, k: char, v: &str) -> String {
+        body.lines()
+            .map(|l| if l.starts_with(k) { format!("{k}{v}\n") } else { format!("{l}\n") })
+            .collect()
+    }
+
+    /// Publishes two revisions, damages a copy with `damage`, and returns
+    /// the error of publishing a third revision on it (and checks that the
+    /// damaged manifest was not replaced).
+    fn republish_err(damage: impl Fn(&Path)) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let s = MemStore::new();
+        let o = options(dir.path());
+        cvmfs::publish(&s, &tree(&s, b"bash 1"), &request("os-1"), &o).unwrap();
+        cvmfs::publish(&s, &tree(&s, b"bash 2"), &request("os-2"), &o).unwrap();
+        damage(dir.path());
+        let before = fs::read(o.repo_dir.join(".cvmfspublished")).ok();
+        let e = cvmfs::publish(&s, &tree(&s, b"bash 3"), &request("os-3"), &o)
+            .expect_err("publishing on a damaged repository must fail");
+        assert_eq!(fs::read(o.repo_dir.join(".cvmfspublished")).ok(), before);
+        e.to_string()
+    }
+
+    fn manifest(root: &Path) -> std::path::PathBuf {
+        root.join("srv/.cvmfspublished")
+    }
+
+    #[test]
+    fn an_intact_repository_is_published_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = MemStore::new();
+        let o = options(dir.path());
+        for (i, tag) in ["os-1", "os-2", "os-3"].iter().enumerate() {
+            let p = cvmfs::publish(&s, &tree(&s, tag.as_bytes()), &request(tag), &o).unwrap();
+            assert_eq!(p.revision, i as u64 + 1);
+        }
+        cvmfs::promote(FQRN, "os-1", "prod", &o).unwrap();
+    }
+
+    #[test]
+    fn a_flipped_signature_byte_is_refused() {
+        let e = republish_err(|root| {
+            let mut m = fs::read(manifest(root)).unwrap();
+            let last = m.len() - 1;
+            m[last] ^= 1;
+            fs::write(manifest(root), m).unwrap();
+        });
+        assert!(
+            e.starts_with("repository damaged: ")
+                && e.contains(".cvmfspublished: the signature does not verify with the repository key"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_edited_revision_is_refused() {
+        // Edited in place: the hash line no longer matches.
+        let e = republish_err(|root| {
+            let m = fs::read(manifest(root)).unwrap();
+            let (body, sig) = split(&m);
+            let mut out = set_field(&body, 'S', "99").into_bytes();
+            out.extend_from_slice(&sig);
+            fs::write(manifest(root), out).unwrap();
+        });
+        assert!(e.contains("is not the SHA-1 of its body"), "{e}");
+        // With a recomputed hash line: the signature does not match.
+        let e = republish_err(|root| {
+            let m = fs::read(manifest(root)).unwrap();
+            let (body, sig) = split(&m);
+            let body = set_field(&body, 'S', "99");
+            let hash = hex::encode(sha1::Sha1::digest(body.as_bytes()));
+            let old_hash_end = sig.iter().skip(3).position(|&b| b == b'\n').unwrap() + 4;
+            let mut out = format!("{body}--\n{hash}\n").into_bytes();
+            out.extend_from_slice(&sig[old_hash_end..]);
+            fs::write(manifest(root), out).unwrap();
+        });
+        assert!(e.contains("the signature does not verify"), "{e}");
+    }
+
+    #[test]
+    fn a_swapped_root_catalog_is_refused() {
+        // Even correctly signed (a tool with the key wrote it), a manifest
+        // whose `C` is the nested catalog of /usr is not built upon.
+        let e = republish_err(|root| {
+            let (nested, size) = nested_catalog(&root.join("srv"));
+            let m = fs::read(manifest(root)).unwrap();
+            let (body, _) = split(&m);
+            assert_ne!(field(&body, 'C'), nested);
+            let body = set_field(&set_field(&body, 'C', &nested), 'B', &size.to_string());
+            fs::write(manifest(root), resign(root, &body)).unwrap();
+        });
+        assert!(e.contains("is the nested catalog of /usr"), "{e}");
+    }
+
+    #[test]
+    fn a_tampered_root_catalog_object_is_refused() {
+        let e = republish_err(|root| {
+            let m = fs::read(manifest(root)).unwrap();
+            let c = field(&split(&m).0, 'C');
+            let p = root.join("srv/data").join(&c[..2]).join(format!("{}C", &c[2..]));
+            let mut b = fs::read(&p).unwrap();
+            b[10] ^= 1;
+            fs::write(&p, b).unwrap();
+        });
+        assert!(e.contains("root catalog") && e.contains("tampered"), "{e}");
+    }
+
+    #[test]
+    fn a_damaged_whitelist_is_refused() {
+        let e = republish_err(|root| {
+            let p = root.join("srv/.cvmfswhitelist");
+            let mut w = fs::read(&p).unwrap();
+            let last = w.len() - 1;
+            w[last] ^= 1;
+            fs::write(&p, w).unwrap();
+        });
+        assert!(
+            e.contains(".cvmfswhitelist: the signature does not verify with the master key"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_deleted_manifest_is_not_a_fresh_start() {
+        let e = republish_err(|root| fs::remove_file(manifest(root)).unwrap());
+        assert!(
+            e.contains("has no .cvmfspublished") && e.contains("history object"),
+            "{e}"
+        );
+    }
+}
+
 // ---- 8. Offline lock checks ---------------------------------------------------
 
 /// `eval --offline --locked` with a spec whose shopping list changed under
