@@ -5,10 +5,8 @@
 //! matches its spec. Each test fails on the code before the fix; the
 //! resource tests assert on the error that names the bound, not on time.
 
-mod realize_util;
-
+use crate::support::fixture::*;
 use cvmbuild::repo::{load, RepoError, RepoSource};
-use realize_util::*;
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
