@@ -1030,8 +1030,7 @@ impl Repo {
             ));
         }
         let wl_path = self.dir.join(".cvmfswhitelist");
-        let wl = std::fs::read(&wl_path)
-            .map_err(|e| damaged(format!(".cvmfswhitelist: {e}")))?;
+        let wl = std::fs::read(&wl_path).map_err(|e| damaged(format!(".cvmfswhitelist: {e}")))?;
         let (wl_body, wl_hash, wl_sig) = split_signed(&wl)
             .ok_or_else(|| damaged(".cvmfswhitelist has no `--` and hash line".into()))?;
         if sha1_hex(wl_body) != wl_hash {
@@ -1042,7 +1041,11 @@ impl Repo {
         if keys
             .master
             .to_public_key()
-            .verify(rsa::Pkcs1v15Sign::new_unprefixed(), wl_hash.as_bytes(), wl_sig)
+            .verify(
+                rsa::Pkcs1v15Sign::new_unprefixed(),
+                wl_hash.as_bytes(),
+                wl_sig,
+            )
             .is_err()
         {
             return Err(damaged(
@@ -1054,7 +1057,10 @@ impl Repo {
             return Err(damaged(format!(".cvmfswhitelist is not for {}", m.fqrn)));
         }
         let fp = keys::fingerprint_text(&keys.fingerprint);
-        if !wl_text.lines().any(|l| l.split_whitespace().next() == Some(fp.as_str())) {
+        if !wl_text
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(fp.as_str()))
+        {
             return Err(damaged(format!(
                 ".cvmfswhitelist does not list the repository certificate {fp}"
             )));

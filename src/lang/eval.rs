@@ -69,9 +69,9 @@ impl Size {
             ValueKind::Bool(_) | ValueKind::Int(_) => Size::LEAF,
             ValueKind::Str(s) => bytes(s.len()),
             ValueKind::Path(p) => bytes(p.as_os_str().len()),
-            ValueKind::List(items) => items.iter().fold(Size::container(), |acc, v| {
-                acc.add(Size::of(&v.kind), 0)
-            }),
+            ValueKind::List(items) => items
+                .iter()
+                .fold(Size::container(), |acc, v| acc.add(Size::of(&v.kind), 0)),
             ValueKind::Record(r) => r.fields.iter().fold(Size::container(), |acc, (k, f)| {
                 acc.add(Size::of(&f.value.kind), k.len())
             }),
@@ -393,7 +393,9 @@ impl Loader {
         };
         Err(self
             .err("cvm::limit", span, message, "too large")
-            .with_help("values are bounded so that no spec can exhaust memory (see the reference, section 10)"))
+            .with_help(
+            "values are bounded so that no spec can exhaust memory (see the reference, section 10)",
+        ))
     }
 
     /// Evaluates `expr`, returning its value and size.
@@ -558,7 +560,9 @@ impl Loader {
             format!("the string would be longer than the limit of {MAX_STRING} bytes"),
             "too long",
         )
-        .with_help("values are bounded so that no spec can exhaust memory (see the reference, section 10)")
+        .with_help(
+            "values are bounded so that no spec can exhaust memory (see the reference, section 10)",
+        )
     }
 
     fn path(&self, raw: &str, span: Span) -> Result<PathBuf, Error> {

@@ -56,7 +56,11 @@ pub enum RepoError {
         code(repo::too_large),
         help("the mirror sends more than its metadata declares (or than any real repository holds); use another mirror")
     )]
-    TooLarge { repo: String, url: String, limit: u64 },
+    TooLarge {
+        repo: String,
+        url: String,
+        limit: u64,
+    },
 
     /// The URL scheme is not one we can read.
     #[error(

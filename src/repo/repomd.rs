@@ -111,7 +111,10 @@ impl RepoMd {
                             }
                             ("size" | "open-size", Some(d)) => {
                                 let n = value.parse::<u64>().map_err(|_| {
-                                    XmlError::at(&reader, format!("<{what}> `{value}` is not a number"))
+                                    XmlError::at(
+                                        &reader,
+                                        format!("<{what}> `{value}` is not a number"),
+                                    )
                                 })?;
                                 if what == "size" {
                                     d.size = Some(n);

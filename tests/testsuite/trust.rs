@@ -166,7 +166,11 @@ fn package_locations_outside_the_repository_are_refused() {
     let f = Fixture::new();
     let (secret, sum) = plant_secret(&f);
     let abs = f.path("secret").display().to_string();
-    for location in ["../../secret".to_string(), abs.clone(), format!("file://{abs}")] {
+    for location in [
+        "../../secret".to_string(),
+        abs.clone(),
+        format!("file://{abs}"),
+    ] {
         edit_lock(&f, &location, &sum, "99999");
         let err = realize_fails(&f);
         assert!(
@@ -175,7 +179,10 @@ fn package_locations_outside_the_repository_are_refused() {
             "{location}: {err}"
         );
         assert!(!err.contains("12347"), "the host file's size leaked: {err}");
-        assert!(!any_file_equals(&f.store(), &secret), "the host file was stored");
+        assert!(
+            !any_file_equals(&f.store(), &secret),
+            "the host file was stored"
+        );
     }
 }
 
@@ -186,7 +193,10 @@ fn package_locations_outside_the_repository_are_refused() {
 #[test]
 fn decompression_stops_at_the_declared_open_size() {
     let dir = tempfile::tempdir().unwrap();
-    let big = PRIMARY.replace("</metadata>", &format!("{}</metadata>", " ".repeat(1 << 20)));
+    let big = PRIMARY.replace(
+        "</metadata>",
+        &format!("{}</metadata>", " ".repeat(1 << 20)),
+    );
     let stored = gz(big.as_bytes());
     fs::create_dir_all(dir.path().join("repodata")).unwrap();
     fs::write(dir.path().join("repodata/primary.xml.gz"), &stored).unwrap();
@@ -346,7 +356,12 @@ fn put32(b: &mut [u8], at: usize, v: u32) {
 /// Crafted versions of a real package (bash from the bundled repository),
 /// each with one header number edited, and the message each must give.
 fn crafted_rpms() -> Vec<(&'static str, Vec<u8>, &'static str)> {
-    let real = fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/repos/sl6/Packages").join(BASH)).unwrap();
+    let real = fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/repos/sl6/Packages")
+            .join(BASH),
+    )
+    .unwrap();
     let (sig, hdr) = header_offsets(&real);
     let be = |at: usize| u32::from_be_bytes(real[at..at + 4].try_into().unwrap());
     let data_len = be(hdr + 12);
@@ -360,7 +375,11 @@ fn crafted_rpms() -> Vec<(&'static str, Vec<u8>, &'static str)> {
     out.push(("entry count 0xFFFFFFFF", b, "4294967295 index entries"));
     let mut b = real.clone();
     put32(&mut b, sig + 8, u32::MAX);
-    out.push(("signature entry count 0xFFFFFFFF", b, "signature header: 4294967295 index entries"));
+    out.push((
+        "signature entry count 0xFFFFFFFF",
+        b,
+        "signature header: 4294967295 index entries",
+    ));
     let mut b = real.clone();
     put32(&mut b, hdr + 12, 0x0fff_0000);
     out.push(("data length past the file", b, "header: truncated"));
@@ -407,7 +426,13 @@ fn a_crafted_rpm_fails_its_realize_naming_the_package() {
     let (_, bytes, _) = crafted_rpms().remove(0);
     fs::write(f.path("repos/sl6/Packages").join(BASH), &bytes).unwrap();
     let location = format!("Packages/{BASH}");
-    edit_lock_of(&f, "bash", &location, &sha256(&bytes), &bytes.len().to_string());
+    edit_lock_of(
+        &f,
+        "bash",
+        &location,
+        &sha256(&bytes),
+        &bytes.len().to_string(),
+    );
     let err = realize_fails(&f);
     assert!(
         err.contains("extract:bash-4.1.2-29.el6.x86_64 from repository `sl6`")
@@ -469,7 +494,10 @@ fn doubling_lets_hit_the_value_size_limit() {
     }
     let (code, text) = load_spec(&main, &[]);
     assert_eq!(code, "cvm::limit", "{text}");
-    assert!(text.contains("longer than the limit of 1048576 bytes"), "{text}");
+    assert!(
+        text.contains("longer than the limit of 1048576 bytes"),
+        "{text}"
+    );
 }
 
 /// 30 files, each concatenating two imports of the one before.
@@ -519,7 +547,10 @@ fn fifos_and_devices_are_refused_never_read() {
     mkfifo(dir.path());
     let (code, text) = load_spec_in(dir, "let x = import \"pipe.cvm\"\n");
     assert_eq!(code, "cvm::io", "{text}");
-    assert!(text.contains("cannot import `pipe.cvm`: it is a FIFO"), "{text}");
+    assert!(
+        text.contains("cannot import `pipe.cvm`: it is a FIFO"),
+        "{text}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     mkfifo(dir.path());
@@ -585,7 +616,10 @@ mod publisher {
     /// Body, hash line and signature of `.cvmfspublished`.
     fn split(m: &[u8]) -> (String, Vec<u8>) {
         let at = m.windows(4).position(|w| w == b"\n--\n").unwrap() + 1;
-        (String::from_utf8(m[..at].to_vec()).unwrap(), m[at..].to_vec())
+        (
+            String::from_utf8(m[..at].to_vec()).unwrap(),
+            m[at..].to_vec(),
+        )
     }
 
     /// The manifest with `body`, its true hash line, and a signature made
@@ -606,14 +640,27 @@ mod publisher {
         for e in walkdir::WalkDir::new(repo.join("data")).min_depth(2) {
             let e = e.unwrap();
             let name = e.file_name().to_string_lossy().to_string();
-            let Some(rest) = name.strip_suffix('C') else { continue };
-            let prefix = e.path().parent().unwrap().file_name().unwrap().to_string_lossy().to_string();
+            let Some(rest) = name.strip_suffix('C') else {
+                continue;
+            };
+            let prefix = e
+                .path()
+                .parent()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .to_string();
             let plain = cvmfs::inflate(&fs::read(e.path()).unwrap()).unwrap();
             let db = tempfile::NamedTempFile::new().unwrap();
             fs::write(db.path(), &plain).unwrap();
             let c = rusqlite::Connection::open(db.path()).unwrap();
             let root: Option<String> = c
-                .query_row("SELECT value FROM properties WHERE key = 'root_prefix'", [], |r| r.get(0))
+                .query_row(
+                    "SELECT value FROM properties WHERE key = 'root_prefix'",
+                    [],
+                    |r| r.get(0),
+                )
                 .ok();
             if root.as_deref() == Some("/usr") {
                 return (format!("{prefix}{rest}"), plain.len() as u64);
@@ -623,12 +670,21 @@ mod publisher {
     }
 
     fn field(body: &str, k: char) -> String {
-        body.lines().find_map(|l| l.strip_prefix(k)).unwrap().to_string()
+        body.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .unwrap()
+            .to_string()
     }
 
     fn set_field(body: &str, k: char, v: &str) -> String {
         body.lines()
-            .map(|l| if l.starts_with(k) { format!("{k}{v}\n") } else { format!("{l}\n") })
+            .map(|l| {
+                if l.starts_with(k) {
+                    format!("{k}{v}\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
             .collect()
     }
 
@@ -675,7 +731,9 @@ mod publisher {
         });
         assert!(
             e.starts_with("repository damaged: ")
-                && e.contains(".cvmfspublished: the signature does not verify with the repository key"),
+                && e.contains(
+                    ".cvmfspublished: the signature does not verify with the repository key"
+                ),
             "{e}"
         );
     }
@@ -725,7 +783,10 @@ mod publisher {
         let e = republish_err(|root| {
             let m = fs::read(manifest(root)).unwrap();
             let c = field(&split(&m).0, 'C');
-            let p = root.join("srv/data").join(&c[..2]).join(format!("{}C", &c[2..]));
+            let p = root
+                .join("srv/data")
+                .join(&c[..2])
+                .join(format!("{}C", &c[2..]));
             let mut b = fs::read(&p).unwrap();
             b[10] ^= 1;
             fs::write(&p, b).unwrap();
@@ -784,5 +845,8 @@ fn offline_locked_fails_when_the_spec_changed() {
     let out = f.run(&["eval", s, "--offline"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(err.contains("eval::offline") && err.contains("out of date"), "{err}");
+    assert!(
+        err.contains("eval::offline") && err.contains("out of date"),
+        "{err}"
+    );
 }

@@ -167,7 +167,9 @@ fn check_entry(
             let mut pos = 0usize;
             for k in 0..strings {
                 let nul = memchr::memchr(0, &rest[pos..]).ok_or_else(|| {
-                    format!("string {k} at offset {offset} is not NUL-terminated inside the data store")
+                    format!(
+                        "string {k} at offset {offset} is not NUL-terminated inside the data store"
+                    )
                 })?;
                 let scanned = nul as u64 + 1;
                 *budget = budget.checked_sub(scanned).ok_or_else(|| {
