@@ -315,6 +315,44 @@ fn a_silent_server_misses_the_first_byte_deadline() {
     );
 }
 
+/// A listening socket whose accept queue is full (backlog 0, one pending
+/// connection, never accepted): the kernel drops further SYNs, so a
+/// connection never completes and the connect deadline must end it.
+#[test]
+fn a_full_accept_queue_misses_the_connect_deadline() {
+    // SAFETY: plain socket calls on a descriptor this test owns; the
+    // address structure is fully initialised before use.
+    let (fd, port) = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0);
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        assert_eq!(libc::bind(fd, (&raw const addr).cast(), len), 0);
+        assert_eq!(libc::listen(fd, 0), 0);
+        let mut len = len;
+        assert_eq!(libc::getsockname(fd, (&raw mut addr).cast(), &mut len), 0);
+        (fd, u16::from_be(addr.sin_port))
+    };
+    // Fill the queue; these connections stay pending for the test's life.
+    let mut pending = Vec::new();
+    for _ in 0..4 {
+        let a = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        if let Ok(s) = TcpStream::connect_timeout(&a, Duration::from_millis(300)) {
+            pending.push(s);
+        }
+    }
+    let text = load_err(&format!("http://127.0.0.1:{port}/repo")).to_string();
+    assert!(
+        text.contains("repodata/repomd.xml") && text.contains("no connection within 10 s"),
+        "{text}"
+    );
+    drop(pending);
+    // SAFETY: `fd` is the listening socket opened above, closed once.
+    unsafe { libc::close(fd) };
+}
+
 /// A server that sends its headers, then one byte every 5 s: below the
 /// minimum rate.
 #[test]
