@@ -29,9 +29,9 @@ const MAX_IMPORT_DEPTH: usize = 64;
 ///
 /// The size of a value: 1 for each value it contains (itself included),
 /// plus the bytes of its strings, paths and field names.
-const MAX_VALUE_SIZE: u64 = 1 << 22;
+const MAX_VALUE_SIZE: u64 = 1 << 20;
 /// Longest string, in bytes.
-const MAX_STRING: usize = 1 << 20;
+const MAX_STRING: usize = 1 << 18;
 /// Deepest nesting of lists and records inside a value. Values built
 /// through `let`s can nest deeper than expressions do, and deep values
 /// would exhaust the stack when compared, copied or dropped.

@@ -524,7 +524,7 @@ fn doubling_lets_hit_the_value_size_limit() {
     }
     let (code, text) = load_spec(&main, &[]);
     assert_eq!(code, "cvm::limit", "{text}");
-    assert!(text.contains("larger than the limit of 4194304"), "{text}");
+    assert!(text.contains("larger than the limit of 1048576"), "{text}");
     // And strings double to the string limit.
     let mut main = String::from("let s0 = \"xxxxxxxx\"\n");
     for i in 1..=40 {
@@ -533,7 +533,7 @@ fn doubling_lets_hit_the_value_size_limit() {
     let (code, text) = load_spec(&main, &[]);
     assert_eq!(code, "cvm::limit", "{text}");
     assert!(
-        text.contains("longer than the limit of 1048576 bytes"),
+        text.contains("longer than the limit of 262144 bytes"),
         "{text}"
     );
 }
@@ -561,10 +561,10 @@ fn an_import_diamond_hits_the_value_size_limit() {
 #[test]
 fn a_quadratic_difference_hits_the_step_limit() {
     let mut main = String::from("let a0 = [\"x\"]\n");
-    for i in 1..=20 {
+    for i in 1..=18 {
         main.push_str(&format!("let a{i} = a{} ++ a{}\n", i - 1, i - 1));
     }
-    main.push_str("let d = a20 -- a20\n");
+    main.push_str("let d = a18 -- a18\n");
     let (code, text) = load_spec(&main, &[]);
     assert_eq!(code, "cvm::limit", "{text}");
     assert!(text.contains("more than 50000000 steps"), "{text}");
