@@ -807,7 +807,7 @@ mod publisher {
             let p = cvmfs::publish(&s, &tree(&s, tag.as_bytes()), &request(tag), &o).unwrap();
             assert_eq!(p.revision, i as u64 + 1);
         }
-        cvmfs::promote(FQRN, "os-1", "prod", &o).unwrap();
+        cvmfs::promote(FQRN, "os-1", "prod", false, &o).unwrap();
     }
 
     #[test]
