@@ -104,7 +104,7 @@ pub fn replicate(opts: &Options, dir: &Path) -> Result<Report, Error> {
     };
     let m = &head.manifest;
     let (cert, stored) = &head.certificate;
-    if let Some(stored) = stored {
+    if let Some(stored) = stored.as_ref().filter(|_| !run.has(cert, "X")) {
         run.store(cert, "X", stored)?;
     }
     // The history chain, newest first, down to the first one present.

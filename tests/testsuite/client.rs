@@ -9,6 +9,8 @@
 
 use cvmbuild::client::vfs::{Attr, Kind, ReadOnlyFs, ROOT_INO};
 use cvmbuild::client::{self, Config, Pin, Timeouts};
+use cvmbuild::cvmfs;
+use cvmbuild::store::{Entry, MemStore, Node, Store, Tree};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -846,7 +848,7 @@ fn test_proxy(corrupt: bool, heal_on_no_cache: bool, delay: Option<Duration>) ->
                 }
                 match delay {
                     Some(d) => {
-                        for piece in resp.chunks(512) {
+                        for piece in resp.chunks(64 << 10) {
                             if c.write_all(piece).is_err() {
                                 return;
                             }
@@ -1013,7 +1015,7 @@ fn fail_over_between_proxies_and_servers_and_refetch_corrupted_bytes() {
 }
 
 #[test]
-fn cache_is_reused_bounded_by_the_quota_and_survives_kill() {
+fn a_second_open_fetches_no_object() {
     let p = published();
     let tmp = tempfile::tempdir().unwrap();
     let (_srv, port) = nginx(&p.served, &tmp.path().join("nginx"));
@@ -1034,95 +1036,245 @@ fn cache_is_reused_bounded_by_the_quota_and_survives_kill() {
     let second: Vec<&str> = log_text.lines().skip(before).collect();
     assert!(second.iter().all(|l| !l.contains("/data/")), "{second:#?}");
     assert!(second.iter().any(|l| l.contains(".cvmfspublished")));
+}
 
-    // A quota below the tree's size holds after reading everything.
-    let total: u64 = walkdir::WalkDir::new(&p.prod)
-        .into_iter()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_type().is_file())
-        .map(|e| e.metadata().unwrap().len())
-        .sum();
-    let cache_q = tmp.path().join("cache-quota");
-    let mut cfg_q = config(
-        &[url(port)],
-        "DIRECT",
-        Pin::Tag("production".into()),
-        &cache_q,
+/// Pseudo-random bytes (xorshift): incompressible, so chunk cuts occur.
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s as u8
+        })
+        .collect()
+}
+
+/// The content of file `i` of release `seed` (distinct for all).
+fn small(seed: u64, i: u64) -> Vec<u8> {
+    noise(20_000, seed * 2000 + 2 * i + 1)
+}
+
+/// A tree larger than the example: a 40 MB file (chunked), 150 files of
+/// 20 kB under a nested catalog, published with the library.
+fn publish_big(store: &MemStore, repo: &Path, keys: &Path, version: &str, seed: u64) {
+    let file = |name: &str, bytes: &[u8]| {
+        let b = store.put_blob(&mut &bytes[..]).unwrap();
+        Entry::root_owned(
+            name,
+            Node::File {
+                size: b.size,
+                blob: Some(b.hash),
+            },
+            0o644,
+        )
+    };
+    let dir = |name: &str, entries: Vec<Entry>| {
+        let t = store.put_tree(&Tree::new(entries).unwrap()).unwrap();
+        Entry::root_owned(name, Node::Directory { tree: t }, 0o755)
+    };
+    let many: Vec<Entry> = (0..150)
+        .map(|i| file(&format!("f{i:03}"), &small(seed, i)))
+        .collect();
+    let root = store
+        .put_tree(
+            &Tree::new(vec![
+                file("big.img", &noise(40 << 20, 7)),
+                dir("usr", vec![dir("share", many)]),
+            ])
+            .unwrap(),
+        )
+        .unwrap();
+    let req = cvmfs::Request {
+        fqrn: "big.cern.ch".into(),
+        nested: vec!["/usr".into()],
+        tag: format!("big-{version}"),
+        branch: "production".into(),
+        epoch: 1_400_000_000,
+        extra: vec![],
+    };
+    let opts = cvmfs::Options {
+        repo_dir: repo.to_path_buf(),
+        keys_dir: keys.to_path_buf(),
+        now: now(),
+        whitelist_days: 30,
+    };
+    cvmfs::publish(store, &root, &req, &opts).unwrap();
+}
+
+#[test]
+fn big_tree_chunks_quota_kill_and_incremental_replication() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = MemStore::new();
+    let served = tmp.path().join("srv");
+    let keys = tmp.path().join("keys");
+    publish_big(&store, &served.join("big.cern.ch"), &keys, "1.0", 1);
+    let export = tmp.path().join("export");
+    std::fs::create_dir_all(&export).unwrap();
+    std::fs::write(export.join("big.img"), noise(40 << 20, 7)).unwrap();
+    let (_srv, port) = nginx(&served, &tmp.path().join("nginx"));
+    let big_url = format!("http://127.0.0.1:{port}/big.cern.ch");
+    let cfg = |cache: &Path, quota: Option<u64>| Config {
+        fqrn: "big.cern.ch".into(),
+        keys: vec![keys.join("big.cern.ch.pub")],
+        quota,
+        ..config(
+            &[big_url.clone()],
+            "DIRECT",
+            Pin::Tag("production".into()),
+            cache,
+        )
+    };
+
+    // Chunked reads: pieces across chunk boundaries, and the whole file.
+    let repo = client::open(&cfg(&tmp.path().join("c1"), None)).unwrap();
+    let img = repo.resolve_path("/big.img").unwrap();
+    let want = noise(40 << 20, 7);
+    assert_eq!(img.size, want.len() as u64);
+    for off in [0u64, 4 << 20, (4 << 20) + 12345, 20 << 20, (40 << 20) - 100] {
+        let got = repo.read(img.ino, off, 1 << 20).unwrap();
+        let end = (off as usize + (1 << 20)).min(want.len());
+        assert!(got == want[off as usize..end], "read at {off}");
+    }
+    let mut all = Vec::new();
+    repo.copy_to(img.ino, &mut all).unwrap();
+    assert!(all == want);
+    let log = std::fs::read_to_string(tmp.path().join("nginx/access.log")).unwrap();
+    let chunks = log
+        .lines()
+        .filter(|l| l.contains("P HTTP/1.1\" 200"))
+        .count();
+    assert!(
+        chunks >= 3,
+        "chunked file read chunk by chunk: {chunks} chunk requests"
     );
-    let quota = total / 3;
-    cfg_q.quota = Some(quota);
-    let repo = client::open(&cfg_q).unwrap();
-    assert_same(&repo, &p.prod, "with a quota");
-    let used: u64 = cached_objects(&cache_q)
+
+    // The quota holds under a tree larger than it: 6 MB for 43 MB.
+    let quota = 6u64 << 20;
+    let cq = tmp.path().join("cq");
+    let repo = client::open(&cfg(&cq, Some(quota))).unwrap();
+    let share = repo.resolve_path("/usr/share").unwrap();
+    for (name, a) in repo.readdir(share.ino).unwrap() {
+        let mut v = Vec::new();
+        repo.copy_to(a.ino, &mut v).unwrap();
+        let i: u64 = String::from_utf8(name).unwrap()[1..].parse().unwrap();
+        assert!(v == small(1, i));
+    }
+    let img = repo.resolve_path("/big.img").unwrap();
+    let mut all = Vec::new();
+    repo.copy_to(img.ino, &mut all).unwrap();
+    assert!(all == want);
+    let used: u64 = cached_objects(&cq)
         .iter()
         .map(|o| std::fs::metadata(o).unwrap().len())
         .sum();
-    let largest = walkdir::WalkDir::new(&p.prod)
-        .into_iter()
-        .map(|e| e.unwrap().metadata().unwrap().len())
-        .max()
-        .unwrap();
+    // At most the quota plus the one chunk being read (16 MB at most).
     assert!(
-        used <= quota + largest,
-        "used {used}, quota {quota} of a {total}-byte tree"
+        used <= quota + (16 << 20),
+        "{used} bytes cached, quota {quota}"
+    );
+    assert!(
+        cached_objects(&cq).iter().any(|o| o.ends_with('C')),
+        "catalogs stay pinned"
     );
 
     // kill -9 in the middle of slow downloads: nothing partial is served.
-    let slow = test_proxy(false, false, Some(Duration::from_millis(2)));
-    let cache_k = tmp.path().join("cache-kill");
-    let key = p.key.display().to_string();
+    let slow = test_proxy(false, false, Some(Duration::from_millis(5)));
+    let ck = tmp.path().join("ck");
+    let key = keys.join("big.cern.ch.pub").display().to_string();
     let server = format!("http://127.0.0.1:{port}/@fqrn@");
-    let cache_s = cache_k.display().to_string();
-    let big = walkdir::WalkDir::new(&p.prod)
-        .into_iter()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_type().is_file())
-        .max_by_key(|e| e.metadata().unwrap().len())
-        .unwrap();
-    let rel = format!("/{}", big.path().strip_prefix(&p.prod).unwrap().display());
     let proxy = format!("127.0.0.1:{}", slow.port);
-    let mut child = super::support::cvmbuild(&p.root)
+    let mut child = super::support::cvmbuild(tmp.path())
         .args([
             "cat",
-            FQRN,
-            &rel,
-            "--tag",
-            "production",
+            "big.cern.ch",
+            "/big.img",
             "--server",
             &server,
             "--proxy",
             &proxy,
         ])
-        .args(["--key", &key, "--cache", &cache_s])
+        .args(["--key", &key, "--cache", ck.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Past the manifest and into the objects, then in the middle of one.
-    for _ in 0..500 {
-        if slow.requests.load(Ordering::SeqCst) >= 5 {
+    // Past the manifest and catalog, in the middle of the chunks.
+    for _ in 0..1000 {
+        if slow.requests.load(Ordering::SeqCst) >= 6 {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    std::thread::sleep(Duration::from_millis(150));
+    std::thread::sleep(Duration::from_millis(300));
     let _ = Command::new("kill")
         .args(["-9", &child.id().to_string()])
         .status();
-    let _ = child.wait();
-    let repo = client::open(&config(
-        &[url(port)],
-        "DIRECT",
-        Pin::Tag("production".into()),
-        &cache_k,
-    ))
-    .unwrap();
-    let a = repo.resolve_path(&rel).unwrap();
-    let mut got = Vec::new();
-    repo.copy_to(a.ino, &mut got).unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "killed before the end");
+    let repo = client::open(&cfg(&ck, None)).unwrap();
+    let img = repo.resolve_path("/big.img").unwrap();
+    let mut all = Vec::new();
+    repo.copy_to(img.ino, &mut all).unwrap();
+    assert!(all == want, "partial objects served after kill -9");
+    assert_eq!(std::fs::read_dir(ck.join("txn")).unwrap().count(), 0);
+
+    // Replicate, publish a new release, replicate again: only new objects.
+    let s1 = tmp.path().join("s1/big.cern.ch");
+    let rep = |what: &str| -> serde_json::Value {
+        let out = super::support::cvmbuild(tmp.path())
+            .args([
+                "replicate",
+                &big_url,
+                s1.to_str().unwrap(),
+                "--key",
+                &key,
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let first = rep("first");
+    assert!(first["objects_copied"].as_u64().unwrap() > 150, "{first}");
+    publish_big(&store, &served.join("big.cern.ch"), &keys, "1.1", 2);
+    let second = rep("second");
+    // 150 changed files, their catalog, the root catalog, the history.
+    let copied = second["objects_copied"].as_u64().unwrap();
+    assert!((150..=156).contains(&copied), "{second}");
+    let (_s1srv, p1) = nginx(&tmp.path().join("s1"), &tmp.path().join("nginx1"));
+    for (tag, seed) in [("big-1.0", 1), ("big-1.1", 2)] {
+        let repo = client::open(&Config {
+            servers: vec![format!("http://127.0.0.1:{p1}/big.cern.ch")],
+            pin: Pin::Tag(tag.into()),
+            ..cfg(&tmp.path().join("c-s1"), None)
+        })
+        .unwrap();
+        let a = repo.resolve_path("/usr/share/f007").unwrap();
+        let mut v = Vec::new();
+        repo.copy_to(a.ino, &mut v).unwrap();
+        assert!(v == small(seed, 7), "{tag}");
+    }
+    // Only the source is master: a replica of the replica is refused.
+    let out = super::support::cvmbuild(tmp.path())
+        .args([
+            "replicate",
+            &format!("http://127.0.0.1:{p1}/big.cern.ch"),
+            tmp.path().join("s2").to_str().unwrap(),
+            "--key",
+            &key,
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        got == std::fs::read(big.path()).unwrap(),
-        "{rel} differs after kill -9"
+        !out.status.success() && err.contains(".cvmfs_master_replica"),
+        "{err}"
     );
-    assert_eq!(std::fs::read_dir(cache_k.join("txn")).unwrap().count(), 0);
 }
