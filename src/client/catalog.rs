@@ -388,9 +388,12 @@ impl Catalog {
     }
 }
 
+/// One extended attribute: name, value.
+pub type Xattr = (Vec<u8>, Vec<u8>);
+
 /// Parses the `xattr` column: version 1, count, then per attribute name
 /// length, value length, name, value (one byte each for the lengths).
-pub fn parse_xattrs(blob: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+pub fn parse_xattrs(blob: &[u8]) -> Result<Vec<Xattr>, String> {
     let bad = || "malformed extended attribute list".to_string();
     let (&version, rest) = blob.split_first().ok_or_else(bad)?;
     if version != 1 {

@@ -377,7 +377,7 @@ impl Repository {
         v
     }
 
-    fn own_xattrs(&self, n: &Node) -> Result<Vec<(Vec<u8>, Vec<u8>)>, FsError> {
+    fn own_xattrs(&self, n: &Node) -> Result<Vec<catalog::Xattr>, FsError> {
         match &n.entry.xattr {
             None => Ok(Vec::new()),
             Some(blob) => catalog::parse_xattrs(blob).map_err(|e| {

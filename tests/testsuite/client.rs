@@ -163,10 +163,10 @@ fn squid(work: &Path) -> (Proc, u16) {
     (p, port)
 }
 
-fn config(servers: &[String], proxies: &str, pin: Pin, cache: &Path) -> Config {
+fn config(servers: Vec<String>, proxies: &str, pin: Pin, cache: &Path) -> Config {
     Config {
         fqrn: FQRN.into(),
-        servers: servers.to_vec(),
+        servers,
         proxies: proxies.into(),
         keys: vec![published().key.clone()],
         pin,
@@ -378,7 +378,7 @@ fn replica_through_squid_reads_every_tag_like_its_export() {
         (Pin::Tag("cernvm-system-3.2.0.0".into()), &p.dev),
         (Pin::Head, &p.dev),
     ] {
-        let repo = client::open(&config(&[url(p1)], &proxy, pin.clone(), &cache)).unwrap();
+        let repo = client::open(&config(vec![url(p1)], &proxy, pin.clone(), &cache)).unwrap();
         assert_same(&repo, export, &format!("{pin:?}"));
         let root = repo.getattr(ROOT_INO).unwrap();
         assert_eq!(
@@ -401,7 +401,7 @@ fn replica_through_squid_reads_every_tag_like_its_export() {
         if pin == Pin::Tag("production".into()) {
             let h = repo.root_hash().to_string();
             let direct = client::open(&config(
-                &[url(p1)],
+                vec![url(p1)],
                 &proxy,
                 Pin::RootHash(h.clone()),
                 &tmp.path().join("cache-rh"),
@@ -602,7 +602,8 @@ fn damaged_or_wrong_repositories_are_refused_and_nothing_is_cached() {
     assert!(st.success());
 
     type Damage = Box<dyn Fn(&Path)>;
-    let flip = |file: &'static str, pos: Box<dyn Fn(&[u8]) -> usize>| -> Damage {
+    type Pos = Box<dyn Fn(&[u8]) -> usize>;
+    let flip = |file: &'static str, pos: Pos| -> Damage {
         Box::new(move |repo: &Path| {
             let f = repo.join(file);
             let mut b = std::fs::read(&f).unwrap();
@@ -665,7 +666,7 @@ fn damaged_or_wrong_repositories_are_refused_and_nothing_is_cached() {
         damage(&copy_repo(&dir));
         let cache = tmp.path().join(format!("cache{i}"));
         let server = format!("http://127.0.0.1:{port}/c{i}/{FQRN}");
-        let err = client::open(&config(&[server.clone()], "DIRECT", Pin::Head, &cache))
+        let err = client::open(&config(vec![server.clone()], "DIRECT", Pin::Head, &cache))
             .err()
             .unwrap_or_else(|| panic!("{name}: accepted"))
             .to_string();
@@ -690,7 +691,7 @@ fn damaged_or_wrong_repositories_are_refused_and_nothing_is_cached() {
     let good = format!("http://127.0.0.1:{port}/good/{FQRN}");
     copy_repo(&cases.join("good"));
     let cache = tmp.path().join("cache-name");
-    let mut cfg = config(&[good.clone()], "DIRECT", Pin::Head, &cache);
+    let mut cfg = config(vec![good.clone()], "DIRECT", Pin::Head, &cache);
     cfg.fqrn = "cernvm-devel.cern.ch".into();
     let err = client::open(&cfg).err().unwrap().to_string();
     assert!(err.contains("not \"cernvm-devel.cern.ch\""), "{err}");
@@ -699,7 +700,7 @@ fn damaged_or_wrong_repositories_are_refused_and_nothing_is_cached() {
     // Unknown tag: named, with the tags listed (in the diagnostic's help).
     let cache = tmp.path().join("cache-tag");
     let err = client::open(&config(
-        &[good.clone()],
+        vec![good.clone()],
         "DIRECT",
         Pin::Tag("cernvm-9".into()),
         &cache,
@@ -720,7 +721,7 @@ fn damaged_or_wrong_repositories_are_refused_and_nothing_is_cached() {
 
     // A validly signed manifest older than the cached one.
     let cache = tmp.path().join("cache-old");
-    client::open(&config(&[good.clone()], "DIRECT", Pin::Head, &cache)).unwrap();
+    client::open(&config(vec![good.clone()], "DIRECT", Pin::Head, &cache)).unwrap();
     let cached_manifest = std::fs::read(cache.join("manifests").join(FQRN)).unwrap();
     let objects_before = cached_objects(&cache);
     let old = copy_repo(&cases.join("old"));
@@ -736,13 +737,13 @@ fn damaged_or_wrong_repositories_are_refused_and_nothing_is_cached() {
     let server = format!("http://127.0.0.1:{port}/old/{FQRN}");
     // The re-signed manifest itself is valid (a fresh cache accepts it).
     client::open(&config(
-        &[server.clone()],
+        vec![server.clone()],
         "DIRECT",
         Pin::Head,
         &tmp.path().join("fresh"),
     ))
     .unwrap();
-    let err = client::open(&config(&[server], "DIRECT", Pin::Head, &cache))
+    let err = client::open(&config(vec![server], "DIRECT", Pin::Head, &cache))
         .err()
         .unwrap()
         .to_string();
@@ -771,7 +772,7 @@ fn damaged_or_wrong_repositories_are_refused_and_nothing_is_cached() {
     }
     let cache = tmp.path().join("cache-altered");
     let server = format!("http://127.0.0.1:{port}/altered/{FQRN}");
-    let repo = client::open(&config(&[server], "DIRECT", Pin::Head, &cache)).unwrap();
+    let repo = client::open(&config(vec![server], "DIRECT", Pin::Head, &cache)).unwrap();
     let bin = repo.resolve_path("/usr/bin").unwrap();
     let (_, f) = repo
         .readdir(bin.ino)
@@ -909,7 +910,7 @@ fn fail_over_between_proxies_and_servers_and_refetch_corrupted_bytes() {
     // First proxy dead, second used.
     let proxies = format!("127.0.0.1:{dead};127.0.0.1:{}", good.port);
     let repo = client::open(&config(
-        &[url(port)],
+        vec![url(port)],
         &proxies,
         Pin::Tag("production".into()),
         &tmp.path().join("c1"),
@@ -926,7 +927,7 @@ fn fail_over_between_proxies_and_servers_and_refetch_corrupted_bytes() {
         url(port),
     ];
     let repo = client::open(&config(
-        &servers,
+        servers.to_vec(),
         "DIRECT",
         Pin::Tag("development".into()),
         &tmp.path().join("c2"),
@@ -939,7 +940,7 @@ fn fail_over_between_proxies_and_servers_and_refetch_corrupted_bytes() {
     let healing = test_proxy(true, true, None);
     let proxies = format!("127.0.0.1:{}", healing.port);
     let repo = client::open(&config(
-        &[url(port)],
+        vec![url(port)],
         &proxies,
         Pin::Tag("production".into()),
         &tmp.path().join("c3"),
@@ -956,7 +957,7 @@ fn fail_over_between_proxies_and_servers_and_refetch_corrupted_bytes() {
     let evil = test_proxy(true, false, None);
     let cache = tmp.path().join("c4");
     let err = client::open(&config(
-        &[url(port)],
+        vec![url(port)],
         &format!("127.0.0.1:{}", evil.port),
         Pin::Head,
         &cache,
@@ -974,7 +975,7 @@ fn fail_over_between_proxies_and_servers_and_refetch_corrupted_bytes() {
     let hang = status_server(0);
     let t = std::time::Instant::now();
     let err = client::open(&config(
-        &[
+        vec![
             format!("http://127.0.0.1:{hang}/{FQRN}"),
             format!("http://127.0.0.1:{dead}/{FQRN}"),
         ],
@@ -999,7 +1000,7 @@ fn fail_over_between_proxies_and_servers_and_refetch_corrupted_bytes() {
     .unwrap();
     let (_web, wport) = nginx(&web, &tmp.path().join("nginx-web"));
     let err = client::open(&config(
-        &[url(wport)],
+        vec![url(wport)],
         "DIRECT",
         Pin::Head,
         &tmp.path().join("c6"),
@@ -1008,7 +1009,7 @@ fn fail_over_between_proxies_and_servers_and_refetch_corrupted_bytes() {
     .unwrap()
     .to_string();
     assert!(err.contains("not a signed CernVM-FS file"), "{err}");
-    let mut cfg = config(&[url(port)], "DIRECT", Pin::Head, &tmp.path().join("c7"));
+    let mut cfg = config(vec![url(port)], "DIRECT", Pin::Head, &tmp.path().join("c7"));
     cfg.keys = vec![web.join(FQRN).join(".cvmfspublished")];
     let err = client::open(&cfg).err().unwrap().to_string();
     assert!(err.contains("not an RSA public key"), "{err}");
@@ -1022,7 +1023,7 @@ fn a_second_open_fetches_no_object() {
     let log = tmp.path().join("nginx/access.log");
     let cache = tmp.path().join("cache");
     let cfg = config(
-        &[url(port)],
+        vec![url(port)],
         "DIRECT",
         Pin::Tag("production".into()),
         &cache,
@@ -1120,7 +1121,7 @@ fn big_tree_chunks_quota_kill_and_incremental_replication() {
         keys: vec![keys.join("big.cern.ch.pub")],
         quota,
         ..config(
-            &[big_url.clone()],
+            vec![big_url.clone()],
             "DIRECT",
             Pin::Tag("production".into()),
             cache,
