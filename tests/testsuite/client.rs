@@ -1279,3 +1279,170 @@ fn big_tree_chunks_quota_kill_and_incremental_replication() {
         "{err}"
     );
 }
+
+/// Stores `plain` as a zlib object of `repo` with `suffix`; returns its hash.
+fn put_object(repo: &Path, plain: &[u8], suffix: &str) -> String {
+    use sha1::Digest;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(plain).unwrap();
+    let stored = z.finish().unwrap();
+    let h = hex::encode(sha1::Sha1::digest(&stored));
+    std::fs::write(
+        repo.join(format!("data/{}/{}{suffix}", &h[..2], &h[2..])),
+        stored,
+    )
+    .unwrap();
+    h
+}
+
+/// The inflated object `hash` of `repo`.
+fn get_object(repo: &Path, hash: &str, suffix: &str) -> Vec<u8> {
+    let b =
+        std::fs::read(repo.join(format!("data/{}/{}{suffix}", &hash[..2], &hash[2..]))).unwrap();
+    let mut out = Vec::new();
+    flate2::read::ZlibDecoder::new(&b[..])
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+/// Re-signs the manifest of `repo` with `letter` lines replaced.
+fn resign(repo: &Path, set: &[(char, String)]) {
+    let body = body_of(&repo.join(".cvmfspublished"));
+    let mut lines: Vec<String> = body.lines().map(str::to_string).collect();
+    for (k, v) in set {
+        for l in &mut lines {
+            if l.starts_with(*k) {
+                *l = format!("{k}{v}");
+            }
+        }
+    }
+    let body = lines.join("\n") + "\n";
+    std::fs::write(repo.join(".cvmfspublished"), manifest(&body)).unwrap();
+}
+
+fn manifest_field(repo: &Path, k: char) -> String {
+    body_of(&repo.join(".cvmfspublished"))
+        .lines()
+        .find_map(|l| l.strip_prefix(k).map(str::to_string))
+        .unwrap()
+}
+
+#[test]
+fn garbage_catalogs_and_histories_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = tmp.path().join("cases");
+    let (_srv, port) = nginx(&cases, &tmp.path().join("nginx"));
+    let open = |case: &str, pin: Pin| {
+        let cache = tmp.path().join(format!("cache-{case}"));
+        let server = format!("http://127.0.0.1:{port}/{case}/{FQRN}");
+        (
+            client::open(&config(vec![server], "DIRECT", pin, &cache)),
+            cache,
+        )
+    };
+
+    // A root catalog in which /etc is its own child: a path cycle.
+    let repo = copy_repo(&cases.join("cycle"));
+    let root = manifest_field(&repo, 'C');
+    let db = tmp.path().join("cycle.db");
+    std::fs::write(&db, get_object(&repo, &root, "C")).unwrap();
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let (a, b) = cvmfs::md5path("/etc");
+    let n = c
+        .execute(
+            "UPDATE catalog SET parent_1 = ?1, parent_2 = ?2 WHERE md5path_1 = ?1 AND md5path_2 = ?2",
+            rusqlite::params![a, b],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    drop(c);
+    let bytes = std::fs::read(&db).unwrap();
+    let h = put_object(&repo, &bytes, "C");
+    resign(&repo, &[('C', h), ('B', bytes.len().to_string())]);
+    let (r, _) = open("cycle", Pin::Head);
+    let repo_c = r.unwrap();
+    let etc = repo_c.resolve_path("/etc").unwrap();
+    let err = repo_c.readdir(etc.ino).unwrap_err();
+    assert_eq!(err.errno(), libc::EIO);
+    assert!(err.to_string().contains("path cycle"), "{err}");
+
+    // A catalog larger than the manifest says (padded with 10 MB).
+    let repo = copy_repo(&cases.join("big"));
+    let root = manifest_field(&repo, 'C');
+    let size: usize = manifest_field(&repo, 'B').parse().unwrap();
+    let mut bytes = get_object(&repo, &root, "C");
+    bytes.resize(bytes.len() + (10 << 20), 0);
+    let h = put_object(&repo, &bytes, "C");
+    resign(&repo, &[('C', h)]);
+    let (r, cache) = open("big", Pin::Head);
+    let err = r.err().unwrap().to_string();
+    assert!(
+        err.contains(&format!("more than the {size} bytes allowed")),
+        "{err}"
+    );
+    assert!(!cached_objects(&cache).iter().any(|o| o.ends_with('C')));
+
+    // Garbage where a catalog should be.
+    let repo = copy_repo(&cases.join("garbage"));
+    let junk = noise(5000, 3);
+    let h = put_object(&repo, &junk, "C");
+    resign(&repo, &[('C', h), ('B', junk.len().to_string())]);
+    let (r, _) = open("garbage", Pin::Head);
+    let err = r.err().unwrap().to_string();
+    assert!(err.contains("not a CernVM-FS catalog"), "{err}");
+
+    // Not zlib at all, under a correct name.
+    let repo = copy_repo(&cases.join("notzlib"));
+    let raw = noise(3000, 5);
+    let h = {
+        use sha1::Digest;
+        hex::encode(sha1::Sha1::digest(&raw))
+    };
+    std::fs::write(repo.join(format!("data/{}/{}C", &h[..2], &h[2..])), &raw).unwrap();
+    resign(&repo, &[('C', h)]);
+    let (r, _) = open("notzlib", Pin::Head);
+    let err = r.err().unwrap().to_string();
+    assert!(err.contains("not a valid zlib stream"), "{err}");
+
+    // A garbage history, and a truncated one.
+    let repo = copy_repo(&cases.join("history"));
+    let h = put_object(&repo, b"SQLite format 3\0 but not really", "H");
+    resign(&repo, &[('H', h)]);
+    let (r, cache) = open("history", Pin::Tag("production".into()));
+    let err = r.err().unwrap().to_string();
+    assert!(err.contains("not a CernVM-FS history database"), "{err}");
+    assert!(cached_objects(&cache).iter().all(|o| !o.ends_with('H')));
+    let repo = copy_repo(&cases.join("truncated"));
+    let h = manifest_field(&repo, 'H');
+    let f = repo.join(format!("data/{}/{}H", &h[..2], &h[2..]));
+    let b = std::fs::read(&f).unwrap();
+    std::fs::write(&f, &b[..b.len() / 2]).unwrap();
+    let (r, _) = open("truncated", Pin::Tag("production".into()));
+    let err = r.err().unwrap().to_string();
+    assert!(
+        err.contains("hash to") && err.contains(&format!("{}H", &h[2..])),
+        "{err}"
+    );
+
+    // A truncated manifest.
+    let repo = copy_repo(&cases.join("short"));
+    let m = std::fs::read(repo.join(".cvmfspublished")).unwrap();
+    std::fs::write(repo.join(".cvmfspublished"), &m[..m.len() - 40]).unwrap();
+    let (r, _) = open("short", Pin::Head);
+    let err = r.err().unwrap().to_string();
+    assert!(err.contains("signature"), "{err}");
+
+    // By date: now is the newest trunk snapshot; before the first, none.
+    copy_repo(&cases.join("dates"));
+    let (r, _) = open("dates", Pin::Date(now()));
+    let head = r.unwrap();
+    let (r, _) = open("dates", Pin::Head);
+    assert_eq!(head.root_hash(), r.unwrap().root_hash());
+    let (r, _) = open("dates", Pin::Date(1));
+    let err = r.err().unwrap().to_string();
+    assert!(
+        err.contains("no snapshot was published at or before"),
+        "{err}"
+    );
+}
