@@ -7,6 +7,7 @@
 //! copying the served directory and editing bytes (re-signed with
 //! `openssl` where a case needs a valid signature over wrong content).
 
+use ::cvmfs as cvmfs_crate;
 use cvmbuild::client::vfs::{Attr, Kind, ReadOnlyFs, ROOT_INO};
 use cvmbuild::client::{self, Config, Pin, Timeouts};
 use cvmbuild::cvmfs;
@@ -367,6 +368,16 @@ fn replica_through_squid_reads_every_tag_like_its_export() {
     assert_eq!(again["objects_copied"], 0, "{again}");
 
     let (_s1, p1) = nginx(&s1, &tmp.path().join("nginx1"));
+    // The independent `cvmfs` crate accepts the replica too.
+    let fetcher = cvmfs_crate::fetcher::Fetcher::new(
+        &url(p1),
+        tmp.path().join("crate-cache").to_str().unwrap(),
+        true,
+    )
+    .unwrap();
+    let crate_repo = cvmfs_crate::repository::Repository::new(fetcher).unwrap();
+    assert_eq!(crate_repo.fqrn, FQRN);
+    assert_eq!(crate_repo.get_revision_number().unwrap(), 2);
     let (_squid, sp) = squid(&tmp.path().join("squid"));
     let proxy = format!("127.0.0.1:{sp}");
     let s0_before = std::fs::read_to_string(tmp.path().join("nginx0/access.log")).unwrap();
