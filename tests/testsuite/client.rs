@@ -192,7 +192,6 @@ struct Seen {
     size: u64,
     uid: u32,
     gid: u32,
-    /// Link count (non-directories; a directory's depends on the extras).
     nlink: u32,
     target: Option<Vec<u8>>,
     xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
@@ -241,7 +240,7 @@ fn local_tree(root: &Path) -> (BTreeMap<String, Seen>, Vec<Vec<String>>) {
                 size: if ft.is_dir() { 0 } else { md.len() },
                 uid: md.uid(),
                 gid: md.gid(),
-                nlink: if ft.is_dir() { 0 } else { md.nlink() as u32 },
+                nlink: md.nlink() as u32,
                 target: ft.is_symlink().then(|| {
                     use std::os::unix::ffi::OsStrExt;
                     std::fs::read_link(e.path())
@@ -298,11 +297,7 @@ fn seen(repo: &client::Repository, a: &Attr) -> Seen {
         size: if a.kind == Kind::Directory { 0 } else { a.size },
         uid: a.uid,
         gid: a.gid,
-        nlink: if a.kind == Kind::Directory {
-            0
-        } else {
-            a.nlink
-        },
+        nlink: a.nlink,
         target: (a.kind == Kind::Symlink).then(|| repo.readlink(a.ino).unwrap()),
         xattrs,
         bytes: (a.kind == Kind::File).then(|| {
