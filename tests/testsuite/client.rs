@@ -1058,6 +1058,9 @@ fn noise(n: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// A `security.capability` value (v2, cap_net_bind_service).
+const CAP: &[u8] = &[0, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
 /// The content of file `i` of release `seed` (distinct for all).
 fn small(seed: u64, i: u64) -> Vec<u8> {
     noise(20_000, seed * 2000 + 2 * i + 1)
@@ -1087,7 +1090,13 @@ fn publish_big(store: &MemStore, repo: &Path, keys: &Path, version: &str, seed: 
     let root = store
         .put_tree(
             &Tree::new(vec![
-                file("big.img", &noise(40 << 20, 7)),
+                Entry {
+                    xattrs: BTreeMap::from([
+                        ("security.capability".to_string(), CAP.to_vec()),
+                        ("user.comment".to_string(), b"big".to_vec()),
+                    ]),
+                    ..file("big.img", &noise(40 << 20, 7))
+                },
                 dir("usr", vec![dir("share", many)]),
             ])
             .unwrap(),
@@ -1147,6 +1156,19 @@ fn big_tree_chunks_quota_kill_and_incremental_replication() {
     let mut all = Vec::new();
     repo.copy_to(img.ino, &mut all).unwrap();
     assert!(all == want);
+    // The catalog's extended attributes, then the informational ones.
+    let names = repo.listxattr(img.ino).unwrap();
+    assert_eq!(
+        names[..2],
+        [b"security.capability".to_vec(), b"user.comment".to_vec()]
+    );
+    assert!(names.contains(&b"user.root_hash".to_vec()));
+    assert_eq!(repo.getxattr(img.ino, b"security.capability").unwrap(), CAP);
+    assert_eq!(repo.getxattr(img.ino, b"user.tag").unwrap(), b"production");
+    assert_eq!(
+        repo.getxattr(img.ino, b"trusted.nope").unwrap_err().errno(),
+        libc::ENODATA
+    );
     let log = std::fs::read_to_string(tmp.path().join("nginx/access.log")).unwrap();
     let chunks = log
         .lines()
