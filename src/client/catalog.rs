@@ -103,7 +103,19 @@ impl Catalog {
     pub fn open(path: &Path, prefix: &[u8], what: String) -> Result<Catalog, Error> {
         let bad = |m: String| Error::Corrupt(format!("{what}: {m}"));
         let sql = |e: rusqlite::Error| bad(format!("not a CernVM-FS catalog: {e}"));
-        let uri = format!("file:{}?immutable=1", path.display());
+        // A URI, for `immutable` (no locking, no journal: the file never
+        // changes); the few characters a URI path cannot hold are escaped.
+        let escaped: String = path
+            .to_string_lossy()
+            .chars()
+            .map(|c| match c {
+                '%' => "%25".to_string(),
+                '?' => "%3f".to_string(),
+                '#' => "%23".to_string(),
+                c => c.to_string(),
+            })
+            .collect();
+        let uri = format!("file:{escaped}?immutable=1");
         let db = Connection::open_with_flags(
             uri,
             OpenFlags::SQLITE_OPEN_READ_ONLY

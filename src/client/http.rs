@@ -87,6 +87,9 @@ pub fn get(t: &Target, timeouts: &Timeouts) -> Result<Vec<u8>, Failure> {
         req.push_str("Cache-Control: no-cache\r\nPragma: no-cache\r\n");
     }
     req.push_str("\r\n");
+    stream
+        .set_write_timeout(Some(timeouts.first_byte))
+        .map_err(|e| fail(e.to_string()))?;
     let mut w = &stream;
     w.write_all(req.as_bytes())
         .map_err(|e| fail(format!("sending the request: {e}")))?;

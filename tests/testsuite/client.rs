@@ -1179,6 +1179,30 @@ fn big_tree_chunks_quota_kill_and_incremental_replication() {
         "chunked file read chunk by chunk: {chunks} chunk requests"
     );
 
+    // Four readers at once on a cold cache: right bytes, each chunk
+    // downloaded once.
+    let repo = client::open(&cfg(&tmp.path().join("c-par"), None)).unwrap();
+    let img = repo.resolve_path("/big.img").unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let mut all = Vec::new();
+                repo.copy_to(img.ino, &mut all).unwrap();
+                assert!(all == want);
+            });
+        }
+    });
+    let log = std::fs::read_to_string(tmp.path().join("nginx/access.log")).unwrap();
+    let again = log
+        .lines()
+        .filter(|l| l.contains("P HTTP/1.1\" 200"))
+        .count();
+    assert_eq!(
+        again,
+        2 * chunks,
+        "concurrent readers fetched a chunk twice"
+    );
+
     // The quota holds under a tree larger than it: 6 MB for 43 MB.
     let quota = 6u64 << 20;
     let cq = tmp.path().join("cq");
