@@ -1022,7 +1022,7 @@ fn fail_over_between_proxies_and_servers_and_refetch_corrupted_bytes() {
 }
 
 #[test]
-fn a_second_open_fetches_no_object() {
+fn lazy_loading_and_a_second_open_fetches_no_object() {
     let p = published();
     let tmp = tempfile::tempdir().unwrap();
     let (_srv, port) = nginx(&p.served, &tmp.path().join("nginx"));
@@ -1034,7 +1034,27 @@ fn a_second_open_fetches_no_object() {
         Pin::Tag("production".into()),
         &cache,
     );
-    let files = read_everything(&client::open(&cfg).unwrap());
+    // Lazy: the open fetches the root catalog only; a stat of a nested
+    // catalog's mountpoint nothing; its listing that catalog; data only
+    // when read.
+    let gets = |what: &str| {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(what))
+            .count()
+    };
+    let repo = client::open(&cfg).unwrap();
+    assert_eq!(gets("C HTTP/1.1"), 1);
+    let usr = repo.resolve_path("/usr").unwrap();
+    assert_eq!(gets("C HTTP/1.1"), 1);
+    repo.readdir(usr.ino).unwrap();
+    assert_eq!(gets("C HTTP/1.1"), 2);
+    let data_before = gets("/data/");
+    let etc = repo.resolve_path("/etc").unwrap();
+    repo.readdir(etc.ino).unwrap();
+    assert_eq!(gets("/data/"), data_before, "listing fetched objects");
+    let files = read_everything(&repo);
     assert!(files > 20);
     let before = std::fs::read_to_string(&log).unwrap().lines().count();
     let repo = client::open(&cfg).unwrap();
