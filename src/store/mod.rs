@@ -25,7 +25,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use export::{export_blob, export_tree, export_tree_copies, ExportReport, Skipped};
+pub use export::{
+    export_blob, export_tree, export_tree_copies, export_tree_with, ExportReport, IfDifferent,
+    Skipped,
+};
 pub use fs::{DrvLock, FsStore};
 pub use gc::{gc, BuildsLock, GcReport, InputsOf};
 pub use location::resolve_store_dir;
@@ -195,6 +198,12 @@ pub enum Error {
     Gc(String),
     #[error("export to {path}: {reason}")]
     Export { path: PathBuf, reason: String },
+    #[error("export to {path}: the directory holds something else ({difference})")]
+    #[diagnostic(
+        code(store::export_differs),
+        help("pass --replace to build the new tree beside it and swap the two atomically, or remove the directory, or choose another --out")
+    )]
+    ExportDiffers { path: PathBuf, difference: String },
 }
 
 impl Error {
