@@ -24,6 +24,7 @@ pub mod client;
 pub mod cvmfs;
 pub mod diff;
 pub mod eval;
+pub mod gpg;
 pub mod image;
 pub mod lang;
 pub mod lock;

@@ -42,6 +42,11 @@ pub struct RepoLock {
     pub url: String,
     /// blake3 of the repository's repomd.xml when the closure was solved.
     pub metadata: String,
+    /// Fingerprints of the keys its packages must be signed with
+    /// (`gpgkey` with `gpgcheck`); absent without, so locks written before
+    /// signatures were checked read unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpgkeys: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
