@@ -174,6 +174,9 @@ fn keys() -> &'static Keys {
             trusted.extend(k);
         }
         fs::write(dir.path().join("trusted.asc"), &trusted).unwrap();
+        // gpgv wants a binary keyring.
+        let binary = gpg.cmd(None).args(["--export", RSA, ED, OLD]).output().unwrap();
+        fs::write(dir.path().join("trusted.gpg"), binary.stdout).unwrap();
         fs::write(dir.path().join("other.asc"), gpg.export(OTHER)).unwrap();
         Keys { gpg, dir }
     })
@@ -411,7 +414,7 @@ fn repomd_signatures_are_verified_before_metadata_is_trusted() {
         .to_hex()
         .to_string();
     assert_eq!(repomd::verified_hash("r", &url, &ring).unwrap(), want);
-    assert!(peer("trusted.asc"));
+    assert!(peer("trusted.gpg"));
 
     // repomd.xml changed after signing.
     let original = fs::read(&repomd).unwrap();
@@ -427,7 +430,7 @@ fn repomd_signatures_are_verified_before_metadata_is_trusted() {
         e.contains("repository `r`") && e.contains("bad signature"),
         "{e}"
     );
-    assert!(!peer("trusted.asc"));
+    assert!(!peer("trusted.gpg"));
     fs::write(&repomd, &original).unwrap();
 
     // A flipped byte in the signature's base64.
@@ -444,7 +447,7 @@ fn repomd_signatures_are_verified_before_metadata_is_trusted() {
         .unwrap_err()
         .to_string();
     assert!(e.contains(&url) && e.contains("does not verify"), "{e}");
-    assert!(!peer("trusted.asc"));
+    assert!(!peer("trusted.gpg"));
 
     // Signed by a key the repository does not trust.
     k.gpg.detach_sign(&repomd, OTHER);
@@ -452,11 +455,11 @@ fn repomd_signatures_are_verified_before_metadata_is_trusted() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("not a key of this repository"), "{e}");
-    assert!(!peer("trusted.asc"));
+    assert!(!peer("trusted.gpg"));
 }
 
 const SPEC: &str = r#"
-let r = repo { name = "signed", url = ./repo, gpgkey = KEY EXTRA }
+let r = repo { name = "signed", url = "repo", gpgkey = KEY EXTRA }
 branch main = release {
   name = "t" version = "1.0" arch = "x86_64" repos = [r]
   packages = ["b"]
