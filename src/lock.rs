@@ -188,4 +188,22 @@ mod tests {
         let back: LockFile = toml::from_str(&text).unwrap();
         assert_eq!(back.render(), text);
     }
+
+    /// Locks written before signatures were checked have no `gpgkeys`:
+    /// they read, and a repository without keys renders without the field,
+    /// so such locks do not change.
+    #[test]
+    fn repo_keys_are_optional() {
+        let old = "version = 1\n[branch.b]\nsolve = \"s\"\nspec = \"h\"\noptimal = true\n\
+                   [[branch.b.repo]]\nname = \"os\"\nurl = \"u\"\nmetadata = \"m\"\n";
+        let lock: LockFile = toml::from_str(old).unwrap();
+        let repo = &lock.branch["b"].repo[0];
+        assert!(repo.gpgkeys.is_empty());
+        assert!(!lock.render().contains("gpgkeys"));
+        let mut signed = lock.clone();
+        signed.branch.get_mut("b").unwrap().repo[0].gpgkeys = vec!["ABCD".into()];
+        let text = signed.render();
+        assert!(text.contains("gpgkeys = [\"ABCD\"]"), "{text}");
+        assert_eq!(toml::from_str::<LockFile>(&text).unwrap(), signed);
+    }
 }

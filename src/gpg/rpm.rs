@@ -326,3 +326,71 @@ impl Header {
 fn be32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn ring() -> Keyring {
+        Keyring { keys: Vec::new() }
+    }
+
+    fn verdict(bytes: &[u8]) -> String {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(bytes).unwrap();
+        verify(&ring(), &mut f).unwrap_err().to_string()
+    }
+
+    fn lead() -> Vec<u8> {
+        let mut v = vec![0u8; LEAD as usize];
+        v[..4].copy_from_slice(&[0xed, 0xab, 0xee, 0xdb]);
+        v
+    }
+
+    fn header(entries: u32, data: u32) -> Vec<u8> {
+        let mut v = HEADER_MAGIC.to_vec();
+        v.extend([0; 4]);
+        v.extend(entries.to_be_bytes());
+        v.extend(data.to_be_bytes());
+        v
+    }
+
+    /// Sizes come from the file: they are checked against its length and
+    /// rpm's limits before anything is allocated.
+    #[test]
+    fn hostile_headers_are_refused_before_allocating() {
+        assert!(verdict(b"short").contains("shorter than an RPM lead"));
+        assert!(verdict(&[0u8; 200]).contains("bad lead magic"));
+        let mut huge = lead();
+        huge.extend(header(0xffff, MAX_DATA));
+        assert!(verdict(&huge).contains("past the end of the file"), "{}", verdict(&huge));
+        let mut over = lead();
+        over.extend(header(u32::MAX, u32::MAX));
+        assert!(verdict(&over).contains("over rpm's limits"));
+        let mut bad_magic = lead();
+        bad_magic.extend([0u8; 16]);
+        assert!(verdict(&bad_magic).contains("bad signature header magic"));
+    }
+
+    /// An entry whose offset points past the data is malformed, not a panic.
+    #[test]
+    fn entries_outside_the_data_are_malformed() {
+        let mut bytes = lead();
+        bytes.extend(header(1, 4));
+        bytes.extend(SIG_RSA.to_be_bytes());
+        bytes.extend(TYPE_BIN.to_be_bytes());
+        bytes.extend(2u32.to_be_bytes()); // offset 2
+        bytes.extend(100u32.to_be_bytes()); // 100 bytes: past the 4 of data
+        bytes.extend([0u8; 4]);
+        bytes.extend([0u8; 4]); // padding to 8
+        bytes.extend(header(0, 0));
+        let v = verdict(&bytes);
+        assert!(v.contains("tag 268 is malformed"), "{v}");
+        // No signature at all: unsigned.
+        let mut unsigned = lead();
+        unsigned.extend(header(0, 0));
+        unsigned.extend(header(0, 0));
+        assert!(verdict(&unsigned).contains("unsigned"));
+    }
+}
