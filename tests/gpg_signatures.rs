@@ -175,7 +175,11 @@ fn keys() -> &'static Keys {
         }
         fs::write(dir.path().join("trusted.asc"), &trusted).unwrap();
         // gpgv wants a binary keyring.
-        let binary = gpg.cmd(None).args(["--export", RSA, ED, OLD]).output().unwrap();
+        let binary = gpg
+            .cmd(None)
+            .args(["--export", RSA, ED, OLD])
+            .output()
+            .unwrap();
         fs::write(dir.path().join("trusted.gpg"), binary.stdout).unwrap();
         fs::write(dir.path().join("other.asc"), gpg.export(OTHER)).unwrap();
         Keys { gpg, dir }
@@ -359,6 +363,25 @@ fn key_files_are_checked() {
         let e = Keyring::parse(bad).unwrap_err().to_string();
         assert!(e.contains("not an OpenPGP public key"), "{e}");
     }
+    // A revoked key (gpg's own revocation certificate imported).
+    k.gpg.gen("revoked@test.invalid", "ed25519", "never", None);
+    let fpr = k.gpg.fingerprint("revoked@test.invalid");
+    let cert = fs::read_to_string(
+        k.gpg
+            .home
+            .path()
+            .join(format!("openpgp-revocs.d/{fpr}.rev")),
+    )
+    .unwrap()
+    .replace(":-----BEGIN", "-----BEGIN");
+    let cert_file = k.gpg.home.path().join("revoke.asc");
+    fs::write(&cert_file, cert).unwrap();
+    run(k.gpg.cmd(None).arg("--import").arg(&cert_file));
+    let e = Keyring::parse(&k.gpg.export("revoked@test.invalid")).unwrap_err();
+    assert!(
+        e.to_string().contains(&format!("key {fpr} is revoked")),
+        "{e}"
+    );
     // A detached signature is not a key.
     let sig = tempfile::NamedTempFile::new().unwrap();
     fs::write(sig.path(), "data").unwrap();
@@ -589,4 +612,42 @@ fn eval_refuses_unsigned_metadata_with_repo_gpgcheck() {
     );
     k.gpg.detach_sign(&repo.join("repodata/repomd.xml"), ED);
     cli::ok(cli::cvmbuild_in(dir.path(), &["eval", "t.cvm"]));
+}
+
+/// `gpgkey` as a URL: fetched at eval over HTTP (a loopback server this
+/// test starts), packages fetched over HTTP verified with it; a URL that
+/// does not answer with a key is an error at its line.
+#[test]
+fn gpgkey_by_url() {
+    let k = keys();
+    let dir = tempfile::tempdir().unwrap();
+    let served = dir.path().join("www");
+    signed_repo(&served.join("repo"));
+    fs::copy(k.file("trusted.asc"), served.join("keys.asc")).unwrap();
+    fs::write(served.join("junk.asc"), "not a key").unwrap();
+    let server = rpmrepo::HttpServer::start(&served);
+    let spec = |key: &str| {
+        let text = SPEC
+            .replace("url = \"repo\"", &format!("url = \"{}/repo\"", server.url))
+            .replace("KEY EXTRA", &format!("\"{}/{key}\"", server.url));
+        fs::write(dir.path().join("t.cvm"), text).unwrap();
+    };
+    spec("keys.asc");
+    let out = cli::cvmbuild_in(dir.path(), &["realize", "t.cvm"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lock = fs::read_to_string(dir.path().join("t.lock")).unwrap();
+    assert!(lock.contains(&k.gpg.fingerprint(ED)), "{lock}");
+    for (key, says) in [
+        ("junk.asc", "not an OpenPGP public key"),
+        ("missing.asc", "missing.asc"),
+    ] {
+        spec(key);
+        let out = cli::cvmbuild_in(dir.path(), &["eval", "t.cvm"]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(says) && err.contains("t.cvm:2"),
+            "{key}: {err}"
+        );
+    }
 }

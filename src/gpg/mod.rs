@@ -10,13 +10,14 @@
 //! signing subkey whose binding verifies), and the signature must have been
 //! made while that key was valid. A key that has expired since still
 //! verifies what it signed while it was valid (rpm 4.18 and gpg agree).
+//! Revoked keys are refused when read, revoked subkeys never match.
 
 pub mod fetch;
 pub mod repomd;
 pub mod rpm;
 
 use pgp::composed::{Deserializable, DetachedSignature, SignedPublicKey};
-use pgp::packet::Signature;
+use pgp::packet::{Signature, SignatureType};
 use pgp::types::KeyDetails;
 use std::io::Read;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -124,6 +125,18 @@ impl Keyring {
                     fingerprint(k)
                 ))
             })?;
+            // A revoked key signs nothing we accept; saying so here is
+            // clearer than refusing every package later.
+            let revoked = k.details.revocation_signatures.iter().any(|r| {
+                r.typ() == Some(SignatureType::KeyRevocation)
+                    && r.verify_key(&k.primary_key).is_ok()
+            });
+            if revoked {
+                return Err(SigError::NotAKey(format!(
+                    "key {} is revoked",
+                    fingerprint(k)
+                )));
+            }
         }
         Ok(Keyring { keys })
     }
@@ -191,17 +204,32 @@ impl Keyring {
         let validity = match candidate {
             Candidate::Primary => {
                 sig.verify(&primary.primary_key, data).map_err(bad)?;
+                // Only the key's own signatures state its expiration, not
+                // third parties' certifications.
+                let own = |s: &&Signature| {
+                    s.issuer_key_id()
+                        .iter()
+                        .any(|i| **i == primary.legacy_key_id())
+                        || s.issuer_fingerprint()
+                            .iter()
+                            .any(|f| **f == primary.fingerprint())
+                };
                 let selfsigs = primary
                     .details
                     .direct_signatures
                     .iter()
-                    .chain(primary.details.users.iter().flat_map(|u| &u.signatures));
+                    .chain(primary.details.users.iter().flat_map(|u| &u.signatures))
+                    .filter(own);
                 Validity::of(primary.primary_key.created_at().as_secs(), selfsigs)
             }
             Candidate::Subkey(i) => {
                 let sub = &primary.public_subkeys[i];
                 sig.verify(&sub.key, data).map_err(bad)?;
-                Validity::of(sub.key.created_at().as_secs(), sub.signatures.iter())
+                let bindings = sub
+                    .signatures
+                    .iter()
+                    .filter(|s| s.typ() == Some(SignatureType::SubkeyBinding));
+                Validity::of(sub.key.created_at().as_secs(), bindings)
             }
         };
         let made = sig.created().map_or(0, |t| t.as_secs());
@@ -242,7 +270,11 @@ impl Keyring {
                 return Some((k, Candidate::Primary));
             }
             for (i, sub) in k.public_subkeys.iter().enumerate() {
-                let signs = sub.signatures.iter().any(|s| s.key_flags().sign());
+                let revoked = sub
+                    .signatures
+                    .iter()
+                    .any(|s| s.typ() == Some(SignatureType::SubkeyRevocation));
+                let signs = !revoked && sub.signatures.iter().any(|s| s.key_flags().sign());
                 if signs && named(&sub.key) {
                     return Some((k, Candidate::Subkey(i)));
                 }

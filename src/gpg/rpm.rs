@@ -364,7 +364,11 @@ mod tests {
         assert!(verdict(&[0u8; 200]).contains("bad lead magic"));
         let mut huge = lead();
         huge.extend(header(0xffff, MAX_DATA));
-        assert!(verdict(&huge).contains("past the end of the file"), "{}", verdict(&huge));
+        assert!(
+            verdict(&huge).contains("past the end of the file"),
+            "{}",
+            verdict(&huge)
+        );
         let mut over = lead();
         over.extend(header(u32::MAX, u32::MAX));
         assert!(verdict(&over).contains("over rpm's limits"));
