@@ -710,3 +710,22 @@ fn scriptlets(metadata: &PackageMetadata) -> Vec<Scriptlet> {
     }
     out
 }
+
+/// The `extract` builder: the `rpm` input's payload as a store tree, with
+/// its manifest (files, owners, scriptlets) as a blob.
+pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
+    let path = cx.input_blob_path("rpm")?;
+    let repo = cx.inputs["rpm"]
+        .meta
+        .get("repo")
+        .map_or("?", String::as_str);
+    let x = extract(cx.store, &path)
+        .map_err(|e| format!("{} from repository `{repo}`: {e}", cx.drv.name))?;
+    cx.log(format!(
+        "{}: {} paths, {} scriptlets recorded (not run)",
+        x.manifest.nevra,
+        x.manifest.files.len(),
+        x.manifest.scriptlets.len()
+    ));
+    Ok(x.to_output(cx.store)?)
+}

@@ -4,7 +4,7 @@
 //! the store under any name. The download goes to an unlinked temporary
 //! file, never wholly into memory (RPMs of hundreds of MB exist).
 
-use crate::build::{BuildCx, BuildError};
+use super::{BuildCx, Error as BuildError};
 use crate::store::{Output, Root};
 use sha1::Sha1;
 use sha2::digest::DynDigest;

@@ -2,7 +2,7 @@
 //! ISO, raw disk or qcow2 image ([`crate::image::disk`]), with the release
 //! and branch on the kernel command line.
 
-use crate::build::{BuildCx, BuildError};
+use super::{BuildCx, Error as BuildError};
 use crate::image::{disk, paths, tools};
 use crate::store::{Node, Output, Root};
 use std::collections::BTreeMap;
@@ -44,7 +44,7 @@ pub fn build(cx: &BuildCx) -> Result<Output, BuildError> {
             .ok_or_else(|| format!("{name}: vmlinuz is not on local disk"))?,
         _ => return Err(format!("{name}: the kernel output has no vmlinuz").into()),
     };
-    let initrd = super::input_blob_path(cx, "initrd")?;
+    let initrd = cx.input_blob_path("initrd")?;
 
     let work = tempfile::Builder::new()
         .prefix("cvmbuild-image-")

@@ -2,7 +2,7 @@
 //! OS tree, package trees, the trimmed kernel's modules, the spec's files
 //! and init script, as a compressed `newc` cpio archive.
 
-use crate::build::{BuildCx, BuildError};
+use super::{BuildCx, Error as BuildError};
 use crate::image::{compress::Compression, cpio, elf, initrd, paths};
 use crate::store::{Output, Root};
 use serde_json::Value as Json;

@@ -7,7 +7,7 @@
 //! a cache hit and writes nothing; `promote` works on the repository itself
 //! and never invalidates it.
 
-use crate::build::{BuildCx, BuildError};
+use super::{BuildCx, Error as BuildError};
 use crate::cvmfs;
 use crate::store::{Output, Root};
 use std::collections::BTreeMap;

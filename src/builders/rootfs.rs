@@ -1,7 +1,7 @@
 //! The `rootfs` builder: the assembled OS tree as a squashfs image
 //! ([`crate::image::rootfs`]) for the initrd to overlay and switch into.
 
-use crate::build::{BuildCx, BuildError};
+use super::{BuildCx, Error as BuildError};
 use crate::image::{rootfs, tools};
 use crate::store::{Output, Root};
 use std::collections::BTreeMap;

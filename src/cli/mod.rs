@@ -14,6 +14,7 @@ mod cvmfs;
 mod diff;
 mod eval;
 mod pinning;
+mod progress;
 mod realize;
 mod store;
 
@@ -87,6 +88,8 @@ pub fn main() -> i32 {
             miette::MietteHandlerOpts::new()
                 .color(color)
                 .unicode(color)
+                // Off a terminal a message stays on one line, for grep.
+                .wrap_lines(color)
                 .context_lines(1)
                 .build(),
         )

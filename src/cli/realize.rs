@@ -70,7 +70,7 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
     let jobs = g
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let progress = crate::build::Progress::new(a.json);
+    let progress = super::progress::Progress::new(a.json);
     let mut summaries = Vec::new();
     let mut failed = false;
     for b in &ev.branches {
@@ -115,7 +115,7 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
             })?;
             wanted.push(id.clone());
         }
-        let env = crate::build::Env {
+        let env = crate::builders::Env {
             repos: b
                 .release
                 .repos
@@ -143,8 +143,16 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
             dry_run: a.dry_run,
         };
         let started = std::time::Instant::now();
-        let report = crate::build::realize(&b.graph, &wanted, &store, &env, &bopts, &progress)
-            .map_err(|e| miette!("{e}"))?;
+        let registry = crate::builders::Registry::standard();
+        let realizer = crate::build::Realizer {
+            store: &store,
+            state: &store,
+            registry: &registry,
+            env: &env,
+            reporter: &progress,
+            opts: bopts,
+        };
+        let mut report = realizer.realize(&b.graph, &wanted)?;
         if a.dry_run {
             let mut bytes = 0u64;
             for id in &report.plan {
@@ -169,9 +177,15 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
             summaries.push(json!({"branch": b.release.branch, "plan": report.plan, "cached": report.cached, "fetch_bytes": bytes}));
             continue;
         }
-        for (id, e) in &report.failed {
-            let name = b.graph.get(id).map_or("?", |d| d.name.as_str());
-            eprintln!("error: {name} ({}) failed: {e}", id.short());
+        let n_failed = report.failed.len();
+        for (id, cause) in std::mem::take(&mut report.failed) {
+            let name = b.graph.get(&id).map_or("?", |d| d.name.as_str());
+            let failed = BuildFailed {
+                name: name.to_string(),
+                short: id.short().to_string(),
+                cause,
+            };
+            eprintln!("{:?}", miette::Report::new(failed));
         }
         if !report.skipped.is_empty() {
             eprintln!(
@@ -179,7 +193,7 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
                 report.skipped.len()
             );
         }
-        failed |= !report.failed.is_empty();
+        failed |= n_failed > 0;
         let mut outs = BTreeMap::new();
         for (n, id) in names.iter().zip(&wanted) {
             if let Some(out) = report.outputs.get(id) {
@@ -228,14 +242,14 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
         }
         if a.json {
             summaries.push(json!({"branch": b.release.branch, "built": report.built.len(), "cached": report.cached,
-                "failed": report.failed.len(), "outputs": outs}));
+                "failed": n_failed, "outputs": outs}));
         } else {
             println!(
                 "branch {}: {} built, {} cached, {} failed in {:.2} s",
                 b.release.branch,
                 report.built.len(),
                 report.cached,
-                report.failed.len(),
+                n_failed,
                 started.elapsed().as_secs_f64()
             );
             for (n, out) in &outs {
@@ -254,6 +268,31 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
         );
     }
     Ok(if failed { 1 } else { 0 })
+}
+
+/// A derivation's failure as the user sees it: once, on one line with the
+/// builder's own message, under the builder's diagnostic code, with its
+/// help and the way to the full log.
+#[derive(Debug, thiserror::Error)]
+#[error("{name} ({short}) failed: {cause}")]
+struct BuildFailed {
+    name: String,
+    short: String,
+    cause: crate::builders::Error,
+}
+
+impl miette::Diagnostic for BuildFailed {
+    fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.cause.code()
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        let log = format!("the full build log: cvmbuild log {}", self.short);
+        Some(Box::new(match self.cause.help() {
+            Some(h) => format!("{h}\n{log}"),
+            None => log,
+        }))
+    }
 }
 
 /// What the boot outputs hold, from their metadata: the kernel's module

@@ -22,7 +22,8 @@ pub(super) fn gc_cmd(g: &Global, a: GcArgs) -> Result<i32> {
     let dir = g.store_dir()?;
     let store = crate::store::FsStore::open(&dir)?;
     let inputs_of = |id: &str| crate::build::records::inputs_of(&store, id);
-    let r = crate::store::gc(&store, &inputs_of, a.dry_run)?;
+    let waiting = || eprintln!("gc: waiting for running builds to finish");
+    let r = crate::store::gc(&store, &inputs_of, a.dry_run, &waiting)?;
     let cache_dir = super::repodata_cache(&dir);
     let keep = std::time::Duration::from_secs(a.cache_days.saturating_mul(86400));
     let c = crate::repo::prune_cache(&cache_dir, keep, a.dry_run)

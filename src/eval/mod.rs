@@ -5,13 +5,12 @@
 //! closure from the lock when the lock's solve id matches (or solve afresh),
 //! and plan the graph.
 
-pub mod drv;
 pub mod graph;
 pub mod pinning;
 pub mod plan;
 pub mod spec;
 
-pub use drv::{Builder, Derivation, DrvId, Input};
+pub use crate::drv::{Builder, Derivation, DrvId, Input};
 pub use graph::{Edge, Graph};
 pub use spec::Release;
 

@@ -3,7 +3,7 @@
 //! it with exactly those keys.
 
 use super::rpm;
-use crate::build::BuildCx;
+use crate::builders::BuildCx;
 
 /// Verifies the downloaded package `file` when the derivation asks for it.
 /// Returns the signer's primary key fingerprint (`None`: no check asked).
