@@ -12,6 +12,9 @@ work=$(mktemp -d /tmp/gpgbench.XXXXXX)
 export GNUPGHOME=$work/g
 mkdir -m 700 "$GNUPGHOME"
 trap 'gpgconf --kill gpg-agent; rm -rf "$work"' EXIT
+# A private copy: a rebuild during the run cannot swap the binary.
+cp "$bin" "$work/cvmbuild"
+bin=$work/cvmbuild
 gpg --batch --quiet --passphrase '' --quick-gen-key 'Bench <bench@test.invalid>' rsa4096 sign never
 gpg --batch --export --armor bench@test.invalid > "$work/key.asc"
 mkdir -p "$work/repo" "$work/top"
