@@ -4,6 +4,14 @@
 //! `rpmkeys --checksig` on the same keys in a temporary rpm database;
 //! `repomd.xml.asc` made by `gpg --detach-sign --armor`; and `realize`
 //! end to end with a signed repository and a tampered one.
+//!
+//! What Debian 12's tools make: rpm 4.18.0's `rpmsign --addsign` writes
+//! only the v4 header signature (`RSAHEADER` for an RSA key, `DSAHEADER`
+//! for EdDSA), the payload covered by the signed header's payload digest;
+//! `--rpmv3` adds the header+payload signature (`PGP`/`GPG`). gpg 2.2.40
+//! makes v4 keys and v4 signatures with SHA-256. rpmkeys 4.18 accepts a
+//! signature an expired key made while it was valid, and an unsigned
+//! package unless `_pkgverify_level` is `signature`.
 
 use crate::support::{cli, rpmrepo};
 use cvmbuild::gpg::{repomd, rpm as rpmsig, Keyring};
@@ -645,5 +653,42 @@ fn gpgkey_by_url() {
             err.contains(says) && err.contains("t.cvm:2"),
             "{key}: {err}"
         );
+    }
+}
+
+/// Keys change the ids of the repository's fetches (and what depends on
+/// them, and the solve), nothing else; keys with `gpgcheck = false` change
+/// no id at all.
+#[test]
+fn keys_change_only_the_ids_that_must() {
+    let k = keys();
+    let dir = tempfile::tempdir().unwrap();
+    signed_repo(&dir.path().join("repo"));
+    fs::copy(k.file("trusted.asc"), dir.path().join("keys.asc")).unwrap();
+    let ids = |text: String| -> std::collections::BTreeMap<String, String> {
+        fs::write(dir.path().join("t.cvm"), text).unwrap();
+        let out = cli::ok(cli::cvmbuild_in(
+            dir.path(),
+            &["graph", "t.cvm", "--format", "json"],
+        ));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["nodes"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(id, d)| (d["name"].as_str().unwrap().to_string(), id.clone()))
+            .collect()
+    };
+    let plain = ids(SPEC.replace(", gpgkey = KEY EXTRA", ""));
+    let unchecked = ids(SPEC.replace("KEY EXTRA", "./keys.asc, gpgcheck = false"));
+    let checked = ids(SPEC.replace("KEY EXTRA", "./keys.asc"));
+    assert_eq!(plain, unchecked);
+    assert_eq!(plain.len(), checked.len());
+    assert!(plain.contains_key("fetch:a-1.0-1.noarch"), "{plain:?}");
+    for (name, id) in &checked {
+        let must_change = ["fetch:", "extract:", "assemble", "solve"]
+            .iter()
+            .any(|p| name.starts_with(p));
+        assert_eq!(&plain[name] != id, must_change, "{name}");
     }
 }
