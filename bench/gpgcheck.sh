@@ -3,7 +3,9 @@
 # packages (each a few files of ~40 KB), signed with an RSA 4096 key by
 # `rpmsign --addsign`, realized into a fresh store with and without
 # `gpgcheck`, R times each (alternating). Prints wall-clock and CPU seconds.
-# Usage: bench/gpgcheck.sh [N=300] [R=3] [CVMBUILD=target/debug/cvmbuild]
+# With N=example: the bundled example (examples/cernvm, branch production,
+# 50 RPMs) with its packages signed the same way.
+# Usage: bench/gpgcheck.sh [N=300|example] [R=3] [CVMBUILD=target/debug/cvmbuild]
 set -euo pipefail
 n=${1:-300}
 rounds=${2:-3}
@@ -17,6 +19,42 @@ cp "$bin" "$work/cvmbuild"
 bin=$work/cvmbuild
 gpg --batch --quiet --passphrase '' --quick-gen-key 'Bench <bench@test.invalid>' rsa4096 sign never
 gpg --batch --export --armor bench@test.invalid > "$work/key.asc"
+
+# realize SPEC_WITHOUT_SUFFIX EXTRA_ARGS...: R alternating timed runs.
+measure() {
+  local base=$1
+  shift
+  for r in $(seq 1 "$rounds"); do
+    for check in true false; do
+      rm -rf "$work/store"
+      # Wall clock and CPU (user + system) of the realize: on a shared
+      # machine the CPU time is the steadier figure.
+      TIMEFORMAT="round $r gpgcheck=$check: wall %R s, user %U s, sys %S s"
+      time "$bin" realize "$base$check.cvm" --store "$work/store" "$@" >/dev/null 2>&1
+    done
+  done
+}
+
+if [ "$n" = example ]; then
+  here=$(cd "$(dirname "$0")/.." && pwd)
+  cp -r "$here/examples" "$work/ex"
+  rpmsign --addsign --define '_gpg_name bench@test.invalid' --define '__gpg /usr/bin/gpg' \
+    "$work"/ex/repos/*/Packages/*.rpm >/dev/null 2>&1
+  for repo in sl6 cernvm; do
+    createrepo_c --quiet --simple-md-filenames --revision 1 --set-timestamp-to-revision "$work/ex/repos/$repo"
+  done
+  for check in true false; do
+    sed -e "s|url = \"../repos/sl6\"|&, gpgkey = \"$work/key.asc\", gpgcheck = $check|" \
+        -e "s|url = \"../repos/cernvm\"|&, gpgkey = \"$work/key.asc\", gpgcheck = $check|" \
+        "$work/ex/cernvm/cernvm.cvm" > "$work/ex/cernvm/$check.cvm"
+    grep -q "gpgcheck = $check" "$work/ex/cernvm/$check.cvm"
+    "$bin" eval "$work/ex/cernvm/$check.cvm" --branch production >/dev/null
+  done
+  echo "bundled example: $(ls "$work"/ex/repos/*/Packages/*.rpm | wc -l) signed RPMs"
+  measure "$work/ex/cernvm/" --branch production
+  exit 0
+fi
+
 mkdir -p "$work/repo" "$work/top"
 names=()
 for i in $(seq 1 "$n"); do
@@ -54,12 +92,4 @@ SPEC
   "$bin" eval "$work/$check.cvm" >/dev/null
 done
 echo "packages: $n, $(du -sb "$work/repo" | cut -f1) bytes of RPMs"
-for r in $(seq 1 "$rounds"); do
-  for check in true false; do
-    rm -rf "$work/store"
-    # Wall clock and CPU (user + system) of the realize: on a shared
-    # machine the CPU time is the steadier figure.
-    TIMEFORMAT="round $r gpgcheck=$check: wall %R s, user %U s, sys %S s"
-    time "$bin" realize "$work/$check.cvm" --store "$work/store" >/dev/null 2>&1
-  done
-done
+measure "$work/"
