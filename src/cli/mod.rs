@@ -12,7 +12,9 @@
 
 mod cvmfs;
 mod diff;
+mod docs;
 mod eval;
+mod ids;
 mod pinning;
 mod progress;
 mod realize;
@@ -32,7 +34,29 @@ Examples:
   cvmbuild realize examples/cernvm/cernvm.cvm --branch production --out /tmp/os
 
 Exit status: 0 success, 1 failure (bad spec, unsatisfiable list, failed build),
-2 bad command-line usage.";
+2 bad command-line usage.
+
+Environment (every variable cvmbuild reads; README.md, section Environment):
+  CVMBUILD_STORE        store directory when --store is not given
+  XDG_CACHE_HOME, HOME  else the store is $XDG_CACHE_HOME/cvmbuild/store (an
+                        absolute path), else $HOME/.cache/cvmbuild/store
+  CVMBUILD_PUBLISH_DIR  published CernVM-FS repositories (--publish-dir;
+                        default STORE/cvmfs)
+  CVMBUILD_KEYS_DIR     repository keys (--keys-dir; default STORE/cvmfs-keys)
+  SOURCE_DATE_EPOCH     mtime of every entry of `realize --tar` (default: the
+                        release's epoch)
+  NO_COLOR              set (to anything): no colours, even on a terminal
+  ALL_PROXY, HTTPS_PROXY, HTTP_PROXY (or lower case), NO_PROXY, no_proxy
+                        proxy for repository downloads: the first of the
+                        first three that is set is used for every URL,
+                        http and https alike; NO_PROXY lists hosts that
+                        bypass it
+  TMPDIR                scratch directories of the image builders
+  PATH                  where the image builders find mksquashfs, xorriso,
+                        mtools, mkfs.fat, syslinux and qemu-img
+
+Completions and man page: `cvmbuild completions bash|zsh|fish|elvish|powershell`,
+`cvmbuild man [--dir DIR]`.";
 
 /// Declarative, reproducible builds of CernVM-style operating systems.
 #[derive(Parser, Debug)]
@@ -78,6 +102,10 @@ pub enum Command {
     Tag(cvmfs::TagArgs),
     /// Move a branch's tag to an already published release, without rebuilding.
     Promote(cvmfs::PromoteArgs),
+    /// Print a shell completion script generated from these options.
+    Completions(docs::CompletionsArgs),
+    /// Print the man page (roff), or write one page per subcommand into a directory.
+    Man(docs::ManArgs),
 }
 
 /// Entry point used by `main`; returns the process exit code.
@@ -130,6 +158,8 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Diff(a) => diff::diff_cmd(&g, a),
         Command::Tag(a) => cvmfs::tag_cmd(&g, a),
         Command::Promote(a) => cvmfs::promote_cmd(&g, a),
+        Command::Completions(a) => docs::completions_cmd(a),
+        Command::Man(a) => docs::man_cmd(a),
     }
 }
 

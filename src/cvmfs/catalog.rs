@@ -2,6 +2,7 @@
 //! (cvmfs-format.md section 6). One catalog describes a subtree; nested
 //! catalogs are referenced from their parent by path and hash.
 
+pub use super::object::Chunk;
 use super::object::Digest20;
 use super::{Error, Result};
 use md5::{Digest as _, Md5};
@@ -53,14 +54,6 @@ pub fn md5path(path: &str) -> (i64, i64) {
 /// The parent of a full path (`/usr` -> ``, `/usr/bin` -> `/usr`).
 pub fn parent(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(p, _)| p)
-}
-
-/// One piece of a chunked file.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Chunk {
-    pub offset: u64,
-    pub size: u64,
-    pub digest: Digest20,
 }
 
 /// One catalog row, before it is written.

@@ -20,6 +20,7 @@ mod publish;
 
 pub use catalog::{md5path, TTL};
 pub use history::{Tag, TRUNK, TRUNK_PREVIOUS};
+pub(crate) use manifest::civil_from_days;
 pub use object::inflate;
 pub use publish::{
     promote, publish, release_files, tags, Options, Published, Request, CVMBUILD_DIR, UNKNOWN_ID,
@@ -48,6 +49,16 @@ pub enum Error {
     Key(String),
     #[error("repository: {0}")]
     Repo(String),
+    /// A promote that would move a tag that never moves, or start a
+    /// branch nobody asked for.
+    #[error("promote to `{target}`: {reason}")]
+    #[diagnostic(code(cvmfs::promote))]
+    Promote {
+        target: String,
+        reason: String,
+        #[help]
+        help: Option<String>,
+    },
 }
 
 impl Error {

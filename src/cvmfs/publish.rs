@@ -393,7 +393,18 @@ pub fn publish(store: &dyn Store, tree: &Hash, req: &Request, opts: &Options) ->
 /// Moves the tag `branch` to the snapshot tagged `release` (the lifecycle's
 /// "endorse" step): a new history object and manifest, same catalogs and
 /// revision. Returns the moved tag.
-pub fn promote(fqrn: &str, release: &str, branch: &str, opts: &Options) -> Result<Tag> {
+///
+/// Only branch tags move: `release` must be a release tag, `branch` must
+/// not be `trunk`, `trunk-previous` or a release tag (docs/cvmfs.md: they
+/// are immutable), and a branch the history does not have yet is created
+/// only with `new_branch`, so a typo cannot start one.
+pub fn promote(
+    fqrn: &str,
+    release: &str,
+    branch: &str,
+    new_branch: bool,
+    opts: &Options,
+) -> Result<Tag> {
     check_label("branch", branch)?;
     let repo = Repo::open(&opts.repo_dir)?;
     let _lock = repo.lock()?;
@@ -415,11 +426,12 @@ pub fn promote(fqrn: &str, release: &str, branch: &str, opts: &Options) -> Resul
             names.join(", ")
         ))
     })?;
-    if target.name == TRUNK || target.name == TRUNK_PREVIOUS || target.name == branch {
+    if target.name == TRUNK || target.name == TRUNK_PREVIOUS || is_branch_tag(&target) {
         return Err(Error::Input(format!(
             "`{release}` is a movable tag; promote a release tag"
         )));
     }
+    check_promote_target(fqrn, &history, branch, new_branch)?;
     let moved = Tag {
         name: branch.to_string(),
         description: format!("branch {branch} (release {release}, promoted)"),
@@ -433,6 +445,73 @@ pub fn promote(fqrn: &str, release: &str, branch: &str, opts: &Options) -> Resul
     };
     repo.commit(&keys, manifest, &history, Some(&prev), opts)?;
     Ok(moved)
+}
+
+/// A branch head: the tag named after the history branch it is on (a
+/// release tag names the branch it was published on, trunk is on `""`).
+fn is_branch_tag(t: &Tag) -> bool {
+    !t.branch.is_empty() && t.name == t.branch
+}
+
+/// Whether promote may move (or, with `new_branch`, create) the tag
+/// `branch`.
+fn check_promote_target(
+    fqrn: &str,
+    history: &History,
+    branch: &str,
+    new_branch: bool,
+) -> Result<()> {
+    let refuse = |reason: String, help: Option<String>| {
+        Err(Error::Promote {
+            target: branch.to_string(),
+            reason,
+            help,
+        })
+    };
+    if branch == TRUNK || branch == TRUNK_PREVIOUS {
+        return refuse(
+            format!("`{branch}` follows the publishes of {fqrn}; it moves only by publishing"),
+            Some("promote to a branch, e.g. `--to production`".into()),
+        );
+    }
+    match history.tag(branch) {
+        Some(t) if is_branch_tag(t) => return Ok(()),
+        Some(t) => {
+            return refuse(
+                format!(
+                    "`{branch}` is a release tag (revision {}); release tags never move",
+                    t.revision
+                ),
+                Some("publish a new release, or promote to a branch".into()),
+            )
+        }
+        None => {}
+    }
+    if new_branch || history.branches.iter().any(|b| b.name == branch) {
+        return Ok(());
+    }
+    let branches: Vec<&str> = history
+        .tags
+        .iter()
+        .filter(|t| is_branch_tag(t))
+        .map(|t| t.name.as_str())
+        .collect();
+    let near = crate::lang::suggest::nearest(branch, branches.iter().copied());
+    let help = match near {
+        Some(n) => format!("did you mean `{n}`? To start a new branch `{branch}`, pass --create"),
+        None => format!("to start a new branch `{branch}`, pass --create"),
+    };
+    refuse(
+        format!(
+            "{fqrn} has no branch `{branch}` (branches: {})",
+            if branches.is_empty() {
+                "none".to_string()
+            } else {
+                branches.join(", ")
+            }
+        ),
+        Some(help),
+    )
 }
 
 /// The tags of a published repository, sorted by name.

@@ -16,8 +16,8 @@
 //! a fetch reports its changed NEVRA and the meta RPM the requirements that
 //! differ.
 
-use super::input::{Side, SpecSide};
 use super::locate::{self, Loc, Seg};
+use super::side::{Side, SpecSide};
 use crate::builders::names;
 use crate::eval::{Derivation, DrvId, Edge, Graph, Input};
 use crate::lock::BranchLock;
