@@ -373,12 +373,8 @@ pub fn fetch_key(repo: &str, url: &str) -> Result<Keyring, String> {
         .filter(|(d, f)| !f.is_empty() && d.contains("://") && !d.ends_with('/'))
         .ok_or_else(|| format!("`{url}` does not name a key file"))?;
     let loc = crate::repo::fetch::Location::parse(repo, dir).map_err(|e| e.to_string())?;
-    let bytes = loc.read(repo, file).map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > MAX_KEY_FILE {
-        return Err(format!(
-            "{url} is {} bytes, more than a key file can be ({MAX_KEY_FILE})",
-            bytes.len()
-        ));
-    }
+    let bytes = loc
+        .read(repo, file, MAX_KEY_FILE)
+        .map_err(|e| e.to_string())?;
     Keyring::parse(&bytes).map_err(|e| format!("{url}: {e}"))
 }
