@@ -10,4 +10,5 @@
 //! [`vfs`] is the read-only file-system interface the FUSE layer and the
 //! FUSE-less commands (`ls`, `cat`) are written against.
 
+pub mod fuse;
 pub mod vfs;
