@@ -10,6 +10,7 @@
 //! function that runs them; this file holds the command table and the
 //! options every subcommand shares ([`Global`]).
 
+pub mod client;
 mod cvmfs;
 mod diff;
 mod eval;
@@ -77,6 +78,12 @@ pub enum Command {
     Tag(cvmfs::TagArgs),
     /// Move a branch's tag to an already published release, without rebuilding.
     Promote(cvmfs::PromoteArgs),
+    /// List a directory of a CernVM-FS repository over HTTP, verified (no FUSE needed).
+    Ls(client::LsArgs),
+    /// Print a file of a CernVM-FS repository over HTTP, verified (no FUSE needed).
+    Cat(client::CatArgs),
+    /// Copy a CernVM-FS repository (every tagged revision) into a Stratum-1 directory, verified; only new objects.
+    Replicate(client::ReplicateArgs),
 }
 
 /// Entry point used by `main`; returns the process exit code.
@@ -127,6 +134,9 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Diff(a) => diff::diff_cmd(&g, a),
         Command::Tag(a) => cvmfs::tag_cmd(&g, a),
         Command::Promote(a) => cvmfs::promote_cmd(&g, a),
+        Command::Ls(a) => client::ls_cmd(a),
+        Command::Cat(a) => client::cat_cmd(a),
+        Command::Replicate(a) => client::replicate_cmd(a),
     }
 }
 
