@@ -19,6 +19,7 @@ mod eval_ids;
 mod extract_caps;
 mod extract_hostile;
 mod extract_rpm;
+mod fuse_mount;
 mod image_cpio;
 mod image_errors;
 mod image_rootfs;
