@@ -116,6 +116,12 @@ impl Cache {
             fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
         let size = write_atomic(&self.dir.join("txn"), &dest, write)?;
+        self.account(name, size);
+        Ok(size)
+    }
+
+    /// Records a new object and cleans up if over the quota.
+    fn account(&self, name: &str, size: u64) {
         if self.quota.is_some() {
             let mut lru = self.lru.lock().expect("cache lock");
             lru.clock += 1;
@@ -126,19 +132,18 @@ impl Cache {
             lru.total += size;
             self.cleanup(&mut lru, name);
         }
-        Ok(size)
     }
 
     /// Moves the complete file `tmp` (from [`Cache::scratch`]) into place
     /// as object `name`.
     pub fn adopt(&self, name: &str, tmp: &Path) -> Result<(), Error> {
+        let dest = self.path(name);
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
         let size = fs::metadata(tmp).map_err(|e| Error::io(tmp, e))?.len();
-        self.insert(name, |f| {
-            let mut src = fs::File::open(tmp).map_err(|e| Error::io(tmp, e))?;
-            std::io::copy(&mut src, f).map_err(|e| Error::io(tmp, e))?;
-            Ok(size)
-        })?;
-        let _ = fs::remove_file(tmp);
+        fs::rename(tmp, &dest).map_err(|e| Error::io(&dest, e))?;
+        self.account(name, size);
         Ok(())
     }
 

@@ -281,7 +281,11 @@ impl Catalog {
                 String::from_utf8_lossy(&entry.name)
             )));
         }
-        if entry.hash.is_none() && entry.flags & 4 != 0 && !entry.is_chunked() && entry.size > 0 {
+        if entry.hash.is_none()
+            && entry.mode & libc::S_IFMT == libc::S_IFREG
+            && !entry.is_chunked()
+            && entry.size > 0
+        {
             return Err(self.bad(format!(
                 "regular file {:?} has no content hash",
                 String::from_utf8_lossy(&entry.name)

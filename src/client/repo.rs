@@ -116,13 +116,15 @@ impl Repository {
         let resolved = match pin {
             Pin::Head => (m.catalog.clone(), m.catalog_size, None),
             Pin::Tag(t) => {
-                let h = self.history(m.history.as_deref())?;
+                let (h, pending) = self.history(m.history.as_deref())?;
                 let tag = h.by_tag(t)?;
+                pending.commit()?;
                 (tag.hash.clone(), Some(tag.size), Some(t.clone()))
             }
             Pin::Date(when) => {
-                let h = self.history(m.history.as_deref())?;
+                let (h, pending) = self.history(m.history.as_deref())?;
                 let tag = h.by_date(*when)?;
+                pending.commit()?;
                 (tag.hash.clone(), None, Some(tag.name.clone()))
             }
             Pin::RootHash(_) => unreachable!("handled by the caller"),
@@ -139,8 +141,9 @@ impl Repository {
     }
 
     /// Reads the history database named by the manifest, from the cache
-    /// or verified from the network (cached only once it has been read).
-    fn history(&self, hash: Option<&str>) -> Result<History, Error> {
+    /// or verified from the network; a fetched one reaches the cache only
+    /// when the caller [`Pending::commit`]s it (after the pin resolved).
+    fn history(&self, hash: Option<&str>) -> Result<(History, Pending<'_>), Error> {
         let hash = hash.ok_or_else(|| Error::NoSnapshot {
             what: format!(
                 "repository {} has no history database (no `H` in its manifest)",
@@ -152,21 +155,27 @@ impl Repository {
         let name = cache_name(&d, "H");
         let what = self.net.describe(&fetch::object_path(&d, "H"));
         if self.cache.open_object(&name).is_some() {
-            return History::read(&self.cache.path(&name), &what);
+            let h = History::read(&self.cache.path(&name), &what)?;
+            return Ok((
+                h,
+                Pending {
+                    cache: &self.cache,
+                    file: None,
+                },
+            ));
         }
         let stored = self.net.get_object(&d, "H", trust::MAX_HISTORY)?;
-        let tmp = self.cache.scratch();
-        let r = (|| {
-            let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-            fetch::inflate_into(&stored, trust::MAX_HISTORY, &mut f)
-                .map_err(|e| Error::Corrupt(format!("{what}: {e}")))?;
-            drop(f);
-            let h = History::read(&tmp, &what)?;
-            self.cache.adopt(&name, &tmp)?;
-            Ok(h)
-        })();
-        let _ = std::fs::remove_file(&tmp);
-        r
+        let pending = Pending {
+            cache: &self.cache,
+            file: Some((name, self.cache.scratch())),
+        };
+        let tmp = &pending.file.as_ref().expect("just set").1;
+        let mut f = std::fs::File::create(tmp).map_err(|e| Error::io(tmp, e))?;
+        fetch::inflate_into(&stored, trust::MAX_HISTORY, &mut f)
+            .map_err(|e| Error::Corrupt(format!("{what}: {e}")))?;
+        drop(f);
+        let h = History::read(tmp, &what)?;
+        Ok((h, pending))
     }
 
     /// The cached, verified, inflated object `d`: fetched if absent.
@@ -378,6 +387,30 @@ impl Repository {
                     String::from_utf8_lossy(&n.path)
                 ))
             }),
+        }
+    }
+}
+
+/// A verified history database in a scratch file, not yet in the cache;
+/// removed unless committed.
+struct Pending<'a> {
+    cache: &'a Cache,
+    file: Option<(String, std::path::PathBuf)>,
+}
+
+impl Pending<'_> {
+    fn commit(mut self) -> Result<(), Error> {
+        match self.file.take() {
+            Some((name, tmp)) => self.cache.adopt(&name, &tmp),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Some((_, tmp)) = &self.file {
+            let _ = std::fs::remove_file(tmp);
         }
     }
 }

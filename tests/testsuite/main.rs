@@ -10,6 +10,7 @@ mod support;
 
 mod boot_qemu;
 mod cli;
+mod client;
 mod cvmfs_crash;
 mod cvmfs_format;
 mod cvmfs_reader;
