@@ -533,7 +533,7 @@ fn publish_special(repo: &Path, keys: &Path, tar: &Path) {
 fn special_files_owners_and_capabilities_through_fuse() {
     let tmp = tempfile::tempdir().unwrap();
     let (repo, keys, tar) = (tmp.path().join("srv"), tmp.path().join("keys"), tmp.path().join("t.tar"));
-    publish_special(&repo, &keys, &tar);
+    publish_special(&repo.join("special.cern.ch"), &keys, &tar);
     let unpacked = tmp.path().join("unpacked");
     std::fs::create_dir(&unpacked).unwrap();
     let st = Command::new("tar")
