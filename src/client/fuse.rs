@@ -89,7 +89,9 @@ pub enum MountError {
     #[error("cannot mount FUSE on {path}: {source}")]
     #[diagnostic(
         code(mount::fuse),
-        help("FUSE needs /dev/fuse (`modprobe fuse`); as a user, also fusermount3 (Debian's fuse3)")
+        help(
+            "FUSE needs /dev/fuse (`modprobe fuse`); as a user, also fusermount3 (Debian's fuse3)"
+        )
     )]
     Mount {
         path: PathBuf,
@@ -422,7 +424,10 @@ fn reply_xattr(reply: ReplyXattr, size: u32, data: &[u8]) {
 impl Filesystem for Server {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // Optional speed-ups: a kernel without them still works.
-        for cap in [InitFlags::FUSE_CACHE_SYMLINKS, InitFlags::FUSE_PARALLEL_DIROPS] {
+        for cap in [
+            InitFlags::FUSE_CACHE_SYMLINKS,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+        ] {
             let _ = config.add_capabilities(cap);
         }
         Ok(())
@@ -643,8 +648,18 @@ mod tests {
                     vec![("file", 3)],
                     vec![],
                 ),
-                node(attr(3, Kind::File, 0o100644, 6, 2), b"hello\n", vec![], vec![]),
-                node(attr(4, Kind::Symlink, 0o120777, 8, 1), b"dir/file", vec![], vec![]),
+                node(
+                    attr(3, Kind::File, 0o100644, 6, 2),
+                    b"hello\n",
+                    vec![],
+                    vec![],
+                ),
+                node(
+                    attr(4, Kind::Symlink, 0o120777, 8, 1),
+                    b"dir/file",
+                    vec![],
+                    vec![],
+                ),
                 node(
                     attr(5, Kind::File, 0o104755, 3, 1),
                     b"suid",
@@ -653,7 +668,12 @@ mod tests {
                 ),
                 node(attr(6, Kind::Fifo, 0o10600, 0, 1), b"", vec![], vec![]),
                 node(null, b"", vec![], vec![]),
-                node(attr(8, Kind::File, 0o100444, 300_000, 1), &big(), vec![], vec![]),
+                node(
+                    attr(8, Kind::File, 0o100444, 300_000, 1),
+                    &big(),
+                    vec![],
+                    vec![],
+                ),
                 node(attr(9, Kind::File, 0o100644, 10, 1), b"", vec![], vec![]),
             ];
             MemFs(nodes.into_iter().map(|n| (n.attr.ino, n)).collect())
@@ -692,7 +712,9 @@ mod tests {
         }
         fn read(&self, ino: Ino, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
             if ino == 9 {
-                return Err(FsError::Io("object 9f00 from http://x/: hash mismatch".into()));
+                return Err(FsError::Io(
+                    "object 9f00 from http://x/: hash mismatch".into(),
+                ));
             }
             let data = &self.node(ino)?.data;
             let start = (offset as usize).min(data.len());
@@ -701,7 +723,11 @@ mod tests {
         }
         fn listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>, FsError> {
             let node = self.node(ino)?;
-            Ok(node.xattrs.iter().map(|(n, _)| n.as_bytes().to_vec()).collect())
+            Ok(node
+                .xattrs
+                .iter()
+                .map(|(n, _)| n.as_bytes().to_vec())
+                .collect())
         }
         fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>, FsError> {
             let node = self.node(ino)?;
@@ -735,7 +761,11 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || tx.send(m.wait().map_err(|e| e.to_string())));
         let ended = rx.recv_timeout(Duration::from_secs(10));
-        assert_eq!(ended, Ok(Ok(())), "session did not end cleanly after unmount");
+        assert_eq!(
+            ended,
+            Ok(Ok(())),
+            "session did not end cleanly after unmount"
+        );
     }
 
     fn run(cmd: &str, args: &[&str]) -> String {
@@ -743,7 +773,11 @@ mod tests {
             .args(args)
             .output()
             .unwrap_or_else(|e| panic!("{cmd} is needed (bash .ci/deps): {e}"));
-        assert!(out.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{cmd} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -760,15 +794,40 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
-        assert_eq!(names, ["big", "broken", "dir", "fifo", "hard", "link", "null", "suid"]);
+        assert_eq!(
+            names,
+            ["big", "broken", "dir", "fifo", "hard", "link", "null", "suid"]
+        );
 
         let mem = MemFs::new();
-        for (rel, ino) in [("", 1), ("dir", 2), ("dir/file", 3), ("link", 4), ("suid", 5)] {
+        for (rel, ino) in [
+            ("", 1),
+            ("dir", 2),
+            ("dir/file", 3),
+            ("link", 4),
+            ("suid", 5),
+        ] {
             let a = mem.getattr(ino).unwrap();
             let m = md(rel);
             assert_eq!(
-                (m.ino(), m.mode(), m.size(), m.uid(), m.gid(), m.nlink(), m.mtime()),
-                (a.ino, a.mode, a.size, a.uid, a.gid, u64::from(a.nlink), a.mtime),
+                (
+                    m.ino(),
+                    m.mode(),
+                    m.size(),
+                    m.uid(),
+                    m.gid(),
+                    m.nlink(),
+                    m.mtime()
+                ),
+                (
+                    a.ino,
+                    a.mode,
+                    a.size,
+                    a.uid,
+                    a.gid,
+                    u64::from(a.nlink),
+                    a.mtime
+                ),
                 "{rel}"
             );
         }
@@ -780,7 +839,10 @@ mod tests {
         assert!(md("null").file_type().is_char_device());
         assert_eq!(md("null").rdev(), libc::makedev(1, 3));
 
-        assert_eq!(std::fs::read_link(p("link")).unwrap(), Path::new("dir/file"));
+        assert_eq!(
+            std::fs::read_link(p("link")).unwrap(),
+            Path::new("dir/file")
+        );
         assert_eq!(std::fs::read(p("link")).unwrap(), b"hello\n");
         assert_eq!(std::fs::read(p("big")).unwrap(), big());
 
@@ -788,14 +850,21 @@ mod tests {
         let err = std::fs::read(p("broken")).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
         assert!(
-            logged.lock().unwrap().iter().any(|l| l.contains("hash mismatch")),
+            logged
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("hash mismatch")),
             "{:?}",
             logged.lock().unwrap()
         );
         let err = std::fs::metadata(p("missing")).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
         // Read-only: writes are refused by the kernel.
-        let err = std::fs::OpenOptions::new().write(true).open(p("big")).unwrap_err();
+        let err = std::fs::OpenOptions::new()
+            .write(true)
+            .open(p("big"))
+            .unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
 
         // Extended attributes as getfattr and getcap see them.
@@ -808,7 +877,10 @@ mod tests {
 
         // Busy: already a mount point; and a non-empty directory.
         assert!(matches!(check_mountpoint(&mnt), Err(MountError::Busy(_))));
-        assert!(matches!(check_mountpoint(tmp.path()), Err(MountError::NotEmpty(_))));
+        assert!(matches!(
+            check_mountpoint(tmp.path()),
+            Err(MountError::NotEmpty(_))
+        ));
 
         // Unmounted by anyone's umount: the session ends.
         run("umount", &[root]);
@@ -836,8 +908,14 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("f");
         std::fs::write(&file, b"x").unwrap();
-        assert!(matches!(check_mountpoint(&file), Err(MountError::NotDirectory(_))));
-        assert!(matches!(check_mountpoint(tmp.path()), Err(MountError::NotEmpty(_))));
+        assert!(matches!(
+            check_mountpoint(&file),
+            Err(MountError::NotDirectory(_))
+        ));
+        assert!(matches!(
+            check_mountpoint(tmp.path()),
+            Err(MountError::NotEmpty(_))
+        ));
         assert!(matches!(
             check_mountpoint(&tmp.path().join("nope")),
             Err(MountError::MountPoint { .. })

@@ -70,7 +70,11 @@ impl Nginx {
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nginx did not start: {}", n.log("error.log"));
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not start: {}",
+                n.log("error.log")
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         n
@@ -115,7 +119,11 @@ impl Mounted {
             if let Some(st) = self.child.try_wait().unwrap() {
                 return (st.code(), self.log());
             }
-            assert!(Instant::now() < deadline, "mount did not exit:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "mount did not exit:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -157,7 +165,11 @@ fn mount(bin: &str, mnt: &Path, args: &[&str], log: &Path) -> Mounted {
         if let Some(st) = m.child.try_wait().unwrap() {
             panic!("mount exited ({st}) before mounting:\n{}", m.log());
         }
-        assert!(Instant::now() < deadline, "not mounted after 60 s:\n{}", m.log());
+        assert!(
+            Instant::now() < deadline,
+            "not mounted after 60 s:\n{}",
+            m.log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     m
@@ -202,9 +214,9 @@ fn scan(root: &Path) -> (BTreeMap<String, Entry>, BTreeSet<Vec<String>>) {
             target: ft
                 .is_symlink()
                 .then(|| std::fs::read_link(e.path()).unwrap()),
-            data: ft.is_file().then(|| {
-                std::fs::read(e.path()).unwrap_or_else(|err| panic!("{rel}: {err}"))
-            }),
+            data: ft
+                .is_file()
+                .then(|| std::fs::read(e.path()).unwrap_or_else(|err| panic!("{rel}: {err}"))),
         };
         out.insert(rel, entry);
     }
@@ -219,14 +231,23 @@ fn xattrs(root: &Path) -> BTreeMap<String, Vec<String>> {
         .current_dir(root)
         .output()
         .expect("getfattr is needed (Debian's attr): bash .ci/deps");
-    assert!(out.status.success(), "getfattr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "getfattr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut current = String::new();
     for line in String::from_utf8(out.stdout).unwrap().lines() {
         if let Some(p) = line.strip_prefix("# file: ") {
-            current = format!("/{}", p.strip_prefix("./").unwrap_or(p).trim_start_matches('.'));
+            current = format!(
+                "/{}",
+                p.strip_prefix("./").unwrap_or(p).trim_start_matches('.')
+            );
         } else if !line.is_empty() {
-            map.entry(current.clone()).or_default().push(line.to_string());
+            map.entry(current.clone())
+                .or_default()
+                .push(line.to_string());
         }
     }
     map
@@ -286,7 +307,10 @@ fn compare(mnt: &Path, exported: &Path, unpacked: &Path) {
     }
     for (p, m) in &mounted {
         let special = matches!(m.mode & 0o170000, 0o010000 | 0o020000 | 0o060000 | 0o140000);
-        assert!(export.contains_key(p) || special, "{p} mounted, not exported");
+        assert!(
+            export.contains_key(p) || special,
+            "{p} mounted, not exported"
+        );
     }
 }
 
@@ -310,7 +334,11 @@ fn getfattr(path: &Path, name: &str) -> String {
         .arg(path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "getfattr -n {name}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "getfattr -n {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -323,13 +351,28 @@ fn mounted_tags_equal_their_exports() {
         let out = f.path(branch).display().to_string();
         let tar = f.path(&format!("{branch}.tar")).display().to_string();
         let o = f.run(&[
-            "realize", spec, "--branch", branch, "--offline", "--out", &out, "--tar", &tar,
+            "realize",
+            spec,
+            "--branch",
+            branch,
+            "--offline",
+            "--out",
+            &out,
+            "--tar",
+            &tar,
         ]);
         assert!(o.status.success(), "realize {branch}:\n{}", text(&o));
         let unpacked = f.path(&format!("{branch}.unpacked"));
         std::fs::create_dir(&unpacked).unwrap();
         let st = Command::new("tar")
-            .args(["--xattrs", "--xattrs-include=*", "--numeric-owner", "-xpf", &tar, "-C"])
+            .args([
+                "--xattrs",
+                "--xattrs-include=*",
+                "--numeric-owner",
+                "-xpf",
+                &tar,
+                "-C",
+            ])
             .arg(&unpacked)
             .status()
             .unwrap();
@@ -397,7 +440,11 @@ fn mounted_tags_equal_their_exports() {
     let args = client_args(tag);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut m = mount(CLIENT_BIN, &mnt, &args, &f.path("mount2.log"));
-    compare(&mnt, &f.path("development"), &f.path("development.unpacked"));
+    compare(
+        &mnt,
+        &f.path("development"),
+        &f.path("development.unpacked"),
+    );
     assert_eq!(getfattr(&mnt, "user.tag"), tag);
     assert_eq!(&getfattr(&mnt, "user.root_hash"), &tags[tag].1);
     let st = Command::new("umount").arg(&mnt).status().unwrap();
@@ -408,7 +455,9 @@ fn mounted_tags_equal_their_exports() {
 }
 
 /// A v2 `security.capability` value: cap_net_raw=ep.
-const CAP_NET_RAW: [u8; 20] = [1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+const CAP_NET_RAW: [u8; 20] = [
+    1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+];
 
 /// What the bundled example lacks, published with the library: setuid
 /// and setgid files, a sticky directory, owners other than root (from the
@@ -446,7 +495,8 @@ fn publish_special(repo: &Path, keys: &Path, tar: &Path) {
         e
     };
     let mut ping = file("ping", b"#!/bin/sh\necho ping\n", 0o755);
-    ping.xattrs.insert("security.capability".into(), CAP_NET_RAW.to_vec());
+    ping.xattrs
+        .insert("security.capability".into(), CAP_NET_RAW.to_vec());
     let node = |name: &str, node: Node, mode: u16| Entry::root_owned(name, node, mode);
     let root = store
         .put_tree(
@@ -456,7 +506,11 @@ fn publish_special(repo: &Path, keys: &Path, tar: &Path) {
                     vec![
                         file("su", b"#!/bin/sh\necho su\n", 0o4755),
                         ping,
-                        owned(file("wall", b"#!/bin/sh\necho wall\n", 0o2755), "root", "staff"),
+                        owned(
+                            file("wall", b"#!/bin/sh\necho wall\n", 0o2755),
+                            "root",
+                            "staff",
+                        ),
                     ],
                     0o755,
                 ),
@@ -464,7 +518,11 @@ fn publish_special(repo: &Path, keys: &Path, tar: &Path) {
                     "dev",
                     vec![
                         node("null", Node::CharDevice { major: 1, minor: 3 }, 0o666),
-                        owned(node("sda", Node::BlockDevice { major: 8, minor: 0 }, 0o660), "root", "staff"),
+                        owned(
+                            node("sda", Node::BlockDevice { major: 8, minor: 0 }, 0o660),
+                            "root",
+                            "staff",
+                        ),
                         node("initctl", Node::Fifo, 0o600),
                     ],
                     0o755,
@@ -492,14 +550,28 @@ fn publish_special(repo: &Path, keys: &Path, tar: &Path) {
                 ),
                 dir(
                     "lib",
-                    vec![linked("a"), linked("b"), file("c", b"one file, two names\n", 0o644)],
+                    vec![
+                        linked("a"),
+                        linked("b"),
+                        file("c", b"one file, two names\n", 0o644),
+                    ],
                     0o755,
                 ),
-                node("su", Node::Symlink { target: "bin/su".into() }, 0o777),
+                node(
+                    "su",
+                    Node::Symlink {
+                        target: "bin/su".into(),
+                    },
+                    0o777,
+                ),
                 dir("tmp", vec![], 0o1777),
                 dir(
                     "usr",
-                    vec![dir("share", vec![file("readme", &vec![b'x'; 300_000], 0o444)], 0o755)],
+                    vec![dir(
+                        "share",
+                        vec![file("readme", &vec![b'x'; 300_000], 0o444)],
+                        0o755,
+                    )],
                     0o755,
                 ),
             ])
@@ -532,7 +604,11 @@ fn publish_special(repo: &Path, keys: &Path, tar: &Path) {
 #[test]
 fn special_files_owners_and_capabilities_through_fuse() {
     let tmp = tempfile::tempdir().unwrap();
-    let (repo, keys, tar) = (tmp.path().join("srv"), tmp.path().join("keys"), tmp.path().join("t.tar"));
+    let (repo, keys, tar) = (
+        tmp.path().join("srv"),
+        tmp.path().join("keys"),
+        tmp.path().join("t.tar"),
+    );
     publish_special(&repo.join("special.cern.ch"), &keys, &tar);
     let unpacked = tmp.path().join("unpacked");
     std::fs::create_dir(&unpacked).unwrap();
@@ -590,7 +666,10 @@ fn special_files_owners_and_capabilities_through_fuse() {
     let md = |p: &str| std::fs::symlink_metadata(mnt.join(p)).unwrap();
     assert_eq!(md("lib/a").ino(), md("lib/b").ino());
     assert_ne!(md("lib/a").ino(), md("lib/c").ino());
-    let getcap = Command::new("getcap").arg(mnt.join("bin/ping")).output().unwrap();
+    let getcap = Command::new("getcap")
+        .arg(mnt.join("bin/ping"))
+        .output()
+        .unwrap();
     let caps = String::from_utf8_lossy(&getcap.stdout);
     assert!(caps.contains("cap_net_raw=ep"), "{caps}");
     assert_eq!(getfattr(&mnt, "user.fqrn"), "special.cern.ch");
