@@ -537,7 +537,11 @@ fn kill_9_mid_write_leaves_no_object() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "store_fs::child_writer_for_kill_test", "--test-threads=1"])
+        .args([
+            "--exact",
+            "store_fs::child_writer_for_kill_test",
+            "--test-threads=1",
+        ])
         .env("CVMBUILD_KILL_TEST_STORE", &root)
         .stdout(std::process::Stdio::null())
         .spawn()
