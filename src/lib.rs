@@ -8,14 +8,15 @@
 //!  -> eval (values -> typed releases -> derivation graph, pinned by solve + lock)
 //!      -> repo  (yum repodata -> package pool, RPM version/dependency semantics)
 //!      -> solve (pool + shopping list -> optimal closed package set)
-//!  -> build (scheduler) -> builders (fetch, extract, assemble, ...) -> store
+//!  -> build (scheduler) -> builders (registry: fetch, extract, assemble, ...) -> store
 //!  -> cvmfs / image (published outputs)
 //!  -> diff (compares two releases)
 //! client (reads a published repository back over HTTP: mount, ls, cat, replicate)
 //! ```
 //!
-//! `cli` is the only module that prints; everything else returns values or
-//! errors.
+//! `drv` (derivations and their ids) and `store` are what everything else
+//! stands on. `cli` is the only module that prints; everything else returns
+//! values or typed errors, which `cli` maps to exit codes and diagnostics.
 
 pub mod build;
 pub mod builders;
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod client;
 pub mod cvmfs;
 pub mod diff;
+pub mod drv;
 pub mod eval;
 pub mod image;
 pub mod lang;

@@ -4,7 +4,7 @@
 //! the store alone can answer `show ID`, `log` and `diff`, and the garbage
 //! collector can follow a rooted derivation to its inputs.
 
-use crate::eval::drv::FORMAT;
+use crate::drv::FORMAT;
 use crate::eval::{Derivation, DrvId, Graph};
 use crate::store::FsStore;
 

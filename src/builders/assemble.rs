@@ -9,7 +9,7 @@
 //! content, mode and owner; anything else is a conflict naming both
 //! packages and the path, unless the spec's `prefer` map names the winner.
 
-use crate::store::{self, Entry, Hash, Node, Store, Tree};
+use crate::store::{self, Entry, Hash, Node, Output, Root, Store, Tree};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -243,9 +243,80 @@ fn record_unmerged(
     Ok(())
 }
 
+/// The `assemble` builder: merges the `pkg:NEVRA` input trees into the OS
+/// tree, with the ownership manifest and the scriptlets not run as blobs.
+pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
+    let mut packages = Vec::new();
+    let mut scriptlets = Vec::new();
+    for (role, out) in &cx.inputs {
+        let Some(nevra) = role.strip_prefix("pkg:") else {
+            continue;
+        };
+        let Root::Tree { hash } = out.root else {
+            return Err(format!("assemble: {nevra} is not a tree").into());
+        };
+        if let Some(m) = out.meta.get("manifest").and_then(|h| Hash::from_hex(h)) {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut cx.store.open_blob(&m)?, &mut bytes)?;
+            let manifest: super::extract::Manifest = serde_json::from_slice(&bytes)?;
+            for s in manifest.scriptlets {
+                scriptlets.push(format!("{nevra} %{}", s.kind));
+            }
+        }
+        packages.push(PackageTree {
+            nevra: nevra.to_string(),
+            name: name_of(nevra).to_string(),
+            tree: hash,
+        });
+    }
+    let prefer: BTreeMap<String, String> = serde_json::from_value(cx.param("prefer")?.clone())?;
+    let a = assemble(cx.store, &packages, &prefer)?;
+    let manifest = cx
+        .store
+        .put_blob(&mut manifest_json(&a.owners).as_slice())?;
+    let not_run = cx
+        .store
+        .put_blob(&mut serde_json::to_vec(&scriptlets)?.as_slice())?;
+    cx.log(format!(
+        "{} packages, {} paths; {} scriptlets not run",
+        packages.len(),
+        a.owners.len(),
+        scriptlets.len()
+    ));
+    for s in &scriptlets {
+        cx.log(format!("not run: {s}"));
+    }
+    Ok(Output {
+        root: Root::Tree { hash: a.tree },
+        meta: BTreeMap::from([
+            ("manifest".to_string(), manifest.hash.to_hex()),
+            ("scriptlets-not-run".to_string(), not_run.hash.to_hex()),
+        ]),
+    })
+}
+
+/// `name` of a `name-[epoch:]version-release.arch` label: version and
+/// release never contain `-`, names may.
+fn name_of(nevra: &str) -> &str {
+    let no_arch = nevra.rsplit_once('.').map_or(nevra, |(a, _)| a);
+    let mut parts = no_arch.rsplitn(3, '-');
+    let (_, _, name) = (parts.next(), parts.next(), parts.next());
+    name.unwrap_or(nevra)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn name_of_nevra() {
+        assert_eq!(name_of("bash-4.1.2-29.el6.x86_64"), "bash");
+        assert_eq!(
+            name_of("openssh-server-5.3p1-94.el6.x86_64"),
+            "openssh-server"
+        );
+        assert_eq!(name_of("perl-4:5.10.1-136.el6.x86_64"), "perl");
+    }
     use crate::store::MemStore;
 
     fn file(store: &MemStore, name: &str, content: &str) -> Entry {

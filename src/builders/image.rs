@@ -2,7 +2,7 @@
 //! ISO, raw disk or qcow2 image ([`crate::image::disk`]), with the release
 //! and branch on the kernel command line.
 
-use crate::build::{BuildCx, BuildError};
+use super::{BuildCx, Error as BuildError};
 use crate::image::{disk, paths, tools};
 use crate::store::{Node, Output, Root};
 use std::collections::BTreeMap;
@@ -44,7 +44,7 @@ pub fn build(cx: &BuildCx) -> Result<Output, BuildError> {
             .ok_or_else(|| format!("{name}: vmlinuz is not on local disk"))?,
         _ => return Err(format!("{name}: the kernel output has no vmlinuz").into()),
     };
-    let initrd = super::input_blob_path(cx, "initrd")?;
+    let initrd = cx.input_blob_path("initrd")?;
 
     let work = tempfile::Builder::new()
         .prefix("cvmbuild-image-")
@@ -62,20 +62,17 @@ pub fn build(cx: &BuildCx) -> Result<Output, BuildError> {
         "{format}: {} bytes; command line: {cmdline}",
         blob.size
     ));
-    Ok(Output {
-        root: Root::Blob {
-            hash: blob.hash,
-            size: blob.size,
-        },
-        meta: BTreeMap::from([
-            ("format".to_string(), format.clone()),
+    Ok(Output::blob(
+        blob,
+        [
+            ("format", format.clone()),
             (
-                "file".to_string(),
+                "file",
                 format!("{}-{}.{format}", p("release")?, p("version")?),
             ),
-            ("cmdline".to_string(), cmdline),
-        ]),
-    })
+            ("cmdline", cmdline),
+        ],
+    ))
 }
 
 /// The spec's command line plus what the booted system needs to know

@@ -2,7 +2,7 @@
 //! OS tree, package trees, the trimmed kernel's modules, the spec's files
 //! and init script, as a compressed `newc` cpio archive.
 
-use crate::build::{BuildCx, BuildError};
+use super::{BuildCx, Error as BuildError};
 use crate::image::{compress::Compression, cpio, elf, initrd, paths};
 use crate::store::{Output, Root};
 use serde_json::Value as Json;
@@ -61,20 +61,14 @@ pub fn build(cx: &BuildCx) -> Result<Output, BuildError> {
         members.len(),
         blob.size
     ));
-    Ok(Output {
-        root: Root::Blob {
-            hash: blob.hash,
-            size: blob.size,
-        },
-        meta: BTreeMap::from([
-            (
-                "compression".to_string(),
-                format!("{compression:?}").to_lowercase(),
-            ),
-            ("entries".to_string(), members.len().to_string()),
-            ("cpio-bytes".to_string(), size.to_string()),
-        ]),
-    })
+    Ok(Output::blob(
+        blob,
+        [
+            ("compression", format!("{compression:?}").to_lowercase()),
+            ("entries", members.len().to_string()),
+            ("cpio-bytes", size.to_string()),
+        ],
+    ))
 }
 
 /// Inline text from the parameters, or the bytes of the source input

@@ -2,7 +2,7 @@
 //! kernel package, with the size before and after trimming in the log, and
 //! the spec's `kernel.config` checked against the package's own config.
 
-use crate::build::{BuildCx, BuildError};
+use super::{BuildCx, Error as BuildError};
 use crate::image::kernel;
 use crate::store::{Output, Root};
 use std::collections::BTreeMap;

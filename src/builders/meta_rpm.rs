@@ -62,6 +62,20 @@ impl MetaRpm {
     }
 }
 
+/// The `meta-rpm` builder: the `cernvm-system`-style RPM as a blob.
+pub fn build(cx: &super::BuildCx) -> Result<crate::store::Output, super::Error> {
+    use crate::store::Output;
+    let meta: MetaRpm = serde_json::from_value(cx.drv.params.clone())?;
+    let bytes = meta.build()?;
+    let blob = cx.store.put_blob(&mut bytes.as_slice())?;
+    cx.log(format!(
+        "{} ({} requires)",
+        meta.file_name(),
+        meta.requires.len()
+    ));
+    Ok(Output::blob(blob, [("file", meta.file_name())]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

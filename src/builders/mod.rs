@@ -1,8 +1,16 @@
 //! Builtin builders: the code that turns a derivation's inputs into its
-//! output in the store. [`run`] dispatches on the derivation's builder;
-//! each builder module has a `build(&BuildCx)` adapter next to its logic.
+//! output in the store.
+//!
+//! Every builder is a [`Builtin`]: a name and a version, which the planner
+//! writes into each derivation (so bumping a version changes the ids of
+//! everything that builder makes), and the build itself. The [`Registry`]
+//! is the one list of them that the planner ([`Def::id`]), the scheduler
+//! ([`Registry::get`]) and `diff` ([`names`]) consult. Adding a builder is
+//! one module with a `build(&BuildCx)` function and one [`Def`] line here.
 
 pub mod assemble;
+mod context;
+mod error;
 pub mod extract;
 pub mod fetch;
 pub mod filecaps;
@@ -13,156 +21,156 @@ pub mod meta_rpm;
 pub mod publish;
 pub mod rootfs;
 
-use crate::build::{BuildCx, BuildError};
-use crate::eval::Builder;
-use crate::store::{Output, Root};
-use std::collections::BTreeMap;
+pub use context::{BuildCx, Env};
+pub use error::Error;
 
-/// Runs the builder a derivation names.
-pub fn run(cx: &BuildCx) -> Result<Output, BuildError> {
-    let name = match &cx.drv.builder {
-        Builder::Builtin { name, .. } => name.as_str(),
-        Builder::External { tool, .. } => {
-            return Err(format!("{}: no builder for external tool `{tool}`", cx.drv.name).into())
+use crate::drv::Builder;
+use crate::store::Output;
+
+/// A builder the scheduler can run.
+pub trait Builtin: Sync {
+    /// The name derivations refer to it by.
+    fn name(&self) -> &str;
+    /// Bumped whenever the output for the same inputs changes.
+    fn version(&self) -> u32;
+    /// Builds `cx.drv` from its inputs into `cx.store`.
+    fn build(&self, cx: &BuildCx) -> Result<Output, Error>;
+}
+
+/// A builtin defined by a function: how cvmbuild's own builders are made.
+pub struct Def {
+    pub name: &'static str,
+    pub version: u32,
+    run: fn(&BuildCx) -> Result<Output, Error>,
+}
+
+impl Def {
+    /// The `builder` field of a derivation this builtin builds.
+    pub fn id(&self) -> Builder {
+        Builder::builtin(self.name, self.version)
+    }
+}
+
+impl Builtin for Def {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn version(&self) -> u32 {
+        self.version
+    }
+    fn build(&self, cx: &BuildCx) -> Result<Output, Error> {
+        (self.run)(cx)
+    }
+}
+
+/// Builder names, for code that matches on a derivation's builder.
+pub mod names {
+    pub const FETCH: &str = "fetch";
+    pub const EXTRACT: &str = "extract";
+    pub const ASSEMBLE: &str = "assemble";
+    pub const META_RPM: &str = "meta-rpm";
+    pub const KERNEL: &str = "kernel";
+    pub const INITRD: &str = "initrd";
+    pub const ROOTFS: &str = "rootfs";
+    pub const IMAGE: &str = "image";
+    pub const PUBLISH: &str = "publish";
+}
+
+pub const FETCH: Def = Def {
+    name: names::FETCH,
+    version: 1,
+    run: fetch::build,
+};
+pub const EXTRACT: Def = Def {
+    name: names::EXTRACT,
+    version: 2,
+    run: extract::build,
+};
+pub const ASSEMBLE: Def = Def {
+    name: names::ASSEMBLE,
+    version: 1,
+    run: assemble::build,
+};
+pub const META_RPM: Def = Def {
+    name: names::META_RPM,
+    version: 1,
+    run: meta_rpm::build,
+};
+pub const KERNEL: Def = Def {
+    name: names::KERNEL,
+    version: 1,
+    run: kernel::build,
+};
+pub const INITRD: Def = Def {
+    name: names::INITRD,
+    version: 2,
+    run: initrd::build,
+};
+pub const ROOTFS: Def = Def {
+    name: names::ROOTFS,
+    version: 2,
+    run: rootfs::build,
+};
+pub const IMAGE: Def = Def {
+    name: names::IMAGE,
+    version: 1,
+    run: image::build,
+};
+pub const PUBLISH: Def = Def {
+    name: names::PUBLISH,
+    version: 1,
+    run: publish::build,
+};
+
+/// The builders a scheduler may run, by name.
+pub struct Registry<'a> {
+    builtins: Vec<&'a dyn Builtin>,
+}
+
+impl<'a> Registry<'a> {
+    /// cvmbuild's own builders.
+    pub fn standard() -> Registry<'static> {
+        Registry {
+            builtins: vec![
+                &FETCH, &EXTRACT, &ASSEMBLE, &META_RPM, &KERNEL, &INITRD, &ROOTFS, &IMAGE, &PUBLISH,
+            ],
         }
-    };
-    match name {
-        "fetch" => fetch::build(cx),
-        "extract" => extract_build(cx),
-        "assemble" => assemble_build(cx),
-        "meta-rpm" => meta_rpm_build(cx),
-        "kernel" => kernel::build(cx),
-        "initrd" => initrd::build(cx),
-        "image" => image::build(cx),
-        "rootfs" => rootfs::build(cx),
-        "publish" => publish::build(cx),
-        other => Err(format!(
-            "{}: builder `{other}` is not implemented in this version of cvmbuild",
-            cx.drv.name
-        )
-        .into()),
     }
-}
 
-/// The single input blob of a derivation, as a local file path (the store
-/// keeps blobs as files; other backends would copy to a temp file here).
-fn input_blob_path(cx: &BuildCx, role: &str) -> Result<std::path::PathBuf, BuildError> {
-    match cx.inputs.get(role).map(|o| &o.root) {
-        Some(Root::Blob { hash, .. }) => cx
-            .store
-            .local_blob_path(hash)
-            .ok_or_else(|| format!("{}: input `{role}` is not on local disk", cx.drv.name).into()),
-        _ => Err(format!("{}: input `{role}` is not a file", cx.drv.name).into()),
+    /// A registry of exactly these builders (tests run the scheduler on
+    /// fakes).
+    pub fn new(builtins: Vec<&'a dyn Builtin>) -> Registry<'a> {
+        Registry { builtins }
     }
-}
 
-fn extract_build(cx: &BuildCx) -> Result<Output, BuildError> {
-    let path = input_blob_path(cx, "rpm")?;
-    let repo = cx.inputs["rpm"]
-        .meta
-        .get("repo")
-        .map_or("?", String::as_str);
-    let x = extract::extract(cx.store, &path)
-        .map_err(|e| format!("{} from repository `{repo}`: {e}", cx.drv.name))?;
-    cx.log(format!(
-        "{}: {} paths, {} scriptlets recorded (not run)",
-        x.manifest.nevra,
-        x.manifest.files.len(),
-        x.manifest.scriptlets.len()
-    ));
-    Ok(x.to_output(cx.store)?)
-}
-
-/// `name` of a `name-[epoch:]version-release.arch` label: version and
-/// release never contain `-`, names may.
-fn name_of(nevra: &str) -> &str {
-    let no_arch = nevra.rsplit_once('.').map_or(nevra, |(a, _)| a);
-    let mut parts = no_arch.rsplitn(3, '-');
-    let (_, _, name) = (parts.next(), parts.next(), parts.next());
-    name.unwrap_or(nevra)
-}
-
-fn assemble_build(cx: &BuildCx) -> Result<Output, BuildError> {
-    let mut packages = Vec::new();
-    let mut scriptlets = Vec::new();
-    for (role, out) in &cx.inputs {
-        let Some(nevra) = role.strip_prefix("pkg:") else {
-            continue;
-        };
-        let Root::Tree { hash } = out.root else {
-            return Err(format!("assemble: {nevra} is not a tree").into());
-        };
-        if let Some(m) = out
-            .meta
-            .get("manifest")
-            .and_then(|h| crate::store::Hash::from_hex(h))
-        {
-            let mut bytes = Vec::new();
-            std::io::Read::read_to_end(&mut cx.store.open_blob(&m)?, &mut bytes)?;
-            let manifest: extract::Manifest = serde_json::from_slice(&bytes)?;
-            for s in manifest.scriptlets {
-                scriptlets.push(format!("{nevra} %{}", s.kind));
+    /// The builtin that builds derivations naming `builder`. A derivation
+    /// planned by another version of a builder cannot be built by this
+    /// one: its output would not be what its id promises.
+    pub fn get(&self, builder: &Builder) -> Result<&'a dyn Builtin, Error> {
+        let (name, version) = match builder {
+            Builder::Builtin { name, version } => (name.as_str(), *version),
+            Builder::External { tool, .. } => {
+                return Err(Error::NoBuilder {
+                    builder: builder.to_string(),
+                    why: format!("external tool `{tool}` has no builder"),
+                })
             }
+        };
+        let Some(b) = self.builtins.iter().find(|b| b.name() == name) else {
+            return Err(Error::NoBuilder {
+                builder: builder.to_string(),
+                why: "no such builtin in this version of cvmbuild".into(),
+            });
+        };
+        if b.version() != version {
+            return Err(Error::NoBuilder {
+                builder: builder.to_string(),
+                why: format!(
+                    "this cvmbuild has version {} of it; evaluate the spec again",
+                    b.version()
+                ),
+            });
         }
-        packages.push(assemble::PackageTree {
-            nevra: nevra.to_string(),
-            name: name_of(nevra).to_string(),
-            tree: hash,
-        });
-    }
-    let prefer: BTreeMap<String, String> = serde_json::from_value(cx.param("prefer")?.clone())?;
-    let a = assemble::assemble(cx.store, &packages, &prefer)?;
-    let manifest = cx
-        .store
-        .put_blob(&mut assemble::manifest_json(&a.owners).as_slice())?;
-    let not_run = cx
-        .store
-        .put_blob(&mut serde_json::to_vec(&scriptlets)?.as_slice())?;
-    cx.log(format!(
-        "{} packages, {} paths; {} scriptlets not run",
-        packages.len(),
-        a.owners.len(),
-        scriptlets.len()
-    ));
-    for s in &scriptlets {
-        cx.log(format!("not run: {s}"));
-    }
-    Ok(Output {
-        root: Root::Tree { hash: a.tree },
-        meta: BTreeMap::from([
-            ("manifest".to_string(), manifest.hash.to_hex()),
-            ("scriptlets-not-run".to_string(), not_run.hash.to_hex()),
-        ]),
-    })
-}
-
-fn meta_rpm_build(cx: &BuildCx) -> Result<Output, BuildError> {
-    let meta: meta_rpm::MetaRpm = serde_json::from_value(cx.drv.params.clone())?;
-    let bytes = meta.build()?;
-    let blob = cx.store.put_blob(&mut bytes.as_slice())?;
-    cx.log(format!(
-        "{} ({} requires)",
-        meta.file_name(),
-        meta.requires.len()
-    ));
-    Ok(Output {
-        root: Root::Blob {
-            hash: blob.hash,
-            size: blob.size,
-        },
-        meta: BTreeMap::from([("file".to_string(), meta.file_name())]),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn name_of_nevra() {
-        assert_eq!(super::name_of("bash-4.1.2-29.el6.x86_64"), "bash");
-        assert_eq!(
-            super::name_of("openssh-server-5.3p1-94.el6.x86_64"),
-            "openssh-server"
-        );
-        assert_eq!(super::name_of("perl-4:5.10.1-136.el6.x86_64"), "perl");
+        Ok(*b)
     }
 }

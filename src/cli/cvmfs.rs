@@ -105,16 +105,47 @@ pub(super) fn tag_cmd(g: &Global, a: TagArgs) -> Result<i32> {
         );
         return Ok(0);
     }
-    for t in &tags {
-        println!(
-            "{:<24} revision {:<4} {} {}",
-            t.name,
-            t.revision,
-            t.hash,
-            if t.branch.is_empty() { "-" } else { &t.branch }
-        );
+    let rows: Vec<[String; 5]> = tags
+        .iter()
+        .map(|t| {
+            [
+                t.name.clone(),
+                t.revision.to_string(),
+                utc(t.timestamp),
+                t.hash.clone(),
+                if t.branch.is_empty() { "-" } else { &t.branch }.to_string(),
+            ]
+        })
+        .collect();
+    let header = ["TAG", "REVISION", "PUBLISHED", "ROOT CATALOG", "BRANCH"].map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    for r in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = r
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
     }
     Ok(0)
+}
+
+/// RFC 3339 UTC (`YYYY-MM-DDThh:mm:ssZ`) of seconds since the epoch: one
+/// word, so the table splits on whitespace.
+fn utc(t: u64) -> String {
+    let (days, secs) = ((t / 86400) as i64, t % 86400);
+    let (y, m, d) = crate::cvmfs::civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 #[derive(Args, Debug)]
@@ -124,9 +155,16 @@ pub struct PromoteArgs {
     /// The branch whose tag moves to the release.
     #[arg(long = "to", value_name = "BRANCH")]
     pub to: String,
+    /// Start the branch if the repository does not have it yet (without
+    /// this, an unknown branch is an error that suggests the nearest one).
+    #[arg(long)]
+    pub create: bool,
     /// Repository name (default: the only one in the publish directory).
     #[arg(long, value_name = "FQRN")]
     pub repository: Option<String>,
+    /// Machine-readable result on stdout.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub dirs: PublishDirs,
 }
@@ -141,10 +179,21 @@ pub(super) fn promote_cmd(g: &Global, a: PromoteArgs) -> Result<i32> {
             .map_or(0, |d| d.as_secs()),
         whitelist_days: 30,
     };
-    let t = crate::cvmfs::promote(&fqrn, &a.release, &a.to, &opts)?;
-    println!(
-        "{fqrn}: {} -> {} (revision {}, {})",
-        t.name, a.release, t.revision, t.hash
-    );
+    let t = crate::cvmfs::promote(&fqrn, &a.release, &a.to, a.create, &opts)?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "repository": fqrn, "branch": t.name, "release": a.release,
+                "revision": t.revision, "root_catalog": t.hash,
+            }))
+            .expect("plain data")
+        );
+    } else {
+        println!(
+            "{fqrn}: {} -> {} (revision {}, {})",
+            t.name, a.release, t.revision, t.hash
+        );
+    }
     Ok(0)
 }

@@ -31,9 +31,11 @@ pub struct EvalArgs {
 
 #[derive(Args, Debug)]
 pub struct ShowArgs {
-    /// The spec file (`.cvm`), or a derivation id (unique prefix) recorded in the store.
+    /// The spec file (`.cvm`), or without DRV a derivation recorded in the
+    /// store: its id or output hash (unique prefixes), a GC root name, or an
+    /// output name (`os-tree`) realized on one branch.
     pub spec: PathBuf,
-    /// A derivation: root name (`os-tree`), derivation name (`extract:bash-...`) or id prefix.
+    /// A derivation: root name (`os-tree`), derivation name (`extract:bash-...`), id prefix or output hash prefix.
     /// Without it, every derivation of the branch.
     pub drv: Option<String>,
     #[arg(long, short)]
@@ -59,6 +61,9 @@ pub struct GraphArgs {
     pub branch: Option<String>,
     #[arg(long, value_enum, default_value = "dot")]
     pub format: GraphFormat,
+    /// The same as `--format json`.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
     /// Use the lock file as is; do not read repositories.
     #[arg(long)]
     pub offline: bool,
@@ -175,13 +180,16 @@ pub(super) fn show_cmd(g: &Global, a: ShowArgs) -> Result<i32> {
     }
     let ev = eval::evaluate(&a.spec, &g.eval_options(a.branch, a.offline))?;
     let b = one_branch(&ev)?;
+    let store = g
+        .store_dir()
+        .and_then(|d| Ok(crate::store::FsStore::open(&d)?));
     let g = &b.graph;
     let selected: Vec<(&eval::DrvId, &eval::Derivation)> = match &a.drv {
         None => g.topo(),
         Some(key) => {
             let id = match g.roots.get(key) {
                 Some(id) => id,
-                None => match g.find(key).as_slice() {
+                None => match with_output(&store, g, key).as_slice() {
                     [id] => *id,
                     [] => {
                         return Err(miette!(
@@ -232,10 +240,32 @@ pub(super) fn show_cmd(g: &Global, a: ShowArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// The derivations of `graph` whose id starts with `key`, or (when the
+/// store has built them) whose output hash does.
+fn with_output<'g>(
+    store: &Result<crate::store::FsStore>,
+    graph: &'g eval::Graph,
+    key: &str,
+) -> Vec<&'g eval::DrvId> {
+    let mut ids = graph.find(key);
+    if let Ok(store) = store {
+        for id in store.drvs_by_output_prefix(key).unwrap_or_default() {
+            // A full id finds exactly itself.
+            for found in graph.find(&id) {
+                if !ids.contains(&found) {
+                    ids.push(found);
+                }
+            }
+        }
+    }
+    ids
+}
+
 pub(super) fn graph_cmd(g: &Global, a: GraphArgs) -> Result<i32> {
     let ev = eval::evaluate(&a.spec, &g.eval_options(a.branch, a.offline))?;
     let b = one_branch(&ev)?;
-    match a.format {
+    let format = if a.json { GraphFormat::Json } else { a.format };
+    match format {
         GraphFormat::Dot => print!("{}", b.graph.to_dot()),
         GraphFormat::Json => {
             let nodes: BTreeMap<&str, &eval::Derivation> = b
@@ -283,24 +313,7 @@ fn record_evaluation(g: &Global, ev: &Evaluation) {
 fn show_recorded(g: &Global, prefix: &str, as_json: bool) -> Result<i32> {
     use crate::store::Store;
     let store = crate::store::FsStore::open(&g.store_dir()?)?;
-    let id = match crate::build::records::find(&store, prefix)?.as_slice() {
-        [id] => id.clone(),
-        [] => {
-            return Err(miette!(
-                code = "cli::no-drv",
-                help = "pass a spec file, or an id that `eval` or `realize` recorded in this store",
-                "`{prefix}` is neither a spec file nor a derivation recorded in {}",
-                store.root().display()
-            ))
-        }
-        many => {
-            return Err(miette!(
-                code = "cli::ambiguous-drv",
-                "`{prefix}` matches {} derivations; give more of the id",
-                many.len()
-            ))
-        }
-    };
+    let id = super::ids::resolve(&store, prefix, Some("a spec file"))?;
     let load = |id: &str| crate::build::records::load(&store, id).map_err(|e| miette!("{e}"));
     let d = load(&id.0)?.expect("found ids have records");
     if as_json {

@@ -13,9 +13,12 @@
 pub mod client;
 mod cvmfs;
 mod diff;
+mod docs;
 mod eval;
+mod ids;
 pub mod mount;
 mod pinning;
+mod progress;
 mod realize;
 mod store;
 
@@ -33,7 +36,29 @@ Examples:
   cvmbuild realize examples/cernvm/cernvm.cvm --branch production --out /tmp/os
 
 Exit status: 0 success, 1 failure (bad spec, unsatisfiable list, failed build),
-2 bad command-line usage.";
+2 bad command-line usage.
+
+Environment (every variable cvmbuild reads; README.md, section Environment):
+  CVMBUILD_STORE        store directory when --store is not given
+  XDG_CACHE_HOME, HOME  else the store is $XDG_CACHE_HOME/cvmbuild/store (an
+                        absolute path), else $HOME/.cache/cvmbuild/store
+  CVMBUILD_PUBLISH_DIR  published CernVM-FS repositories (--publish-dir;
+                        default STORE/cvmfs)
+  CVMBUILD_KEYS_DIR     repository keys (--keys-dir; default STORE/cvmfs-keys)
+  SOURCE_DATE_EPOCH     mtime of every entry of `realize --tar` (default: the
+                        release's epoch)
+  NO_COLOR              set (to anything): no colours, even on a terminal
+  ALL_PROXY, HTTPS_PROXY, HTTP_PROXY (or lower case), NO_PROXY, no_proxy
+                        proxy for repository downloads: the first of the
+                        first three that is set is used for every URL,
+                        http and https alike; NO_PROXY lists hosts that
+                        bypass it
+  TMPDIR                scratch directories of the image builders
+  PATH                  where the image builders find mksquashfs, xorriso,
+                        mtools, mkfs.fat, syslinux and qemu-img
+
+Completions and man page: `cvmbuild completions bash|zsh|fish|elvish|powershell`,
+`cvmbuild man [--dir DIR]`.";
 
 /// Declarative, reproducible builds of CernVM-style operating systems.
 #[derive(Parser, Debug)]
@@ -87,6 +112,10 @@ pub enum Command {
     Cat(client::CatArgs),
     /// Copy a CernVM-FS repository (every tagged revision) into a Stratum-1 directory, verified; only new objects.
     Replicate(client::ReplicateArgs),
+    /// Print a shell completion script generated from these options.
+    Completions(docs::CompletionsArgs),
+    /// Print the man page (roff), or write one page per subcommand into a directory.
+    Man(docs::ManArgs),
 }
 
 /// Entry point used by `main`; returns the process exit code.
@@ -97,6 +126,8 @@ pub fn main() -> i32 {
             miette::MietteHandlerOpts::new()
                 .color(color)
                 .unicode(color)
+                // Off a terminal a message stays on one line, for grep.
+                .wrap_lines(color)
                 .context_lines(1)
                 .build(),
         )
@@ -141,6 +172,8 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Mount(a) => mount::mount_cmd(a),
         Command::Cat(a) => client::cat_cmd(a),
         Command::Replicate(a) => client::replicate_cmd(a),
+        Command::Completions(a) => docs::completions_cmd(a),
+        Command::Man(a) => docs::man_cmd(a),
     }
 }
 

@@ -29,6 +29,10 @@ pub struct UpdateArgs {
     pub names: Vec<String>,
     #[arg(long, short)]
     pub branch: Option<String>,
+    /// Machine-readable changes on stdout: per branch, `added`, `removed`
+    /// and `changed` packages.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub(super) fn why_cmd(g: &Global, a: WhyArgs) -> Result<i32> {
@@ -98,6 +102,7 @@ pub(super) fn update_cmd(g: &Global, a: UpdateArgs) -> Result<i32> {
     opts.update = Some(a.names);
     let before = crate::lock::LockFile::read(&crate::lock::path_for(&a.spec))?;
     let ev = eval::evaluate(&a.spec, &opts)?;
+    let mut report = Vec::new();
     for b in &ev.branches {
         let old: BTreeMap<&str, String> = before
             .branch
@@ -115,24 +120,50 @@ pub(super) fn update_cmd(g: &Global, a: UpdateArgs) -> Result<i32> {
             .iter()
             .map(|p| (p.name.as_str(), p.evr()))
             .collect();
-        let mut changes = 0;
+        let branch = &b.release.branch;
+        let added: BTreeMap<&str, &String> = new
+            .iter()
+            .filter(|(n, _)| !old.contains_key(*n))
+            .map(|(n, e)| (*n, e))
+            .collect();
+        let removed: BTreeMap<&str, &String> = old
+            .iter()
+            .filter(|(n, _)| !new.contains_key(*n))
+            .map(|(n, e)| (*n, e))
+            .collect();
+        let changed: BTreeMap<&str, (&String, &String)> = new
+            .iter()
+            .filter_map(|(n, e)| old.get(n).filter(|o| *o != e).map(|o| (*n, (o, e))))
+            .collect();
+        if a.json {
+            let changed: BTreeMap<_, _> = changed
+                .iter()
+                .map(|(n, (o, e))| (*n, json!({"from": o, "to": e})))
+                .collect();
+            report.push(json!({"branch": branch, "added": added, "removed": removed,
+                "changed": changed, "lock_written": ev.lock_written}));
+            continue;
+        }
+        // One list in name order, as `diff` prints closures.
         for (name, evr) in &new {
-            match old.get(name) {
-                None => println!("{}: + {name} {evr}", b.release.branch),
-                Some(o) if o != evr => println!("{}: ~ {name} {o} -> {evr}", b.release.branch),
-                _ => continue,
-            }
-            changes += 1;
-        }
-        for (name, evr) in &old {
-            if !new.contains_key(name) {
-                println!("{}: - {name} {evr}", b.release.branch);
-                changes += 1;
+            if added.contains_key(name) {
+                println!("{branch}: + {name} {evr}");
+            } else if let Some((o, _)) = changed.get(name) {
+                println!("{branch}: ~ {name} {o} -> {evr}");
             }
         }
-        if changes == 0 {
-            println!("{}: closure unchanged", b.release.branch);
+        for (name, evr) in &removed {
+            println!("{branch}: - {name} {evr}");
         }
+        if added.len() + changed.len() + removed.len() == 0 {
+            println!("{branch}: closure unchanged");
+        }
+    }
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("plain data")
+        );
     }
     report_lock(&ev);
     Ok(0)

@@ -23,6 +23,12 @@ pub struct RealizeArgs {
     /// (an image or initrd as a file).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// With `--out`: if the directory holds something other than this tree,
+    /// build the tree beside it and swap the two atomically (without it,
+    /// such a directory is refused; one holding exactly this tree is left
+    /// as it is).
+    #[arg(long, requires = "out")]
+    pub replace: bool,
     /// Write the OS tree as a reproducible tarball (mtime: $SOURCE_DATE_EPOCH, else the release's epoch).
     #[arg(long, value_name = "FILE")]
     pub tar: Option<PathBuf>,
@@ -47,8 +53,12 @@ pub struct RealizeArgs {
 
 #[derive(Args, Debug)]
 pub struct LogArgs {
-    /// Derivation id or unique prefix.
+    /// A derivation id, the hash of its output (unique prefixes of either),
+    /// a GC root name, or an output name (`os-tree`) realized on one branch.
     pub drv: String,
+    /// Print `{"drv": ID, "log": TEXT}`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 const DEFAULT_ROOTS: &[&str] = &["os-tree", "meta-rpm", "publish"];
@@ -70,7 +80,7 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
     let jobs = g
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let progress = crate::build::Progress::new(a.json);
+    let progress = super::progress::Progress::new(a.json);
     let mut summaries = Vec::new();
     let mut failed = false;
     for b in &ev.branches {
@@ -115,7 +125,7 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
             })?;
             wanted.push(id.clone());
         }
-        let env = crate::build::Env {
+        let env = crate::builders::Env {
             repos: b
                 .release
                 .repos
@@ -136,8 +146,16 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
             dry_run: a.dry_run,
         };
         let started = std::time::Instant::now();
-        let report = crate::build::realize(&b.graph, &wanted, &store, &env, &bopts, &progress)
-            .map_err(|e| miette!("{e}"))?;
+        let registry = crate::builders::Registry::standard();
+        let realizer = crate::build::Realizer {
+            store: &store,
+            state: &store,
+            registry: &registry,
+            env: &env,
+            reporter: &progress,
+            opts: bopts,
+        };
+        let mut report = realizer.realize(&b.graph, &wanted)?;
         if a.dry_run {
             let mut bytes = 0u64;
             for id in &report.plan {
@@ -162,9 +180,16 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
             summaries.push(json!({"branch": b.release.branch, "plan": report.plan, "cached": report.cached, "fetch_bytes": bytes}));
             continue;
         }
-        for (id, e) in &report.failed {
-            let name = b.graph.get(id).map_or("?", |d| d.name.as_str());
-            eprintln!("error: {name} ({}) failed: {e}", id.short());
+        let n_failed = report.failed.len();
+        let failed_ids: Vec<_> = report.failed.iter().map(|(id, _)| id.clone()).collect();
+        for (id, cause) in std::mem::take(&mut report.failed) {
+            let name = b.graph.get(&id).map_or("?", |d| d.name.as_str());
+            let failed = BuildFailed {
+                name: name.to_string(),
+                short: id.short().to_string(),
+                cause,
+            };
+            eprintln!("{:?}", miette::Report::new(failed));
         }
         if !report.skipped.is_empty() {
             eprintln!(
@@ -172,7 +197,7 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
                 report.skipped.len()
             );
         }
-        failed |= !report.failed.is_empty();
+        failed |= n_failed > 0;
         let mut outs = BTreeMap::new();
         for (n, id) in names.iter().zip(&wanted) {
             if let Some(out) = report.outputs.get(id) {
@@ -185,33 +210,32 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
                 outs.insert(n.to_string(), out.clone());
             }
         }
+        let mut exported = serde_json::Value::Null;
         if let (Some(dest), Some(out)) = (&a.out, out_root.and_then(|n| outs.get(n))) {
             let what = out_root.unwrap_or_default();
-            let said = match out.root {
+            match out.root {
                 crate::store::Root::Tree { hash } => {
-                    let r = crate::store::export_tree(&store, &hash, dest)?;
-                    let mut said = format!("({} hardlinked, {} copied", r.hardlinked, r.copied);
-                    if r.linked > 0 {
-                        said += &format!(
-                            ", {} names linked to another name of the same file",
-                            r.linked
-                        );
+                    let if_different = if a.replace {
+                        crate::store::IfDifferent::Replace
+                    } else {
+                        crate::store::IfDifferent::Refuse
+                    };
+                    let r = crate::store::export_tree_with(&store, &hash, dest, if_different)?;
+                    if !a.json {
+                        print_export(what, dest, &r);
                     }
-                    let (setid, xattrs) = (r.setid_dropped.len(), r.xattrs_dropped.len());
-                    if setid + xattrs > 0 {
-                        said += &format!(
-                            "; not applied: setuid/setgid on {setid}, file capabilities on {xattrs}; --tar keeps them"
-                        );
-                    }
-                    said + ")"
+                    exported = json!({"path": dest, "output": what, "unchanged": r.unchanged,
+                        "hardlinked": r.hardlinked, "copied": r.copied,
+                        "setid_dropped": r.setid_dropped, "xattrs_dropped": r.xattrs_dropped,
+                        "skipped": r.skipped.iter().map(|s| json!({"path": s.path, "reason": s.reason})).collect::<Vec<_>>()});
                 }
                 crate::store::Root::Blob { hash, .. } => {
                     let n = crate::store::export_blob(&store, &hash, dest)?;
-                    format!("({n} bytes)")
+                    exported = json!({"path": dest, "output": what, "bytes": n});
+                    if !a.json {
+                        eprintln!("exported {what} to {} ({n} bytes)", dest.display());
+                    }
                 }
-            };
-            if !a.json {
-                eprintln!("exported {what} to {} {said}", dest.display());
             }
         }
         if let (Some(file), Some(out)) = (&a.tar, outs.get("os-tree")) {
@@ -220,15 +244,26 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
             }
         }
         if a.json {
+            let built: std::collections::BTreeSet<&crate::eval::DrvId> =
+                report.built.iter().collect();
+            let found: Vec<_> = report
+                .outputs
+                .keys()
+                .filter(|id| !built.contains(id))
+                .collect();
+            let roots: BTreeMap<&str, &crate::eval::DrvId> =
+                names.iter().copied().zip(&wanted).collect();
             summaries.push(json!({"branch": b.release.branch, "built": report.built.len(), "cached": report.cached,
-                "failed": report.failed.len(), "outputs": outs}));
+                "failed": n_failed, "outputs": outs, "roots": roots,
+                "derivations": {"built": report.built, "found": found, "failed": failed_ids, "skipped": report.skipped},
+                "out": exported}));
         } else {
             println!(
                 "branch {}: {} built, {} cached, {} failed in {:.2} s",
                 b.release.branch,
                 report.built.len(),
                 report.cached,
-                report.failed.len(),
+                n_failed,
                 started.elapsed().as_secs_f64()
             );
             for (n, out) in &outs {
@@ -247,6 +282,62 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
         );
     }
     Ok(if failed { 1 } else { 0 })
+}
+
+/// `--out`'s summary on stderr, with every entry the export could not
+/// apply (store-layout.md: they are reported, not silently dropped).
+fn print_export(what: &str, dest: &std::path::Path, r: &crate::store::ExportReport) {
+    if r.unchanged {
+        eprintln!(
+            "{} already holds this {what}; nothing written",
+            dest.display()
+        );
+    } else {
+        let mut said = format!("({} hardlinked, {} copied", r.hardlinked, r.copied);
+        if r.linked > 0 {
+            said += &format!(
+                ", {} names linked to another name of the same file",
+                r.linked
+            );
+        }
+        eprintln!("exported {what} to {} {said})", dest.display());
+    }
+    for p in &r.setid_dropped {
+        eprintln!("note: {p}: setuid/setgid bits not applied (--tar keeps them)");
+    }
+    for p in &r.xattrs_dropped {
+        eprintln!(
+            "note: {p}: file capabilities (extended attributes) not applied (--tar keeps them)"
+        );
+    }
+    for s in &r.skipped {
+        eprintln!("note: {}: not exported: {}", s.path, s.reason);
+    }
+}
+
+/// A derivation's failure as the user sees it: once, on one line with the
+/// builder's own message, under the builder's diagnostic code, with its
+/// help and the way to the full log.
+#[derive(Debug, thiserror::Error)]
+#[error("{name} ({short}) failed: {cause}")]
+struct BuildFailed {
+    name: String,
+    short: String,
+    cause: crate::builders::Error,
+}
+
+impl miette::Diagnostic for BuildFailed {
+    fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.cause.code()
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        let log = format!("the full build log: cvmbuild log {}", self.short);
+        Some(Box::new(match self.cause.help() {
+            Some(h) => format!("{h}\n{log}"),
+            None => log,
+        }))
+    }
 }
 
 /// What the boot outputs hold, from their metadata: the kernel's module
@@ -285,36 +376,29 @@ fn file_stem(p: &std::path::Path) -> String {
 }
 
 pub(super) fn log_cmd(g: &Global, a: LogArgs) -> Result<i32> {
-    let dir = g.store_dir()?.join("logs");
-    let mut hits: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|e| miette!("cannot read {}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(&a.drv))
-        })
-        .collect();
-    hits.sort();
-    match hits.as_slice() {
-        [one] => {
-            print!(
-                "{}",
-                std::fs::read_to_string(one).map_err(|e| miette!("{}: {e}", one.display()))?
-            );
+    let store = crate::store::FsStore::open(&g.store_dir()?)?;
+    let id = super::ids::resolve(&store, &a.drv, None)?;
+    let path = store.log_path(&id.0)?;
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({"drv": id, "log": text}))
+                        .expect("plain data")
+                );
+            } else {
+                print!("{text}");
+            }
             Ok(0)
         }
-        [] => Err(miette!(
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(miette!(
             code = "cli::no-log",
-            "no build log for `{}` in {}",
-            a.drv,
-            dir.display()
+            help = "a derivation has a log once `realize` has built it in this store",
+            "derivation {id} has no build log in {}",
+            store.root().display()
         )),
-        many => Err(miette!(
-            code = "cli::ambiguous-drv",
-            "`{}` matches {} logs; give more of the id",
-            a.drv,
-            many.len()
-        )),
+        Err(e) => Err(miette!("{}: {e}", path.display())),
     }
 }
 

@@ -22,7 +22,8 @@ pub(super) fn gc_cmd(g: &Global, a: GcArgs) -> Result<i32> {
     let dir = g.store_dir()?;
     let store = crate::store::FsStore::open(&dir)?;
     let inputs_of = |id: &str| crate::build::records::inputs_of(&store, id);
-    let r = crate::store::gc(&store, &inputs_of, a.dry_run)?;
+    let waiting = || eprintln!("gc: waiting for running builds to finish");
+    let r = crate::store::gc(&store, &inputs_of, a.dry_run, &waiting)?;
     let cache_dir = super::repodata_cache(&dir);
     let keep = std::time::Duration::from_secs(a.cache_days.saturating_mul(86400));
     let c = crate::repo::prune_cache(&cache_dir, keep, a.dry_run)
@@ -68,19 +69,41 @@ pub(super) fn gc_cmd(g: &Global, a: GcArgs) -> Result<i32> {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum RootCommand {
-    /// Keep TARGET: a derivation id (prefix; keeps its output and its inputs' outputs) or a tree or blob hash.
-    Add { name: String, target: String },
+    /// Keep TARGET: a tree or blob hash, or a derivation (keeps its output
+    /// and its inputs' outputs): its id or output hash (unique prefixes), a
+    /// root name, or an output name realized on one branch.
+    Add {
+        name: String,
+        target: String,
+        /// Print the root as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Stop keeping what root NAME keeps (the next `gc` may delete it).
     Remove { name: String },
-    /// Print every root.
-    List,
+    /// Print every root: name, kind (drv, tree, blob), what it keeps.
+    List {
+        /// `[{"name", "kind", "target"}]` on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A root's kind and target as printed: `drv ID`, `tree HASH`, `blob HASH`.
+fn root_parts(root: &crate::store::GcRoot) -> (&'static str, String) {
+    use crate::store::GcRoot;
+    match root {
+        GcRoot::Tree(h) => ("tree", h.to_hex()),
+        GcRoot::Blob(h) => ("blob", h.to_hex()),
+        GcRoot::Drv(id) => ("drv", id.clone()),
+    }
 }
 
 pub(super) fn root_cmd(g: &Global, c: RootCommand) -> Result<i32> {
     use crate::store::{GcRoot, Hash, Store};
     let store = crate::store::FsStore::open(&g.store_dir()?)?;
     match c {
-        RootCommand::Add { name, target } => {
+        RootCommand::Add { name, target, json } => {
             let _builds = store.lock_builds()?;
             let hash = Hash::from_hex(&target);
             let root = if let Some(h) = hash.filter(|h| store.has_tree(h).unwrap_or(false)) {
@@ -88,47 +111,46 @@ pub(super) fn root_cmd(g: &Global, c: RootCommand) -> Result<i32> {
             } else if let Some(h) = hash.filter(|h| store.has_blob(h).unwrap_or(false)) {
                 GcRoot::Blob(h)
             } else {
-                let mut ids: Vec<String> = crate::build::records::find(&store, &target)?
-                    .into_iter()
-                    .map(|d| d.0)
-                    .collect();
-                if ids.is_empty() && store.lookup_output(&target)?.is_some() {
-                    ids.push(target.clone());
-                }
-                match ids.as_slice() {
-                    [id] => GcRoot::Drv(id.clone()),
-                    [] => {
-                        return Err(miette!(
-                            code = "cli::no-target",
-                            "`{target}` is not a derivation, tree or blob in {}",
-                            store.root().display()
-                        ))
-                    }
-                    many => {
-                        return Err(miette!(
-                            code = "cli::ambiguous-drv",
-                            "`{target}` matches {} derivations; give more of the id",
-                            many.len()
-                        ))
-                    }
-                }
+                GcRoot::Drv(super::ids::resolve(&store, &target, Some("a tree or blob"))?.0)
             };
             store.add_gc_root(&name, &root)?;
-            eprintln!("root {name} -> {root:?}");
+            let (kind, what) = root_parts(&root);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &json!({"name": name, "kind": kind, "target": what})
+                    )
+                    .expect("plain data")
+                );
+            } else {
+                eprintln!("root {name} -> {kind} {what}");
+            }
         }
         RootCommand::Remove { name } => {
             if !store.remove_root(&name)? {
                 return Err(miette!(code = "cli::no-root", "there is no root `{name}`"));
             }
         }
-        RootCommand::List => {
-            for (name, root) in store.roots()? {
-                let (kind, what) = match root {
-                    GcRoot::Tree(h) => ("tree", h.to_hex()),
-                    GcRoot::Blob(h) => ("blob", h.to_hex()),
-                    GcRoot::Drv(id) => ("drv", id),
-                };
-                println!("{name}\t{kind}\t{what}");
+        RootCommand::List { json } => {
+            let roots = store.roots()?;
+            if json {
+                let list: Vec<_> = roots
+                    .iter()
+                    .map(|(name, root)| {
+                        let (kind, what) = root_parts(root);
+                        json!({"name": name, "kind": kind, "target": what})
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&list).expect("plain data")
+                );
+            } else {
+                for (name, root) in &roots {
+                    let (kind, what) = root_parts(root);
+                    println!("{name}\t{kind}\t{what}");
+                }
             }
         }
     }

@@ -2,6 +2,7 @@
 //! (cvmfs-format.md section 6). One catalog describes a subtree; nested
 //! catalogs are referenced from their parent by path and hash.
 
+pub use super::object::Chunk;
 use super::object::Digest20;
 use super::{Error, Result};
 use md5::{Digest as _, Md5};
@@ -53,14 +54,6 @@ pub fn md5path(path: &str) -> (i64, i64) {
 /// The parent of a full path (`/usr` -> ``, `/usr/bin` -> `/usr`).
 pub fn parent(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(p, _)| p)
-}
-
-/// One piece of a chunked file.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Chunk {
-    pub offset: u64,
-    pub size: u64,
-    pub digest: Digest20,
 }
 
 /// One catalog row, before it is written.
@@ -358,6 +351,9 @@ impl Catalog<'_> {
 /// What a later publish needs to know about an existing catalog.
 pub struct Existing {
     pub content: Option<String>,
+    /// `root_prefix`: the mountpoint of a nested catalog; `None` for a root
+    /// catalog.
+    pub root_prefix: Option<String>,
     pub own: Counters,
     pub subtree: Counters,
     pub nested: Vec<NestedRef>,
@@ -424,6 +420,7 @@ fn read_db(path: &Path) -> Result<Existing> {
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(Existing {
         content: prop("cvmbuild_content")?,
+        root_prefix: prop("root_prefix")?,
         own: counter("self")?,
         subtree: counter("subtree")?,
         nested,

@@ -18,19 +18,13 @@
 //! `end BLAKE3-OF-THE-LINES-ABOVE`.
 
 use super::catalog::Chunk;
-use super::object::{from_hex, hex, Digest20};
+pub(crate) use super::object::Stored;
+use super::object::{from_hex, hex};
 use super::{Error, Result};
 use crate::store::Hash;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-
-/// Where a file's content went.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Stored {
-    Whole(Digest20),
-    Chunks(Vec<Chunk>),
-}
 
 /// The memo of one repository.
 #[derive(Debug, Default)]

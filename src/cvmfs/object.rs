@@ -5,7 +5,6 @@
 //! `Z_DEFAULT_COMPRESSION`) are pinned: object names depend on the exact
 //! compressed bytes, so changing either renames every object.
 
-use super::hints::Stored;
 use super::{Error, Result};
 use flate2::write::ZlibEncoder;
 use flate2::Compression;
@@ -20,6 +19,21 @@ const LEVEL: u32 = 6;
 
 /// A raw SHA-1 content digest.
 pub type Digest20 = [u8; 20];
+
+/// One piece of a chunked file.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Chunk {
+    pub offset: u64,
+    pub size: u64,
+    pub digest: Digest20,
+}
+
+/// Where a file's content went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Stored {
+    Whole(Digest20),
+    Chunks(Vec<Chunk>),
+}
 
 /// What an object is, spelled as the suffix letter of its file name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -103,7 +103,6 @@ pub fn publish(store: &dyn Store, tree: &Hash, req: &Request, opts: &Options) ->
     let repo = Repo::open(&opts.repo_dir)?;
     let _lock = repo.lock()?;
     let prev = repo.manifest()?;
-    let keys = keys::load(&opts.keys_dir, &req.fqrn, prev.is_none())?;
     if let Some(p) = &prev {
         if p.fqrn != req.fqrn {
             return Err(Error::Repo(format!(
@@ -113,6 +112,14 @@ pub fn publish(store: &dyn Store, tree: &Hash, req: &Request, opts: &Options) ->
                 req.fqrn
             )));
         }
+    } else {
+        repo.check_unpublished()?;
+    }
+    let keys = keys::load(&opts.keys_dir, &req.fqrn, prev.is_none())?;
+    // Everything the new revision builds on (previous revision, history,
+    // tags, catalogs to reuse) must be what this repository's keys signed.
+    if let Some(p) = &prev {
+        repo.verify(p, &keys)?;
     }
     let mut history = match prev.as_ref().and_then(|p| p.history.as_deref()) {
         Some(h) => repo.history(h)?,
@@ -393,7 +400,18 @@ pub fn publish(store: &dyn Store, tree: &Hash, req: &Request, opts: &Options) ->
 /// Moves the tag `branch` to the snapshot tagged `release` (the lifecycle's
 /// "endorse" step): a new history object and manifest, same catalogs and
 /// revision. Returns the moved tag.
-pub fn promote(fqrn: &str, release: &str, branch: &str, opts: &Options) -> Result<Tag> {
+///
+/// Only branch tags move: `release` must be a release tag, `branch` must
+/// not be `trunk`, `trunk-previous` or a release tag (docs/cvmfs.md: they
+/// are immutable), and a branch the history does not have yet is created
+/// only with `new_branch`, so a typo cannot start one.
+pub fn promote(
+    fqrn: &str,
+    release: &str,
+    branch: &str,
+    new_branch: bool,
+    opts: &Options,
+) -> Result<Tag> {
     check_label("branch", branch)?;
     let repo = Repo::open(&opts.repo_dir)?;
     let _lock = repo.lock()?;
@@ -404,6 +422,7 @@ pub fn promote(fqrn: &str, release: &str, branch: &str, opts: &Options) -> Resul
         ))
     })?;
     let keys = keys::load(&opts.keys_dir, fqrn, false)?;
+    repo.verify(&prev, &keys)?;
     let mut history = match prev.history.as_deref() {
         Some(h) => repo.history(h)?,
         None => History::default(),
@@ -415,11 +434,12 @@ pub fn promote(fqrn: &str, release: &str, branch: &str, opts: &Options) -> Resul
             names.join(", ")
         ))
     })?;
-    if target.name == TRUNK || target.name == TRUNK_PREVIOUS || target.name == branch {
+    if target.name == TRUNK || target.name == TRUNK_PREVIOUS || is_branch_tag(&target) {
         return Err(Error::Input(format!(
             "`{release}` is a movable tag; promote a release tag"
         )));
     }
+    check_promote_target(fqrn, &history, branch, new_branch)?;
     let moved = Tag {
         name: branch.to_string(),
         description: format!("branch {branch} (release {release}, promoted)"),
@@ -433,6 +453,73 @@ pub fn promote(fqrn: &str, release: &str, branch: &str, opts: &Options) -> Resul
     };
     repo.commit(&keys, manifest, &history, Some(&prev), opts)?;
     Ok(moved)
+}
+
+/// A branch head: the tag named after the history branch it is on (a
+/// release tag names the branch it was published on, trunk is on `""`).
+fn is_branch_tag(t: &Tag) -> bool {
+    !t.branch.is_empty() && t.name == t.branch
+}
+
+/// Whether promote may move (or, with `new_branch`, create) the tag
+/// `branch`.
+fn check_promote_target(
+    fqrn: &str,
+    history: &History,
+    branch: &str,
+    new_branch: bool,
+) -> Result<()> {
+    let refuse = |reason: String, help: Option<String>| {
+        Err(Error::Promote {
+            target: branch.to_string(),
+            reason,
+            help,
+        })
+    };
+    if branch == TRUNK || branch == TRUNK_PREVIOUS {
+        return refuse(
+            format!("`{branch}` follows the publishes of {fqrn}; it moves only by publishing"),
+            Some("promote to a branch, e.g. `--to production`".into()),
+        );
+    }
+    match history.tag(branch) {
+        Some(t) if is_branch_tag(t) => return Ok(()),
+        Some(t) => {
+            return refuse(
+                format!(
+                    "`{branch}` is a release tag (revision {}); release tags never move",
+                    t.revision
+                ),
+                Some("publish a new release, or promote to a branch".into()),
+            )
+        }
+        None => {}
+    }
+    if new_branch || history.branches.iter().any(|b| b.name == branch) {
+        return Ok(());
+    }
+    let branches: Vec<&str> = history
+        .tags
+        .iter()
+        .filter(|t| is_branch_tag(t))
+        .map(|t| t.name.as_str())
+        .collect();
+    let near = crate::lang::suggest::nearest(branch, branches.iter().copied());
+    let help = match near {
+        Some(n) => format!("did you mean `{n}`? To start a new branch `{branch}`, pass --create"),
+        None => format!("to start a new branch `{branch}`, pass --create"),
+    };
+    refuse(
+        format!(
+            "{fqrn} has no branch `{branch}` (branches: {})",
+            if branches.is_empty() {
+                "none".to_string()
+            } else {
+                branches.join(", ")
+            }
+        ),
+        Some(help),
+    )
 }
 
 /// The tags of a published repository, sorted by name.
@@ -474,6 +561,26 @@ struct Done {
     own: Counters,
     subtree: Counters,
     content: String,
+}
+
+fn sha1_hex(bytes: &[u8]) -> String {
+    use sha1::Digest as _;
+    hex::encode(sha1::Sha1::digest(bytes))
+}
+
+/// Body (through its last newline), hash line and signature of a signed
+/// file (`.cvmfspublished`, `.cvmfswhitelist`): the body ends at the first
+/// `--` line.
+fn split_signed(bytes: &[u8]) -> Option<(&[u8], &str, &[u8])> {
+    let at = if bytes.starts_with(b"--\n") {
+        0
+    } else {
+        bytes.windows(4).position(|w| w == b"\n--\n")? + 1
+    };
+    let rest = &bytes[at + 3..];
+    let nl = rest.iter().position(|&b| b == b'\n')?;
+    let hash = std::str::from_utf8(&rest[..nl]).ok()?;
+    Some((&bytes[..at], hash, &rest[nl + 1..]))
 }
 
 /// A catalog of the previous revision.
@@ -948,6 +1055,130 @@ impl Repo {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io(&path, e)),
         }
+    }
+
+    /// Refuses a directory without a manifest that was published before:
+    /// one with history objects, which only a commit writes. Starting over
+    /// at revision 1 there would silently drop every earlier revision and
+    /// tag. (Content objects alone are what a first publish killed before
+    /// its commit leaves; they are reused.)
+    fn check_unpublished(&self) -> Result<()> {
+        let data = self.dir.join("data");
+        let history = walkdir::WalkDir::new(&data)
+            .min_depth(2)
+            .max_depth(2)
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file() && e.file_name().to_string_lossy().ends_with('H'))
+            .count();
+        if history > 0 {
+            return Err(Error::Damaged(format!(
+                "{} has no .cvmfspublished, but {} holds {history} history object(s): it was published before, and publishing would restart it at revision 1",
+                self.dir.display(),
+                data.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks an existing repository before building on it: the manifest's
+    /// hash and signature (with the repository key), the whitelist's hash,
+    /// signature (with the master key), name and listed certificate, and
+    /// the certificate, root catalog and history objects against their
+    /// names, the certificate being the keys' own and the root catalog a
+    /// root catalog of the manifest's size.
+    fn verify(&self, m: &Manifest, keys: &Keys) -> Result<()> {
+        use rsa::signature::Verifier;
+        let damaged = |what: String| Error::Damaged(format!("{}: {what}", self.dir.display()));
+        let path = self.dir.join(".cvmfspublished");
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let (body, hash, sig) = split_signed(&bytes)
+            .ok_or_else(|| damaged(".cvmfspublished has no `--` and hash line".into()))?;
+        let key = rsa::pkcs1v15::VerifyingKey::<sha1::Sha1>::new(keys.repository.to_public_key());
+        if sha1_hex(body) != hash {
+            return Err(damaged(format!(
+                ".cvmfspublished: its hash line {hash} is not the SHA-1 of its body (edited after signing)"
+            )));
+        }
+        let sig_ok = rsa::pkcs1v15::Signature::try_from(sig)
+            .ok()
+            .is_some_and(|s| key.verify(hash.as_bytes(), &s).is_ok());
+        if !sig_ok {
+            return Err(damaged(
+                ".cvmfspublished: the signature does not verify with the repository key".into(),
+            ));
+        }
+        let wl_path = self.dir.join(".cvmfswhitelist");
+        let wl = std::fs::read(&wl_path).map_err(|e| damaged(format!(".cvmfswhitelist: {e}")))?;
+        let (wl_body, wl_hash, wl_sig) = split_signed(&wl)
+            .ok_or_else(|| damaged(".cvmfswhitelist has no `--` and hash line".into()))?;
+        if sha1_hex(wl_body) != wl_hash {
+            return Err(damaged(format!(
+                ".cvmfswhitelist: its hash line {wl_hash} is not the SHA-1 of its body"
+            )));
+        }
+        if keys
+            .master
+            .to_public_key()
+            .verify(
+                rsa::Pkcs1v15Sign::new_unprefixed(),
+                wl_hash.as_bytes(),
+                wl_sig,
+            )
+            .is_err()
+        {
+            return Err(damaged(
+                ".cvmfswhitelist: the signature does not verify with the master key".into(),
+            ));
+        }
+        let wl_text = String::from_utf8_lossy(wl_body);
+        if !wl_text.lines().any(|l| l == format!("N{}", m.fqrn)) {
+            return Err(damaged(format!(".cvmfswhitelist is not for {}", m.fqrn)));
+        }
+        let fp = keys::fingerprint_text(&keys.fingerprint);
+        if !wl_text
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(fp.as_str()))
+        {
+            return Err(damaged(format!(
+                ".cvmfswhitelist does not list the repository certificate {fp}"
+            )));
+        }
+        let object = |hash: &str, kind: Kind, what: &str| -> Result<Vec<u8>> {
+            self.digest(hash)
+                .and_then(|d| self.objects.get(&d, kind))
+                .map_err(|e| damaged(format!("the {what} {hash} named by .cvmfspublished: {e}")))
+        };
+        let cert = object(&m.certificate, Kind::Certificate, "certificate")?;
+        if cert != keys.certificate_pem.as_bytes() {
+            return Err(damaged(format!(
+                "the certificate {} named by .cvmfspublished is not the repository key's certificate",
+                m.certificate
+            )));
+        }
+        let root = object(&m.catalog, Kind::Catalog, "root catalog")?;
+        if root.len() as u64 != m.catalog_size {
+            return Err(damaged(format!(
+                "the root catalog {} has {} bytes, .cvmfspublished says {}",
+                m.catalog,
+                root.len(),
+                m.catalog_size
+            )));
+        }
+        let existing = catalog::read(&root, &self.scratch("catalog-verify"))
+            .map_err(|e| damaged(format!("the root catalog {}: {e}", m.catalog)))?;
+        if let Some(prefix) = existing.root_prefix {
+            return Err(damaged(format!(
+                "the catalog {} named as root by .cvmfspublished is the nested catalog of {prefix}",
+                m.catalog
+            )));
+        }
+        if let Some(h) = &m.history {
+            let bytes = object(h, Kind::History, "history")?;
+            History::read(&bytes, &self.scratch("history-verify"))
+                .map_err(|e| damaged(format!("the history {h}: {e}")))?;
+        }
+        Ok(())
     }
 
     fn digest(&self, text: &str) -> Result<Digest20> {

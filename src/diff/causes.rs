@@ -16,8 +16,9 @@
 //! a fetch reports its changed NEVRA and the meta RPM the requirements that
 //! differ.
 
-use super::input::{Side, SpecSide};
 use super::locate::{self, Loc, Seg};
+use super::side::{Side, SpecSide};
+use crate::builders::names;
 use crate::eval::{Derivation, DrvId, Edge, Graph, Input};
 use crate::lock::BranchLock;
 use serde::Serialize;
@@ -498,7 +499,7 @@ impl<'a> Walk<'a> {
                 // No solve to point at: a fetch's other parameters follow
                 // from its NEVRA, and of the meta RPM's requirements only
                 // those that differ matter.
-                if builder == "fetch" && k != "nevra" && nevra_changed {
+                if builder == names::FETCH && k != "nevra" && nevra_changed {
                     continue;
                 }
                 if let (Json::Array(x), Json::Array(y)) = (&old, &new) {
@@ -510,7 +511,7 @@ impl<'a> Walk<'a> {
             }
             // An extract's NEVRA restates its rpm input's, whose change is
             // reported (with both NEVRAs) on the input's own line.
-            if builder == "extract" && k == "nevra" {
+            if builder == names::EXTRACT && k == "nevra" {
                 continue;
             }
             if pinned_both && chosen_by_solve(builder, k) {
@@ -659,19 +660,19 @@ impl<'a> Walk<'a> {
         // Where the spec may set the parameter, most specific first.
         let candidates: Vec<Vec<Seg>> = match (builder_name(d), key) {
             (_, "epoch") => vec![vec![Seg::Field("epoch")]],
-            ("assemble", "prefer") => vec![vec![Seg::Field("prefer")]],
-            ("meta-rpm", "name") | ("image", "release") => vec![vec![Seg::Field("name")]],
-            (_, "version") | ("image", "tag") => vec![vec![Seg::Field("version")]],
+            (names::ASSEMBLE, "prefer") => vec![vec![Seg::Field("prefer")]],
+            (names::META_RPM, "name") | (names::IMAGE, "release") => vec![vec![Seg::Field("name")]],
+            (_, "version") | (names::IMAGE, "tag") => vec![vec![Seg::Field("version")]],
             // An unset tag is NAME-VERSION.
-            ("publish", "tag") => vec![
+            (names::PUBLISH, "tag") => vec![
                 vec![Seg::Field("cvmfs"), Seg::Field("tag")],
                 vec![Seg::Field("version")],
             ],
-            ("image", "cmdline") => vec![vec![Seg::Field("kernel"), Seg::Field("cmdline")]],
-            ("image", k) => vec![image(k)],
-            ("kernel", k) => vec![vec![Seg::Field("kernel"), Seg::Field(k)]],
-            ("initrd", k) => vec![vec![Seg::Field("initrd"), Seg::Field(k)]],
-            ("publish", k) => vec![vec![Seg::Field("cvmfs"), Seg::Field(k)]],
+            (names::IMAGE, "cmdline") => vec![vec![Seg::Field("kernel"), Seg::Field("cmdline")]],
+            (names::IMAGE, k) => vec![image(k)],
+            (names::KERNEL, k) => vec![vec![Seg::Field("kernel"), Seg::Field(k)]],
+            (names::INITRD, k) => vec![vec![Seg::Field("initrd"), Seg::Field(k)]],
+            (names::PUBLISH, k) => vec![vec![Seg::Field("cvmfs"), Seg::Field(k)]],
             _ => return None,
         };
         let value = &side.value;
@@ -808,16 +809,16 @@ impl<'a> Walk<'a> {
 fn section_loc(g: &G, d: &Derivation) -> Option<Loc> {
     let format = d.params.get("format").and_then(Json::as_str).unwrap_or("");
     let path = match builder_name(d) {
-        "image" => vec![
+        names::IMAGE => vec![
             Seg::Field("images"),
             Seg::Item {
                 key: "format",
                 value: format,
             },
         ],
-        "kernel" => vec![Seg::Field("kernel")],
-        "initrd" => vec![Seg::Field("initrd")],
-        "publish" => vec![Seg::Field("cvmfs")],
+        names::KERNEL => vec![Seg::Field("kernel")],
+        names::INITRD => vec![Seg::Field("initrd")],
+        names::PUBLISH => vec![Seg::Field("cvmfs")],
         _ => return None,
     };
     locate::find(&g.side?.value, &path).and_then(|v| g.loc(v.span))
@@ -833,7 +834,7 @@ pub(super) fn builder_name(d: &Derivation) -> &str {
 /// Parameters the solve decides rather than the spec: everything about a
 /// fetch, and the meta RPM's requirement list.
 fn chosen_by_solve(builder: &str, key: &str) -> bool {
-    builder == "fetch" || (builder == "meta-rpm" && key == "requires")
+    builder == names::FETCH || (builder == names::META_RPM && key == "requires")
 }
 
 fn pinned_what(keys: &[(&str, Json, Json)]) -> String {

@@ -8,48 +8,12 @@
 //! derivation graph (that needs the spec). An id or a tag gives the graph
 //! recorded in the store (see [`super::records`]) but no spec lines.
 
-use crate::eval::{self, Graph, Release};
-use crate::lang::{self, SourceMap, Value};
-use crate::lock::{BranchLock, LockFile, LockedPackage};
+use super::side::{Side, SpecSide};
+use crate::eval;
+use crate::lang;
+use crate::lock::LockFile;
 use miette::{miette, Result, WrapErr};
 use std::path::{Path, PathBuf};
-
-/// One side of a diff.
-pub struct Side {
-    /// The argument as given, for messages and the report.
-    pub label: String,
-    pub branch: String,
-    /// `spec`, `lock`, `drv` or `tag`.
-    pub kind: &'static str,
-    /// Present for specs and locks.
-    pub lock: Option<BranchLock>,
-    /// The pinned closure: the lock's, or derived from recorded derivations.
-    pub packages: Vec<LockedPackage>,
-    /// Present when the side was given as a spec.
-    pub spec: Option<SpecSide>,
-    /// Present when the side was given as a derivation id or a tag: the
-    /// recorded derivations reachable from it, with its outputs as roots.
-    pub recorded: Option<Graph>,
-}
-
-impl Side {
-    /// The derivation graph, from the spec or from the store's records.
-    pub fn graph(&self) -> Option<&Graph> {
-        self.spec
-            .as_ref()
-            .map(|s| &s.graph)
-            .or(self.recorded.as_ref())
-    }
-}
-
-/// What only a spec provides: the typed release, its graph, and the
-/// evaluated branch value whose spans point at spec lines.
-pub struct SpecSide {
-    pub release: Release,
-    pub graph: Graph,
-    pub sources: SourceMap,
-    pub value: Value,
-}
 
 /// Loads `PATH[#BRANCH]` (the branch may be omitted when there is only
 /// one), a derivation id or prefix recorded in `store`, or `cvmfs:REPO@TAG`.

@@ -16,8 +16,10 @@ pub mod input;
 pub mod locate;
 pub mod records;
 pub mod render;
+mod side;
 
-pub use input::{load, Side};
+pub use input::load;
+pub use side::Side;
 
 use miette::{miette, Result};
 use serde::Serialize;

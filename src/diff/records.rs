@@ -16,7 +16,7 @@
 //! `/.cvmbuild/` in that revision, read through its catalog and objects.
 
 use super::causes::builder_name;
-use super::input::Side;
+use super::side::Side;
 use crate::build::records;
 use crate::eval::{DrvId, Graph, Input};
 use crate::lock::LockedPackage;

@@ -1,7 +1,7 @@
 //! The derivation graph of one branch: a DAG whose edges run from an input
 //! derivation to the derivation that consumes it.
 
-use super::drv::{Derivation, DrvId};
+use crate::drv::{Derivation, DrvId};
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use serde::Serialize;

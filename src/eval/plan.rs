@@ -14,9 +14,10 @@
 //! checksum of the file, not by the solve, so re-pinning changes only the
 //! derivations of the packages whose version changed.
 
-use super::drv::{Builder, Derivation, DrvId};
 use super::graph::Graph;
 use super::spec::{FileInput, Release};
+use crate::builders;
+use crate::drv::{Builder, Derivation, DrvId};
 use crate::lang;
 use crate::lock::LockedPackage;
 use serde_json::{json, Value as Json};
@@ -52,6 +53,8 @@ pub fn solve_derivation(rel: &Release, metadata: &[String]) -> Derivation {
         .collect();
     let mut d = Derivation::new(
         "solve",
+        // Solving runs during evaluation, not in the scheduler, so `solve`
+        // is no registered builder; its version still enters the id.
         Builder::builtin("solve", 1),
         json!({
             "arch": rel.arch, "multilib": rel.multilib, "packages": packages,
@@ -88,7 +91,7 @@ pub fn plan(
         let nevra = p.nevra();
         let fetch = g.add(Derivation::new(
             format!("fetch:{nevra}"),
-            Builder::builtin("fetch", 1),
+            builders::FETCH.id(),
             json!({"nevra": nevra, "repo": p.repo, "location": p.location,
                    "checksum": p.checksum, "size": p.size}),
         ));
@@ -96,7 +99,7 @@ pub fn plan(
         let extract = g.add(
             Derivation::new(
                 format!("extract:{nevra}"),
-                Builder::builtin("extract", 2),
+                builders::EXTRACT.id(),
                 json!({"nevra": nevra}),
             )
             .input_drv("rpm", &fetch),
@@ -106,7 +109,7 @@ pub fn plan(
 
     let mut assemble = Derivation::new(
         "assemble",
-        Builder::builtin("assemble", 1),
+        builders::ASSEMBLE.id(),
         json!({"prefer": rel.prefer}),
     );
     for (id, p) in extracts.values() {
@@ -121,7 +124,7 @@ pub fn plan(
         .collect();
     let meta = g.add(Derivation::new(
         format!("meta-rpm:{}-{}", rel.name, rel.version),
-        Builder::builtin("meta-rpm", 1),
+        builders::META_RPM.id(),
         json!({"name": rel.name, "version": rel.version, "release": "1", "branch": rel.branch,
                "epoch": rel.epoch, "requires": requires}),
     ));
@@ -145,7 +148,7 @@ pub fn plan(
         modules.dedup();
         let mut d = Derivation::new(
             "kernel",
-            Builder::builtin("kernel", 1),
+            builders::KERNEL.id(),
             json!({"modules": modules, "epoch": rel.epoch,
                    "config": k.config.as_ref().map(inline_or_null)}),
         )
@@ -163,7 +166,7 @@ pub fn plan(
         if let Some(i) = &rel.initrd {
             let mut d = Derivation::new(
                 "initrd",
-                Builder::builtin("initrd", 2),
+                builders::INITRD.id(),
                 json!({"compression": i.compression, "binaries": i.binaries, "epoch": rel.epoch,
                        "init": inline_or_null(&i.init),
                        "files": i.files.iter().map(|(k, v)| (k.clone(), inline_or_null(v))).collect::<BTreeMap<_, _>>()}),
@@ -209,7 +212,7 @@ pub fn plan(
                 let rootfs = g.add(
                     Derivation::new(
                         "rootfs",
-                        Builder::builtin("rootfs", 2),
+                        builders::ROOTFS.id(),
                         json!({"format": "squashfs", "epoch": rel.epoch,
                                "tools": crate::image::tools::versions("squashfs")}),
                     )
@@ -238,7 +241,7 @@ pub fn plan(
                 let id = g.add(
                     Derivation::new(
                         format!("image:{}", img.format),
-                        Builder::builtin("image", 1),
+                        builders::IMAGE.id(),
                         json!({"format": img.format, "size": size, "cmdline": k.cmdline,
                                "release": rel.name, "version": rel.version, "branch": rel.branch,
                                "epoch": rel.epoch,
@@ -261,7 +264,7 @@ pub fn plan(
         let id = g.add(
             Derivation::new(
                 format!("publish:{}", c.repository),
-                Builder::builtin("publish", 1),
+                builders::PUBLISH.id(),
                 json!({"repository": c.repository, "nested": c.nested, "tag": tag,
                        "branch": rel.branch, "epoch": rel.epoch}),
             )

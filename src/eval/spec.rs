@@ -189,7 +189,11 @@ impl Cx<'_> {
         if let Some(f) = rec.fields.get("pins") {
             for (k, field) in &record(&f.value).fields {
                 let c = str_of(&field.value).trim().to_string();
-                check_constraint(&c).map_err(|m| self.err(field.value.span, m, "pin"))?;
+                check_constraint(&c).map_err(|m| {
+                    self.err(field.value.span, m, "this pin")
+                        .with_code("cvm::constraint")
+                        .with_help(CONSTRAINT_SYNTAX)
+                })?;
                 pins.push(PackageReq {
                     name: k.clone(),
                     constraint: c,
@@ -340,7 +344,11 @@ impl Cx<'_> {
             if name.is_empty() {
                 return Err(self.err(item.span, "empty package name", "here"));
             }
-            check_constraint(&constraint).map_err(|m| self.err(item.span, m, "in this entry"))?;
+            check_constraint(&constraint).map_err(|m| {
+                self.err(item.span, m, "in this entry")
+                    .with_code("cvm::constraint")
+                    .with_help(CONSTRAINT_SYNTAX)
+            })?;
             // The list is a set: keep the first occurrence of a name (group
             // files overlap, as CernVM's did), but two different
             // constraints on one name are a contradiction worth reporting.
@@ -474,7 +482,63 @@ fn int_or(rec: &Record, key: &str, default: i64) -> i64 {
 /// solver's own parser, so a spec error surfaces at evaluation, with its
 /// span, even when the lock makes solving unnecessary.
 pub fn check_constraint(c: &str) -> Result<(), String> {
-    crate::solve::VersionReq::parse(c).map(|_| ())
+    use crate::solve::VersionReq;
+    if c.contains(',') {
+        return Err(format!(
+            "`{c}` is several constraints; a package takes one: `>= 3.10`, or for a range a prefix pattern such as `3.*`"
+        ));
+    }
+    match VersionReq::parse(c)? {
+        VersionReq::Any => Ok(()),
+        VersionReq::Glob(g) => {
+            let prefix = crate::solve::version_pattern_prefix(&g)?;
+            check_label(c, prefix, true)
+        }
+        VersionReq::Range(_) => {
+            let label = c.trim_start_matches(['<', '>', '=']).trim();
+            check_label(c, label, false)
+        }
+    }
+}
+
+/// What a constraint may be, for the help of a spec error at one.
+pub const CONSTRAINT_SYNTAX: &str =
+    "a version constraint is VERSION (`2.6.32-431.el6`: exactly that), \
+OP VERSION with OP one of = < <= > >= (`>= 3.10`), or a version prefix ending in `*` (`3.10.*`); \
+VERSION is [EPOCH:]VERSION[-RELEASE], starts with a digit, and holds letters, digits and . _ + ~ ^";
+
+/// A version label as a spec writes one: `[EPOCH:]VERSION[-RELEASE]`, the
+/// version starting with a digit (so a word such as `banana` is caught
+/// here instead of becoming an unsatisfiable pin), rpm's characters only.
+/// With `prefix`, the label may stop anywhere (`3.10.`, `2.6.32-`).
+fn check_label(c: &str, label: &str, prefix: bool) -> Result<(), String> {
+    let rest = match label.split_once(':') {
+        Some((e, rest)) if !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit()) => rest,
+        Some((e, _)) => return Err(format!("`{e}` in `{c}` is not an epoch (a number)")),
+        None => label,
+    };
+    if !rest.starts_with(|ch: char| ch.is_ascii_digit()) {
+        return Err(format!(
+            "`{c}` is not a version constraint: a version starts with a digit"
+        ));
+    }
+    if let Some(ch) = rest
+        .chars()
+        .find(|&ch| !(ch.is_ascii_alphanumeric() || "._+~^-".contains(ch)))
+    {
+        return Err(format!("`{ch}` cannot appear in a version (`{c}`)"));
+    }
+    let mut parts = rest.split('-');
+    let (_, release) = (parts.next(), parts.next());
+    if parts.next().is_some() {
+        return Err(format!(
+            "`{c}` has more than one `-`: a label is VERSION-RELEASE"
+        ));
+    }
+    if release == Some("") && !prefix {
+        return Err(format!("`{c}` has an empty release after `-`"));
+    }
+    Ok(())
 }
 
 /// Releases are versioned MAJOR.MINOR[.BUILD[.SECURITY]], all numeric, as
@@ -526,7 +590,21 @@ mod tests {
         for ok in ["", ">= 2.1", "= 1.0-3", "3.10.*", "< 1:2", "=2.0", "1.0"] {
             check_constraint(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
-        for bad in ["~> 1", ">=", "=> x:1"] {
+        for ok in ["2.6.*", "2.6.32-*", "1:2.0-3.el6_4", ">= 3.10"] {
+            check_constraint(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in [
+            "~> 1",
+            ">=",
+            "=> x:1",
+            "3.10.*.x",
+            "banana",
+            ">= 3.10, < 4",
+            "= banana",
+            "1.0-2-3",
+            "x:1.0",
+            "3.1?",
+        ] {
             assert!(check_constraint(bad).is_err(), "{bad}");
         }
     }

@@ -2,6 +2,7 @@
 //! the output depends only on the input bytes and the Linux decompressors
 //! accept it.
 
+use super::Error;
 use std::io::{self, Write};
 
 /// A compression the spec can name.
@@ -14,14 +15,15 @@ pub enum Compression {
 
 impl Compression {
     /// Parses the spec's `compression` value; the error lists the choices.
-    pub fn parse(s: &str) -> Result<Compression, String> {
+    pub fn parse(s: &str) -> Result<Compression, Error> {
         match s {
             "gzip" => Ok(Compression::Gzip),
             "xz" => Ok(Compression::Xz),
             "zstd" => Ok(Compression::Zstd),
             other => Err(format!(
                 "unknown initrd compression `{other}` (expected gzip, xz or zstd)"
-            )),
+            )
+            .into()),
         }
     }
 
@@ -77,6 +79,9 @@ mod tests {
             .unwrap();
             assert_eq!(back, data);
         }
-        assert!(Compression::parse("lz4").unwrap_err().contains("lz4"));
+        assert!(Compression::parse("lz4")
+            .unwrap_err()
+            .to_string()
+            .contains("lz4"));
     }
 }

@@ -13,6 +13,7 @@
 //! tool runs with `SOURCE_DATE_EPOCH`, so rebuilding gives the same bytes.
 
 use super::tools;
+use super::Error;
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -51,7 +52,7 @@ pub fn make(
     size: Option<u64>,
     work: &Path,
     out: &Path,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     match format {
         "iso" => {
             iso(files, work, out)?;
@@ -63,7 +64,7 @@ pub fn make(
                     "image size {max} bytes is too small: the ISO needs {got} bytes (kernel {}, initrd {})",
                     len(files.vmlinuz),
                     len(files.initrd)
-                )),
+                ).into()),
                 _ => Ok(()),
             }
         }
@@ -82,7 +83,8 @@ pub fn make(
         other => Err(format!(
             "unknown image format `{other}` (expected one of {})",
             FORMATS.join(", ")
-        )),
+        )
+        .into()),
     }
 }
 
@@ -91,7 +93,7 @@ fn len(p: &Path) -> u64 {
 }
 
 /// Copies `src` to `dst` and stamps it (and nothing else) with the epoch.
-fn stage(src: &Path, dst: &Path, epoch: i64) -> Result<(), String> {
+fn stage(src: &Path, dst: &Path, epoch: i64) -> Result<(), Error> {
     if let Some(p) = dst.parent() {
         fs::create_dir_all(p).map_err(|e| format!("{}: {e}", p.display()))?;
     }
@@ -100,19 +102,19 @@ fn stage(src: &Path, dst: &Path, epoch: i64) -> Result<(), String> {
     stamp(dst, epoch)
 }
 
-fn write_staged(dst: &Path, bytes: &[u8], epoch: i64) -> Result<(), String> {
+fn write_staged(dst: &Path, bytes: &[u8], epoch: i64) -> Result<(), Error> {
     fs::write(dst, bytes).map_err(|e| format!("{}: {e}", dst.display()))?;
     stamp(dst, epoch)
 }
 
-fn stamp(p: &Path, epoch: i64) -> Result<(), String> {
+fn stamp(p: &Path, epoch: i64) -> Result<(), Error> {
     let t = UNIX_EPOCH + Duration::from_secs(epoch.max(0) as u64);
     File::open(p)
         .and_then(|f| f.set_times(fs::FileTimes::new().set_accessed(t).set_modified(t)))
-        .map_err(|e| format!("setting the time of {}: {e}", p.display()))
+        .map_err(|e| format!("setting the time of {}: {e}", p.display()).into())
 }
 
-fn iso(f: &BootFiles, work: &Path, out: &Path) -> Result<(), String> {
+fn iso(f: &BootFiles, work: &Path, out: &Path) -> Result<(), Error> {
     let root = work.join("iso");
     stage(f.vmlinuz, &root.join("vmlinuz"), f.epoch)?;
     stage(f.initrd, &root.join("initrd.img"), f.epoch)?;
@@ -152,7 +154,7 @@ fn iso(f: &BootFiles, work: &Path, out: &Path) -> Result<(), String> {
     )
 }
 
-fn raw(f: &BootFiles, size: Option<u64>, work: &Path, out: &Path) -> Result<(), String> {
+fn raw(f: &BootFiles, size: Option<u64>, work: &Path, out: &Path) -> Result<(), Error> {
     let stage_dir = work.join("fat");
     fs::create_dir_all(&stage_dir).map_err(|e| format!("{}: {e}", stage_dir.display()))?;
     let (k, i) = (stage_dir.join("vmlinuz"), stage_dir.join("initrd.img"));
@@ -173,7 +175,7 @@ fn raw(f: &BootFiles, size: Option<u64>, work: &Path, out: &Path) -> Result<(), 
                 fat_size,
                 len(&k),
                 len(&i)
-            ))
+            ).into())
         }
         Some(s) => s,
         None => PART_START + fat_size,
@@ -225,12 +227,12 @@ fn raw(f: &BootFiles, size: Option<u64>, work: &Path, out: &Path) -> Result<(), 
         disk.sync_all()
     })()
     .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    fs::rename(&tmp, out).map_err(|e| format!("{}: {e}", out.display()))
+    fs::rename(&tmp, out).map_err(|e| format!("{}: {e}", out.display()).into())
 }
 
 /// The MBR partition type for the FAT `mkfs.fat` chose (it picks FAT12,
 /// 16 or 32 by size), read from the boot sector's file system label.
-fn partition_type(boot: &[u8]) -> Result<u8, String> {
+fn partition_type(boot: &[u8]) -> Result<u8, Error> {
     match (&boot[54..59], &boot[82..87]) {
         (b"FAT12", _) => Ok(0x01),
         (b"FAT16", _) => Ok(0x0e),
@@ -241,18 +243,9 @@ fn partition_type(boot: &[u8]) -> Result<u8, String> {
 
 /// A 512-byte MBR: boot code (at most 440 bytes), disk signature, one
 /// active partition of `ptype` from sector `start` for `count` sectors.
-fn mbr(
-    code: &[u8],
-    signature: u32,
-    ptype: u8,
-    start: u64,
-    count: u64,
-) -> Result<[u8; 512], String> {
+fn mbr(code: &[u8], signature: u32, ptype: u8, start: u64, count: u64) -> Result<[u8; 512], Error> {
     if code.len() > 440 {
-        return Err(format!(
-            "MBR boot code is {} bytes; at most 440 fit",
-            code.len()
-        ));
+        return Err(format!("MBR boot code is {} bytes; at most 440 fit", code.len()).into());
     }
     let (start32, count32) = match (u32::try_from(start), u32::try_from(count)) {
         (Ok(s), Ok(c)) => (s, c),

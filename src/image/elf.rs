@@ -20,7 +20,7 @@ use std::io::Read;
 use std::rc::Rc;
 
 /// What went wrong, naming the file and the program that needed it.
-pub type Error = Box<dyn std::error::Error + Send + Sync>;
+pub use super::Error;
 
 /// Symlinks followed while resolving one path before giving up (`ELOOP`;
 /// Linux allows 40).
@@ -46,7 +46,7 @@ struct Object {
     runpath: Vec<String>,
 }
 
-fn classify(bytes: &[u8]) -> Result<Kind, String> {
+fn classify(bytes: &[u8]) -> Result<Kind, Error> {
     if let Some(rest) = bytes.strip_prefix(b"#!") {
         let line = rest.split(|&b| b == b'\n').next().unwrap_or_default();
         let line = String::from_utf8_lossy(line);
@@ -55,7 +55,8 @@ fn classify(bytes: &[u8]) -> Result<Kind, String> {
             _ => Err(format!(
                 "its `#!` line names no absolute interpreter (`#!{}`)",
                 line.trim()
-            )),
+            )
+            .into()),
         };
     }
     if !bytes.starts_with(b"\x7fELF") {

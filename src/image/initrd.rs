@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::io::Read;
 
 /// What went wrong, naming the path.
-pub type Error = Box<dyn std::error::Error + Send + Sync>;
+pub use super::Error;
 
 /// Directories every initrd has: mount points for the pseudo file systems
 /// and somewhere to put the new root.

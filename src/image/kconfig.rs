@@ -11,6 +11,7 @@
 //! takes: `CONFIG_NAME=VALUE` and `# CONFIG_NAME is not set`; other
 //! comments and blank lines are ignored.
 
+use super::Error;
 use std::collections::BTreeMap;
 
 /// An option's value: `y`, `m`, `n` (also "is not set"), or anything else
@@ -19,7 +20,7 @@ type Value = String;
 
 /// Parses a `.config`-syntax text: symbol -> (value, 1-based line).
 /// `origin` names the text in errors.
-pub fn parse(text: &str, origin: &str) -> Result<BTreeMap<String, (Value, usize)>, String> {
+pub fn parse(text: &str, origin: &str) -> Result<BTreeMap<String, (Value, usize)>, Error> {
     let mut out = BTreeMap::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -37,14 +38,12 @@ pub fn parse(text: &str, origin: &str) -> Result<BTreeMap<String, (Value, usize)
                 _ => {
                     return Err(format!(
                         "{origin}:{n}: `{line}` is not `CONFIG_NAME=VALUE` or `# CONFIG_NAME is not set`"
-                    ))
+                    ).into())
                 }
             }
         };
         if let Some((_, first)) = out.insert(sym.to_string(), (val.to_string(), n)) {
-            return Err(format!(
-                "{origin}:{n}: {sym} is already set on line {first}"
-            ));
+            return Err(format!("{origin}:{n}: {sym} is already set on line {first}").into());
         }
     }
     Ok(out)
@@ -107,9 +106,13 @@ mod tests {
 
     #[test]
     fn bad_lines_and_duplicates_name_the_line() {
-        let e = parse("CONFIG_A=y\nOVERLAY=y\n", "k.config").unwrap_err();
+        let e = parse("CONFIG_A=y\nOVERLAY=y\n", "k.config")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("k.config:2: `OVERLAY=y`"), "{e}");
-        let e = parse("CONFIG_A=y\n\nCONFIG_A=m\n", "k.config").unwrap_err();
+        let e = parse("CONFIG_A=y\n\nCONFIG_A=m\n", "k.config")
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "k.config:3: CONFIG_A is already set on line 1");
         assert!(parse("CONFIG_A=\n", "k").is_err());
         assert!(parse("CONFIG_A-B=y\n", "k").is_err());

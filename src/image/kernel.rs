@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
 /// What went wrong, naming the package path or module.
-pub type Error = Box<dyn std::error::Error + Send + Sync>;
+pub use super::Error;
 
 /// The trimmed kernel: a tree with `vmlinuz` and `lib/modules/VERSION/...`.
 #[derive(Debug)]

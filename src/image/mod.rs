@@ -18,3 +18,30 @@ pub mod kernel;
 pub mod paths;
 pub mod rootfs;
 pub mod tools;
+
+/// Why a boot output could not be made. The text names the kernel
+/// package, module, binary or tool concerned.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum Error {
+    #[error("{0}")]
+    #[diagnostic(code(image::failed))]
+    Failed(String),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Store(#[from] crate::store::Error),
+    #[error("{0}")]
+    #[diagnostic(code(image::io))]
+    Io(#[from] std::io::Error),
+}
+
+impl From<String> for Error {
+    fn from(s: String) -> Error {
+        Error::Failed(s)
+    }
+}
+
+impl From<&str> for Error {
+    fn from(s: &str) -> Error {
+        Error::Failed(s.to_string())
+    }
+}

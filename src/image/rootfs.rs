@@ -18,6 +18,7 @@
 //! be added by squashfs-tools 4.5 and are reported.
 
 use super::tools;
+use super::Error;
 use crate::store::{export_tree_copies, Hash, Node, Owners, Store};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -33,7 +34,7 @@ pub fn squashfs(
     epoch: i64,
     work: &Path,
     out: &Path,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, Error> {
     let root = work.join("root");
     export_tree_copies(store, tree, &root).map_err(|e| format!("exporting the OS tree: {e}"))?;
     let owners =
@@ -75,7 +76,7 @@ struct Pseudo<'a> {
 }
 
 impl Pseudo<'_> {
-    fn dir(&mut self, tree: &Hash, rel: &str) -> Result<(), String> {
+    fn dir(&mut self, tree: &Hash, rel: &str) -> Result<(), Error> {
         let t = self
             .store
             .get_tree(tree)
@@ -89,7 +90,8 @@ impl Pseudo<'_> {
             if path.contains('\n') {
                 return Err(format!(
                     "/{path:?}: a name with a line feed cannot be given to mksquashfs"
-                ));
+                )
+                .into());
             }
             if !e.xattrs.is_empty() {
                 self.notes.push(format!(

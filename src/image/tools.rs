@@ -7,6 +7,7 @@
 //! derivation's parameters at eval time, and the builder refuses to run if
 //! the machine has changed since.
 
+use super::Error;
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
@@ -98,12 +99,12 @@ fn tool_version(tool: &str, arg: &str) -> String {
 
 /// Checks that the machine still has what the derivation was evaluated
 /// with; the error names the tool and both versions.
-pub fn check(format: &str, recorded: &BTreeMap<String, String>) -> Result<(), String> {
+pub fn check(format: &str, recorded: &BTreeMap<String, String>) -> Result<(), Error> {
     for (what, now) in versions(format) {
         if now == "missing" {
             return Err(format!(
                 "`{what}` is not installed; images need syslinux, syslinux-common, isolinux, squashfs-tools, xorriso, mtools, dosfstools and qemu-utils (see .ci/deps)"
-            ));
+            ).into());
         }
         match recorded.get(&what) {
             Some(v) if *v == now => {}
@@ -111,7 +112,8 @@ pub fn check(format: &str, recorded: &BTreeMap<String, String>) -> Result<(), St
                 return Err(format!(
                     "`{what}` changed since eval (evaluated with {}, found {now}); run eval again",
                     v.map_or("nothing", String::as_str)
-                ))
+                )
+                .into())
             }
         }
     }
@@ -121,7 +123,7 @@ pub fn check(format: &str, recorded: &BTreeMap<String, String>) -> Result<(), St
 /// Runs `cmd` with `SOURCE_DATE_EPOCH` set (xorriso, mtools and syslinux
 /// stamp times from it) and a fixed locale; the error carries the
 /// command line and its stderr.
-pub fn run(cmd: &mut Command, epoch: i64) -> Result<(), String> {
+pub fn run(cmd: &mut Command, epoch: i64) -> Result<(), Error> {
     cmd.env("SOURCE_DATE_EPOCH", epoch.to_string())
         .env("LC_ALL", "C")
         .env("TZ", "UTC")
@@ -133,7 +135,8 @@ pub fn run(cmd: &mut Command, epoch: i64) -> Result<(), String> {
             "{line} failed ({}): {}",
             o.status,
             String::from_utf8_lossy(&o.stderr).trim()
-        ));
+        )
+        .into());
     }
     Ok(())
 }

@@ -28,7 +28,7 @@ mod lexer;
 mod parser;
 mod schema;
 mod source;
-mod suggest;
+pub(crate) mod suggest;
 mod value;
 
 use std::path::Path;

@@ -162,7 +162,7 @@ impl Ord for Evr {
     /// Label order as librpm 4.18 gives it (`rpm.labelCompare`, `rpm.ver`):
     /// epoch, then version, then release, where a missing release sorts
     /// before any release (`1.0` < `1.0-1`, even `1.0` < `1.0-~1`).
-    /// `tests/vercmp_librpm.rs` checks this against librpm. Labels that
+    /// `tests/testsuite/vercmp_librpm.rs` checks this against librpm. Labels that
     /// rpmvercmp finds equal but are spelled differently (`1.01`, `1.1`)
     /// compare equal here while `Eq` distinguishes them, so use `cmp` for
     /// ordering only.

@@ -131,6 +131,31 @@ fn job_line(uni: &Universe, req: &Request, j: usize, missing: bool) -> ExplainLi
     }
 }
 
+/// "versions available: ..." of the visible packages called `name`,
+/// newest first (at most 8), so a pin that matches none can be corrected.
+fn versions_of(uni: &Universe, name: &str) -> String {
+    let pool = uni.pool;
+    let mut v = pool.names.get(name).map_or_else(Vec::new, |n| uni.named(n));
+    if v.is_empty() {
+        return format!("no repository has a package called {name}");
+    }
+    v.sort_by(|&a, &b| pool.package(b).evr.cmp(&pool.package(a).evr));
+    let mut seen: Vec<String> = Vec::new();
+    for p in &v {
+        let evr = pool.package(*p).evr.to_string();
+        if !seen.contains(&evr) {
+            seen.push(evr);
+        }
+    }
+    let more = seen.len().saturating_sub(8);
+    seen.truncate(8);
+    let mut text = format!("{name} versions available: {}", seen.join(", "));
+    if more > 0 {
+        text += &format!(" and {more} older");
+    }
+    text
+}
+
 /// Why no package satisfies a job that names something the pool knows.
 fn missing_reason(uni: &Universe, req: &Request, job: &super::Job) -> String {
     let pool = uni.pool;
@@ -261,7 +286,12 @@ fn prose(uni: &Universe, req: &Request, cands: &[Vec<PackageId>], groups: &[Grou
             Group::Pin(i) => {
                 let pin = &req.pins[i];
                 lines.push(ExplainLine {
-                    text: format!("a pin allows only {} {} (pin {i})", pin.name, pin.req),
+                    text: format!(
+                        "a pin allows only {} {} (pin {i}); {}",
+                        pin.name,
+                        pin.req,
+                        versions_of(uni, &pin.name)
+                    ),
                     origin: Some(pin.origin),
                 });
             }

@@ -56,6 +56,32 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|&c| c == '*')
 }
 
+/// Checks the shape of a version pattern (a pin such as `3.10.*`): a
+/// non-empty version prefix, then one `*` that ends it, and nothing else.
+/// `*` matches the rest of a version, so text after it (`3.10.*.x`) would
+/// only match versions ending in that text, never what was meant; `?` and
+/// `[...]` have no use on versions. Returns the prefix (for the caller to
+/// check as the start of a version label).
+pub fn version_pattern_prefix(pattern: &str) -> Result<&str, String> {
+    if let Some(c) = pattern.chars().find(|c| matches!(c, '?' | '[' | ']')) {
+        return Err(format!(
+            "`{c}` cannot appear in the version pattern `{pattern}`: only a final `*` is a wildcard"
+        ));
+    }
+    let prefix = pattern.strip_suffix('*').unwrap_or(pattern);
+    if prefix.contains('*') {
+        return Err(format!(
+            "`*` must end the version pattern `{pattern}`: it matches the rest of the version"
+        ));
+    }
+    if prefix.is_empty() {
+        return Err(format!(
+            "the version pattern `{pattern}` matches every version: leave the constraint out"
+        ));
+    }
+    Ok(prefix)
+}
+
 /// Matches `c` against the class starting at `p[start] == '['`; returns
 /// whether it matched and the index after `]`, or `None` if unterminated.
 fn class(p: &[char], start: usize, c: char) -> Option<(bool, usize)> {
@@ -85,6 +111,16 @@ fn class(p: &[char], start: usize, c: char) -> Option<(bool, usize)> {
 #[cfg(test)]
 mod tests {
     use super::glob_match;
+
+    #[test]
+    fn version_patterns() {
+        use super::version_pattern_prefix as prefix;
+        assert_eq!(prefix("3.10.*"), Ok("3.10."));
+        assert_eq!(prefix("1.0-3*"), Ok("1.0-3"));
+        assert!(prefix("3.10.*.x").unwrap_err().contains("must end"));
+        assert!(prefix("3.1?").unwrap_err().contains("`?`"));
+        assert!(prefix("*").unwrap_err().contains("every version"));
+    }
 
     #[test]
     fn globs() {

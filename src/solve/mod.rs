@@ -32,7 +32,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 pub use explain::why;
-pub use glob::glob_match;
+pub use glob::{glob_match, version_pattern_prefix};
 
 /// Names that may be installed in several versions at once when nothing
 /// else decides: the kernel family, as dnf's `installonlypkgs` does. Being

@@ -250,7 +250,7 @@ impl<'p> Universe<'p> {
             .filter(|&&n| self.pool.named(n).iter().any(|&id| self.visible(id)))
             .map(|&n| self.pool.name(n))
             .filter_map(|cand| {
-                let d = edit_distance(name, cand);
+                let d = crate::lang::suggest::distance(name, cand);
                 (d <= limit).then_some((d, cand))
             })
             .collect();
@@ -366,38 +366,14 @@ impl Cone {
     }
 }
 
-/// Edit distance with adjacent transpositions counting as one edit
-/// (optimal string alignment), since swapped letters are the usual typo.
-pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let w = b.len() + 1;
-    let mut d = vec![0usize; (a.len() + 1) * w];
-    for (j, x) in d.iter_mut().take(w).enumerate() {
-        *x = j;
-    }
-    for i in 1..=a.len() {
-        d[i * w] = i;
-        for j in 1..=b.len() {
-            let mut v = (d[(i - 1) * w + j - 1] + usize::from(a[i - 1] != b[j - 1]))
-                .min(d[(i - 1) * w + j] + 1)
-                .min(d[i * w + j - 1] + 1);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[(i - 2) * w + j - 2] + 1);
-            }
-            d[i * w + j] = v;
-        }
-    }
-    d[a.len() * w + b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
     fn edit_distance() {
-        assert_eq!(super::edit_distance("bash", "bsah"), 1);
-        assert_eq!(super::edit_distance("vim", "vim-enhanced"), 9);
-        assert_eq!(super::edit_distance("", "ab"), 2);
-        assert_eq!(super::edit_distance("kitten", "sitting"), 3);
+        use crate::lang::suggest::distance;
+        assert_eq!(distance("bash", "bsah"), 1);
+        assert_eq!(distance("vim", "vim-enhanced"), 9);
+        assert_eq!(distance("", "ab"), 2);
+        assert_eq!(distance("kitten", "sitting"), 3);
     }
 }

@@ -9,7 +9,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, ErrorKind};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{Error, Hash, Node, Result, Store};
@@ -40,10 +40,25 @@ pub struct ExportReport {
     /// not set.
     pub xattrs_dropped: Vec<String>,
     pub skipped: Vec<Skipped>,
+    /// The destination already held exactly this tree; nothing was written
+    /// (the counts are zero, the notes still say what the tree has that
+    /// an export cannot apply).
+    pub unchanged: bool,
 }
 
-/// Writes the tree `root` into `dest`, which must not exist yet or be an
-/// empty directory.
+/// What [`export_tree_with`] does when `dest` already holds something
+/// other than the tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IfDifferent {
+    /// Fail with [`Error::ExportDiffers`], touching nothing.
+    Refuse,
+    /// Write the tree beside `dest` and swap the two atomically
+    /// (`renameat2(RENAME_EXCHANGE)`), then delete the old contents.
+    Replace,
+}
+
+/// Writes the tree `root` into `dest` (see [`export_tree_with`]), refusing
+/// a destination that holds anything but this tree.
 ///
 /// File bytes are hardlinked from the store when the store keeps them on
 /// the same file system *and* the wanted permission bits equal the store
@@ -54,26 +69,74 @@ pub struct ExportReport {
 /// hardlinked file ([`super::Flags::hardlink`]) are hard links to each
 /// other.
 pub fn export_tree(store: &dyn Store, root: &Hash, dest: &Path) -> Result<ExportReport> {
-    export(store, root, dest, true)
+    export_tree_with(store, root, dest, IfDifferent::Refuse)
+}
+
+/// Writes the tree `root` as the directory `dest`, so that re-running an
+/// export is safe and an interrupted one leaves nothing that looks done:
+///
+/// - `dest` already holds exactly this tree (what an export of it writes):
+///   nothing is written and the report says [`ExportReport::unchanged`];
+/// - `dest` is missing or an empty directory: the tree is written into a
+///   hidden sibling `.NAME.cvmbuild-PID` and renamed into place, so a
+///   failure (removed again) or a kill (a hidden leftover) never leaves a
+///   partial tree at `dest`;
+/// - `dest` holds something else: `if_different` decides.
+pub fn export_tree_with(
+    store: &dyn Store,
+    root: &Hash,
+    dest: &Path,
+    if_different: IfDifferent,
+) -> Result<ExportReport> {
+    export(store, root, dest, true, if_different)
 }
 
 /// [`export_tree`] without hardlinks to store objects: every file is a
 /// copy, so the only files sharing an inode are the names of one
 /// hardlinked file (what `mksquashfs` needs to find exactly those).
 pub fn export_tree_copies(store: &dyn Store, root: &Hash, dest: &Path) -> Result<ExportReport> {
-    export(store, root, dest, false)
+    export(store, root, dest, false, IfDifferent::Refuse)
 }
 
-fn export(store: &dyn Store, root: &Hash, dest: &Path, from_store: bool) -> Result<ExportReport> {
+/// Whether `dest` must be swapped with the new tree rather than renamed
+/// over (rename(2) replaces only an empty directory).
+enum Target {
+    Absent,
+    Empty,
+    Different,
+}
+
+fn export(
+    store: &dyn Store,
+    root: &Hash,
+    dest: &Path,
+    from_store: bool,
+    if_different: IfDifferent,
+) -> Result<ExportReport> {
     let export_err = |reason: String| Error::Export {
         path: dest.to_path_buf(),
         reason,
     };
-    match fs::symlink_metadata(dest) {
+    let target = match fs::symlink_metadata(dest) {
         Ok(m) if m.is_dir() => {
             let mut rd = fs::read_dir(dest).map_err(|e| Error::io(dest, e))?;
-            if rd.next().is_some() {
-                return Err(export_err("destination directory is not empty".into()));
+            if rd.next().is_none() {
+                Target::Empty
+            } else {
+                let mut report = ExportReport::default();
+                match difference(store, root, dest, "", &mut report)? {
+                    None => {
+                        report.unchanged = true;
+                        return Ok(report);
+                    }
+                    Some(difference) if if_different == IfDifferent::Refuse => {
+                        return Err(Error::ExportDiffers {
+                            path: dest.to_path_buf(),
+                            difference,
+                        })
+                    }
+                    Some(_) => Target::Different,
+                }
             }
         }
         Ok(_) => {
@@ -81,14 +144,255 @@ fn export(store: &dyn Store, root: &Hash, dest: &Path, from_store: bool) -> Resu
                 "destination exists and is not a directory".into(),
             ))
         }
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            fs::create_dir(dest).map_err(|e| Error::io(dest, e))?;
-        }
+        Err(e) if e.kind() == ErrorKind::NotFound => Target::Absent,
         Err(e) => return Err(Error::io(dest, e)),
+    };
+    let name = dest
+        .file_name()
+        .ok_or_else(|| export_err("not a directory name".into()))?;
+    let tmp = dest.with_file_name(format!(
+        ".{}.cvmbuild-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    if fs::symlink_metadata(&tmp).is_ok() {
+        // Left by a killed run whose process id we now have.
+        remove_all(&tmp)?;
     }
+    fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
     let mut report = ExportReport::default();
-    export_dir(store, root, dest, "", from_store, &mut report)?;
+    let written = export_dir(store, root, &tmp, "", from_store, &mut report)
+        .and_then(|()| install(&tmp, dest, &target));
+    if let Err(e) = written {
+        let _ = remove_all(&tmp);
+        return Err(e);
+    }
     Ok(report)
+}
+
+/// Moves the finished tree `tmp` to `dest`.
+fn install(tmp: &Path, dest: &Path, target: &Target) -> Result<()> {
+    match target {
+        Target::Absent => fs::rename(tmp, dest).map_err(|e| Error::io(dest, e)),
+        Target::Empty => {
+            // Keep the mode the user gave the directory they made.
+            let mode = fs::metadata(dest).map_err(|e| Error::io(dest, e))?;
+            fs::set_permissions(tmp, mode.permissions()).map_err(|e| Error::io(tmp, e))?;
+            fs::rename(tmp, dest).map_err(|e| Error::io(dest, e))
+        }
+        Target::Different => {
+            exchange(tmp, dest)?;
+            // `tmp` now names the old contents.
+            remove_all(tmp)
+        }
+    }
+}
+
+/// Swaps two paths atomically: no moment exists at which `b` is missing.
+fn exchange(a: &Path, b: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::Export {
+            path: p.to_path_buf(),
+            reason: "path contains a NUL byte".into(),
+        })
+    };
+    let (ca, cb) = (c(a)?, c(b)?);
+    // SAFETY: both are valid NUL-terminated paths that outlive the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc != 0 {
+        return Err(Error::io(b, io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Deletes an exported tree, whose read-only directories would stop
+/// `remove_dir_all` when not running as root.
+fn remove_all(path: &Path) -> Result<()> {
+    fn writable(dir: &Path) -> io::Result<()> {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        for e in fs::read_dir(dir)? {
+            let e = e?;
+            if e.file_type()?.is_dir() {
+                writable(&e.path())?;
+            }
+        }
+        Ok(())
+    }
+    writable(path)
+        .and_then(|()| fs::remove_dir_all(path))
+        .map_err(|e| Error::io(path, e))
+}
+
+/// The first way the directory `dir` differs from what exporting the tree
+/// `hash` writes there, as `PATH: what`, or `None` if it is exactly that.
+/// Fills the report's notes (dropped bits, skipped entries) as an export
+/// would.
+fn difference(
+    store: &dyn Store,
+    hash: &Hash,
+    dir: &Path,
+    rel: &str,
+    report: &mut ExportReport,
+) -> Result<Option<String>> {
+    let tree = store.get_tree(hash)?;
+    let links = tree.hardlinks();
+    let mut expected = std::collections::BTreeSet::new();
+    for (i, e) in tree.entries().iter().enumerate() {
+        let path = dir.join(&e.name);
+        let rel_path = if rel.is_empty() {
+            e.name.clone()
+        } else {
+            format!("{rel}/{}", e.name)
+        };
+        note(e, &rel_path, report);
+        let found = fs::symlink_metadata(&path);
+        expected.insert(e.name.as_str());
+        let differs = |what: &str| Ok(Some(format!("{rel_path}: {what}")));
+        let perm = |md: &fs::Metadata| (md.permissions().mode() & 0o7777) as u16;
+        match &e.node {
+            Node::File {
+                blob: Some(blob),
+                size,
+            } => {
+                let Ok(md) = &found else {
+                    return differs("missing");
+                };
+                if !md.is_file() {
+                    return differs("not a regular file");
+                }
+                if perm(md) != e.mode & EXPORT_MASK {
+                    return differs("different permissions");
+                }
+                match links[i] {
+                    Some(h) if h.first != i => {
+                        let first = dir.join(&tree.entries()[h.first].name);
+                        let same = fs::symlink_metadata(&first)
+                            .is_ok_and(|f| (f.dev(), f.ino()) == (md.dev(), md.ino()));
+                        if !same {
+                            return differs("not a hard link to the other names of its file");
+                        }
+                    }
+                    _ => {
+                        if !same_content(store, blob, *size, &path, md)? {
+                            return differs("different content");
+                        }
+                    }
+                }
+            }
+            Node::Directory { tree } => {
+                let Ok(md) = &found else {
+                    return differs("missing");
+                };
+                if !md.is_dir() {
+                    return differs("not a directory");
+                }
+                if perm(md) != e.mode & EXPORT_MASK {
+                    return differs("different permissions");
+                }
+                if let Some(d) = difference(store, tree, &path, &rel_path, report)? {
+                    return Ok(Some(d));
+                }
+            }
+            Node::Symlink { target } => {
+                let Ok(md) = &found else {
+                    return differs("missing");
+                };
+                if !md.file_type().is_symlink()
+                    || fs::read_link(&path)
+                        .map_err(|err| Error::io(&path, err))?
+                        .as_os_str()
+                        != target.as_str()
+                {
+                    return differs("a different symlink");
+                }
+            }
+            // Ghost files, devices, FIFOs, sockets: never exported.
+            Node::File { blob: None, .. }
+            | Node::CharDevice { .. }
+            | Node::BlockDevice { .. }
+            | Node::Fifo
+            | Node::Socket => {
+                if found.is_ok() {
+                    return differs("exists, but an export does not create it");
+                }
+                skipped(e, &rel_path, report);
+            }
+        }
+    }
+    for e in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let e = e.map_err(|e| Error::io(dir, e))?;
+        let name = e.file_name();
+        if !expected.contains(name.to_string_lossy().as_ref()) {
+            let shown = if rel.is_empty() {
+                name.to_string_lossy().into_owned()
+            } else {
+                format!("{rel}/{}", name.to_string_lossy())
+            };
+            return Ok(Some(format!("{shown}: not in the tree")));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether the file at `path` holds the blob: the same inode as the
+/// store's copy (a hardlinked export), else the same size and blake3.
+fn same_content(
+    store: &dyn Store,
+    blob: &Hash,
+    size: u64,
+    path: &Path,
+    md: &fs::Metadata,
+) -> Result<bool> {
+    let same_inode = store
+        .local_blob_path(blob)
+        .and_then(|p| fs::metadata(p).ok())
+        .is_some_and(|s| (s.dev(), s.ino()) == (md.dev(), md.ino()));
+    if same_inode {
+        return Ok(true);
+    }
+    if md.len() != size {
+        return Ok(false);
+    }
+    let mut f = fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = blake3::Hasher::new();
+    io::copy(&mut f, &mut hasher).map_err(|e| Error::io(path, e))?;
+    Ok(Hash(*hasher.finalize().as_bytes()) == *blob)
+}
+
+/// Records what an export of `e` cannot apply (setuid/setgid, xattrs).
+fn note(e: &super::Entry, rel_path: &str, report: &mut ExportReport) {
+    if e.mode & !EXPORT_MASK != 0 && !e.flags.ghost {
+        report.setid_dropped.push(rel_path.to_string());
+    }
+    if !e.xattrs.is_empty() && !e.flags.ghost {
+        report.xattrs_dropped.push(rel_path.to_string());
+    }
+}
+
+/// Records an entry an export never creates, and why.
+fn skipped(e: &super::Entry, rel_path: &str, report: &mut ExportReport) {
+    let reason = match e.node {
+        Node::File { blob: None, .. } => "ghost file: no content",
+        Node::CharDevice { .. } | Node::BlockDevice { .. } => {
+            "device node: recorded, never created on the host"
+        }
+        Node::Fifo => "fifo: recorded, never created on the host",
+        Node::Socket => "socket: recorded, never created on the host",
+        _ => return,
+    };
+    report.skipped.push(Skipped {
+        path: rel_path.to_string(),
+        reason,
+    });
 }
 
 fn export_dir(
@@ -108,21 +412,14 @@ fn export_dir(
         } else {
             format!("{rel}/{}", e.name)
         };
-        let skip = |report: &mut ExportReport, reason| {
-            report.skipped.push(Skipped {
-                path: rel_path.clone(),
-                reason,
-            })
-        };
         let mode = e.mode & EXPORT_MASK;
-        if e.mode & !EXPORT_MASK != 0 && !e.flags.ghost {
-            report.setid_dropped.push(rel_path.clone());
-        }
-        if !e.xattrs.is_empty() && !e.flags.ghost {
-            report.xattrs_dropped.push(rel_path.clone());
-        }
+        note(e, &rel_path, report);
         match &e.node {
-            Node::File { blob: None, .. } => skip(report, "ghost file: no content"),
+            Node::File { blob: None, .. }
+            | Node::CharDevice { .. }
+            | Node::BlockDevice { .. }
+            | Node::Fifo
+            | Node::Socket => skipped(e, &rel_path, report),
             Node::File {
                 blob: Some(blob), ..
             } => match links[i] {
@@ -147,11 +444,6 @@ fn export_dir(
             Node::Symlink { target } => {
                 std::os::unix::fs::symlink(target, &path).map_err(|err| Error::io(&path, err))?
             }
-            Node::CharDevice { .. } | Node::BlockDevice { .. } => {
-                skip(report, "device node: recorded, never created on the host")
-            }
-            Node::Fifo => skip(report, "fifo: recorded, never created on the host"),
-            Node::Socket => skip(report, "socket: recorded, never created on the host"),
         }
     }
     Ok(())

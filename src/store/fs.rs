@@ -445,6 +445,23 @@ impl FsStore {
         self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Derivations whose registered output (tree or blob) has a hash
+    /// starting with the hex `prefix`, sorted: lets a user name a build by
+    /// what it produced, as Nix users name store paths.
+    pub fn drvs_by_output_prefix(&self, prefix: &str) -> Result<Vec<String>> {
+        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(Vec::new());
+        }
+        let conn = self.index();
+        let mut stmt = conn.prepare(
+            "SELECT drv_id FROM outputs WHERE substr(hash, 1, length(?1)) = ?1 ORDER BY drv_id",
+        )?;
+        let ids = stmt
+            .query_map(params![prefix.to_ascii_lowercase()], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(ids)
+    }
+
     pub(super) fn all_outputs(&self) -> Result<Vec<(String, Result<Output>)>> {
         let conn = self.index();
         let mut stmt = conn.prepare("SELECT drv_id, kind, hash, size, meta FROM outputs")?;

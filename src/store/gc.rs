@@ -65,13 +65,15 @@ impl FsStore {
         Ok(BuildsLock { _file: file })
     }
 
-    fn lock_collector(&self) -> Result<BuildsLock> {
+    /// Taken exclusively by a collection; `waiting` is called once if
+    /// running builds make it wait.
+    fn lock_collector(&self, waiting: &dyn Fn()) -> Result<BuildsLock> {
         let file = self.gc_lock_file()?;
         let path = self.root().join("gc.lock");
         match file.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
-                eprintln!("gc: waiting for running builds to finish");
+                waiting();
                 file.lock().map_err(io_err(&path))?;
             }
             Err(fs::TryLockError::Error(e)) => return Err(Error::io(path, e)),
@@ -144,8 +146,13 @@ impl Live {
 /// outputs, deletes dead derivation records and logs, and last deletes dead
 /// objects (so a crash midway leaves unreferenced objects, never a
 /// registered output with missing objects). With `dry_run`, only counts.
-pub fn gc(store: &FsStore, inputs_of: InputsOf, dry_run: bool) -> Result<GcReport> {
-    let _lock = store.lock_collector()?;
+pub fn gc(
+    store: &FsStore,
+    inputs_of: InputsOf,
+    dry_run: bool,
+    waiting: &dyn Fn(),
+) -> Result<GcReport> {
+    let _lock = store.lock_collector(waiting)?;
     let mut live = Live::default();
     let mut drv_stack = Vec::new();
     for (name, root) in store.roots()? {

@@ -25,7 +25,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use export::{export_blob, export_tree, export_tree_copies, ExportReport, Skipped};
+pub use export::{
+    export_blob, export_tree, export_tree_copies, export_tree_with, ExportReport, IfDifferent,
+    Skipped,
+};
 pub use fs::{DrvLock, FsStore};
 pub use gc::{gc, BuildsLock, GcReport, InputsOf};
 pub use location::resolve_store_dir;
@@ -120,6 +123,19 @@ pub struct Output {
     pub meta: BTreeMap<String, String>,
 }
 
+impl Output {
+    /// A blob output with its metadata (what builders of files return).
+    pub fn blob<const N: usize>(blob: BlobRef, meta: [(&str, String); N]) -> Output {
+        Output {
+            root: Root::Blob {
+                hash: blob.hash,
+                size: blob.size,
+            },
+            meta: meta.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        }
+    }
+}
+
 /// Which kind of thing a [`Damage`] record is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ObjectKind {
@@ -195,6 +211,12 @@ pub enum Error {
     Gc(String),
     #[error("export to {path}: {reason}")]
     Export { path: PathBuf, reason: String },
+    #[error("export to {path}: the directory holds something else ({difference})")]
+    #[diagnostic(
+        code(store::export_differs),
+        help("pass --replace to build the new tree beside it and swap the two atomically, or remove the directory, or choose another --out")
+    )]
+    ExportDiffers { path: PathBuf, difference: String },
 }
 
 impl Error {

@@ -695,7 +695,7 @@ fn acceptance_checks() {
     assert!(e.to_string().contains("immutable"), "{e}");
 
     // Promote moves the branch tag only.
-    let moved = cvmfs::promote(FQRN, "os-1.0", "production", &opts).unwrap();
+    let moved = cvmfs::promote(FQRN, "os-1.0", "production", false, &opts).unwrap();
     assert_eq!(moved.revision, 1);
     let (m3, ..) = split_signed(&std::fs::read(repo.join(".cvmfspublished")).unwrap());
     assert_eq!(
@@ -706,7 +706,7 @@ fn acceptance_checks() {
     let t = cvmfs::tags(&repo).unwrap();
     let prod = t.iter().find(|t| t.name == "production").unwrap();
     assert_eq!((prod.revision, prod.hash.as_str()), (1, m[&'C'].as_str()));
-    assert!(cvmfs::promote(FQRN, "os-9", "production", &opts)
+    assert!(cvmfs::promote(FQRN, "os-9", "production", false, &opts)
         .unwrap_err()
         .to_string()
         .contains("os-1.1"));

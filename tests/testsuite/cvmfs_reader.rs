@@ -218,7 +218,7 @@ fn two_releases_read_back_by_the_cvmfs_crate() {
             .find(|l| l.split_whitespace().next() == Some(tag))
             .unwrap_or_else(|| panic!("no tag {tag} in\n{tags}"));
         let f: Vec<&str> = line.split_whitespace().collect();
-        (f[2].parse().unwrap(), f[3].to_string())
+        (f[1].parse().unwrap(), f[3].to_string())
     };
     assert_eq!(rev("cernvm-system-3.1.0.0"), rev("production"));
     assert_eq!(rev("cernvm-system-3.2.0.0"), rev("development"));

@@ -100,14 +100,18 @@ fn image_size_too_small() {
     };
     let out = t.path().join("out");
     for (format, size) in [("raw", 4u64 << 20), ("qcow2", 4 << 20), ("iso", 1 << 20)] {
-        let err = make(format, &files, Some(size), t.path(), &out).unwrap_err();
+        let err = make(format, &files, Some(size), t.path(), &out)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains(&format!("image size {size} bytes is too small")),
             "{format}: {err}"
         );
         assert!(err.contains("kernel 3145728"), "{format}: {err}");
     }
-    let err = make("vdi", &files, None, t.path(), &out).unwrap_err();
+    let err = make("vdi", &files, None, t.path(), &out)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("unknown image format `vdi`"), "{err}");
 }
 

@@ -26,11 +26,12 @@ fn assert_not_registered(f: &Fixture, name: &str) {
     assert_eq!(store.lookup_output(&id).unwrap(), None, "{name}");
 }
 
-/// The `error:` line about derivation `name`.
+/// The line of the diagnostic about derivation `name` (`x NAME (ID)
+/// failed: …`, as miette renders it off a terminal).
 fn error_line<'a>(stderr: &'a str, name: &str) -> &'a str {
     stderr
         .lines()
-        .find(|l| l.starts_with(&format!("error: {name} (")))
+        .find(|l| l.trim_start().starts_with(&format!("x {name} (")))
         .unwrap_or_else(|| panic!("no error for {name}:\n{stderr}"))
 }
 
@@ -90,6 +91,19 @@ fn checksum_and_size_mismatches_name_package_and_repository() {
             && l.contains("size mismatch"),
         "{l}"
     );
+    // Each failure is printed once, under its diagnostic code, with the
+    // way to its log.
+    assert_eq!(err.matches("sha256 mismatch").count(), 1, "{err}");
+    let short = l
+        .split_once(" (")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(id, _)| id)
+        .unwrap();
+    assert!(
+        err.contains(&format!("help: the full build log: cvmbuild log {short}")),
+        "{err}"
+    );
+    assert!(err.lines().any(|l| l.trim() == "build::failed"), "{err}");
     assert_not_registered(&f, "fetch:bash-4.1.2-29.el6.x86_64");
     assert_not_registered(&f, "fetch:sudo-1.8.6p3-12.el6.x86_64");
     // --keep-going built every other package.

@@ -169,7 +169,7 @@ fn a_connection_always_cut_is_a_clear_error_and_stores_nothing() {
     let err = String::from_utf8(out.stderr).unwrap();
     let line = err
         .lines()
-        .find(|l| l.starts_with("error: fetch:"))
+        .find(|l| l.trim_start().starts_with("x fetch:"))
         .unwrap_or_else(|| panic!("{err}"));
     assert!(line.contains("repository `"), "{line}");
     assert!(
@@ -190,11 +190,11 @@ fn failed_fetch(mode: &str) -> (String, String) {
     let err = String::from_utf8(out.stderr).unwrap();
     let line = err
         .lines()
-        .find(|l| l.starts_with("error: fetch:"))
+        .find(|l| l.trim_start().starts_with("x fetch:"))
         .unwrap_or_else(|| panic!("{err}"))
         .to_string();
     assert_nothing_fetched(&f);
-    let nevra = line["error: fetch:".len()..]
+    let nevra = line.trim_start()["x fetch:".len()..]
         .split(' ')
         .next()
         .unwrap()

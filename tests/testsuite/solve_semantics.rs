@@ -530,7 +530,7 @@ fn explains_two_conflicting_jobs_and_a_pin() {
         text,
         [
             "the list asks for d >= 2 (job 0)",
-            "a pin allows only d < 2 (pin 0)"
+            "a pin allows only d < 2 (pin 0); d versions available: 2-1"
         ]
     );
     assert_eq!(e.lines[1].origin, Some(6));

@@ -490,10 +490,15 @@ fn export_materialises_modes_links_and_refuses_nonempty_dest() {
     assert_eq!((report.hardlinked, report.copied), (1, 2));
     assert_eq!(report.setid_dropped, ["exe"]);
 
-    // A non-empty destination is refused; an empty one is fine.
+    // Exporting the same tree again writes nothing; a directory holding
+    // anything else is refused; an empty one is fine.
+    assert!(export_tree(&store, &root, &out).unwrap().unchanged);
+    let other = store
+        .put_tree(&Tree::new(vec![file_entry("ro", &store, b"other\n", 0o444)]).unwrap())
+        .unwrap();
     assert!(matches!(
-        export_tree(&store, &root, &out),
-        Err(Error::Export { .. })
+        export_tree(&store, &other, &out),
+        Err(Error::ExportDiffers { .. })
     ));
     let empty = dir.path().join("empty");
     fs::create_dir(&empty).unwrap();

@@ -1,7 +1,10 @@
 //! Progress on stderr: an indicatif bar on a terminal, plain lines
-//! otherwise (CI logs, pipes), one per finished derivation.
+//! otherwise (CI logs, pipes), one per finished derivation. The scheduler
+//! reports through [`crate::build::Reporter`]; failures are only named
+//! here, their diagnostics are printed once by `realize`.
 
-use crate::eval::{Builder, Derivation};
+use crate::build::Reporter;
+use crate::drv::{Builder, Derivation};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -47,8 +50,10 @@ impl Progress {
             started: Mutex::new(None),
         }
     }
+}
 
-    pub(crate) fn start(&self, to_build: usize, cached: usize) {
+impl Reporter for Progress {
+    fn start(&self, to_build: usize, cached: usize) {
         self.total.store(to_build, Ordering::Relaxed);
         *self.started.lock().expect("progress lock") = Some(std::time::Instant::now());
         if let Some(b) = &self.bar {
@@ -58,13 +63,13 @@ impl Progress {
         }
     }
 
-    pub(crate) fn begin(&self, d: &Derivation) {
+    fn begin(&self, d: &Derivation) {
         if let Some(b) = &self.bar {
             b.set_message(format!("[{}] {}", phase(d), d.name));
         }
     }
 
-    pub(crate) fn done(&self, d: &Derivation, built: bool) {
+    fn done(&self, d: &Derivation, built: bool) {
         let n = self.done.fetch_add(1, Ordering::Relaxed) + 1;
         if phase(d) == "fetch" {
             let size = d.params.get("size").and_then(|s| s.as_u64()).unwrap_or(0);
@@ -79,15 +84,15 @@ impl Progress {
         }
     }
 
-    pub(crate) fn failed(&self, d: &Derivation, error: &str) {
+    fn failed(&self, d: &Derivation) {
         if let Some(b) = &self.bar {
-            b.println(format!("failed {}: {error}", d.name));
+            b.println(format!("failed {}", d.name));
         } else if !self.quiet {
-            eprintln!("failed {}: {error}", d.name);
+            eprintln!("failed {}", d.name);
         }
     }
 
-    pub(crate) fn finish(&self) {
+    fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
