@@ -314,16 +314,15 @@ fn compare(mnt: &Path, exported: &Path, unpacked: &Path) {
     }
 }
 
-/// `tag list`: tag -> (revision, root hash).
+/// `tag list --json`: tag -> (revision, root hash).
 fn tags(f: &Fixture) -> HashMap<String, (String, String)> {
-    let out = f.run(&["tag", "list"]);
+    let out = f.run(&["tag", "list", "--json"]);
     assert!(out.status.success(), "{}", text(&out));
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter_map(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            (w.len() >= 4).then(|| (w[0].to_string(), (w[2].to_string(), w[3].to_string())))
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    list.iter()
+        .map(|t| {
+            let s = |k: &str| t[k].as_str().unwrap().to_string();
+            (s("name"), (t["revision"].to_string(), s("hash")))
         })
         .collect()
 }
