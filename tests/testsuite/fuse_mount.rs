@@ -646,6 +646,43 @@ fn special_files_owners_and_capabilities_through_fuse() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
+    // A data object altered on the server: the reader gets EIO, the log
+    // names the object; once it is repaired the same read succeeds.
+    let readme = vec![b'x'; 300_000];
+    let object = walkdir::WalkDir::new(repo.join("special.cern.ch/data"))
+        .into_iter()
+        .map(|e| e.unwrap().into_path())
+        .find(|p| {
+            let mut inflated = Vec::new();
+            p.extension().is_none()
+                && std::fs::read(p).is_ok_and(|z| {
+                    std::io::Read::read_to_end(
+                        &mut flate2::read::ZlibDecoder::new(&z[..]),
+                        &mut inflated,
+                    )
+                    .is_ok()
+                })
+                && inflated == readme
+        })
+        .expect("the readme's object");
+    let good = std::fs::read(&object).unwrap();
+    let mut bad = Vec::new();
+    std::io::Write::write_all(
+        &mut flate2::write::ZlibEncoder::new(&mut bad, flate2::Compression::default()),
+        &vec![b'y'; 300_000],
+    )
+    .unwrap();
+    std::fs::write(&object, &bad).unwrap();
+    let err = std::fs::read(mnt.join("usr/share/readme")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    let name = object.file_name().unwrap().to_str().unwrap();
+    assert!(
+        m.log().contains(name),
+        "the log names the object {name}:\n{}",
+        m.log()
+    );
+    std::fs::write(&object, good).unwrap();
+
     let mounted = compare_with_tar(&mnt, &unpacked);
     // The tar comparison is only as good as what the tree has: check it.
     let e = |p: &str| &mounted[p];
