@@ -14,6 +14,12 @@
 //!
 //! The first mount ends by SIGTERM, the second by `umount`; a busy and a
 //! non-empty mount point are refused.
+//!
+//! The bundled example has no setuid file, capability, device or FIFO, so
+//! a second test publishes a tree that has them (with the library), mounts
+//! it with `cvmbuild-client --suid` and compares it with GNU tar's
+//! unpacking the same way; a data object altered on the server reaches
+//! the reader as `EIO` with the object named in the log.
 
 use super::support::fixture::{text, Fixture};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
