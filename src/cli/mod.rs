@@ -16,6 +16,7 @@ mod diff;
 mod docs;
 mod eval;
 mod ids;
+pub mod mount;
 mod pinning;
 mod progress;
 mod realize;
@@ -105,6 +106,8 @@ pub enum Command {
     Promote(cvmfs::PromoteArgs),
     /// List a directory of a CernVM-FS repository over HTTP, verified (no FUSE needed).
     Ls(client::LsArgs),
+    /// Mount a CernVM-FS repository read-only with FUSE (foreground, until umount or SIGTERM).
+    Mount(mount::MountArgs),
     /// Print a file of a CernVM-FS repository over HTTP, verified (no FUSE needed).
     Cat(client::CatArgs),
     /// Copy a CernVM-FS repository (every tagged revision) into a Stratum-1 directory, verified; only new objects.
@@ -166,6 +169,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Tag(a) => cvmfs::tag_cmd(&g, a),
         Command::Promote(a) => cvmfs::promote_cmd(&g, a),
         Command::Ls(a) => client::ls_cmd(a),
+        Command::Mount(a) => mount::mount_cmd(a),
         Command::Cat(a) => client::cat_cmd(a),
         Command::Replicate(a) => client::replicate_cmd(a),
         Command::Completions(a) => docs::completions_cmd(a),

@@ -17,6 +17,7 @@
 pub mod cache;
 pub mod catalog;
 pub mod fetch;
+pub mod fuse;
 mod http;
 pub mod replicate;
 pub mod repo;
