@@ -153,11 +153,11 @@ pub fn write_rpmmd(pool: &Pool, dir: &Path) -> Result<(), String> {
 
 /// `cvmbuild eval` of `spec` with its store in `store`: wall and CPU
 /// seconds, and the closure size it printed.
-fn cli_eval(spec: &Path, store: &Path) -> Result<(f64, f64, u64), String> {
+fn cli_eval(bin: &Path, spec: &Path, store: &Path) -> Result<(f64, f64, u64), String> {
     let home = store.with_extension("home");
     let c = children_cpu_s();
     let t = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_cvmbuild"))
+    let out = Command::new(bin)
         .arg("eval")
         .arg(spec)
         .arg("--json")
@@ -254,17 +254,28 @@ pub fn compare(label: &str, repo_dir: &Path, list: &[String]) -> Result<(), Stri
     );
 
     // cvmbuild eval through the CLI: cold (new store), then warm (cache
-    // and records there, lock removed so it solves again).
-    let store = work.path().join("store");
-    let (cold_wall, cold_cpu, n) = cli_eval(&spec_path, &store)?;
-    std::fs::remove_file(&lock_path).map_err(|e| e.to_string())?;
-    let (warm_wall, warm_cpu, _) = cli_eval(&spec_path, &store)?;
-    println!(
-        "{label}: cvmbuild eval cold: wall {cold_wall:.3} s, cpu {cold_cpu:.3} s ({:.2}x libsolv xml cpu); \
-         warm: wall {warm_wall:.3} s, cpu {warm_cpu:.3} s ({:.2}x libsolv solv cpu); {n} packages",
-        cold_cpu / lx_cpu,
-        warm_cpu / ls_cpu
-    );
+    // and records there, lock removed so it solves again). A baseline
+    // binary (CVMBUILD_BENCH_BASELINE, e.g. a build of main) runs the same
+    // job first, for before/after figures from one run.
+    let mut bins = Vec::new();
+    if let Some(b) = std::env::var_os("CVMBUILD_BENCH_BASELINE") {
+        bins.push(("baseline", PathBuf::from(b)));
+    }
+    bins.push(("cvmbuild", PathBuf::from(env!("CARGO_BIN_EXE_cvmbuild"))));
+    let mut store = PathBuf::new();
+    for (i, (who, bin)) in bins.iter().enumerate() {
+        store = work.path().join(format!("store{i}"));
+        let _ = std::fs::remove_file(&lock_path);
+        let (cold_wall, cold_cpu, n) = cli_eval(bin, &spec_path, &store)?;
+        std::fs::remove_file(&lock_path).map_err(|e| e.to_string())?;
+        let (warm_wall, warm_cpu, _) = cli_eval(bin, &spec_path, &store)?;
+        println!(
+            "{label}: {who} eval cold: wall {cold_wall:.3} s, cpu {cold_cpu:.3} s ({:.2}x libsolv xml); \
+             warm: wall {warm_wall:.3} s, cpu {warm_cpu:.3} s ({:.2}x libsolv solv); {n} packages",
+            cold_cpu / lx_cpu,
+            warm_cpu / ls_cpu
+        );
+    }
 
     // The phases of the same eval, one by one through the library.
     let sp = lang_release(&spec_path)?;
