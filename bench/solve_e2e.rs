@@ -178,7 +178,11 @@ fn cli_eval(bin: &Path, spec: &Path, store: &Path) -> Result<(f64, f64, u64), St
     }
     let v: serde_json::Value =
         serde_json::from_slice(&out.stdout).map_err(|e| format!("eval --json: {e}"))?;
-    Ok((wall, cpu, v["branches"][0]["packages"].as_u64().unwrap_or(0)))
+    Ok((
+        wall,
+        cpu,
+        v["branches"][0]["packages"].as_u64().unwrap_or(0),
+    ))
 }
 
 /// libsolv's own binary cache of a primary file, written by `rpmmd2solv`.

@@ -233,9 +233,7 @@ impl Pool {
 
     /// Packages called `name`, in pool order.
     pub fn named(&self, name: NameId) -> &[PackageId] {
-        self.by_name
-            .get(name.0 as usize)
-            .map_or(&[], Vec::as_slice)
+        self.by_name.get(name.0 as usize).map_or(&[], Vec::as_slice)
     }
 
     /// Packages whose provides (including their own name and listed files)

@@ -34,7 +34,11 @@ impl FsStore {
         let mut stmt = conn.prepare_cached("SELECT 1 FROM drvs WHERE id = ?1")?;
         let mut missing = Vec::new();
         for id in ids {
-            if stmt.query_row(params![id], |_| Ok(())).optional()?.is_none() {
+            if stmt
+                .query_row(params![id], |_| Ok(()))
+                .optional()?
+                .is_none()
+            {
                 missing.push(id);
             }
         }
@@ -52,7 +56,8 @@ impl FsStore {
         let mut conn = self.index();
         let tx = conn.transaction()?;
         {
-            let mut stmt = tx.prepare_cached("INSERT OR IGNORE INTO drvs (id, json) VALUES (?1, ?2)")?;
+            let mut stmt =
+                tx.prepare_cached("INSERT OR IGNORE INTO drvs (id, json) VALUES (?1, ?2)")?;
             for (id, json) in records {
                 stmt.execute(params![id, json])?;
             }

@@ -127,7 +127,10 @@ fn killed_eval_never_leaves_a_half_written_record() {
         let _ = child.kill();
         let status = child.wait().unwrap();
         let has_table = index(&f).exists()
-            && sqlite(&index(&f), "SELECT count(*) FROM sqlite_master WHERE name = 'drvs'") == "1";
+            && sqlite(
+                &index(&f),
+                "SELECT count(*) FROM sqlite_master WHERE name = 'drvs'",
+            ) == "1";
         if !has_table {
             outcomes.insert("no store yet");
             continue;
