@@ -10,6 +10,7 @@ mod support;
 
 mod boot_qemu;
 mod cli;
+mod client;
 mod cvmfs_crash;
 mod cvmfs_format;
 mod cvmfs_reader;
@@ -43,4 +44,5 @@ mod solve_real;
 mod solve_semantics;
 mod store_fs;
 mod store_tree;
+mod trust;
 mod vercmp_librpm;
