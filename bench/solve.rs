@@ -1,7 +1,12 @@
 //! Solver benchmark: a seeded random shopping list of installable names,
 //! parsed and solved to a proven optimum on the real openSUSE 11.0 universe
 //! side by side with libsolv (`bench/solve_libsolv.py`), then on generated
-//! universes of growing size (for scaling).
+//! universes of growing size (for scaling). On the real universe and on
+//! every generated one of 60,000 packages or more it then compares
+//! `cvmbuild eval` end to end with libsolv (`solve_e2e.rs`): cold against
+//! libsolv parsing the XML, warm against libsolv loading a `.solv` file,
+//! with our phases (parse, cache load, cone+encode, solve, graph, records,
+//! lock) timed one by one.
 //!
 //! ```text
 //! cargo bench --bench solve -- [--real DIR|--no-real] [--multilib] [--save-list FILE]
@@ -20,6 +25,9 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Instant;
+
+#[path = "solve_e2e.rs"]
+mod e2e;
 
 /// xorshift64*: deterministic across machines, no extra crate.
 struct Rng(u64);
@@ -383,6 +391,12 @@ fn main() {
                         println!(
                             "generated {size}: best of 5 solves: wall {wall:.3} s, cpu {cpu:.3} s"
                         );
+                        if size >= 60_000 {
+                            let label = format!("generated {size}");
+                            if let Err(e) = end_to_end(&label, &pool, &list) {
+                                println!("{label}: end to end: {e}");
+                            }
+                        }
                     }
                     Err(e) => println!("generated {size}: {e}"),
                 }
@@ -469,7 +483,15 @@ fn real(dir: &str, a: &Args) -> Result<(), String> {
         "check: libsolv installing our closure exactly: {objections} problems, {added} packages (ours {})",
         sol.packages.len()
     );
-    Ok(())
+    e2e::compare("real", std::path::Path::new(dir), &list)
+}
+
+/// A generated universe written as an rpm-md repository, then compared end
+/// to end.
+fn end_to_end(label: &str, pool: &Pool, list: &[String]) -> Result<(), String> {
+    let (_keep, dir) = e2e::scratch()?;
+    e2e::write_rpmmd(pool, &dir)?;
+    e2e::compare(label, &dir, list)
 }
 
 /// Runs `bench/solve_libsolv.py` on `lines` (job names, or NEVRAs with

@@ -1,4 +1,4 @@
-//! Derivation records: the typed side of the store's `drvs/<id>.json`.
+//! Derivation records: the typed side of the store's `drvs` table.
 //!
 //! `realize` and `eval` record every derivation of the graphs they plan, so
 //! the store alone can answer `show ID`, `log` and `diff`, and the garbage
@@ -14,13 +14,24 @@ fn record_bytes(drv: &Derivation) -> Vec<u8> {
     drv.canonical_bytes()[FORMAT.len()..].to_vec()
 }
 
-/// Records every derivation of `graph` that is not recorded yet (one
-/// `stat` per derivation when all are, so a no-op realize stays fast).
+/// Records every derivation of `graph` that is not recorded yet, in one
+/// store transaction; only the missing ones are serialised, so a no-op
+/// realize or a repeated eval writes nothing.
 pub fn record_graph(store: &FsStore, graph: &Graph) -> Result<(), crate::store::Error> {
-    for (id, drv) in graph.topo() {
-        store.put_drv_record(&id.0, &record_bytes(drv))?;
+    let topo = graph.topo();
+    let missing: std::collections::HashSet<&str> = store
+        .missing_drv_records(topo.iter().map(|(id, _)| id.0.as_str()))?
+        .into_iter()
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let batch: Vec<(&str, Vec<u8>)> = topo
+        .iter()
+        .filter(|(id, _)| missing.contains(&id.0.as_str()))
+        .map(|(id, drv)| (id.0.as_str(), record_bytes(drv)))
+        .collect();
+    store.put_drv_records(&batch)
 }
 
 /// Loads the record of `id` and checks that it hashes to `id`.

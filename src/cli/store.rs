@@ -178,7 +178,7 @@ pub(super) fn store_cmd(g: &Global, c: StoreCommand) -> Result<i32> {
         if let Err(problem) = crate::build::records::load(&store, &id) {
             r.damage.push(crate::store::Damage {
                 kind: crate::store::ObjectKind::Record,
-                id: format!("drvs/{id}.json"),
+                id: id.clone(),
                 problem,
             });
         }

@@ -201,13 +201,16 @@ fn read_verified<T>(
 fn merge(pool: &mut Pool, mut part: Pool, repo: RepoId) {
     if pool.packages.is_empty() && pool.names.is_empty() {
         // The first repository keeps its own name ids.
+        // The packages move as one vector: pushing them one by one
+        // re-grew (and copied) the pool's vector a dozen times.
         pool.names = std::mem::take(&mut part.names);
-        for mut p in part.packages {
+        pool.packages = std::mem::take(&mut part.packages);
+        for p in &mut pool.packages {
             p.repo = repo;
-            pool.add_package(p);
         }
         return;
     }
+    pool.packages.reserve(part.packages.len());
     let table: Vec<NameId> = (0..part.names.len() as u32)
         .map(|i| pool.intern(part.names.resolve(NameId(i))))
         .collect();

@@ -168,10 +168,13 @@ pub struct Pool {
     pub names: Interner,
     pub repos: Vec<RepoInfo>,
     pub packages: Vec<Package>,
+    /// Indexed by `NameId`: ids are dense, so a vector spares the hashing
+    /// of a map on every one of the ~130,000 provides a large repository
+    /// indexes at each load (a warm `eval` is mostly this and the cache).
     #[serde(skip)]
-    provides: HashMap<NameId, Vec<(PackageId, Option<Range>)>>,
+    provides: Vec<Vec<(PackageId, Option<Range>)>>,
     #[serde(skip)]
-    by_name: HashMap<NameId, Vec<PackageId>>,
+    by_name: Vec<Vec<PackageId>>,
 }
 
 impl Pool {
@@ -204,13 +207,15 @@ impl Pool {
     /// Builds the lookup indexes. Call after the last `add_package` and after
     /// deserialising; queries on an unindexed pool find nothing.
     pub fn index(&mut self) {
-        self.provides.clear();
-        self.by_name.clear();
+        let n = self.names.len();
+        self.provides = vec![Vec::new(); n];
+        self.by_name = vec![Vec::new(); n];
+        // Packages are visited in id order, so every list comes out sorted.
         for (i, p) in self.packages.iter().enumerate() {
             let id = PackageId(i as u32);
-            self.by_name.entry(p.name).or_default().push(id);
+            self.by_name[p.name.0 as usize].push(id);
             // Every package provides its own name at its own label.
-            self.provides.entry(p.name).or_default().push((
+            self.provides[p.name.0 as usize].push((
                 id,
                 Some(Range {
                     op: super::evr::Op::Eq,
@@ -218,30 +223,24 @@ impl Pool {
                 }),
             ));
             for d in &p.provides {
-                self.provides
-                    .entry(d.name)
-                    .or_default()
-                    .push((id, d.range.clone()));
+                self.provides[d.name.0 as usize].push((id, d.range.clone()));
             }
             for &f in &p.files {
-                self.provides.entry(f).or_default().push((id, None));
+                self.provides[f.0 as usize].push((id, None));
             }
-        }
-        for v in self.provides.values_mut() {
-            v.sort_by_key(|(id, _)| *id);
         }
     }
 
     /// Packages called `name`, in pool order.
     pub fn named(&self, name: NameId) -> &[PackageId] {
-        self.by_name.get(&name).map_or(&[], Vec::as_slice)
+        self.by_name.get(name.0 as usize).map_or(&[], Vec::as_slice)
     }
 
     /// Packages whose provides (including their own name and listed files)
     /// satisfy `dep`, sorted and without duplicates. An unversioned provide
     /// satisfies any range, as in rpm.
     pub fn whatprovides(&self, dep: &SimpleDep) -> Vec<PackageId> {
-        let Some(cands) = self.provides.get(&dep.name) else {
+        let Some(cands) = self.provides.get(dep.name.0 as usize) else {
             return Vec::new();
         };
         let mut out: Vec<PackageId> = cands

@@ -66,6 +66,10 @@ CREATE TABLE IF NOT EXISTS outputs (
     size   INTEGER,
     meta   TEXT NOT NULL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS drvs (
+    id   TEXT PRIMARY KEY NOT NULL,
+    json BLOB NOT NULL
+) STRICT;
 ";
 
 /// Distinguishes several `FsStore`s opened by one process.
@@ -175,7 +179,7 @@ impl FsStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(INDEX_SCHEMA)?;
 
-        Ok(FsStore {
+        let store = FsStore {
             root: root.to_path_buf(),
             index: Mutex::new(conn),
             session_dir,
@@ -186,7 +190,9 @@ impl FsStore {
             synced: Mutex::new(0),
             shards: std::array::from_fn(|_| Default::default()),
             anonymous_files: true.into(),
-        })
+        };
+        store.import_file_records()?;
+        Ok(store)
     }
 
     pub fn root(&self) -> &Path {
@@ -439,7 +445,7 @@ impl FsStore {
         Ok(BlobRef { hash, size })
     }
 
-    fn index(&self) -> MutexGuard<'_, Connection> {
+    pub(super) fn index(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the guard cannot leave SQLite inconsistent:
         // every statement is atomic on its own.
         self.index.lock().unwrap_or_else(|e| e.into_inner())

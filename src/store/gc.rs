@@ -195,14 +195,15 @@ pub fn gc(
             report.outputs_unregistered.push(id);
         }
     }
-    for id in store.drv_record_ids()? {
-        if !live.drvs.contains(&id) {
-            if !dry_run {
-                store.remove_drv_record(&id)?;
-            }
-            report.records_removed += 1;
-        }
+    let dead: Vec<String> = store
+        .drv_record_ids()?
+        .into_iter()
+        .filter(|id| !live.drvs.contains(id))
+        .collect();
+    if !dry_run {
+        store.remove_drv_records(&dead)?;
     }
+    report.records_removed = dead.len() as u64;
     let logs = store.root().join("logs");
     for entry in fs::read_dir(&logs).map_err(io_err(&logs))? {
         let entry = entry.map_err(io_err(&logs))?;

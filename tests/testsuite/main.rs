@@ -16,6 +16,7 @@ mod cvmfs_format;
 mod cvmfs_reader;
 mod diff_ids;
 mod diff_releases;
+mod drv_records;
 mod eval_ids;
 mod extract_caps;
 mod extract_hostile;

@@ -287,6 +287,13 @@ fn gc_keeps_what_roots_reach_and_collects_the_rest() {
     assert!(built(&err).is_empty(), "production untouched: {err}");
 }
 
+/// Runs one statement with the sqlite3 tool; its output, trimmed.
+fn sqlite(db: &Path, sql: &str) -> String {
+    let out = Command::new("sqlite3").arg(db).arg(sql).output().unwrap();
+    assert!(out.status.success(), "sqlite3 {sql}: {}", text(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 #[test]
 fn store_verify_reports_damaged_objects_and_records() {
     let f = Fixture::new();
@@ -301,14 +308,15 @@ fn store_verify_reports_damaged_objects_and_records() {
     let mut bytes = fs::read(&blob).unwrap();
     bytes.push(b'!');
     fs::write(&blob, bytes).unwrap();
-    let record = fs::read_dir(f.store().join("drvs"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let json = fs::read_to_string(&record).unwrap();
-    fs::write(&record, json.replacen("\"name\":\"", "\"name\":\"x", 1)).unwrap();
+    // Records live in the index's `drvs` table; damage one with sqlite3.
+    let index = f.store().join("index.sqlite");
+    let rec = sqlite(&index, "SELECT id FROM drvs ORDER BY id LIMIT 1");
+    sqlite(
+        &index,
+        &format!(
+            "UPDATE drvs SET json = CAST(replace(CAST(json AS TEXT), '\"name\":\"', '\"name\":\"x') AS BLOB) WHERE id = '{rec}'"
+        ),
+    );
     let out = f.run(&["store", "verify"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stdout = String::from_utf8(out.stdout).unwrap();
@@ -317,9 +325,8 @@ fn store_verify_reports_damaged_objects_and_records() {
         stdout.contains(&format!("damaged blob {blob_name}")),
         "{stdout}"
     );
-    let rec = record.file_name().unwrap().to_string_lossy().into_owned();
     assert!(
-        stdout.contains(&format!("damaged record drvs/{rec}")),
+        stdout.contains(&format!("damaged record {rec}")),
         "{stdout}"
     );
 }
