@@ -20,6 +20,7 @@ mod extract_caps;
 mod extract_hostile;
 mod extract_rpm;
 mod first_use;
+mod fuzz_loop;
 mod image_cpio;
 mod image_errors;
 mod image_rootfs;
