@@ -147,12 +147,19 @@ impl Evr {
 
 impl fmt::Display for Evr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.epoch != 0 {
+        // A version with a `:` in it (rpm accepts `0:1:2` as version `1:2`)
+        // needs its epoch written even when 0, or the text reads back as a
+        // different epoch and version.
+        if self.epoch != 0 || self.version.contains(':') {
             write!(f, "{}:", self.epoch)?;
         }
         f.write_str(&self.version)?;
-        if let Some(r) = &self.release {
-            write!(f, "-{r}")?;
+        // Likewise a version with a `-` and no release (parsed from
+        // `1.0-1-`, an empty release as rpm reads it) keeps its trailing `-`.
+        match &self.release {
+            Some(r) => write!(f, "-{r}")?,
+            None if self.version.contains('-') => f.write_str("-")?,
+            None => {}
         }
         Ok(())
     }

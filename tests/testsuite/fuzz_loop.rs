@@ -115,7 +115,7 @@ fn run(target: &str) {
             panic!(
                 "fuzz target `{target}` fails on {what}; input ({} bytes): {:?}",
                 input.len(),
-                String::from_utf8_lossy(input)
+                input.escape_ascii().to_string()
             );
         }
     };

@@ -21,6 +21,7 @@ mod extract_hostile;
 mod extract_rpm;
 mod first_use;
 mod fuzz_loop;
+mod fuzz_regressions;
 mod image_cpio;
 mod image_errors;
 mod image_rootfs;
