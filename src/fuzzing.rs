@@ -73,11 +73,19 @@ pub fn lang(data: &[u8]) {
             };
             assert_eq!(names(&a), names(&b), "branch names differ between loads");
             for (x, y) in a.branches.iter().zip(&b.branches) {
-                assert_eq!(x.value, y.value, "branch `{}` differs between loads", x.name);
+                assert_eq!(
+                    x.value, y.value,
+                    "branch `{}` differs between loads",
+                    x.name
+                );
             }
         }
         (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "errors differ"),
-        (a, b) => panic!("one load failed, the other did not: {:?} / {:?}", a.err(), b.err()),
+        (a, b) => panic!(
+            "one load failed, the other did not: {:?} / {:?}",
+            a.err(),
+            b.err()
+        ),
     }
 }
 
@@ -113,7 +121,11 @@ pub fn primary(data: &[u8]) {
     let Ok(added) = crate::repo::primary::parse_primary(Cursor::new(data), &mut pool, repo) else {
         return;
     };
-    assert_eq!(added, pool.packages.len(), "count returned != packages added");
+    assert_eq!(
+        added,
+        pool.packages.len(),
+        "count returned != packages added"
+    );
     pool.index();
     for id in pool.ids().collect::<Vec<_>>() {
         let p = pool.package(id).clone();
@@ -159,7 +171,10 @@ pub fn rich(data: &[u8]) {
     };
     let again = parse_rich(&rendered, &mut pool.names)
         .unwrap_or_else(|e| panic!("{text:?} renders as {rendered:?}, which fails: {e}"));
-    assert_eq!(again, r, "{text:?} renders as {rendered:?}, which parses differently");
+    assert_eq!(
+        again, r,
+        "{text:?} renders as {rendered:?}, which parses differently"
+    );
 }
 
 /// Version comparison: `rpmvercmp` is reflexive, antisymmetric and
@@ -175,26 +190,39 @@ pub fn evr(data: &[u8]) {
         assert_eq!(rpmvercmp(s, s), Ordering::Equal, "{s:?} != itself");
     }
     let ab = rpmvercmp(a, b);
-    assert_eq!(ab, rpmvercmp(b, a).reverse(), "{a:?} vs {b:?} not antisymmetric");
+    assert_eq!(
+        ab,
+        rpmvercmp(b, a).reverse(),
+        "{a:?} vs {b:?} not antisymmetric"
+    );
     let bc = rpmvercmp(b, c);
     let ac = rpmvercmp(a, c);
     if ab != Ordering::Greater && bc != Ordering::Greater {
-        assert_ne!(ac, Ordering::Greater, "{a:?} <= {b:?} <= {c:?} but {a:?} > {c:?}");
+        assert_ne!(
+            ac,
+            Ordering::Greater,
+            "{a:?} <= {b:?} <= {c:?} but {a:?} > {c:?}"
+        );
     }
     if ab != Ordering::Less && bc != Ordering::Less {
-        assert_ne!(ac, Ordering::Less, "{a:?} >= {b:?} >= {c:?} but {a:?} < {c:?}");
+        assert_ne!(
+            ac,
+            Ordering::Less,
+            "{a:?} >= {b:?} >= {c:?} but {a:?} < {c:?}"
+        );
     }
     let parsed: Vec<Evr> = [a, b].iter().filter_map(|s| Evr::parse(s).ok()).collect();
     for e in &parsed {
         let shown = e.to_string();
         let back = Evr::parse(&shown)
             .unwrap_or_else(|err| panic!("{e:?} displays as {shown:?}, which fails: {err}"));
-        assert_eq!(back.cmp(e), Ordering::Equal, "{shown:?} re-parses differently");
+        assert_eq!(
+            back.cmp(e),
+            Ordering::Equal,
+            "{shown:?} re-parses differently"
+        );
         for op in [evr::Op::Eq, evr::Op::Le, evr::Op::Ge] {
-            let r = evr::Range {
-                op,
-                evr: e.clone(),
-            };
+            let r = evr::Range { op, evr: e.clone() };
             assert!(r.contains(e), "{r} does not contain {shown}");
         }
     }
@@ -213,7 +241,9 @@ pub fn rpm(data: &[u8]) {
     if let Ok(x) = first {
         let again = crate::builders::extract::extract(&store, &path).expect("extracts twice");
         assert_eq!(x.tree, again.tree, "extraction is not deterministic");
-        store.get_tree(&x.tree).expect("the extracted tree is stored");
+        store
+            .get_tree(&x.tree)
+            .expect("the extracted tree is stored");
     }
 }
 
@@ -294,7 +324,8 @@ fn read_newc(mut a: &[u8]) -> Result<cpio::Members, String> {
             let s = std::str::from_utf8(&h[6 + 8 * i..14 + 8 * i]).map_err(|e| e.to_string())?;
             u32::from_str_radix(s, 16).map_err(|e| e.to_string())
         };
-        let (mode, size, rmaj, rmin, namesize) = (field(1)?, field(6)?, field(9)?, field(10)?, field(11)?);
+        let (mode, size, rmaj, rmin, namesize) =
+            (field(1)?, field(6)?, field(9)?, field(10)?, field(11)?);
         let name = take(&mut a, namesize as usize)?;
         let name = name.split(|b| *b == 0).next().unwrap_or_default();
         let name = String::from_utf8(name.to_vec()).map_err(|e| e.to_string())?;
@@ -353,7 +384,10 @@ pub fn tar_roundtrip(data: &[u8]) {
     for e in archive.entries().expect("tar entries") {
         let mut e = e.expect("a tar entry");
         let path = e.path().expect("entry path").to_string_lossy().into_owned();
-        let path = path.trim_end_matches('/').trim_start_matches("./").to_string();
+        let path = path
+            .trim_end_matches('/')
+            .trim_start_matches("./")
+            .to_string();
         let mode = e.header().mode().expect("mode");
         let m = match e.header().entry_type() {
             tar::EntryType::Directory => TarMember::Dir(mode),
@@ -371,7 +405,10 @@ pub fn tar_roundtrip(data: &[u8]) {
         if path.is_empty() || path == "." {
             continue;
         }
-        assert!(got.insert(path.clone(), m).is_none(), "{path} twice in the tarball");
+        assert!(
+            got.insert(path.clone(), m).is_none(),
+            "{path} twice in the tarball"
+        );
     }
     let _ = std::fs::remove_file(&dest);
     assert_eq!(got, expected, "tarball does not read back to its tree");
@@ -407,7 +444,12 @@ fn tar_dir(
                 if target.is_empty() || target.contains('\0') {
                     continue;
                 }
-                (Node::Symlink { target: target.clone() }, TarMember::Link(target))
+                (
+                    Node::Symlink {
+                        target: target.clone(),
+                    },
+                    TarMember::Link(target),
+                )
             }
         };
         entries.push(store::Entry::root_owned(&name, node, mode));
@@ -446,7 +488,11 @@ pub fn catalog(data: &[u8]) {
     let scratch = scratch_file("catalog.db");
     let first = catalog::read(data, &scratch).map(|e| (e.content, e.nested.len()));
     let second = catalog::read(data, &scratch).map(|e| (e.content, e.nested.len()));
-    assert_eq!(first.is_ok(), second.is_ok(), "catalog read is not deterministic");
+    assert_eq!(
+        first.is_ok(),
+        second.is_ok(),
+        "catalog read is not deterministic"
+    );
     if let (Ok(a), Ok(b)) = (first, second) {
         assert_eq!(a, b, "catalog read is not deterministic");
         let _ = catalog::files_in(data, &scratch, "");
@@ -463,7 +509,8 @@ pub fn lock(data: &[u8]) {
     };
     let text = first.render();
     std::fs::write(&path, &text).expect("write the lock");
-    let again = LockFile::read(&path).unwrap_or_else(|e| panic!("rendered lock fails: {e}\n{text}"));
+    let again =
+        LockFile::read(&path).unwrap_or_else(|e| panic!("rendered lock fails: {e}\n{text}"));
     let mut sorted = first.clone();
     for b in sorted.branch.values_mut() {
         b.package.sort();

@@ -147,10 +147,12 @@ impl Evr {
 
 impl fmt::Display for Evr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // A version with a `:` in it (rpm accepts `0:1:2` as version `1:2`)
-        // needs its epoch written even when 0, or the text reads back as a
-        // different epoch and version.
-        if self.epoch != 0 || self.version.contains(':') {
+        // A version or release with a `:` in it (rpm reads `0:1:2` as
+        // version `1:2`) needs its epoch written even when 0, or the text
+        // reads back as a different epoch and version.
+        let colon =
+            self.version.contains(':') || self.release.as_ref().is_some_and(|r| r.contains(':'));
+        if self.epoch != 0 || colon {
             write!(f, "{}:", self.epoch)?;
         }
         f.write_str(&self.version)?;

@@ -15,13 +15,18 @@ use std::path::Path;
 
 /// Mutations per target and seed file (a few seconds per target in a
 /// debug build; the slow readers, which write files or open SQLite, get
-/// fewer).
+/// fewer), times `CVMBUILD_FUZZ_ROUNDS` (default 1) for longer local runs.
 fn rounds(target: &str) -> usize {
-    match target {
-        "rpm" | "catalog" | "lock" | "tar" => 150,
-        "lang" | "primary" => 400,
-        _ => 1500,
-    }
+    let times: usize = std::env::var("CVMBUILD_FUZZ_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    times
+        * match target {
+            "rpm" | "catalog" | "lock" | "tar" => 150,
+            "lang" | "primary" => 400,
+            _ => 1500,
+        }
 }
 
 /// xorshift64*: a fixed, dependency-free generator so every run tries the
@@ -44,10 +49,37 @@ impl Rng {
 /// Bytes that tend to matter to parsers: delimiters of the formats under
 /// test, and integers at the edges of their widths.
 const TOKENS: &[&[u8]] = &[
-    b"(", b")", b"\"", b"${", b"}", b"[", b"]", b"<", b">", b"/>", b"</", b"=", b"\n", b"--",
-    b" if ", b" else ", b" with ", b"~", b"^", b":", b"-", b"\0", b"\xff\xff\xff\xff",
-    b"\x7f\xff\xff\xff", b"\x00\x00\x00\x00", b"4294967295", b"18446744073709551616",
-    b"-1", b"&amp;", b"&#0;", b"]]>",
+    b"(",
+    b")",
+    b"\"",
+    b"${",
+    b"}",
+    b"[",
+    b"]",
+    b"<",
+    b">",
+    b"/>",
+    b"</",
+    b"=",
+    b"\n",
+    b"--",
+    b" if ",
+    b" else ",
+    b" with ",
+    b"~",
+    b"^",
+    b":",
+    b"-",
+    b"\0",
+    b"\xff\xff\xff\xff",
+    b"\x7f\xff\xff\xff",
+    b"\x00\x00\x00\x00",
+    b"4294967295",
+    b"18446744073709551616",
+    b"-1",
+    b"&amp;",
+    b"&#0;",
+    b"]]>",
 ];
 
 /// One mutation of `input`, splicing from `other` sometimes.
@@ -92,7 +124,9 @@ fn mutate(rng: &mut Rng, input: &[u8], other: &[u8]) -> Vec<u8> {
 }
 
 fn seeds(target: &str) -> Vec<Vec<u8>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/seeds")
+        .join(target);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -112,10 +146,16 @@ fn run(target: &str) {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ target.len() as u64);
     let try_one = |input: &[u8], what: &str| {
         if catch_unwind(AssertUnwindSafe(|| check(input))).is_err() {
+            // The input goes to a file: it replays with
+            // `cargo fuzz run TARGET FILE` or becomes a regression test.
+            let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-failures");
+            std::fs::create_dir_all(&dir).unwrap();
+            let file = dir.join(format!("{target}-{}", what.replace(' ', "-")));
+            std::fs::write(&file, input).unwrap();
             panic!(
-                "fuzz target `{target}` fails on {what}; input ({} bytes): {:?}",
+                "fuzz target `{target}` fails on {what}; the input ({} bytes) is in {}",
                 input.len(),
-                input.escape_ascii().to_string()
+                file.display()
             );
         }
     };

@@ -26,3 +26,62 @@ fn evr_with_dash_in_version_and_no_release_keeps_the_dash() {
     assert_eq!(Evr::parse(&e.to_string()).unwrap(), e);
     fuzzing::evr(b"2:1.0~rc1-1t1-1-\n0:1.0_1-3el6\n1.0^git1-1-\n0:");
 }
+
+/// A `:` in the release (`0:1.0_1-32.:3a`) also needs the epoch written.
+#[test]
+fn evr_with_colon_in_release_displays_its_epoch() {
+    let e = Evr::parse("0:1.0_1-32.:3a").unwrap();
+    assert_eq!(e.release.as_deref(), Some("32.:3a"));
+    assert_eq!(Evr::parse(&e.to_string()).unwrap(), e);
+    fuzzing::evr(b"1.\n0:1.0_1-32.:3a\n1.2.3.a\n01.2");
+}
+
+/// A symlink target `usr/bin<//ba` was exported as `usr/bin</ba`: the tar
+/// crate's `append_link` normalises short targets (`//`, `/./`, a
+/// trailing `/`), while long ones went out raw. GNU tar must list every
+/// target exactly as the tree stores it.
+#[test]
+fn tar_export_keeps_symlink_targets_byte_for_byte() {
+    use cvmbuild::store::{export_tar, Entry, MemStore, Node, Store, Tree};
+    let long = format!("{}//x/./y/", "d/".repeat(60));
+    let targets = ["usr/bin<//ba", "a/./b", "dir/", "/abs//x", long.as_str()];
+    let store = MemStore::new();
+    let entries = targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let node = Node::Symlink {
+                target: t.to_string(),
+            };
+            Entry::root_owned(&format!("l{i}"), node, 0o777)
+        })
+        .collect();
+    let root = store.put_tree(&Tree::new(entries).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tarball = dir.path().join("t.tar");
+    export_tar(&store, &root, &tarball, 0, &Default::default()).unwrap();
+    let out = std::process::Command::new("tar")
+        .arg("-tvf")
+        .arg(&tarball)
+        .output()
+        .expect("GNU tar");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listing = String::from_utf8(out.stdout).unwrap();
+    for (i, t) in targets.iter().enumerate() {
+        assert!(
+            listing
+                .lines()
+                .any(|l| l.ends_with(&format!("l{i} -> {t}"))),
+            "l{i} -> {t} missing from:\n{listing}"
+        );
+    }
+    let input = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/tar/seed-tree"),
+    )
+    .unwrap();
+    fuzzing::tar_roundtrip(&input);
+}
