@@ -85,3 +85,32 @@ fn tar_export_keeps_symlink_targets_byte_for_byte() {
     .unwrap();
     fuzzing::tar_roundtrip(&input);
 }
+
+/// Issue #14, hole 5, as the `rpm` target finds it within seconds: a
+/// signature-header entry whose data offset lies past the header's data
+/// store makes the rpm crate slice out of range (`header.rs`: "range start
+/// index ... out of range"), a panic instead of an error naming the
+/// package. Fails until the header is validated before the rpm crate
+/// reads it (branch `trust`).
+#[test]
+fn rpm_entry_offset_past_the_header_is_an_error_not_a_panic() {
+    let seed = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/seeds/rpm/seed-basesystem.rpm");
+    let mut rpm = std::fs::read(&seed).unwrap();
+    // Lead (96 bytes), then the signature header: magic, reserved, entry
+    // count, data size, then 16-byte entries (tag, type, offset, count).
+    assert_eq!(&rpm[96..99], b"\x8e\xad\xe8");
+    let size = u32::from_be_bytes(rpm[108..112].try_into().unwrap());
+    rpm[120..124].copy_from_slice(&(size + 10).to_be_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.rpm");
+    std::fs::write(&path, &rpm).unwrap();
+    let store = cvmbuild::store::MemStore::new();
+    let result = std::panic::catch_unwind(|| {
+        cvmbuild::builders::extract::extract(&store, &path).map(|x| x.tree)
+    });
+    let err = result.expect("extract panicked on a header entry past the header's end");
+    let err = err.expect_err("a damaged header extracts");
+    assert!(err.to_string().contains("bad.rpm"), "{err}");
+    fuzzing::rpm(&rpm);
+}
