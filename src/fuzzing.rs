@@ -24,8 +24,11 @@ use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+/// A property check: panics when `data` breaks it.
+pub type Check = fn(&[u8]);
+
 /// Every target by name, in the order `fuzz/` and the test suite list them.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Check)] = &[
     ("lang", lang),
     ("repomd", repomd),
     ("primary", primary),
@@ -291,7 +294,7 @@ pub fn cpio_roundtrip(data: &[u8]) {
                 minor: u32::from(input.byte().unwrap_or(0)),
             },
         };
-        let mode = u32::from(mode) * 0o21 & 0o7777;
+        let mode = (u32::from(mode) * 0o21) & 0o7777;
         members.insert(path, cpio::Member { mode, kind });
     }
     let mut out = Vec::new();
@@ -427,7 +430,7 @@ fn tar_dir(
         if kind == 0xff || store::validate_name(&name).is_err() || !names.insert(name.clone()) {
             break;
         }
-        let mode = u16::from(mode) * 0o21 & 0o7777;
+        let mode = (u16::from(mode) * 0o21) & 0o7777;
         let path = format!("{prefix}{name}");
         let (node, member) = match kind % 3 {
             0 if depth < 2 => {

@@ -94,8 +94,8 @@ fn tar_export_keeps_symlink_targets_byte_for_byte() {
 /// reads it (branch `trust`).
 #[test]
 fn rpm_entry_offset_past_the_header_is_an_error_not_a_panic() {
-    let seed = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/seeds/rpm/seed-basesystem.rpm");
+    let seed =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/rpm/seed-basesystem.rpm");
     let mut rpm = std::fs::read(&seed).unwrap();
     // Lead (96 bytes), then the signature header: magic, reserved, entry
     // count, data size, then 16-byte entries (tag, type, offset, count).
