@@ -28,6 +28,7 @@ pub mod drv;
 pub mod eval;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod gpg;
 pub mod image;
 pub mod lang;
 pub mod lock;

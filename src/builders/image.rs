@@ -62,20 +62,17 @@ pub fn build(cx: &BuildCx) -> Result<Output, BuildError> {
         "{format}: {} bytes; command line: {cmdline}",
         blob.size
     ));
-    Ok(Output {
-        root: Root::Blob {
-            hash: blob.hash,
-            size: blob.size,
-        },
-        meta: BTreeMap::from([
-            ("format".to_string(), format.clone()),
+    Ok(Output::blob(
+        blob,
+        [
+            ("format", format.clone()),
             (
-                "file".to_string(),
+                "file",
                 format!("{}-{}.{format}", p("release")?, p("version")?),
             ),
-            ("cmdline".to_string(), cmdline),
-        ]),
-    })
+            ("cmdline", cmdline),
+        ],
+    ))
 }
 
 /// The spec's command line plus what the booted system needs to know

@@ -61,20 +61,14 @@ pub fn build(cx: &BuildCx) -> Result<Output, BuildError> {
         members.len(),
         blob.size
     ));
-    Ok(Output {
-        root: Root::Blob {
-            hash: blob.hash,
-            size: blob.size,
-        },
-        meta: BTreeMap::from([
-            (
-                "compression".to_string(),
-                format!("{compression:?}").to_lowercase(),
-            ),
-            ("entries".to_string(), members.len().to_string()),
-            ("cpio-bytes".to_string(), size.to_string()),
-        ]),
-    })
+    Ok(Output::blob(
+        blob,
+        [
+            ("compression", format!("{compression:?}").to_lowercase()),
+            ("entries", members.len().to_string()),
+            ("cpio-bytes", size.to_string()),
+        ],
+    ))
 }
 
 /// Inline text from the parameters, or the bytes of the source input

@@ -64,7 +64,7 @@ impl MetaRpm {
 
 /// The `meta-rpm` builder: the `cernvm-system`-style RPM as a blob.
 pub fn build(cx: &super::BuildCx) -> Result<crate::store::Output, super::Error> {
-    use crate::store::{Output, Root};
+    use crate::store::Output;
     let meta: MetaRpm = serde_json::from_value(cx.drv.params.clone())?;
     let bytes = meta.build()?;
     let blob = cx.store.put_blob(&mut bytes.as_slice())?;
@@ -73,13 +73,7 @@ pub fn build(cx: &super::BuildCx) -> Result<crate::store::Output, super::Error> 
         meta.file_name(),
         meta.requires.len()
     ));
-    Ok(Output {
-        root: Root::Blob {
-            hash: blob.hash,
-            size: blob.size,
-        },
-        meta: std::collections::BTreeMap::from([("file".to_string(), meta.file_name())]),
-    })
+    Ok(Output::blob(blob, [("file", meta.file_name())]))
 }
 
 #[cfg(test)]

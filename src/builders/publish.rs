@@ -10,7 +10,6 @@
 use super::{BuildCx, Error as BuildError};
 use crate::cvmfs;
 use crate::store::{Output, Root};
-use std::collections::BTreeMap;
 use std::io::Read;
 
 /// Whitelist validity in days (upstream's default).
@@ -102,16 +101,13 @@ pub fn build(cx: &BuildCx) -> Result<Output, BuildError> {
     let blob = cx
         .store
         .put_blob(&mut serde_json::to_vec_pretty(&p)?.as_slice())?;
-    Ok(Output {
-        root: Root::Blob {
-            hash: blob.hash,
-            size: blob.size,
-        },
-        meta: BTreeMap::from([
-            ("repository".to_string(), p.fqrn),
-            ("revision".to_string(), p.revision.to_string()),
-            ("tag".to_string(), p.tag),
-            ("root-catalog".to_string(), p.root_catalog),
-        ]),
-    })
+    Ok(Output::blob(
+        blob,
+        [
+            ("repository", p.fqrn),
+            ("revision", p.revision.to_string()),
+            ("tag", p.tag),
+            ("root-catalog", p.root_catalog),
+        ],
+    ))
 }

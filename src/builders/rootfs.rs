@@ -25,11 +25,5 @@ pub fn build(cx: &BuildCx) -> Result<Output, BuildError> {
     }
     let blob = cx.store.put_blob(&mut std::fs::File::open(&out)?)?;
     cx.log(format!("squashfs: {} bytes", blob.size));
-    Ok(Output {
-        root: Root::Blob {
-            hash: blob.hash,
-            size: blob.size,
-        },
-        meta: BTreeMap::from([("format".to_string(), "squashfs".to_string())]),
-    })
+    Ok(Output::blob(blob, [("format", "squashfs".to_string())]))
 }

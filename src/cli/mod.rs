@@ -10,6 +10,7 @@
 //! function that runs them; this file holds the command table and the
 //! options every subcommand shares ([`Global`]).
 
+pub mod client;
 mod cvmfs;
 mod diff;
 mod docs;
@@ -102,6 +103,12 @@ pub enum Command {
     Tag(cvmfs::TagArgs),
     /// Move a branch's tag to an already published release, without rebuilding.
     Promote(cvmfs::PromoteArgs),
+    /// List a directory of a CernVM-FS repository over HTTP, verified (no FUSE needed).
+    Ls(client::LsArgs),
+    /// Print a file of a CernVM-FS repository over HTTP, verified (no FUSE needed).
+    Cat(client::CatArgs),
+    /// Copy a CernVM-FS repository (every tagged revision) into a Stratum-1 directory, verified; only new objects.
+    Replicate(client::ReplicateArgs),
     /// Print a shell completion script generated from these options.
     Completions(docs::CompletionsArgs),
     /// Print the man page (roff), or write one page per subcommand into a directory.
@@ -158,6 +165,9 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Diff(a) => diff::diff_cmd(&g, a),
         Command::Tag(a) => cvmfs::tag_cmd(&g, a),
         Command::Promote(a) => cvmfs::promote_cmd(&g, a),
+        Command::Ls(a) => client::ls_cmd(a),
+        Command::Cat(a) => client::cat_cmd(a),
+        Command::Replicate(a) => client::replicate_cmd(a),
         Command::Completions(a) => docs::completions_cmd(a),
         Command::Man(a) => docs::man_cmd(a),
     }

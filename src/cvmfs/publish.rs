@@ -9,11 +9,13 @@
 use super::catalog::{self, Catalog, Chunk, Counters, NestedRef, Row};
 use super::hints::{Hints, Stored};
 use super::history::{History, Tag, TRUNK, TRUNK_PREVIOUS};
-use super::keys::{self, Keys};
-use super::manifest::{self, Manifest};
+use super::keys::{self};
+use super::manifest::Manifest;
 use super::object::{self, Digest20, Kind, Objects};
+use super::repo::Repo;
+use super::walk::{Content, Walk};
 use super::{chunk, Error, Result};
-use crate::store::{Hardlink, Hash, Node, Store};
+use crate::store::{Hash, Store};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -28,9 +30,7 @@ pub const UNKNOWN_ID: u32 = 65534;
 /// (the release's meta RPM).
 pub const CVMBUILD_DIR: &str = ".cvmbuild";
 /// Marker file upstream puts in every nested catalog's mountpoint.
-const MARKER: &str = ".cvmfscatalog";
-/// Longest full path accepted (PATH_MAX less the terminating NUL).
-const MAX_PATH: usize = 4095;
+pub(super) const MARKER: &str = ".cvmfscatalog";
 
 /// Where the repository and its keys live, and the clock for the whitelist.
 #[derive(Clone, Debug)]
@@ -103,7 +103,6 @@ pub fn publish(store: &dyn Store, tree: &Hash, req: &Request, opts: &Options) ->
     let repo = Repo::open(&opts.repo_dir)?;
     let _lock = repo.lock()?;
     let prev = repo.manifest()?;
-    let keys = keys::load(&opts.keys_dir, &req.fqrn, prev.is_none())?;
     if let Some(p) = &prev {
         if p.fqrn != req.fqrn {
             return Err(Error::Repo(format!(
@@ -113,13 +112,21 @@ pub fn publish(store: &dyn Store, tree: &Hash, req: &Request, opts: &Options) ->
                 req.fqrn
             )));
         }
+    } else {
+        repo.check_unpublished()?;
+    }
+    let keys = keys::load(&opts.keys_dir, &req.fqrn, prev.is_none())?;
+    // Everything the new revision builds on (previous revision, history,
+    // tags, catalogs to reuse) must be what this repository's keys signed.
+    if let Some(p) = &prev {
+        repo.verify(p, &keys)?;
     }
     let mut history = match prev.as_ref().and_then(|p| p.history.as_deref()) {
         Some(h) => repo.history(h)?,
         None => History::default(),
     };
 
-    let owners = Owners::from_tree(store, tree)?;
+    let owners = crate::store::Owners::from_tree(store, tree)?;
     let nested_wanted: BTreeSet<String> = req
         .nested
         .iter()
@@ -415,6 +422,7 @@ pub fn promote(
         ))
     })?;
     let keys = keys::load(&opts.keys_dir, fqrn, false)?;
+    repo.verify(&prev, &keys)?;
     let mut history = match prev.history.as_deref() {
         Some(h) => repo.history(h)?,
         None => History::default(),
@@ -555,13 +563,6 @@ struct Done {
     content: String,
 }
 
-/// A catalog of the previous revision.
-struct OldCatalog {
-    hash: String,
-    size: u64,
-    existing: catalog::Existing,
-}
-
 fn put_content(objects: &Objects, bytes: &[u8]) -> Result<Stored> {
     if !chunk::is_chunked(bytes.len() as u64) {
         return Ok(Stored::Whole(objects.put(bytes, Kind::File)?));
@@ -604,531 +605,9 @@ fn check_label(what: &str, s: &str) -> Result<()> {
     Ok(())
 }
 
-/// A name the catalog can hold as a path component: the store's own name
-/// rules ([`crate::store::validate_name`]) and the path length limit.
-fn check_name(dir: &str, name: &str) -> Result<()> {
-    let shown = if dir.is_empty() { "/" } else { dir };
-    if let Err(e) = crate::store::validate_name(name) {
-        return Err(Error::Input(format!("cannot publish in {shown:?}: {e}")));
-    }
-    if dir.len() + 1 + name.len() > MAX_PATH {
-        return Err(Error::Input(format!(
-            "cannot publish {name:?} in {shown:?}: the name makes a path longer than {MAX_PATH} bytes"
-        )));
-    }
-    Ok(())
-}
-
-/// What a row's content is.
-enum Content {
-    None,
-    Empty,
-    Blob(Hash, u64),
-    Extra(String),
-}
-
-/// One entry of the tree in publish order.
-struct Item {
-    path: String,
-    mode: u32,
-    flags: u32,
-    size: u64,
-    symlink: String,
-    uid: u32,
-    gid: u32,
-    /// Link count: 1, or 2 + subdirectories for directories.
-    links: u64,
-    mtime: i64,
-    content: Content,
-    /// The `xattr` column ([`catalog::xattr_blob`]).
-    xattr: Option<Vec<u8>>,
-    /// For names of a hardlinked file: which one of its directory.
-    hardlink: Option<Hardlink>,
-}
-
-impl Item {
-    fn row(&self, content: Option<Stored>) -> Row {
-        let (digest, chunks, flags) = match content {
-            Some(Stored::Whole(d)) => (Some(d), Vec::new(), self.flags),
-            Some(Stored::Chunks(c)) => (None, c, self.flags | catalog::FLAG_CHUNKED),
-            None => (None, Vec::new(), self.flags),
-        };
-        Row {
-            path: self.path.clone(),
-            digest,
-            size: self.size,
-            mode: self.mode,
-            mtime: self.mtime,
-            flags,
-            symlink: self.symlink.clone(),
-            uid: self.uid,
-            gid: self.gid,
-            hardlinks: self.links,
-            chunks,
-            xattr: self.xattr.clone(),
-        }
-    }
-}
-
-struct Walk<'a> {
-    store: &'a dyn Store,
-    owners: &'a Owners,
-    nested_wanted: &'a BTreeSet<String>,
-    epoch: i64,
-    items: Vec<Item>,
-    /// Mountpoints found (directories named in `nested_wanted`).
-    nested: Vec<String>,
-    unknown: BTreeSet<String>,
-}
-
-const S_IFDIR: u32 = 0o040000;
-const S_IFREG: u32 = 0o100000;
-const S_IFLNK: u32 = 0o120000;
-const S_IFCHR: u32 = 0o020000;
-const S_IFBLK: u32 = 0o060000;
-const S_IFIFO: u32 = 0o010000;
-const S_IFSOCK: u32 = 0o140000;
-
-impl Walk<'_> {
-    fn root(&mut self, tree: &Hash, extra: &[(String, Vec<u8>)]) -> Result<()> {
-        let t = self.store.get_tree(tree)?;
-        let subdirs = t
-            .entries()
-            .iter()
-            .filter(|e| matches!(e.node, Node::Directory { .. }))
-            .count() as u64;
-        self.items.push(self.dir_item(
-            String::new(),
-            0o755,
-            0,
-            0,
-            subdirs + u64::from(!extra.is_empty()),
-        ));
-        if !extra.is_empty() && t.entries().iter().any(|e| e.name == CVMBUILD_DIR) {
-            return Err(Error::Input(format!(
-                "the tree already has /{CVMBUILD_DIR}, where cvmbuild publishes the meta RPM"
-            )));
-        }
-        // `.cvmbuild` sorts before letters but after `-`, so merge it into
-        // the sorted walk rather than appending it.
-        let mut done_extra = extra.is_empty();
-        for (e, link) in t.entries().iter().zip(t.hardlinks()) {
-            if !done_extra && e.name.as_str() > CVMBUILD_DIR {
-                self.extra(extra)?;
-                done_extra = true;
-            }
-            self.entry("", e, link)?;
-        }
-        if !done_extra {
-            self.extra(extra)?;
-        }
-        Ok(())
-    }
-
-    fn extra(&mut self, extra: &[(String, Vec<u8>)]) -> Result<()> {
-        let dir = format!("/{CVMBUILD_DIR}");
-        self.items.push(self.dir_item(dir.clone(), 0o755, 0, 0, 0));
-        let mut files: Vec<&(String, Vec<u8>)> = extra.iter().collect();
-        files.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, bytes) in files {
-            check_name(&dir, name)?;
-            self.items.push(Item {
-                path: format!("{dir}/{name}"),
-                mode: S_IFREG | 0o644,
-                flags: catalog::FLAG_FILE,
-                size: bytes.len() as u64,
-                symlink: String::new(),
-                uid: 0,
-                gid: 0,
-                links: 1,
-                mtime: self.epoch,
-                content: if bytes.is_empty() {
-                    Content::Empty
-                } else {
-                    Content::Extra(name.clone())
-                },
-                xattr: None,
-                hardlink: None,
-            });
-        }
-        Ok(())
-    }
-
-    fn dir_item(&self, path: String, perm: u16, uid: u32, gid: u32, subdirs: u64) -> Item {
-        Item {
-            path,
-            mode: S_IFDIR | u32::from(perm),
-            flags: catalog::FLAG_DIR,
-            size: 4096,
-            symlink: String::new(),
-            uid,
-            gid,
-            links: 2 + subdirs,
-            mtime: self.epoch,
-            content: Content::None,
-            xattr: None,
-            hardlink: None,
-        }
-    }
-
-    /// `link`: which hardlinked file of `dir` the entry is a name of
-    /// ([`crate::store::Tree::hardlinks`]).
-    fn entry(&mut self, dir: &str, e: &crate::store::Entry, link: Option<Hardlink>) -> Result<()> {
-        check_name(dir, &e.name)?;
-        if e.flags.ghost {
-            return Ok(());
-        }
-        let path = format!("{dir}/{}", e.name);
-        let xattr = catalog::xattr_blob(&e.xattrs)
-            .map_err(|why| Error::Input(format!("cannot publish {path}: {why}")))?;
-        let uid = self.owners.uid(&e.owner, &mut self.unknown);
-        let gid = self.owners.gid(&e.group, &mut self.unknown);
-        let perm = u32::from(e.mode);
-        let mtime = self.epoch;
-        let base = |mode: u32, flags: u32, size: u64| Item {
-            path: path.clone(),
-            mode,
-            flags,
-            size,
-            symlink: String::new(),
-            uid,
-            gid,
-            links: 1,
-            mtime,
-            content: Content::None,
-            xattr: xattr.clone(),
-            hardlink: None,
-        };
-        let item = match &e.node {
-            Node::File { size, blob } => Item {
-                hardlink: link,
-                content: match blob {
-                    Some(_) if *size == 0 => Content::Empty,
-                    Some(b) => Content::Blob(*b, *size),
-                    None => Content::None,
-                },
-                ..base(S_IFREG | perm, catalog::FLAG_FILE, *size)
-            },
-            Node::Symlink { target } => {
-                if target.contains('\0') {
-                    return Err(Error::Input(format!(
-                        "cannot publish {path}: symlink target contains NUL"
-                    )));
-                }
-                Item {
-                    symlink: target.clone(),
-                    ..base(
-                        S_IFLNK | 0o777,
-                        catalog::FLAG_FILE | catalog::FLAG_SYMLINK,
-                        target.len() as u64,
-                    )
-                }
-            }
-            Node::CharDevice { major, minor } => base(
-                S_IFCHR | perm,
-                catalog::FLAG_FILE | catalog::FLAG_SPECIAL,
-                makedev(*major, *minor),
-            ),
-            Node::BlockDevice { major, minor } => base(
-                S_IFBLK | perm,
-                catalog::FLAG_FILE | catalog::FLAG_SPECIAL,
-                makedev(*major, *minor),
-            ),
-            Node::Fifo => base(
-                S_IFIFO | perm,
-                catalog::FLAG_FILE | catalog::FLAG_SPECIAL,
-                0,
-            ),
-            Node::Socket => base(
-                S_IFSOCK | perm,
-                catalog::FLAG_FILE | catalog::FLAG_SPECIAL,
-                0,
-            ),
-            Node::Directory { tree } => {
-                let t = self.store.get_tree(tree)?;
-                let subdirs = t
-                    .entries()
-                    .iter()
-                    .filter(|c| matches!(c.node, Node::Directory { .. }))
-                    .count() as u64;
-                self.items.push(Item {
-                    xattr,
-                    ..self.dir_item(path.clone(), e.mode, uid, gid, subdirs)
-                });
-                let mountpoint = self.nested_wanted.contains(&path);
-                if mountpoint {
-                    self.nested.push(path.clone());
-                }
-                let has_marker = t.entries().iter().any(|c| c.name == MARKER);
-                let mut marker_done = !mountpoint || has_marker;
-                for (c, link) in t.entries().iter().zip(t.hardlinks()) {
-                    if !marker_done && c.name.as_str() > MARKER {
-                        self.marker(&path);
-                        marker_done = true;
-                    }
-                    self.entry(&path, c, link)?;
-                }
-                if !marker_done {
-                    self.marker(&path);
-                }
-                return Ok(());
-            }
-        };
-        self.items.push(item);
-        Ok(())
-    }
-
-    fn marker(&mut self, dir: &str) {
-        self.items.push(Item {
-            path: format!("{dir}/{MARKER}"),
-            mode: S_IFREG | 0o644,
-            flags: catalog::FLAG_FILE,
-            size: 0,
-            symlink: String::new(),
-            uid: 0,
-            gid: 0,
-            links: 1,
-            mtime: self.epoch,
-            content: Content::Empty,
-            xattr: None,
-            hardlink: None,
-        });
-    }
-}
-
-/// glibc's `makedev`, as `stat` reports `st_rdev`.
-fn makedev(major: u32, minor: u32) -> u64 {
-    let (ma, mi) = (u64::from(major), u64::from(minor));
-    ((ma & 0xffff_f000) << 32) | ((ma & 0xfff) << 8) | ((mi & 0xffff_ff00) << 12) | (mi & 0xff)
-}
-
-/// Owner and group names -> numeric ids, from the tree's own `/etc/passwd`
-/// and `/etc/group` (`root` is always 0).
-struct Owners {
-    users: HashMap<String, u32>,
-    groups: HashMap<String, u32>,
-}
-
-impl Owners {
-    fn from_tree(store: &dyn Store, tree: &Hash) -> Result<Owners> {
-        let read = |name: &str| -> Result<HashMap<String, u32>> {
-            let mut map = HashMap::new();
-            let root = store.get_tree(tree)?;
-            let Some(Node::Directory { tree: etc }) = root
-                .entries()
-                .iter()
-                .find(|e| e.name == "etc")
-                .map(|e| &e.node)
-            else {
-                return Ok(map);
-            };
-            let etc = store.get_tree(etc)?;
-            let Some(Node::File { blob: Some(b), .. }) = etc
-                .entries()
-                .iter()
-                .find(|e| e.name == name)
-                .map(|e| &e.node)
-            else {
-                return Ok(map);
-            };
-            let mut text = String::new();
-            store
-                .open_blob(b)?
-                .read_to_string(&mut text)
-                .map_err(|e| Error::Input(format!("/etc/{name} in the tree: {e}")))?;
-            for line in text.lines() {
-                let f: Vec<&str> = line.split(':').collect();
-                if let (Some(n), Some(id)) = (f.first(), f.get(2).and_then(|s| s.parse().ok())) {
-                    map.entry(n.to_string()).or_insert(id);
-                }
-            }
-            Ok(map)
-        };
-        Ok(Owners {
-            users: read("passwd")?,
-            groups: read("group")?,
-        })
-    }
-
-    fn uid(&self, name: &str, unknown: &mut BTreeSet<String>) -> u32 {
-        Self::id(&self.users, name, unknown)
-    }
-
-    fn gid(&self, name: &str, unknown: &mut BTreeSet<String>) -> u32 {
-        Self::id(&self.groups, name, unknown)
-    }
-
-    fn id(map: &HashMap<String, u32>, name: &str, unknown: &mut BTreeSet<String>) -> u32 {
-        if name == "root" {
-            return 0;
-        }
-        map.get(name).copied().unwrap_or_else(|| {
-            unknown.insert(name.to_string());
-            UNKNOWN_ID
-        })
-    }
-}
-
-/// An open repository directory.
-struct Repo {
-    dir: PathBuf,
-    objects: Objects,
-}
-
-/// Holds the repository's publish lock until dropped.
-struct Lock(std::fs::File);
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        // SAFETY: the descriptor is open for the lifetime of `self.0`.
-        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&self.0), libc::LOCK_UN) };
-    }
-}
-
-impl Repo {
-    fn open(dir: &Path) -> Result<Repo> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        Ok(Repo {
-            dir: dir.to_path_buf(),
-            objects: Objects::open(dir)?,
-        })
-    }
-
-    fn open_existing(dir: &Path) -> Result<Repo> {
-        if !dir.join(".cvmfspublished").exists() {
-            return Err(Error::Repo(format!(
-                "{}: no repository here (no .cvmfspublished)",
-                dir.display()
-            )));
-        }
-        Repo::open(dir)
-    }
-
-    /// Serialises publishers of one repository (across processes).
-    fn lock(&self) -> Result<Lock> {
-        let path = self.objects.txn().join("publish.lock");
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
-        // SAFETY: flock on a descriptor `f` owns.
-        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) } != 0 {
-            return Err(Error::io(&path, std::io::Error::last_os_error()));
-        }
-        Ok(Lock(f))
-    }
-
-    fn manifest(&self) -> Result<Option<Manifest>> {
-        let path = self.dir.join(".cvmfspublished");
-        match std::fs::read(&path) {
-            Ok(b) => Manifest::parse(&b, &path).map(Some),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(&path, e)),
-        }
-    }
-
-    fn digest(&self, text: &str) -> Result<Digest20> {
-        object::from_hex(text).ok_or_else(|| {
-            Error::Repo(format!(
-                "{}: {text:?} is not a SHA-1 object name",
-                self.dir.display()
-            ))
-        })
-    }
-
-    fn history(&self, hash: &str) -> Result<History> {
-        let bytes = self.objects.get(&self.digest(hash)?, Kind::History)?;
-        History::read(&bytes, &self.scratch("history-read"))
-    }
-
-    fn scratch(&self, what: &str) -> PathBuf {
-        self.objects
-            .txn()
-            .join(format!("{what}.{}", std::process::id()))
-    }
-
-    /// Every catalog reachable from the root catalog `hash`, by mountpoint.
-    fn catalog_tree(&self, hash: &str) -> Result<BTreeMap<String, OldCatalog>> {
-        let mut out = BTreeMap::new();
-        let mut todo = vec![(String::new(), hash.to_string())];
-        while let Some((path, hash)) = todo.pop() {
-            let bytes = self.objects.get(&self.digest(&hash)?, Kind::Catalog)?;
-            let existing = catalog::read(&bytes, &self.scratch("catalog-read"))?;
-            todo.extend(
-                existing
-                    .nested
-                    .iter()
-                    .map(|n| (n.path.clone(), n.hash.clone())),
-            );
-            out.insert(
-                path,
-                OldCatalog {
-                    hash,
-                    size: bytes.len() as u64,
-                    existing,
-                },
-            );
-        }
-        Ok(out)
-    }
-
-    /// Writes history and certificate, then (after everything is durable)
-    /// the whitelist and the manifest. Returns the manifest written.
-    fn commit(
-        &self,
-        keys: &Keys,
-        mut manifest: Manifest,
-        history: &History,
-        prev: Option<&Manifest>,
-        opts: &Options,
-    ) -> Result<Manifest> {
-        let h = history.write(
-            &manifest.fqrn,
-            prev.and_then(|p| p.history.as_deref()),
-            &self.scratch("history"),
-        )?;
-        manifest.history = Some(object::hex(&self.objects.put(&h, Kind::History)?));
-        manifest.certificate = object::hex(
-            &self
-                .objects
-                .put(keys.certificate_pem.as_bytes(), Kind::Certificate)?,
-        );
-        object::sync_fs(&self.dir)?;
-        let txn = self.objects.txn();
-        // Upstream's marker that this Stratum-0 may be replicated
-        // (`cvmfs_server add-replica` refuses a source without it).
-        let replica = self.dir.join(".cvmfs_master_replica");
-        if !replica.exists() {
-            object::write_new(&txn, &replica, b"")?;
-        }
-        let wl = manifest::whitelist(&manifest.fqrn, keys, opts.now, opts.whitelist_days)?;
-        object::write_new(&txn, &self.dir.join(".cvmfswhitelist"), &wl)?;
-        object::write_new(
-            &txn,
-            &self.dir.join(".cvmfspublished"),
-            &manifest.signed(keys),
-        )?;
-        object::sync_fs(&self.dir)?;
-        Ok(manifest)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_the_catalog_cannot_hold_are_refused() {
-        assert!(check_name("/usr", "bin").is_ok());
-        for bad in ["", ".", "..", "a/b", "a\0b", &"x".repeat(256)] {
-            let e = check_name("/usr", bad).unwrap_err().to_string();
-            assert!(e.contains("cannot publish") && e.contains("/usr"), "{e}");
-        }
-        let deep = "/d".repeat(2047);
-        assert!(check_name(&deep, "abc").is_err());
-    }
 
     #[test]
     fn catalog_of_picks_the_longest_mountpoint() {
@@ -1139,12 +618,5 @@ mod tests {
         assert_eq!(catalog_of(&n, "/usr/lib", false), "/usr");
         assert_eq!(catalog_of(&n, "/usrx", false), "");
         assert_eq!(catalog_of(&n, "/usr", true), "");
-    }
-
-    #[test]
-    fn makedev_matches_glibc() {
-        assert_eq!(makedev(1, 3), 0x103);
-        assert_eq!(makedev(8, 1), 0x801);
-        assert_eq!(makedev(4096, 256), (1 << 44) | (1 << 20));
     }
 }

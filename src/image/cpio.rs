@@ -5,6 +5,7 @@
 //! in any order and [`write`] sorts them by path, numbers inodes in that
 //! order, and stamps every entry with the same mtime and owner 0:0.
 
+use libc::{S_IFCHR, S_IFDIR, S_IFLNK, S_IFREG};
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
@@ -28,11 +29,6 @@ pub struct Member {
 /// archive order is the byte order of paths, and parents (a prefix of
 /// their children) always come first.
 pub type Members = BTreeMap<String, Member>;
-
-const S_IFDIR: u32 = 0o040000;
-const S_IFREG: u32 = 0o100000;
-const S_IFLNK: u32 = 0o120000;
-const S_IFCHR: u32 = 0o020000;
 
 /// Writes `members` as a `newc` archive with every mtime set to `mtime`
 /// and returns the number of bytes written.

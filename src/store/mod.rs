@@ -123,6 +123,19 @@ pub struct Output {
     pub meta: BTreeMap<String, String>,
 }
 
+impl Output {
+    /// A blob output with its metadata (what builders of files return).
+    pub fn blob<const N: usize>(blob: BlobRef, meta: [(&str, String); N]) -> Output {
+        Output {
+            root: Root::Blob {
+                hash: blob.hash,
+                size: blob.size,
+            },
+            meta: meta.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        }
+    }
+}
+
 /// Which kind of thing a [`Damage`] record is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ObjectKind {
