@@ -39,6 +39,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("cpio", cpio_roundtrip),
     ("tar", tar_roundtrip),
     ("manifest", manifest),
+    ("whitelist", whitelist),
     ("catalog", catalog),
     ("lock", lock),
 ];
@@ -472,6 +473,41 @@ pub fn manifest(data: &[u8]) {
     };
     let again = Manifest::parse(&m.signed(keys()), what).expect("our own manifest parses");
     assert_eq!(again, m, "manifest does not survive a write");
+}
+
+/// The whitelist reader of the client: checking never panics, whether
+/// the bytes are a whole file (signature and all) or a body this function
+/// signs with the master key, so the checks behind the signature (expiry,
+/// name, fingerprints) see every input too; and the publisher's own
+/// whitelist verifies.
+pub fn whitelist(data: &[u8]) {
+    use crate::client::trust::verify_whitelist;
+    use sha1::{Digest, Sha1};
+    const FQRN: &str = "fuzz.cern.ch";
+    const NOW: u64 = 1_700_000_000;
+    let k = keys();
+    let public = [k.master.to_public_key()];
+    let _ = verify_whitelist(data, &public, FQRN, &k.fingerprint, NOW, "whitelist");
+    if !data.windows(4).any(|w| w == b"\n--\n") && !data.starts_with(b"--\n") {
+        let hash = hex::encode(Sha1::digest(data));
+        let sig = k
+            .master
+            .sign(rsa::Pkcs1v15Sign::new_unprefixed(), hash.as_bytes())
+            .expect("signing");
+        let mut file = data.to_vec();
+        if !file.ends_with(b"\n") && !file.is_empty() {
+            return; // the separator must start a line
+        }
+        file.extend_from_slice(format!("--\n{hash}\n").as_bytes());
+        file.extend_from_slice(&sig);
+        let _ = verify_whitelist(&file, &public, FQRN, &k.fingerprint, NOW, "whitelist");
+    }
+    static OWN: std::sync::Once = std::sync::Once::new();
+    OWN.call_once(|| {
+        let own = crate::cvmfs::manifest::whitelist(FQRN, k, NOW, 30).expect("our whitelist");
+        verify_whitelist(&own, &public, FQRN, &k.fingerprint, NOW, "whitelist")
+            .expect("the publisher's own whitelist verifies");
+    });
 }
 
 /// One repository key set per process: RSA key generation is slow.

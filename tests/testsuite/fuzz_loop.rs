@@ -23,7 +23,7 @@ fn rounds(target: &str) -> usize {
         .unwrap_or(1);
     times
         * match target {
-            "rpm" | "catalog" | "lock" | "tar" => 150,
+            "rpm" | "catalog" | "lock" | "tar" | "whitelist" => 150,
             "lang" | "primary" => 400,
             _ => 1500,
         }
@@ -194,4 +194,6 @@ macro_rules! targets {
     };
 }
 
-targets!(lang, repomd, primary, filelists, rich, evr, rpm, cpio, tar, manifest, catalog, lock);
+targets!(
+    lang, repomd, primary, filelists, rich, evr, rpm, cpio, tar, manifest, whitelist, catalog, lock
+);
