@@ -26,6 +26,8 @@ pub mod cvmfs;
 pub mod diff;
 pub mod drv;
 pub mod eval;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gpg;
 pub mod image;
 pub mod lang;

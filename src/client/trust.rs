@@ -170,7 +170,7 @@ fn verify_manifest(bytes: &[u8], cert_pem: &[u8], what: &str) -> Result<Digest, 
 
 /// Checks the whitelist: signed by one of `keys`, unexpired at `now`
 /// (hour precision, as upstream), for `fqrn`, listing `fingerprint`.
-fn verify_whitelist(
+pub(crate) fn verify_whitelist(
     bytes: &[u8],
     keys: &[RsaPublicKey],
     fqrn: &str,

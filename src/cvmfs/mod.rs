@@ -9,12 +9,12 @@
 //! `../shared/cvmfs-format.md` is the format reference; each submodule says
 //! which section it implements.
 
-mod catalog;
+pub(crate) mod catalog;
 mod chunk;
 mod hints;
 mod history;
-mod keys;
-mod manifest;
+pub(crate) mod keys;
+pub(crate) mod manifest;
 mod object;
 mod publish;
 mod repo;

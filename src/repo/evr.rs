@@ -147,12 +147,21 @@ impl Evr {
 
 impl fmt::Display for Evr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.epoch != 0 {
+        // A version or release with a `:` in it (rpm reads `0:1:2` as
+        // version `1:2`) needs its epoch written even when 0, or the text
+        // reads back as a different epoch and version.
+        let colon =
+            self.version.contains(':') || self.release.as_ref().is_some_and(|r| r.contains(':'));
+        if self.epoch != 0 || colon {
             write!(f, "{}:", self.epoch)?;
         }
         f.write_str(&self.version)?;
-        if let Some(r) = &self.release {
-            write!(f, "-{r}")?;
+        // Likewise a version with a `-` and no release (parsed from
+        // `1.0-1-`, an empty release as rpm reads it) keeps its trailing `-`.
+        match &self.release {
+            Some(r) => write!(f, "-{r}")?,
+            None if self.version.contains('-') => f.write_str("-")?,
+            None => {}
         }
         Ok(())
     }

@@ -11,11 +11,11 @@ mod decode;
 pub mod error;
 pub mod evr;
 pub mod fetch;
-mod filelists;
+pub(crate) mod filelists;
 mod load;
 pub mod model;
-mod primary;
-mod repomd;
+pub(crate) mod primary;
+pub(crate) mod repomd;
 pub mod rich;
 mod xml;
 

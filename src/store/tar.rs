@@ -273,7 +273,8 @@ impl Cx<'_> {
                 }
                 Node::Symlink { target } => {
                     h.set_entry_type(tar::EntryType::Symlink);
-                    b.append_link(&mut h, &path, target)?;
+                    link_name(b, &mut h, target)?;
+                    b.append_data(&mut h, &path, io::empty())?;
                 }
                 Node::CharDevice { major, minor } | Node::BlockDevice { major, minor } => {
                     h.set_entry_type(if matches!(e.node, Node::CharDevice { .. }) {
@@ -294,4 +295,34 @@ impl Cx<'_> {
         }
         Ok(())
     }
+}
+
+/// Sets a symlink's target byte for byte as the tree has it. The tar
+/// crate's `append_link` normalises short targets as paths (`a//b` and
+/// `a/./b` become `a/b`, a trailing `/` goes), which changes what some
+/// links mean; targets too long for the header go in a GNU long-link
+/// entry before it, as GNU tar writes them.
+fn link_name<W: Write>(
+    b: &mut tar::Builder<W>,
+    h: &mut tar::Header,
+    target: &str,
+) -> io::Result<()> {
+    if target.contains('\0') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("symlink target {target:?} contains a NUL byte"),
+        ));
+    }
+    if h.set_link_name_literal(target).is_ok() {
+        return Ok(());
+    }
+    let mut long = tar::Header::new_gnu();
+    long.set_path("././@LongLink")?;
+    long.set_entry_type(tar::EntryType::GNULongLink);
+    long.set_mode(0o644);
+    long.set_size(target.len() as u64 + 1);
+    long.set_cksum();
+    b.append(&long, target.as_bytes().chain(&[0][..]))?;
+    // Readers take the long entry; the header keeps a truncated copy.
+    h.set_link_name_literal(&target.as_bytes()[..100])
 }

@@ -23,6 +23,8 @@ mod extract_hostile;
 mod extract_rpm;
 mod first_use;
 mod fuse_mount;
+mod fuzz_loop;
+mod fuzz_regressions;
 mod gpg_signatures;
 mod image_cpio;
 mod image_errors;
