@@ -10,11 +10,13 @@
 //! function that runs them; this file holds the command table and the
 //! options every subcommand shares ([`Global`]).
 
+pub mod client;
 mod cvmfs;
 mod diff;
 mod docs;
 mod eval;
 mod ids;
+pub mod mount;
 mod pinning;
 mod progress;
 mod realize;
@@ -106,6 +108,14 @@ pub enum Command {
     Completions(docs::CompletionsArgs),
     /// Print the man page (roff), or write one page per subcommand into a directory.
     Man(docs::ManArgs),
+    /// List a directory of a CernVM-FS repository over HTTP, verified (no FUSE needed).
+    Ls(client::LsArgs),
+    /// Mount a CernVM-FS repository read-only with FUSE (foreground, until umount or SIGTERM).
+    Mount(mount::MountArgs),
+    /// Print a file of a CernVM-FS repository over HTTP, verified (no FUSE needed).
+    Cat(client::CatArgs),
+    /// Copy a CernVM-FS repository (every tagged revision) into a Stratum-1 directory, verified; only new objects.
+    Replicate(client::ReplicateArgs),
 }
 
 /// Entry point used by `main`; returns the process exit code.
@@ -160,6 +170,10 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Promote(a) => cvmfs::promote_cmd(&g, a),
         Command::Completions(a) => docs::completions_cmd(a),
         Command::Man(a) => docs::man_cmd(a),
+        Command::Ls(a) => client::ls_cmd(a),
+        Command::Mount(a) => mount::mount_cmd(a),
+        Command::Cat(a) => client::cat_cmd(a),
+        Command::Replicate(a) => client::replicate_cmd(a),
     }
 }
 

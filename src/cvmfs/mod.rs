@@ -18,7 +18,7 @@ mod manifest;
 mod object;
 mod publish;
 
-pub use catalog::{md5path, TTL};
+pub use catalog::{md5path, xattr_blob, TTL};
 pub use history::{Tag, TRUNK, TRUNK_PREVIOUS};
 pub(crate) use manifest::civil_from_days;
 pub use object::inflate;

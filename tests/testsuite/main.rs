@@ -10,6 +10,7 @@ mod support;
 
 mod boot_qemu;
 mod cli;
+mod client;
 mod cvmfs_crash;
 mod cvmfs_format;
 mod cvmfs_reader;
@@ -20,6 +21,7 @@ mod extract_caps;
 mod extract_hostile;
 mod extract_rpm;
 mod first_use;
+mod fuse_mount;
 mod image_cpio;
 mod image_errors;
 mod image_rootfs;
