@@ -21,6 +21,7 @@
 
 use crate::support::rpmrepo::{build_rpms, createrepo, Pkg, RepoOptions};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -175,7 +176,11 @@ fn scratch(path: &Path) -> PathBuf {
 /// that leads only to the loopback nginx; the serial output and seconds.
 fn boot(boot_args: &[&str], disk: &Path, port: u16) -> (String, f64) {
     let drive = format!("file={},format=raw,if=virtio", disk.display());
-    let net = format!("user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-tcp:127.0.0.1:{port}");
+    // `cmd:` (one relay per guest connection): a chardev target would
+    // carry only the guest's first connection.
+    let net = format!(
+        "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:busybox nc 127.0.0.1 {port}"
+    );
     let mut child = Command::new("qemu-system-x86_64")
         .args(["-m", "512", "-nographic", "-no-reboot", "-nodefaults"])
         .args(["-serial", "stdio", "-vga", "none"])
@@ -307,7 +312,9 @@ fn one_iso_boots_each_branch_from_cvmfs_and_pins_it() {
     );
     assert_ne!(prod, dev);
 
-    // Release A: the ISO as it is, the default tag `production`.
+    // Release A: the ISO as it is; its boot loader's command line names
+    // the release tag it was built for (`cvmfs_repository_tag=`, which
+    // overrides the initrd's default), what `production` points at.
     let disk_a = scratch(&dir.join("scratch-a.img"));
     let iso_arg = iso.display().to_string();
     let (serial, secs_a) = boot(&["-cdrom", &iso_arg], &disk_a, port);
@@ -315,7 +322,8 @@ fn one_iso_boots_each_branch_from_cvmfs_and_pins_it() {
         marker(&serial, "production"),
         format!("CVMBUILD-CVMFS-OK release=ucernvm-release-A pin={prod} root=overlay")
     );
-    assert_eq!(snapshot(&disk_a), format!("{prod}\nproduction"));
+    assert_eq!(tag_hash(dir, &store, "ucernvm-1.0.0"), prod);
+    assert_eq!(snapshot(&disk_a), format!("{prod}\nucernvm-1.0.0"));
 
     // Release B: the same kernel and initrd, the tag from the command line.
     let disk_b = scratch(&dir.join("scratch-b.img"));
@@ -336,7 +344,7 @@ fn one_iso_boots_each_branch_from_cvmfs_and_pins_it() {
         marker(&serial, "pinned reboot"),
         format!("CVMBUILD-CVMFS-OK release=ucernvm-release-A pin={prod} root=overlay")
     );
-    assert!(serial.contains("(pinned, tag production)"), "{serial}");
+    assert!(serial.contains("(pinned, tag ucernvm-1.0.0)"), "{serial}");
 
     let len = |p: &Path| std::fs::metadata(p).unwrap().len();
     assert!(len(&iso) <= 12_000_000, "the ISO is {} bytes", len(&iso));
@@ -346,4 +354,74 @@ fn one_iso_boots_each_branch_from_cvmfs_and_pins_it() {
         len(&initrd),
         len(&client)
     );
+}
+
+/// The CernVM example with `initrd.boot` added (`boot` is the record's
+/// text), evaluated in a scratch copy that holds `key` and `client`:
+/// derivation name -> id of its production branch.
+fn boot_ids(boot: &str, key: &[u8], client: &[u8]) -> Result<BTreeMap<String, String>, String> {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(examples.join("repos"), dir.path().join("repos")).unwrap();
+    let d = dir.path().join("cernvm");
+    std::fs::create_dir(&d).unwrap();
+    for f in ["groups.cvm", "init.sh", "cernvm.lock"] {
+        let _ = std::fs::copy(examples.join("cernvm").join(f), d.join(f));
+    }
+    std::fs::write(d.join("key.pub"), key).unwrap();
+    std::fs::write(d.join("client"), client).unwrap();
+    let text = std::fs::read_to_string(examples.join("cernvm/cernvm.cvm")).unwrap();
+    let text = text.replace(
+        "    init        = ./init.sh\n",
+        &format!("    init        = ./init.sh\n    boot        = {boot}\n"),
+    );
+    assert!(text.contains("boot        ="));
+    let spec = d.join("cernvm.cvm");
+    std::fs::write(&spec, text).unwrap();
+    let ev = cvmbuild::eval::evaluate(&spec, &cvmbuild::eval::Options::default())
+        .map_err(|e| format!("{e:?}"))?;
+    let b = ev
+        .branches
+        .iter()
+        .find(|b| b.release.branch == "production")
+        .unwrap();
+    Ok(b.graph
+        .topo()
+        .into_iter()
+        .map(|(id, d)| (d.name.clone(), id.to_string()))
+        .collect())
+}
+
+/// Every `initrd.boot` setting and the bytes of the key and the client
+/// are in the initrd's id (and so in the images'), nothing else moves;
+/// a client given inline and an empty server list are refused at eval.
+#[test]
+fn boot_settings_key_and_client_enter_the_initrd_id() {
+    let boot = |tag: &str, path: &str| {
+        format!(
+            "{{ repository = \"cernvm-prod.cern.ch\", servers = [\"http://s1/cvmfs/@fqrn@\"], \
+             tag = \"{tag}\", path = \"{path}\", key = ./key.pub, client = ./client }}"
+        )
+    };
+    let base = boot_ids(&boot("production", ""), b"key", b"client").unwrap();
+    let changed = [
+        boot_ids(&boot("development", ""), b"key", b"client").unwrap(),
+        boot_ids(&boot("production", "/os"), b"key", b"client").unwrap(),
+        boot_ids(&boot("production", ""), b"other key", b"client").unwrap(),
+        boot_ids(&boot("production", ""), b"key", b"other client").unwrap(),
+    ];
+    for ids in &changed {
+        let moved: Vec<&String> = ids.keys().filter(|k| ids[*k] != base[*k]).collect();
+        assert!(moved.contains(&&"initrd".to_string()), "{moved:?}");
+        assert!(
+            moved.iter().all(|k| *k == "initrd" || k.starts_with("image:")),
+            "only the initrd and the images may move: {moved:?}"
+        );
+    }
+    let inline = boot("production", "").replace("client = ./client", "client = \"bytes\"");
+    let err = boot_ids(&inline, b"key", b"client").unwrap_err();
+    assert!(err.contains("initrd.boot.client must be a path"), "{err}");
+    let empty = boot("production", "").replace("[\"http://s1/cvmfs/@fqrn@\"]", "[]");
+    let err = boot_ids(&empty, b"key", b"client").unwrap_err();
+    assert!(err.contains("initrd.boot.servers is empty"), "{err}");
 }
