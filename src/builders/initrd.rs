@@ -148,7 +148,10 @@ fn check_static(bytes: &[u8]) -> Result<(), String> {
         return Err(format!("dynamically linked (needs {i})"));
     }
     if !elf.libraries.is_empty() {
-        return Err(format!("needs shared libraries {}", elf.libraries.join(" ")));
+        return Err(format!(
+            "needs shared libraries {}",
+            elf.libraries.join(" ")
+        ));
     }
     Ok(())
 }

@@ -303,9 +303,17 @@ fn boot_inputs(
     };
     d.params["boot"] = json!({"repository": b.repository, "servers": b.servers,
         "proxy": b.proxy, "tag": b.tag, "path": b.path, "key": inline_or_null(&b.key)});
-    d = d.input_source("boot:client", hash_file(path, sources, b.span)?, relative.clone());
+    d = d.input_source(
+        "boot:client",
+        hash_file(path, sources, b.span)?,
+        relative.clone(),
+    );
     if let FileInput::File { path, relative } = &b.key {
-        d = d.input_source("boot:key", hash_file(path, sources, b.span)?, relative.clone());
+        d = d.input_source(
+            "boot:key",
+            hash_file(path, sources, b.span)?,
+            relative.clone(),
+        );
     }
     Ok(d)
 }
