@@ -20,6 +20,8 @@ use sha2::Digest;
 
 use crate::store::{self, Entry, Flags, Hash, Node, Output, Root, Store, Tree};
 
+mod rpmhdr;
+
 /// Owner, group and mode given to directories that paths imply but the
 /// package does not list, the same default `rpm` and `cpio` use.
 pub const IMPLIED_DIR_MODE: u16 = 0o755;
@@ -101,6 +103,10 @@ pub enum ExtractErrorKind {
     Read(#[source] io::Error),
     #[error("not a valid RPM (corrupt or truncated?): {0}")]
     Rpm(#[source] rpm::Error),
+    /// Found by our pre-validation of the headers' structure (see
+    /// `rpmhdr`), before the `rpm` crate reads them.
+    #[error("malformed RPM: {0}")]
+    Structure(#[source] rpmhdr::HeaderError),
     #[error("header digest mismatch: {0}")]
     HeaderDigest(String),
     #[error("payload digest mismatch (corrupt or truncated payload): header says {expected}, payload hashes to {actual}")]
@@ -190,7 +196,10 @@ fn extract_inner(
 ) -> Result<Extracted, Kind> {
     // Pass 1: header, header digest, payload digest, and the plan. Nothing
     // is stored until all of it checks out.
-    let mut input = BufReader::new(File::open(rpm_path).map_err(Kind::Read)?);
+    let mut file = File::open(rpm_path).map_err(Kind::Read)?;
+    rpmhdr::check(&mut file).map_err(Kind::Structure)?;
+    io::Seek::rewind(&mut file).map_err(Kind::Read)?;
+    let mut input = BufReader::new(file);
     let metadata = PackageMetadata::parse(&mut input).map_err(Kind::Rpm)?;
     let nevra = metadata.get_nevra().map_err(Kind::Rpm)?.to_string();
     *package = Some(nevra.clone());

@@ -29,6 +29,19 @@ pub fn build(cx: &BuildCx) -> Result<Output, BuildError> {
         .repos
         .get(&repo)
         .ok_or_else(|| format!("{nevra}: repository `{repo}` is not in the spec"))?;
+    // Paths and sizes come from the repository's metadata (via the lock):
+    // refuse what leads out of the repository or no real package needs
+    // before reading anything.
+    let location = loc
+        .confine(&repo, &location)
+        .map_err(|e| format!("{nevra}: {e}"))?;
+    if size > crate::repo::fetch::PACKAGE_MAX {
+        return Err(format!(
+            "{nevra}: the metadata of repository `{repo}` declares a size of {size} bytes, more than the {} bytes a package may have",
+            crate::repo::fetch::PACKAGE_MAX
+        )
+        .into());
+    }
     cx.log(format!("fetching {}", loc.display(&location)));
     // Into an unlinked temporary file, one byte more than expected at most
     // (so "too long" is seen), verified, and only then stored.

@@ -104,10 +104,6 @@ pub enum Command {
     Tag(cvmfs::TagArgs),
     /// Move a branch's tag to an already published release, without rebuilding.
     Promote(cvmfs::PromoteArgs),
-    /// Print a shell completion script generated from these options.
-    Completions(docs::CompletionsArgs),
-    /// Print the man page (roff), or write one page per subcommand into a directory.
-    Man(docs::ManArgs),
     /// List a directory of a CernVM-FS repository over HTTP, verified (no FUSE needed).
     Ls(client::LsArgs),
     /// Mount a CernVM-FS repository read-only with FUSE (foreground, until umount or SIGTERM).
@@ -116,6 +112,10 @@ pub enum Command {
     Cat(client::CatArgs),
     /// Copy a CernVM-FS repository (every tagged revision) into a Stratum-1 directory, verified; only new objects.
     Replicate(client::ReplicateArgs),
+    /// Print a shell completion script generated from these options.
+    Completions(docs::CompletionsArgs),
+    /// Print the man page (roff), or write one page per subcommand into a directory.
+    Man(docs::ManArgs),
 }
 
 /// Entry point used by `main`; returns the process exit code.
@@ -168,12 +168,12 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Diff(a) => diff::diff_cmd(&g, a),
         Command::Tag(a) => cvmfs::tag_cmd(&g, a),
         Command::Promote(a) => cvmfs::promote_cmd(&g, a),
-        Command::Completions(a) => docs::completions_cmd(a),
-        Command::Man(a) => docs::man_cmd(a),
         Command::Ls(a) => client::ls_cmd(a),
         Command::Mount(a) => mount::mount_cmd(a),
         Command::Cat(a) => client::cat_cmd(a),
         Command::Replicate(a) => client::replicate_cmd(a),
+        Command::Completions(a) => docs::completions_cmd(a),
+        Command::Man(a) => docs::man_cmd(a),
     }
 }
 

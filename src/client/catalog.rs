@@ -103,7 +103,19 @@ impl Catalog {
     pub fn open(path: &Path, prefix: &[u8], what: String) -> Result<Catalog, Error> {
         let bad = |m: String| Error::Corrupt(format!("{what}: {m}"));
         let sql = |e: rusqlite::Error| bad(format!("not a CernVM-FS catalog: {e}"));
-        let uri = format!("file:{}?immutable=1", path.display());
+        // A URI, for `immutable` (no locking, no journal: the file never
+        // changes); the few characters a URI path cannot hold are escaped.
+        let escaped: String = path
+            .to_string_lossy()
+            .chars()
+            .map(|c| match c {
+                '%' => "%25".to_string(),
+                '?' => "%3f".to_string(),
+                '#' => "%23".to_string(),
+                c => c.to_string(),
+            })
+            .collect();
+        let uri = format!("file:{escaped}?immutable=1");
         let db = Connection::open_with_flags(
             uri,
             OpenFlags::SQLITE_OPEN_READ_ONLY
@@ -388,9 +400,12 @@ impl Catalog {
     }
 }
 
+/// One extended attribute: name, value.
+pub type Xattr = (Vec<u8>, Vec<u8>);
+
 /// Parses the `xattr` column: version 1, count, then per attribute name
 /// length, value length, name, value (one byte each for the lengths).
-pub fn parse_xattrs(blob: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+pub fn parse_xattrs(blob: &[u8]) -> Result<Vec<Xattr>, String> {
     let bad = || "malformed extended attribute list".to_string();
     let (&version, rest) = blob.split_first().ok_or_else(bad)?;
     if version != 1 {

@@ -95,9 +95,20 @@ impl Network {
         for s in &servers {
             http::split_url(s).map_err(Error::Config)?;
         }
+        // Members of a load-balance group share the load, as upstream
+        // shuffles them: each client starts at a different one.
+        let mut proxies = parse_proxies(proxies)?;
+        let seed = std::process::id() as usize
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos() as usize);
+        for g in &mut proxies {
+            let n = g.len();
+            g.rotate_left(seed % n);
+        }
         Ok(Network {
             servers,
-            proxies: parse_proxies(proxies)?,
+            proxies,
             timeouts,
             current: Mutex::new((0, 0, 0)),
             requests: AtomicU64::new(0),

@@ -326,6 +326,9 @@ impl Unmounter {
     }
 }
 
+/// An open directory's entries, as [`ReadOnlyFs::readdir`] gave them.
+type Listing = Arc<Vec<(Vec<u8>, Attr)>>;
+
 /// The `fuser` file system: translates kernel requests into
 /// [`ReadOnlyFs`] calls.
 struct Server {
@@ -333,7 +336,7 @@ struct Server {
     log: Log,
     /// Listings of open directories by handle: readdir comes in pieces at
     /// increasing offsets, and one listing must serve them all.
-    dirs: Mutex<HashMap<u64, Arc<Vec<(Vec<u8>, Attr)>>>>,
+    dirs: Mutex<HashMap<u64, Listing>>,
     next_fh: AtomicU64,
     /// Parent of every directory seen, for the `..` entry of a listing.
     parents: Mutex<HashMap<Ino, Ino>>,

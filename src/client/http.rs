@@ -87,6 +87,9 @@ pub fn get(t: &Target, timeouts: &Timeouts) -> Result<Vec<u8>, Failure> {
         req.push_str("Cache-Control: no-cache\r\nPragma: no-cache\r\n");
     }
     req.push_str("\r\n");
+    stream
+        .set_write_timeout(Some(timeouts.first_byte))
+        .map_err(|e| fail(e.to_string()))?;
     let mut w = &stream;
     w.write_all(req.as_bytes())
         .map_err(|e| fail(format!("sending the request: {e}")))?;
@@ -256,6 +259,72 @@ fn header<'a>(head: &'a [String], name: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// Serves one connection with `answer`, returning the request seen.
+    fn serve_once(answer: &'static [u8]) -> (String, std::thread::JoinHandle<String>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/repo/x", l.local_addr().unwrap());
+        let h = std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut req = Vec::new();
+            let mut b = [0u8; 1];
+            while !req.ends_with(b"\r\n\r\n") {
+                c.read_exact(&mut b).unwrap();
+                req.push(b[0]);
+            }
+            c.write_all(answer).unwrap();
+            String::from_utf8(req).unwrap()
+        });
+        (url, h)
+    }
+
+    fn timeouts() -> Timeouts {
+        Timeouts {
+            connect: Duration::from_secs(2),
+            first_byte: Duration::from_secs(2),
+            overall: Duration::from_secs(5),
+        }
+    }
+
+    fn target(url: &str, limit: u64) -> Target<'_> {
+        Target {
+            url,
+            proxy: None,
+            no_cache: true,
+            limit,
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_and_limits() {
+        let (url, h) = serve_once(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n",
+        );
+        let body = get(&target(&url, 100), &timeouts()).unwrap();
+        assert_eq!(body, b"hello world");
+        let req = h.join().unwrap();
+        assert!(req.starts_with("GET /repo/x HTTP/1.1\r\n"), "{req}");
+        assert!(req.contains("Cache-Control: no-cache"), "{req}");
+
+        let (url, _h) = serve_once(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
+        let Err(Failure::Host(m)) = get(&target(&url, 100), &timeouts()) else {
+            panic!("accepted more than the limit")
+        };
+        assert!(m.contains("larger than the 100 bytes"), "{m}");
+
+        let (url, _h) = serve_once(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort");
+        let Err(Failure::Host(m)) = get(&target(&url, 100), &timeouts()) else {
+            panic!("accepted a truncated body")
+        };
+        assert!(m.contains("truncated"), "{m}");
+
+        let (url, _h) = serve_once(b"HTTP/1.1 503 Busy\r\nX-Squid-Error: ERR_CONNECT_FAIL 111\r\nContent-Length: 0\r\n\r\n");
+        let Err(Failure::Host(m)) = get(&target(&url, 100), &timeouts()) else {
+            panic!("accepted a 503")
+        };
+        assert!(m.contains("503") && m.contains("ERR_CONNECT_FAIL"), "{m}");
+    }
 
     #[test]
     fn splits_urls() {

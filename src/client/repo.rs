@@ -53,6 +53,8 @@ pub struct Repository {
     tag: Option<String>,
     catalogs: Mutex<Vec<Arc<Catalog>>>,
     inodes: Mutex<Inodes>,
+    /// Objects being downloaded, each with a gate later readers wait on.
+    inflight: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 impl Repository {
@@ -68,6 +70,7 @@ impl Repository {
             tag: None,
             catalogs: Mutex::new(Vec::new()),
             inodes: Mutex::new(Inodes::default()),
+            inflight: Mutex::new(HashMap::new()),
         };
         let (root_hash, size, tag) = match &cfg.pin {
             Pin::RootHash(h) => (h.clone(), None, None),
@@ -195,6 +198,35 @@ impl Repository {
                 return Ok(f);
             }
         }
+        // One download per object: concurrent readers of the same object
+        // (FUSE worker threads) wait for the first and then find it cached.
+        let gate = self
+            .inflight
+            .lock()
+            .expect("inflight")
+            .entry(name.clone())
+            .or_default()
+            .clone();
+        let _turn = gate.lock().expect("object gate");
+        if let Some(f) = self.cache.open_object(&name) {
+            if exact.is_none_or(|n| f.metadata().is_ok_and(|m| m.len() == n)) {
+                return Ok(f);
+            }
+        }
+        let r = self.download(d, suffix, &name, exact, limit, compressed);
+        self.inflight.lock().expect("inflight").remove(&name);
+        r
+    }
+
+    fn download(
+        &self,
+        d: &Digest,
+        suffix: &str,
+        name: &str,
+        exact: Option<u64>,
+        limit: u64,
+        compressed: bool,
+    ) -> Result<std::fs::File, Error> {
         let limit = exact.unwrap_or(limit);
         let rel = fetch::object_path(d, suffix);
         let wire_limit = if compressed {
@@ -204,7 +236,7 @@ impl Repository {
         };
         let stored = self.net.get_object(d, suffix, wire_limit)?;
         let url = self.net.describe(&rel);
-        self.cache.insert(&name, |f| {
+        self.cache.insert(name, |f| {
             let n = if compressed {
                 fetch::inflate_into(&stored, limit, f)
                     .map_err(|e| Error::Corrupt(format!("{url}: {e}")))?
@@ -221,9 +253,9 @@ impl Repository {
             }
         })?;
         // Removed by a concurrent cleanup in between: fetch once more.
-        match self.cache.open_object(&name) {
+        match self.cache.open_object(name) {
             Some(f) => Ok(f),
-            None => self.object(d, suffix, exact, limit, compressed),
+            None => self.download(d, suffix, name, exact, limit, compressed),
         }
     }
 
@@ -377,7 +409,7 @@ impl Repository {
         v
     }
 
-    fn own_xattrs(&self, n: &Node) -> Result<Vec<(Vec<u8>, Vec<u8>)>, FsError> {
+    fn own_xattrs(&self, n: &Node) -> Result<Vec<catalog::Xattr>, FsError> {
         match &n.entry.xattr {
             None => Ok(Vec::new()),
             Some(blob) => catalog::parse_xattrs(blob).map_err(|e| {

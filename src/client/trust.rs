@@ -201,7 +201,7 @@ fn verify_whitelist(
         .next()
         .and_then(|l| l.strip_prefix('E'))
         .filter(|e| e.len() == 14)
-        .and_then(|e| stamp_hours(e))
+        .and_then(stamp_hours)
         .ok_or_else(|| bad("no `E` expiry line".into()))?;
     // Upstream keeps only the hour of `E` and compares with the current
     // time: a whitelist "expiring at 10:59" is expired from 10:00:01.

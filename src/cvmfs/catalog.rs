@@ -351,6 +351,9 @@ impl Catalog<'_> {
 /// What a later publish needs to know about an existing catalog.
 pub struct Existing {
     pub content: Option<String>,
+    /// `root_prefix`: the mountpoint of a nested catalog; `None` for a root
+    /// catalog.
+    pub root_prefix: Option<String>,
     pub own: Counters,
     pub subtree: Counters,
     pub nested: Vec<NestedRef>,
@@ -417,6 +420,7 @@ fn read_db(path: &Path) -> Result<Existing> {
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(Existing {
         content: prop("cvmbuild_content")?,
+        root_prefix: prop("root_prefix")?,
         own: counter("self")?,
         subtree: counter("subtree")?,
         nested,

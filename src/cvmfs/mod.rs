@@ -49,6 +49,15 @@ pub enum Error {
     Key(String),
     #[error("repository: {0}")]
     Repo(String),
+    /// What an existing repository holds does not check out (signatures,
+    /// object names, a missing manifest): the publisher refuses to build on
+    /// it rather than sign what it cannot vouch for.
+    #[error("repository damaged: {0}")]
+    #[diagnostic(
+        code(cvmfs::damaged),
+        help("restore the repository from a backup or a replica (or its keys, if they were replaced); see docs/cvmfs.md, \"What the publisher checks\"")
+    )]
+    Damaged(String),
     /// A promote that would move a tag that never moves, or start a
     /// branch nobody asked for.
     #[error("promote to `{target}`: {reason}")]

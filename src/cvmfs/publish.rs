@@ -103,7 +103,6 @@ pub fn publish(store: &dyn Store, tree: &Hash, req: &Request, opts: &Options) ->
     let repo = Repo::open(&opts.repo_dir)?;
     let _lock = repo.lock()?;
     let prev = repo.manifest()?;
-    let keys = keys::load(&opts.keys_dir, &req.fqrn, prev.is_none())?;
     if let Some(p) = &prev {
         if p.fqrn != req.fqrn {
             return Err(Error::Repo(format!(
@@ -113,6 +112,14 @@ pub fn publish(store: &dyn Store, tree: &Hash, req: &Request, opts: &Options) ->
                 req.fqrn
             )));
         }
+    } else {
+        repo.check_unpublished()?;
+    }
+    let keys = keys::load(&opts.keys_dir, &req.fqrn, prev.is_none())?;
+    // Everything the new revision builds on (previous revision, history,
+    // tags, catalogs to reuse) must be what this repository's keys signed.
+    if let Some(p) = &prev {
+        repo.verify(p, &keys)?;
     }
     let mut history = match prev.as_ref().and_then(|p| p.history.as_deref()) {
         Some(h) => repo.history(h)?,
@@ -415,6 +422,7 @@ pub fn promote(
         ))
     })?;
     let keys = keys::load(&opts.keys_dir, fqrn, false)?;
+    repo.verify(&prev, &keys)?;
     let mut history = match prev.history.as_deref() {
         Some(h) => repo.history(h)?,
         None => History::default(),
@@ -553,6 +561,26 @@ struct Done {
     own: Counters,
     subtree: Counters,
     content: String,
+}
+
+fn sha1_hex(bytes: &[u8]) -> String {
+    use sha1::Digest as _;
+    hex::encode(sha1::Sha1::digest(bytes))
+}
+
+/// Body (through its last newline), hash line and signature of a signed
+/// file (`.cvmfspublished`, `.cvmfswhitelist`): the body ends at the first
+/// `--` line.
+fn split_signed(bytes: &[u8]) -> Option<(&[u8], &str, &[u8])> {
+    let at = if bytes.starts_with(b"--\n") {
+        0
+    } else {
+        bytes.windows(4).position(|w| w == b"\n--\n")? + 1
+    };
+    let rest = &bytes[at + 3..];
+    let nl = rest.iter().position(|&b| b == b'\n')?;
+    let hash = std::str::from_utf8(&rest[..nl]).ok()?;
+    Some((&bytes[..at], hash, &rest[nl + 1..]))
 }
 
 /// A catalog of the previous revision.
@@ -1027,6 +1055,130 @@ impl Repo {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io(&path, e)),
         }
+    }
+
+    /// Refuses a directory without a manifest that was published before:
+    /// one with history objects, which only a commit writes. Starting over
+    /// at revision 1 there would silently drop every earlier revision and
+    /// tag. (Content objects alone are what a first publish killed before
+    /// its commit leaves; they are reused.)
+    fn check_unpublished(&self) -> Result<()> {
+        let data = self.dir.join("data");
+        let history = walkdir::WalkDir::new(&data)
+            .min_depth(2)
+            .max_depth(2)
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file() && e.file_name().to_string_lossy().ends_with('H'))
+            .count();
+        if history > 0 {
+            return Err(Error::Damaged(format!(
+                "{} has no .cvmfspublished, but {} holds {history} history object(s): it was published before, and publishing would restart it at revision 1",
+                self.dir.display(),
+                data.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks an existing repository before building on it: the manifest's
+    /// hash and signature (with the repository key), the whitelist's hash,
+    /// signature (with the master key), name and listed certificate, and
+    /// the certificate, root catalog and history objects against their
+    /// names, the certificate being the keys' own and the root catalog a
+    /// root catalog of the manifest's size.
+    fn verify(&self, m: &Manifest, keys: &Keys) -> Result<()> {
+        use rsa::signature::Verifier;
+        let damaged = |what: String| Error::Damaged(format!("{}: {what}", self.dir.display()));
+        let path = self.dir.join(".cvmfspublished");
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let (body, hash, sig) = split_signed(&bytes)
+            .ok_or_else(|| damaged(".cvmfspublished has no `--` and hash line".into()))?;
+        let key = rsa::pkcs1v15::VerifyingKey::<sha1::Sha1>::new(keys.repository.to_public_key());
+        if sha1_hex(body) != hash {
+            return Err(damaged(format!(
+                ".cvmfspublished: its hash line {hash} is not the SHA-1 of its body (edited after signing)"
+            )));
+        }
+        let sig_ok = rsa::pkcs1v15::Signature::try_from(sig)
+            .ok()
+            .is_some_and(|s| key.verify(hash.as_bytes(), &s).is_ok());
+        if !sig_ok {
+            return Err(damaged(
+                ".cvmfspublished: the signature does not verify with the repository key".into(),
+            ));
+        }
+        let wl_path = self.dir.join(".cvmfswhitelist");
+        let wl = std::fs::read(&wl_path).map_err(|e| damaged(format!(".cvmfswhitelist: {e}")))?;
+        let (wl_body, wl_hash, wl_sig) = split_signed(&wl)
+            .ok_or_else(|| damaged(".cvmfswhitelist has no `--` and hash line".into()))?;
+        if sha1_hex(wl_body) != wl_hash {
+            return Err(damaged(format!(
+                ".cvmfswhitelist: its hash line {wl_hash} is not the SHA-1 of its body"
+            )));
+        }
+        if keys
+            .master
+            .to_public_key()
+            .verify(
+                rsa::Pkcs1v15Sign::new_unprefixed(),
+                wl_hash.as_bytes(),
+                wl_sig,
+            )
+            .is_err()
+        {
+            return Err(damaged(
+                ".cvmfswhitelist: the signature does not verify with the master key".into(),
+            ));
+        }
+        let wl_text = String::from_utf8_lossy(wl_body);
+        if !wl_text.lines().any(|l| l == format!("N{}", m.fqrn)) {
+            return Err(damaged(format!(".cvmfswhitelist is not for {}", m.fqrn)));
+        }
+        let fp = keys::fingerprint_text(&keys.fingerprint);
+        if !wl_text
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(fp.as_str()))
+        {
+            return Err(damaged(format!(
+                ".cvmfswhitelist does not list the repository certificate {fp}"
+            )));
+        }
+        let object = |hash: &str, kind: Kind, what: &str| -> Result<Vec<u8>> {
+            self.digest(hash)
+                .and_then(|d| self.objects.get(&d, kind))
+                .map_err(|e| damaged(format!("the {what} {hash} named by .cvmfspublished: {e}")))
+        };
+        let cert = object(&m.certificate, Kind::Certificate, "certificate")?;
+        if cert != keys.certificate_pem.as_bytes() {
+            return Err(damaged(format!(
+                "the certificate {} named by .cvmfspublished is not the repository key's certificate",
+                m.certificate
+            )));
+        }
+        let root = object(&m.catalog, Kind::Catalog, "root catalog")?;
+        if root.len() as u64 != m.catalog_size {
+            return Err(damaged(format!(
+                "the root catalog {} has {} bytes, .cvmfspublished says {}",
+                m.catalog,
+                root.len(),
+                m.catalog_size
+            )));
+        }
+        let existing = catalog::read(&root, &self.scratch("catalog-verify"))
+            .map_err(|e| damaged(format!("the root catalog {}: {e}", m.catalog)))?;
+        if let Some(prefix) = existing.root_prefix {
+            return Err(damaged(format!(
+                "the catalog {} named as root by .cvmfspublished is the nested catalog of {prefix}",
+                m.catalog
+            )));
+        }
+        if let Some(h) = &m.history {
+            let bytes = object(h, Kind::History, "history")?;
+            History::read(&bytes, &self.scratch("history-verify"))
+                .map_err(|e| damaged(format!("the history {h}: {e}")))?;
+        }
+        Ok(())
     }
 
     fn digest(&self, text: &str) -> Result<Digest20> {

@@ -140,6 +140,7 @@ fn pin(
                 rel.branch
             )
         })?;
+        check_offline(rel, &lock, opts)?;
         return Ok((lock, false));
     }
     let repo_sources = repo_sources(rel);
@@ -230,6 +231,44 @@ fn pin(
     };
     let repinned = current != Some(&lock);
     Ok((lock, repinned))
+}
+
+/// Offline, the repositories are not read, but the lock must still answer
+/// the spec: the solve derivation computed from the spec and the lock's own
+/// metadata hashes must be the one the lock was solved for. Otherwise the
+/// spec's packages, pins or repositories changed under the lock, and using
+/// the old closure would build something the spec no longer says.
+fn check_offline(rel: &Release, lock: &BranchLock, opts: &Options) -> Result<()> {
+    let same_repos = lock.repo.len() == rel.repos.len()
+        && lock
+            .repo
+            .iter()
+            .zip(&rel.repos)
+            .all(|(l, r)| l.name == r.name && l.url == r.url_as_written);
+    let metadata: Vec<String> = lock.repo.iter().map(|r| r.metadata.clone()).collect();
+    if same_repos && plan::solve_derivation(rel, &metadata).id().0 == lock.solve {
+        return Ok(());
+    }
+    let what = if same_repos {
+        "its packages, pins or excludes"
+    } else {
+        "its repositories"
+    };
+    if opts.locked {
+        Err(miette!(
+            code = "eval::locked",
+            help = "run `cvmbuild eval` (or `cvmbuild update`) and commit the lock file",
+            "the lock of branch `{}` is out of date: the spec changed {what} since it was solved, and --locked forbids changing it",
+            rel.branch
+        ))
+    } else {
+        Err(miette!(
+            code = "eval::offline",
+            help = "run `cvmbuild eval` without --offline to solve again",
+            "the lock of branch `{}` is out of date: the spec changed {what} since it was solved, and --offline forbids reading repositories",
+            rel.branch
+        ))
+    }
 }
 
 /// The repository reader's view of a release's repositories.

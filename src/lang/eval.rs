@@ -21,6 +21,80 @@ use super::{lexer, parser, schema, Branch, Spec};
 /// recursion (and thus stack use) for long import chains.
 const MAX_IMPORT_DEPTH: usize = 64;
 
+/// Bounds that turn a "bomb" (doubling `let`s, an import diamond whose
+/// files each concatenate the previous one twice, a quadratic `--`) into a
+/// spec error instead of an allocation failure or minutes of work. Each is
+/// far above what a description of an operating system needs; they are
+/// documented in `lang/reference.md`, section 10.
+///
+/// The size of a value: 1 for each value it contains (itself included),
+/// plus the bytes of its strings, paths and field names.
+const MAX_VALUE_SIZE: u64 = 1 << 20;
+/// Longest string, in bytes.
+const MAX_STRING: usize = 1 << 18;
+/// Deepest nesting of lists and records inside a value. Values built
+/// through `let`s can nest deeper than expressions do, and deep values
+/// would exhaust the stack when compared, copied or dropped.
+const MAX_VALUE_DEPTH: u32 = 256;
+/// Most files (the main file and every imported one) a spec may read.
+const MAX_FILES: usize = 1000;
+/// Largest imported file, in bytes.
+const MAX_IMPORT_BYTES: u64 = 16 << 20;
+/// Most evaluation steps: one per expression evaluated, plus one per unit
+/// of size copied by a name, field access or import, plus the comparisons
+/// of `--`.
+const MAX_STEPS: u64 = 50_000_000;
+
+/// A value's size and nesting depth (see [`MAX_VALUE_SIZE`]), carried along
+/// with it so that bounds are checked in constant time per operation.
+#[derive(Clone, Copy, Debug)]
+struct Size {
+    weight: u64,
+    depth: u32,
+}
+
+impl Size {
+    const LEAF: Size = Size {
+        weight: 1,
+        depth: 0,
+    };
+
+    /// Measures a value by walking it (its depth is already bounded).
+    fn of(kind: &ValueKind) -> Size {
+        let bytes = |n: usize| Size {
+            weight: 1 + n as u64,
+            depth: 0,
+        };
+        match kind {
+            ValueKind::Bool(_) | ValueKind::Int(_) => Size::LEAF,
+            ValueKind::Str(s) => bytes(s.len()),
+            ValueKind::Path(p) => bytes(p.as_os_str().len()),
+            ValueKind::List(items) => items
+                .iter()
+                .fold(Size::container(), |acc, v| acc.add(Size::of(&v.kind), 0)),
+            ValueKind::Record(r) => r.fields.iter().fold(Size::container(), |acc, (k, f)| {
+                acc.add(Size::of(&f.value.kind), k.len())
+            }),
+        }
+    }
+
+    /// An empty list or record.
+    fn container() -> Size {
+        Size {
+            weight: 1,
+            depth: 1,
+        }
+    }
+
+    /// This container with `child` (and a key of `key` bytes) added.
+    fn add(self, child: Size, key: usize) -> Size {
+        Size {
+            weight: self.weight + child.weight + key as u64,
+            depth: self.depth.max(child.depth + 1),
+        }
+    }
+}
+
 /// Load the main file at `path`; `text` is its contents if already known.
 pub(crate) fn load_main(path: &Path, text: Option<&str>) -> Result<Spec, Error> {
     let path = resolve(path);
@@ -34,6 +108,7 @@ pub(crate) fn load_main(path: &Path, text: Option<&str>) -> Result<Spec, Error> 
         sources: SourceMap::default(),
         files: HashMap::new(),
         stack: Vec::new(),
+        steps: 0,
     };
     let file = loader.add_file(path.clone(), text)?;
     loader.files.insert(path, None);
@@ -81,11 +156,14 @@ struct Loader {
     files: HashMap<PathBuf, Option<FileValue>>,
     /// The files being evaluated, outermost (the main file) first.
     stack: Vec<FileId>,
+    /// Evaluation steps so far (see [`MAX_STEPS`]).
+    steps: u64,
 }
 
 #[derive(Clone)]
 struct FileValue {
     value: Value,
+    size: Size,
     /// The value is the record of the file's `let`s rather than an
     /// expression, so each import gives it the span of the `import` itself.
     from_lets: bool,
@@ -100,6 +178,7 @@ struct Binding {
     name: String,
     name_span: Span,
     value: Value,
+    size: Size,
 }
 
 /// What an expression can see: the `let`s evaluated so far in its file,
@@ -145,11 +224,12 @@ impl Loader {
                             .with_label(&self.sources, first.name_span, "first defined here")
                             .with_help("names cannot be redefined; choose another name"));
                     }
-                    let value = self.eval(&decl.expr, &scope)?;
+                    let (value, size) = self.eval_sized(&decl.expr, &scope)?;
                     scope.lets.push(Binding {
                         name: decl.name.clone(),
                         name_span: decl.name_span,
                         value,
+                        size,
                     });
                 }
                 DeclKind::Branch => {
@@ -211,11 +291,24 @@ impl Loader {
                         "only imported files have a value; name it with `branch NAME = ...` or `let NAME = ...`",
                     ))
             }
-            Some(expr) => FileValue {
-                value: self.eval(expr, &scope)?,
-                from_lets: false,
-            },
+            Some(expr) => {
+                let (value, size) = self.eval_sized(expr, &scope)?;
+                FileValue {
+                    value,
+                    size,
+                    from_lets: false,
+                }
+            }
             None => {
+                let span = Span {
+                    file,
+                    start: 0,
+                    end: text_len,
+                };
+                let mut size = Size::container();
+                for b in &scope.lets {
+                    size = self.grow(size, b.size, b.name.len(), span)?;
+                }
                 let fields = scope
                     .lets
                     .into_iter()
@@ -230,12 +323,9 @@ impl Loader {
                 FileValue {
                     value: Value {
                         kind: ValueKind::Record(Record { tag: None, fields }),
-                        span: Span {
-                            file,
-                            start: 0,
-                            end: text_len,
-                        },
+                        span,
                     },
+                    size,
                     from_lets: true,
                 }
             }
@@ -268,20 +358,80 @@ impl Loader {
     }
 
     fn eval(&mut self, expr: &Expr, scope: &Scope<'_>) -> Result<Value, Error> {
+        Ok(self.eval_sized(expr, scope)?.0)
+    }
+
+    /// Counts `n` evaluation steps against [`MAX_STEPS`].
+    fn step(&mut self, n: u64, span: Span) -> Result<(), Error> {
+        self.steps = self.steps.saturating_add(n);
+        if self.steps > MAX_STEPS {
+            return Err(self
+                .err(
+                    "cvm::limit",
+                    span,
+                    format!("evaluation takes more than {MAX_STEPS} steps"),
+                    "the limit was reached here",
+                )
+                .with_help("a spec describes an operating system; it cannot compute for long (see the reference, section 10)"));
+        }
+        Ok(())
+    }
+
+    /// `size` with `child` added, if it stays within the bounds.
+    fn grow(&self, size: Size, child: Size, key: usize, span: Span) -> Result<Size, Error> {
+        self.bounded(size.add(child, key), span)
+    }
+
+    /// `size` itself, if within [`MAX_VALUE_SIZE`] and [`MAX_VALUE_DEPTH`].
+    fn bounded(&self, size: Size, span: Span) -> Result<Size, Error> {
+        let message = if size.weight > MAX_VALUE_SIZE {
+            format!("this value is larger than the limit of {MAX_VALUE_SIZE} (values and bytes)")
+        } else if size.depth > MAX_VALUE_DEPTH {
+            format!("lists and records nest more than {MAX_VALUE_DEPTH} deep in this value")
+        } else {
+            return Ok(size);
+        };
+        Err(self
+            .err("cvm::limit", span, message, "too large")
+            .with_help(
+            "values are bounded so that no spec can exhaust memory (see the reference, section 10)",
+        ))
+    }
+
+    /// Evaluates `expr`, returning its value and size.
+    fn eval_sized(&mut self, expr: &Expr, scope: &Scope<'_>) -> Result<(Value, Size), Error> {
         let span = expr.span;
-        let kind = match &expr.kind {
-            ExprKind::Bool(b) => ValueKind::Bool(*b),
-            ExprKind::Int(n) => ValueKind::Int(*n),
-            ExprKind::Str(parts) => ValueKind::Str(self.string(parts, scope)?),
-            ExprKind::Path(raw) => ValueKind::Path(self.path(raw, span)?),
+        self.step(1, span)?;
+        let (kind, size) = match &expr.kind {
+            ExprKind::Bool(b) => (ValueKind::Bool(*b), Size::LEAF),
+            ExprKind::Int(n) => (ValueKind::Int(*n), Size::LEAF),
+            ExprKind::Str(parts) => {
+                let s = self.string(parts, scope)?;
+                if s.len() > MAX_STRING {
+                    return Err(self.string_too_long(span));
+                }
+                let kind = ValueKind::Str(s);
+                let size = self.bounded(Size::of(&kind), span)?;
+                (kind, size)
+            }
+            ExprKind::Path(raw) => {
+                let kind = ValueKind::Path(self.path(raw, span)?);
+                let size = Size::of(&kind);
+                (kind, size)
+            }
             ExprKind::Var(name) => return self.var(name, span, scope),
-            ExprKind::List(items) => ValueKind::List(
-                items
-                    .iter()
-                    .map(|e| self.eval(e, scope))
-                    .collect::<Result<_, _>>()?,
-            ),
+            ExprKind::List(items) => {
+                let mut size = Size::container();
+                let mut out = Vec::with_capacity(items.len());
+                for e in items {
+                    let (v, s) = self.eval_sized(e, scope)?;
+                    size = self.grow(size, s, 0, e.span)?;
+                    out.push(v);
+                }
+                (ValueKind::List(out), size)
+            }
             ExprKind::Record(fields) => {
+                let mut size = Size::container();
                 let mut out: BTreeMap<String, Field> = BTreeMap::new();
                 for f in fields {
                     if let Some(first) = out.get(&f.key) {
@@ -295,7 +445,8 @@ impl Loader {
                             .with_label(&self.sources, first.key_span, "first defined here")
                             .with_help("to change a field of an existing record, use `//`"));
                     }
-                    let value = self.eval(&f.value, scope)?;
+                    let (value, s) = self.eval_sized(&f.value, scope)?;
+                    size = self.grow(size, s, f.key.len(), f.value.span)?;
                     out.insert(
                         f.key.clone(),
                         Field {
@@ -304,23 +455,46 @@ impl Loader {
                         },
                     );
                 }
-                ValueKind::Record(Record {
-                    tag: None,
-                    fields: out,
-                })
+                (
+                    ValueKind::Record(Record {
+                        tag: None,
+                        fields: out,
+                    }),
+                    size,
+                )
             }
             ExprKind::Select(inner, name, name_span) => {
                 let v = self.eval(inner, scope)?;
-                return self.select(v, name, *name_span);
+                let v = self.select(v, name, *name_span)?;
+                let size = Size::of(&v.kind);
+                self.step(size.weight, span)?;
+                return Ok((v, size));
             }
             ExprKind::Binary(op, op_span, l, r) => {
-                let l = self.eval(l, scope)?;
-                let r = self.eval(r, scope)?;
-                self.binary(*op, *op_span, l, r, span)?
+                let (l, ls) = self.eval_sized(l, scope)?;
+                let (r, rs) = self.eval_sized(r, scope)?;
+                if let (BinOp::Diff, ValueKind::List(a)) = (op, &l.kind) {
+                    // Each element is compared with all of `r`.
+                    self.step((a.len() as u64).saturating_mul(rs.weight), span)?;
+                } else {
+                    // `++` and `//` give at most both operands together:
+                    // refused before the result is built.
+                    self.bounded(
+                        Size {
+                            weight: ls.weight + rs.weight,
+                            depth: ls.depth.max(rs.depth),
+                        },
+                        span,
+                    )?;
+                }
+                let kind = self.binary(*op, *op_span, l, r, span)?;
+                let size = Size::of(&kind);
+                self.step(size.weight, span)?;
+                (kind, size)
             }
             ExprKind::Construct(tag, arg) => {
-                let v = self.eval(arg, scope)?;
-                match v.kind {
+                let (v, size) = self.eval_sized(arg, scope)?;
+                let kind = match v.kind {
                     ValueKind::Record(mut r) if r.tag.is_none() || r.tag == Some(*tag) => {
                         schema::check(&self.sources, *tag, &r, v.span)?;
                         r.tag = Some(*tag);
@@ -335,11 +509,12 @@ impl Loader {
                             &format!("this is {}", a(found)),
                         ));
                     }
-                }
+                };
+                (kind, size)
             }
             ExprKind::Import(rel) => return self.import(rel, span, scope.file),
         };
-        Ok(Value { kind, span })
+        Ok((Value { kind, span }, size))
     }
 
     fn string(&mut self, parts: &[Part], scope: &Scope<'_>) -> Result<String, Error> {
@@ -349,6 +524,11 @@ impl Loader {
                 Part::Lit(s) => out.push_str(s),
                 Part::Interp(e) => {
                     let v = self.eval(e, scope)?;
+                    if let ValueKind::Str(s) = &v.kind {
+                        if out.len() + s.len() > MAX_STRING {
+                            return Err(self.string_too_long(e.span));
+                        }
+                    }
                     match &v.kind {
                         ValueKind::Str(s) => out.push_str(s),
                         ValueKind::Int(n) => out.push_str(&n.to_string()),
@@ -373,6 +553,18 @@ impl Loader {
         Ok(out)
     }
 
+    fn string_too_long(&self, span: Span) -> Error {
+        self.err(
+            "cvm::limit",
+            span,
+            format!("the string would be longer than the limit of {MAX_STRING} bytes"),
+            "too long",
+        )
+        .with_help(
+            "values are bounded so that no spec can exhaust memory (see the reference, section 10)",
+        )
+    }
+
     fn path(&self, raw: &str, span: Span) -> Result<PathBuf, Error> {
         let dir = self
             .sources
@@ -380,13 +572,12 @@ impl Loader {
             .parent()
             .unwrap_or(Path::new("/"));
         let path = normalize(&dir.join(raw));
-        if path.is_file() {
-            return Ok(path);
-        }
-        let what = if path.is_dir() {
-            "is a directory, not a file"
-        } else {
-            "does not exist"
+        // `metadata` follows symbolic links and never opens the file, so a
+        // FIFO or device is named, never read (reading would block).
+        let what = match fs::metadata(&path) {
+            Ok(m) if m.is_file() => return Ok(path),
+            Ok(m) => not_regular(&m.file_type()),
+            Err(_) => "does not exist",
         };
         Err(self
             .err(
@@ -401,9 +592,11 @@ impl Loader {
             )))
     }
 
-    fn var(&self, name: &str, span: Span, scope: &Scope<'_>) -> Result<Value, Error> {
+    fn var(&mut self, name: &str, span: Span, scope: &Scope<'_>) -> Result<(Value, Size), Error> {
         if let Some(b) = scope.lets.iter().rev().find(|b| b.name == name) {
-            return Ok(b.value.clone());
+            // The copy costs as much as the value is large.
+            self.step(b.size.weight, span)?;
+            return Ok((b.value.clone(), b.size));
         }
         let mut e = self.err(
             "cvm::unknown-ident",
@@ -495,7 +688,12 @@ impl Loader {
                 a.extend(b);
                 ValueKind::List(a)
             }
-            (BinOp::Concat, ValueKind::Str(a), ValueKind::Str(b)) => ValueKind::Str(a + &b),
+            (BinOp::Concat, ValueKind::Str(a), ValueKind::Str(b)) => {
+                if a.len() + b.len() > MAX_STRING {
+                    return Err(self.string_too_long(span));
+                }
+                ValueKind::Str(a + &b)
+            }
             (BinOp::Diff, ValueKind::List(a), ValueKind::List(b)) => {
                 ValueKind::List(a.into_iter().filter(|x| !b.contains(x)).collect())
             }
@@ -541,7 +739,7 @@ impl Loader {
         })
     }
 
-    fn import(&mut self, rel: &str, span: Span, from: FileId) -> Result<Value, Error> {
+    fn import(&mut self, rel: &str, span: Span, from: FileId) -> Result<(Value, Size), Error> {
         let dir = self.sources.path(from).parent().unwrap_or(Path::new("/"));
         let target = normalize(&dir.join(rel));
         let Ok(canon) = fs::canonicalize(&target) else {
@@ -560,10 +758,11 @@ impl Loader {
         match self.files.get(&canon) {
             Some(Some(done)) => {
                 let mut fv = done.clone();
+                self.step(fv.size.weight, span)?;
                 if fv.from_lets {
                     fv.value.span = span;
                 }
-                return Ok(fv.value);
+                return Ok((fv.value, fv.size));
             }
             Some(None) => return Err(self.cycle(&canon, span)),
             None => {}
@@ -575,6 +774,49 @@ impl Loader {
                 format!("imports are nested more than {MAX_IMPORT_DEPTH} deep"),
                 "import",
             ));
+        }
+        if self.sources.iter().count() >= MAX_FILES {
+            return Err(self
+                .err(
+                    "cvm::limit",
+                    span,
+                    format!("the spec imports more than {MAX_FILES} files"),
+                    "import",
+                )
+                .with_help("see the reference, section 10"));
+        }
+        // Checked before opening: opening a FIFO would block, reading a
+        // device might never end.
+        let meta = fs::metadata(&canon).map_err(|e| {
+            self.err(
+                "cvm::io",
+                span,
+                format!("cannot read `{rel}`: {e}"),
+                "imported here",
+            )
+        })?;
+        if !meta.is_file() {
+            return Err(self.err(
+                "cvm::io",
+                span,
+                format!(
+                    "cannot import `{rel}`: it {}",
+                    not_regular(&meta.file_type())
+                ),
+                "imported here",
+            ));
+        }
+        if meta.len() > MAX_IMPORT_BYTES {
+            return Err(self
+                .err(
+                    "cvm::limit",
+                    span,
+                    format!(
+                        "cannot import `{rel}`: it is larger than the limit of {MAX_IMPORT_BYTES} bytes"
+                    ),
+                    "imported here",
+                )
+                .with_help("see the reference, section 10"));
         }
         let text = fs::read_to_string(&canon).map_err(|e| {
             self.err(
@@ -598,7 +840,7 @@ impl Loader {
         if fv.from_lets {
             fv.value.span = span;
         }
-        Ok(fv.value)
+        Ok((fv.value, fv.size))
     }
 
     /// The error for an `import` of a file that is still being evaluated.
@@ -631,5 +873,21 @@ impl Loader {
             "the files import each other: {}",
             chain.join(" -> ")
         ))
+    }
+}
+
+/// What a file that is not a regular file is, for messages.
+fn not_regular(t: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "is a directory, not a file"
+    } else if t.is_fifo() {
+        "is a FIFO (named pipe), not a regular file"
+    } else if t.is_char_device() || t.is_block_device() {
+        "is a device, not a regular file"
+    } else if t.is_socket() {
+        "is a socket, not a regular file"
+    } else {
+        "is not a regular file"
     }
 }

@@ -98,8 +98,23 @@ impl Compression {
     }
 }
 
-/// Streams the decompressed content of `data`.
-pub fn decompress(data: &[u8]) -> Result<Box<dyn BufRead + '_>, String> {
+/// Largest decompressed metadata file accepted when repomd.xml declares no
+/// `open-size` (and the most accepted even if it declares more). Fedora's
+/// complete file lists are under 1 GiB decompressed.
+pub const DECOMPRESSED_MAX: u64 = 4 << 30;
+
+/// Longest run of decompressed bytes without `<` or `>` accepted: the
+/// longest text or tag the XML parser would have to hold in memory at
+/// once. Real metadata has no text longer than a changelog entry; a file
+/// of gigabytes of zeros stops here, long before it fills memory.
+pub const MARKUP_RUN_MAX: u64 = 16 << 20;
+
+/// Streams the decompressed content of `data`, failing (with an I/O error
+/// the caller reports as a decompression error of its file) once more than
+/// `limit` bytes come out, or a run longer than [`MARKUP_RUN_MAX`] bytes
+/// without `<` or `>`. `limit` is the declared `open-size`, or
+/// [`DECOMPRESSED_MAX`].
+pub fn decompress(data: &[u8], limit: u64) -> Result<Box<dyn BufRead + '_>, String> {
     let reader: Box<dyn Read + '_> = match Compression::sniff(data)? {
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(data)),
         Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(data)),
@@ -107,9 +122,48 @@ pub fn decompress(data: &[u8]) -> Result<Box<dyn BufRead + '_>, String> {
             Box::new(zstd::stream::read::Decoder::new(data).map_err(|e| e.to_string())?)
         }
         Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(data)),
-        Compression::Plain => return Ok(Box::new(data)),
+        Compression::Plain => Box::new(data),
     };
-    Ok(Box::new(BufReader::with_capacity(64 * 1024, reader)))
+    let bounded = Bounded {
+        inner: reader,
+        left: limit,
+        limit,
+        run: 0,
+    };
+    Ok(Box::new(BufReader::with_capacity(64 * 1024, bounded)))
+}
+
+/// The bounds of [`decompress`], counted as the bytes pass.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+    limit: u64,
+    /// Bytes since the last `<` or `>`.
+    run: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let got = &buf[..n];
+        if n as u64 > self.left {
+            return Err(io::Error::other(format!(
+                "it decompresses to more than {} bytes (the declared open-size, or the cap)",
+                self.limit
+            )));
+        }
+        self.left -= n as u64;
+        self.run = match memchr::memrchr2(b'<', b'>', got) {
+            Some(i) => (n - 1 - i) as u64,
+            None => self.run + n as u64,
+        };
+        if self.run > MARKUP_RUN_MAX {
+            return Err(io::Error::other(format!(
+                "more than {MARKUP_RUN_MAX} bytes without markup (`<` or `>`); no real metadata has such a text or tag"
+            )));
+        }
+        Ok(n)
+    }
 }
 
 /// Passes a stream through while hashing it (for `open-checksum`) and
@@ -185,7 +239,7 @@ mod tests {
 
     fn unpack(data: &[u8]) -> Result<String, String> {
         let mut s = String::new();
-        decompress(data)?
+        decompress(data, DECOMPRESSED_MAX)?
             .read_to_string(&mut s)
             .map_err(|e| e.to_string())?;
         Ok(s)
@@ -236,6 +290,39 @@ mod tests {
         let err = unpack(b"PK\x03\x04zip").unwrap_err();
         assert!(err.contains("unknown compression format"), "{err}");
         assert!(unpack(b"").unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn decompression_is_bounded() {
+        let xml = b"<a>x</a>".repeat(1000);
+        let gz = {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(&xml).unwrap();
+            e.finish().unwrap()
+        };
+        let read = |data: &[u8], limit| -> Result<usize, String> {
+            let mut out = Vec::new();
+            decompress(data, limit)?
+                .read_to_end(&mut out)
+                .map_err(|e| e.to_string())
+        };
+        for data in [&gz[..], &xml[..]] {
+            assert_eq!(read(data, 8000).unwrap(), 8000);
+            let err = read(data, 7999).unwrap_err();
+            assert!(err.contains("more than 7999 bytes"), "{err}");
+        }
+        // Zeros without markup stop at the run bound, not at the size cap.
+        let zeros = {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(b"<a>").unwrap();
+            let chunk = vec![0u8; 1 << 20];
+            for _ in 0..(MARKUP_RUN_MAX >> 20) + 2 {
+                e.write_all(&chunk).unwrap();
+            }
+            e.finish().unwrap()
+        };
+        let err = read(&zeros, DECOMPRESSED_MAX).unwrap_err();
+        assert!(err.contains("without markup"), "{err}");
     }
 
     #[test]

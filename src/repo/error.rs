@@ -37,6 +37,31 @@ pub enum RepoError {
         source: std::io::Error,
     },
 
+    /// A path from the metadata (a package's `<location href>`, an `href`
+    /// in repomd.xml) that leads out of the repository. Nothing is read.
+    #[error("repository `{repo}`: refusing `{path}`: {reason}; metadata paths must stay inside the repository")]
+    #[diagnostic(
+        code(repo::outside),
+        help("the repository's metadata is broken or hostile; use another mirror")
+    )]
+    Outside {
+        repo: String,
+        path: String,
+        reason: String,
+    },
+
+    /// A file larger than its bound (the declared size or a fixed cap).
+    #[error("repository `{repo}`: {url} is larger than {limit} bytes, the most accepted")]
+    #[diagnostic(
+        code(repo::too_large),
+        help("the mirror sends more than its metadata declares (or than any real repository holds); use another mirror")
+    )]
+    TooLarge {
+        repo: String,
+        url: String,
+        limit: u64,
+    },
+
     /// The URL scheme is not one we can read.
     #[error(
         "repository `{repo}`: unsupported URL {url} (use a path, file://, http:// or https://)"

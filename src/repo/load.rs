@@ -3,9 +3,9 @@
 //! demand, file lists for paths primary does not list.
 
 use super::cache;
-use super::decode::{decompress, Hasher, Tap};
+use super::decode::{decompress, Hasher, Tap, DECOMPRESSED_MAX};
 use super::error::RepoError;
-use super::fetch::Location;
+use super::fetch::{Location, METADATA_MAX, REPOMD_MAX};
 use super::filelists::scan_filelists;
 use super::model::{Dep, NameId, Package, PackageId, Pool, RepoId, RepoInfo, Rich, SimpleDep};
 use super::primary::parse_primary;
@@ -36,7 +36,7 @@ pub struct RepoSource {
 /// same hash means the same packages.
 pub fn metadata_hash(source: &RepoSource) -> Result<String, RepoError> {
     let loc = Location::parse(&source.name, &source.url)?;
-    let bytes = loc.read(&source.name, REPOMD)?;
+    let bytes = loc.read(&source.name, REPOMD, REPOMD_MAX)?;
     Ok(blake3::hash(&bytes).to_hex().to_string())
 }
 
@@ -69,7 +69,7 @@ pub fn load(sources: &[RepoSource], cache: Option<&Path>) -> Result<Pool, RepoEr
 /// One repository's packages in a pool of their own, and its metadata hash.
 fn load_one(source: &RepoSource, cache_dir: Option<&Path>) -> Result<(Pool, String), RepoError> {
     let loc = Location::parse(&source.name, &source.url)?;
-    let repomd = loc.read(&source.name, REPOMD)?;
+    let repomd = loc.read(&source.name, REPOMD, REPOMD_MAX)?;
     let hash = blake3::hash(&repomd).to_hex().to_string();
     if let Some(dir) = cache_dir {
         if let Some(pool) = cache::read(dir, &hash) {
@@ -136,7 +136,16 @@ fn read_verified<T>(
     parse: impl FnOnce(&mut Tap<Box<dyn BufRead + '_>>) -> Result<T, XmlError>,
 ) -> Result<T, RepoError> {
     let file = loc.display(&data.href);
-    let bytes = loc.read(repo, &data.href)?;
+    // The href comes from repomd.xml: a refusal names that file.
+    let limit = data.size.unwrap_or(METADATA_MAX).min(METADATA_MAX);
+    let bytes = loc.read(repo, &data.href, limit).map_err(|e| match e {
+        RepoError::Outside { .. } => RepoError::Metadata {
+            repo: repo.to_string(),
+            file: loc.display(REPOMD),
+            reason: format!("<location href> of `{}` metadata: {e}", data.kind),
+        },
+        e => e,
+    })?;
     let checksum_error = |which, d: &Digest, actual: String| RepoError::Checksum {
         repo: repo.to_string(),
         file: file.clone(),
@@ -161,14 +170,18 @@ fn read_verified<T>(
         Some(d) => Some(hasher(repo, &file, d)?),
         None => None,
     };
-    let stream = decompress(&bytes).map_err(|r| decompress_error(&r))?;
+    let open_limit = data
+        .open_size
+        .unwrap_or(DECOMPRESSED_MAX)
+        .min(DECOMPRESSED_MAX);
+    let stream = decompress(&bytes, open_limit).map_err(|r| decompress_error(&r))?;
     let mut tap = Tap::new(stream, open_hasher);
     let parsed = parse(&mut tap);
     if let Some(reason) = tap.failure() {
         return Err(decompress_error(reason));
     }
     let value = parsed.map_err(|e| {
-        let (line, column) = match decompress(&bytes) {
+        let (line, column) = match decompress(&bytes, open_limit) {
             Ok(s) => line_col(s, e.offset),
             Err(_) => (0, 0),
         };
@@ -263,7 +276,7 @@ pub fn load_filelists(pool: &mut Pool, paths: &[&str]) -> Result<usize, RepoErro
     for (i, info) in pool.repos.clone().into_iter().enumerate() {
         let repo = RepoId(i as u16);
         let loc = Location::parse(&info.name, &info.base)?;
-        let bytes = loc.read(&info.name, REPOMD)?;
+        let bytes = loc.read(&info.name, REPOMD, REPOMD_MAX)?;
         let hash = blake3::hash(&bytes).to_hex().to_string();
         if hash != info.metadata_hash {
             return Err(RepoError::Changed {

@@ -23,6 +23,10 @@ pub struct DataFile {
     pub checksum: Option<Digest>,
     /// Digest of the decompressed content.
     pub open_checksum: Option<Digest>,
+    /// `<size>`: bytes of the file as stored, a bound on the download.
+    pub size: Option<u64>,
+    /// `<open-size>`: bytes after decompression, a bound on decompression.
+    pub open_size: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -54,6 +58,8 @@ impl RepoMd {
                                 href: String::new(),
                                 checksum: None,
                                 open_checksum: None,
+                                size: None,
+                                open_size: None,
                             })
                         }
                         b"location" => {
@@ -71,6 +77,8 @@ impl RepoMd {
                                 attr(&reader, e, b"type")?.unwrap_or_default(),
                             ))
                         }
+                        b"size" if !empty => field = Some(("size", String::new())),
+                        b"open-size" if !empty => field = Some(("open-size", String::new())),
                         _ => {}
                     }
                     text_acc.clear();
@@ -100,6 +108,19 @@ impl RepoMd {
                                     kind: kind.to_ascii_lowercase(),
                                     hex: value.to_ascii_lowercase(),
                                 })
+                            }
+                            ("size" | "open-size", Some(d)) => {
+                                let n = value.parse::<u64>().map_err(|_| {
+                                    XmlError::at(
+                                        &reader,
+                                        format!("<{what}> `{value}` is not a number"),
+                                    )
+                                })?;
+                                if what == "size" {
+                                    d.size = Some(n);
+                                } else {
+                                    d.open_size = Some(n);
+                                }
                             }
                             _ => {}
                         }
@@ -141,6 +162,7 @@ mod tests {
             p.open_checksum.as_ref().unwrap().hex,
             "727d555b33c6ab93f51e59746b47a1061b1d77eae750833df3298a069208515a"
         );
+        assert!(p.size.is_some() && p.open_size > p.size);
         assert!(md.get("filelists").is_some());
         assert!(md.get("primary_db").is_none());
     }

@@ -7,6 +7,7 @@
 //! copying the served directory and editing bytes (re-signed with
 //! `openssl` where a case needs a valid signature over wrong content).
 
+use ::cvmfs as cvmfs_crate;
 use cvmbuild::client::vfs::{Attr, Kind, ReadOnlyFs, ROOT_INO};
 use cvmbuild::client::{self, Config, Pin, Timeouts};
 use cvmbuild::cvmfs;
@@ -163,10 +164,10 @@ fn squid(work: &Path) -> (Proc, u16) {
     (p, port)
 }
 
-fn config(servers: &[String], proxies: &str, pin: Pin, cache: &Path) -> Config {
+fn config(servers: Vec<String>, proxies: &str, pin: Pin, cache: &Path) -> Config {
     Config {
         fqrn: FQRN.into(),
-        servers: servers.to_vec(),
+        servers,
         proxies: proxies.into(),
         keys: vec![published().key.clone()],
         pin,
@@ -191,7 +192,6 @@ struct Seen {
     size: u64,
     uid: u32,
     gid: u32,
-    /// Link count (non-directories; a directory's depends on the extras).
     nlink: u32,
     target: Option<Vec<u8>>,
     xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
@@ -240,7 +240,7 @@ fn local_tree(root: &Path) -> (BTreeMap<String, Seen>, Vec<Vec<String>>) {
                 size: if ft.is_dir() { 0 } else { md.len() },
                 uid: md.uid(),
                 gid: md.gid(),
-                nlink: if ft.is_dir() { 0 } else { md.nlink() as u32 },
+                nlink: md.nlink() as u32,
                 target: ft.is_symlink().then(|| {
                     use std::os::unix::ffi::OsStrExt;
                     std::fs::read_link(e.path())
@@ -297,11 +297,7 @@ fn seen(repo: &client::Repository, a: &Attr) -> Seen {
         size: if a.kind == Kind::Directory { 0 } else { a.size },
         uid: a.uid,
         gid: a.gid,
-        nlink: if a.kind == Kind::Directory {
-            0
-        } else {
-            a.nlink
-        },
+        nlink: a.nlink,
         target: (a.kind == Kind::Symlink).then(|| repo.readlink(a.ino).unwrap()),
         xattrs,
         bytes: (a.kind == Kind::File).then(|| {
@@ -367,6 +363,16 @@ fn replica_through_squid_reads_every_tag_like_its_export() {
     assert_eq!(again["objects_copied"], 0, "{again}");
 
     let (_s1, p1) = nginx(&s1, &tmp.path().join("nginx1"));
+    // The independent `cvmfs` crate accepts the replica too.
+    let fetcher = cvmfs_crate::fetcher::Fetcher::new(
+        &url(p1),
+        tmp.path().join("crate-cache").to_str().unwrap(),
+        true,
+    )
+    .unwrap();
+    let crate_repo = cvmfs_crate::repository::Repository::new(fetcher).unwrap();
+    assert_eq!(crate_repo.fqrn, FQRN);
+    assert_eq!(crate_repo.get_revision_number().unwrap(), 2);
     let (_squid, sp) = squid(&tmp.path().join("squid"));
     let proxy = format!("127.0.0.1:{sp}");
     let s0_before = std::fs::read_to_string(tmp.path().join("nginx0/access.log")).unwrap();
@@ -378,7 +384,7 @@ fn replica_through_squid_reads_every_tag_like_its_export() {
         (Pin::Tag("cernvm-system-3.2.0.0".into()), &p.dev),
         (Pin::Head, &p.dev),
     ] {
-        let repo = client::open(&config(&[url(p1)], &proxy, pin.clone(), &cache)).unwrap();
+        let repo = client::open(&config(vec![url(p1)], &proxy, pin.clone(), &cache)).unwrap();
         assert_same(&repo, export, &format!("{pin:?}"));
         let root = repo.getattr(ROOT_INO).unwrap();
         assert_eq!(
@@ -401,7 +407,7 @@ fn replica_through_squid_reads_every_tag_like_its_export() {
         if pin == Pin::Tag("production".into()) {
             let h = repo.root_hash().to_string();
             let direct = client::open(&config(
-                &[url(p1)],
+                vec![url(p1)],
                 &proxy,
                 Pin::RootHash(h.clone()),
                 &tmp.path().join("cache-rh"),
@@ -602,7 +608,8 @@ fn damaged_or_wrong_repositories_are_refused_and_nothing_is_cached() {
     assert!(st.success());
 
     type Damage = Box<dyn Fn(&Path)>;
-    let flip = |file: &'static str, pos: Box<dyn Fn(&[u8]) -> usize>| -> Damage {
+    type Pos = Box<dyn Fn(&[u8]) -> usize>;
+    let flip = |file: &'static str, pos: Pos| -> Damage {
         Box::new(move |repo: &Path| {
             let f = repo.join(file);
             let mut b = std::fs::read(&f).unwrap();
@@ -665,7 +672,7 @@ fn damaged_or_wrong_repositories_are_refused_and_nothing_is_cached() {
         damage(&copy_repo(&dir));
         let cache = tmp.path().join(format!("cache{i}"));
         let server = format!("http://127.0.0.1:{port}/c{i}/{FQRN}");
-        let err = client::open(&config(&[server.clone()], "DIRECT", Pin::Head, &cache))
+        let err = client::open(&config(vec![server.clone()], "DIRECT", Pin::Head, &cache))
             .err()
             .unwrap_or_else(|| panic!("{name}: accepted"))
             .to_string();
@@ -690,7 +697,7 @@ fn damaged_or_wrong_repositories_are_refused_and_nothing_is_cached() {
     let good = format!("http://127.0.0.1:{port}/good/{FQRN}");
     copy_repo(&cases.join("good"));
     let cache = tmp.path().join("cache-name");
-    let mut cfg = config(&[good.clone()], "DIRECT", Pin::Head, &cache);
+    let mut cfg = config(vec![good.clone()], "DIRECT", Pin::Head, &cache);
     cfg.fqrn = "cernvm-devel.cern.ch".into();
     let err = client::open(&cfg).err().unwrap().to_string();
     assert!(err.contains("not \"cernvm-devel.cern.ch\""), "{err}");
@@ -699,7 +706,7 @@ fn damaged_or_wrong_repositories_are_refused_and_nothing_is_cached() {
     // Unknown tag: named, with the tags listed (in the diagnostic's help).
     let cache = tmp.path().join("cache-tag");
     let err = client::open(&config(
-        &[good.clone()],
+        vec![good.clone()],
         "DIRECT",
         Pin::Tag("cernvm-9".into()),
         &cache,
@@ -720,7 +727,7 @@ fn damaged_or_wrong_repositories_are_refused_and_nothing_is_cached() {
 
     // A validly signed manifest older than the cached one.
     let cache = tmp.path().join("cache-old");
-    client::open(&config(&[good.clone()], "DIRECT", Pin::Head, &cache)).unwrap();
+    client::open(&config(vec![good.clone()], "DIRECT", Pin::Head, &cache)).unwrap();
     let cached_manifest = std::fs::read(cache.join("manifests").join(FQRN)).unwrap();
     let objects_before = cached_objects(&cache);
     let old = copy_repo(&cases.join("old"));
@@ -736,13 +743,13 @@ fn damaged_or_wrong_repositories_are_refused_and_nothing_is_cached() {
     let server = format!("http://127.0.0.1:{port}/old/{FQRN}");
     // The re-signed manifest itself is valid (a fresh cache accepts it).
     client::open(&config(
-        &[server.clone()],
+        vec![server.clone()],
         "DIRECT",
         Pin::Head,
         &tmp.path().join("fresh"),
     ))
     .unwrap();
-    let err = client::open(&config(&[server], "DIRECT", Pin::Head, &cache))
+    let err = client::open(&config(vec![server], "DIRECT", Pin::Head, &cache))
         .err()
         .unwrap()
         .to_string();
@@ -771,7 +778,7 @@ fn damaged_or_wrong_repositories_are_refused_and_nothing_is_cached() {
     }
     let cache = tmp.path().join("cache-altered");
     let server = format!("http://127.0.0.1:{port}/altered/{FQRN}");
-    let repo = client::open(&config(&[server], "DIRECT", Pin::Head, &cache)).unwrap();
+    let repo = client::open(&config(vec![server], "DIRECT", Pin::Head, &cache)).unwrap();
     let bin = repo.resolve_path("/usr/bin").unwrap();
     let (_, f) = repo
         .readdir(bin.ino)
@@ -909,7 +916,7 @@ fn fail_over_between_proxies_and_servers_and_refetch_corrupted_bytes() {
     // First proxy dead, second used.
     let proxies = format!("127.0.0.1:{dead};127.0.0.1:{}", good.port);
     let repo = client::open(&config(
-        &[url(port)],
+        vec![url(port)],
         &proxies,
         Pin::Tag("production".into()),
         &tmp.path().join("c1"),
@@ -926,7 +933,7 @@ fn fail_over_between_proxies_and_servers_and_refetch_corrupted_bytes() {
         url(port),
     ];
     let repo = client::open(&config(
-        &servers,
+        servers.to_vec(),
         "DIRECT",
         Pin::Tag("development".into()),
         &tmp.path().join("c2"),
@@ -939,7 +946,7 @@ fn fail_over_between_proxies_and_servers_and_refetch_corrupted_bytes() {
     let healing = test_proxy(true, true, None);
     let proxies = format!("127.0.0.1:{}", healing.port);
     let repo = client::open(&config(
-        &[url(port)],
+        vec![url(port)],
         &proxies,
         Pin::Tag("production".into()),
         &tmp.path().join("c3"),
@@ -956,7 +963,7 @@ fn fail_over_between_proxies_and_servers_and_refetch_corrupted_bytes() {
     let evil = test_proxy(true, false, None);
     let cache = tmp.path().join("c4");
     let err = client::open(&config(
-        &[url(port)],
+        vec![url(port)],
         &format!("127.0.0.1:{}", evil.port),
         Pin::Head,
         &cache,
@@ -974,7 +981,7 @@ fn fail_over_between_proxies_and_servers_and_refetch_corrupted_bytes() {
     let hang = status_server(0);
     let t = std::time::Instant::now();
     let err = client::open(&config(
-        &[
+        vec![
             format!("http://127.0.0.1:{hang}/{FQRN}"),
             format!("http://127.0.0.1:{dead}/{FQRN}"),
         ],
@@ -999,7 +1006,7 @@ fn fail_over_between_proxies_and_servers_and_refetch_corrupted_bytes() {
     .unwrap();
     let (_web, wport) = nginx(&web, &tmp.path().join("nginx-web"));
     let err = client::open(&config(
-        &[url(wport)],
+        vec![url(wport)],
         "DIRECT",
         Pin::Head,
         &tmp.path().join("c6"),
@@ -1008,26 +1015,46 @@ fn fail_over_between_proxies_and_servers_and_refetch_corrupted_bytes() {
     .unwrap()
     .to_string();
     assert!(err.contains("not a signed CernVM-FS file"), "{err}");
-    let mut cfg = config(&[url(port)], "DIRECT", Pin::Head, &tmp.path().join("c7"));
+    let mut cfg = config(vec![url(port)], "DIRECT", Pin::Head, &tmp.path().join("c7"));
     cfg.keys = vec![web.join(FQRN).join(".cvmfspublished")];
     let err = client::open(&cfg).err().unwrap().to_string();
     assert!(err.contains("not an RSA public key"), "{err}");
 }
 
 #[test]
-fn a_second_open_fetches_no_object() {
+fn lazy_loading_and_a_second_open_fetches_no_object() {
     let p = published();
     let tmp = tempfile::tempdir().unwrap();
     let (_srv, port) = nginx(&p.served, &tmp.path().join("nginx"));
     let log = tmp.path().join("nginx/access.log");
     let cache = tmp.path().join("cache");
     let cfg = config(
-        &[url(port)],
+        vec![url(port)],
         "DIRECT",
         Pin::Tag("production".into()),
         &cache,
     );
-    let files = read_everything(&client::open(&cfg).unwrap());
+    // Lazy: the open fetches the root catalog only; a stat of a nested
+    // catalog's mountpoint nothing; its listing that catalog; data only
+    // when read.
+    let gets = |what: &str| {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(what))
+            .count()
+    };
+    let repo = client::open(&cfg).unwrap();
+    assert_eq!(gets("C HTTP/1.1"), 1);
+    let usr = repo.resolve_path("/usr").unwrap();
+    assert_eq!(gets("C HTTP/1.1"), 1);
+    repo.readdir(usr.ino).unwrap();
+    assert_eq!(gets("C HTTP/1.1"), 2);
+    let data_before = gets("/data/");
+    let etc = repo.resolve_path("/etc").unwrap();
+    repo.readdir(etc.ino).unwrap();
+    assert_eq!(gets("/data/"), data_before, "listing fetched objects");
+    let files = read_everything(&repo);
     assert!(files > 20);
     let before = std::fs::read_to_string(&log).unwrap().lines().count();
     let repo = client::open(&cfg).unwrap();
@@ -1050,6 +1077,9 @@ fn noise(n: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A `security.capability` value (v2, cap_net_bind_service).
+const CAP: &[u8] = &[0, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 
 /// The content of file `i` of release `seed` (distinct for all).
 fn small(seed: u64, i: u64) -> Vec<u8> {
@@ -1080,7 +1110,13 @@ fn publish_big(store: &MemStore, repo: &Path, keys: &Path, version: &str, seed: 
     let root = store
         .put_tree(
             &Tree::new(vec![
-                file("big.img", &noise(40 << 20, 7)),
+                Entry {
+                    xattrs: BTreeMap::from([
+                        ("security.capability".to_string(), CAP.to_vec()),
+                        ("user.comment".to_string(), b"big".to_vec()),
+                    ]),
+                    ..file("big.img", &noise(40 << 20, 7))
+                },
                 dir("usr", vec![dir("share", many)]),
             ])
             .unwrap(),
@@ -1120,7 +1156,7 @@ fn big_tree_chunks_quota_kill_and_incremental_replication() {
         keys: vec![keys.join("big.cern.ch.pub")],
         quota,
         ..config(
-            &[big_url.clone()],
+            vec![big_url.clone()],
             "DIRECT",
             Pin::Tag("production".into()),
             cache,
@@ -1140,6 +1176,19 @@ fn big_tree_chunks_quota_kill_and_incremental_replication() {
     let mut all = Vec::new();
     repo.copy_to(img.ino, &mut all).unwrap();
     assert!(all == want);
+    // The catalog's extended attributes, then the informational ones.
+    let names = repo.listxattr(img.ino).unwrap();
+    assert_eq!(
+        names[..2],
+        [b"security.capability".to_vec(), b"user.comment".to_vec()]
+    );
+    assert!(names.contains(&b"user.root_hash".to_vec()));
+    assert_eq!(repo.getxattr(img.ino, b"security.capability").unwrap(), CAP);
+    assert_eq!(repo.getxattr(img.ino, b"user.tag").unwrap(), b"production");
+    assert_eq!(
+        repo.getxattr(img.ino, b"trusted.nope").unwrap_err().errno(),
+        libc::ENODATA
+    );
     let log = std::fs::read_to_string(tmp.path().join("nginx/access.log")).unwrap();
     let chunks = log
         .lines()
@@ -1148,6 +1197,30 @@ fn big_tree_chunks_quota_kill_and_incremental_replication() {
     assert!(
         chunks >= 3,
         "chunked file read chunk by chunk: {chunks} chunk requests"
+    );
+
+    // Four readers at once on a cold cache: right bytes, each chunk
+    // downloaded once.
+    let repo = client::open(&cfg(&tmp.path().join("c-par"), None)).unwrap();
+    let img = repo.resolve_path("/big.img").unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let mut all = Vec::new();
+                repo.copy_to(img.ino, &mut all).unwrap();
+                assert!(all == want);
+            });
+        }
+    });
+    let log = std::fs::read_to_string(tmp.path().join("nginx/access.log")).unwrap();
+    let again = log
+        .lines()
+        .filter(|l| l.contains("P HTTP/1.1\" 200"))
+        .count();
+    assert_eq!(
+        again,
+        2 * chunks,
+        "concurrent readers fetched a chunk twice"
     );
 
     // The quota holds under a tree larger than it: 6 MB for 43 MB.
@@ -1275,6 +1348,173 @@ fn big_tree_chunks_quota_kill_and_incremental_replication() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains(".cvmfs_master_replica"),
+        "{err}"
+    );
+}
+
+/// Stores `plain` as a zlib object of `repo` with `suffix`; returns its hash.
+fn put_object(repo: &Path, plain: &[u8], suffix: &str) -> String {
+    use sha1::Digest;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(plain).unwrap();
+    let stored = z.finish().unwrap();
+    let h = hex::encode(sha1::Sha1::digest(&stored));
+    std::fs::write(
+        repo.join(format!("data/{}/{}{suffix}", &h[..2], &h[2..])),
+        stored,
+    )
+    .unwrap();
+    h
+}
+
+/// The inflated object `hash` of `repo`.
+fn get_object(repo: &Path, hash: &str, suffix: &str) -> Vec<u8> {
+    let b =
+        std::fs::read(repo.join(format!("data/{}/{}{suffix}", &hash[..2], &hash[2..]))).unwrap();
+    let mut out = Vec::new();
+    flate2::read::ZlibDecoder::new(&b[..])
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+/// Re-signs the manifest of `repo` with `letter` lines replaced.
+fn resign(repo: &Path, set: &[(char, String)]) {
+    let body = body_of(&repo.join(".cvmfspublished"));
+    let mut lines: Vec<String> = body.lines().map(str::to_string).collect();
+    for (k, v) in set {
+        for l in &mut lines {
+            if l.starts_with(*k) {
+                *l = format!("{k}{v}");
+            }
+        }
+    }
+    let body = lines.join("\n") + "\n";
+    std::fs::write(repo.join(".cvmfspublished"), manifest(&body)).unwrap();
+}
+
+fn manifest_field(repo: &Path, k: char) -> String {
+    body_of(&repo.join(".cvmfspublished"))
+        .lines()
+        .find_map(|l| l.strip_prefix(k).map(str::to_string))
+        .unwrap()
+}
+
+#[test]
+fn garbage_catalogs_and_histories_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = tmp.path().join("cases");
+    let (_srv, port) = nginx(&cases, &tmp.path().join("nginx"));
+    let open = |case: &str, pin: Pin| {
+        let cache = tmp.path().join(format!("cache-{case}"));
+        let server = format!("http://127.0.0.1:{port}/{case}/{FQRN}");
+        (
+            client::open(&config(vec![server], "DIRECT", pin, &cache)),
+            cache,
+        )
+    };
+
+    // A root catalog in which /etc is its own child: a path cycle.
+    let repo = copy_repo(&cases.join("cycle"));
+    let root = manifest_field(&repo, 'C');
+    let db = tmp.path().join("cycle.db");
+    std::fs::write(&db, get_object(&repo, &root, "C")).unwrap();
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let (a, b) = cvmfs::md5path("/etc");
+    let n = c
+        .execute(
+            "UPDATE catalog SET parent_1 = ?1, parent_2 = ?2 WHERE md5path_1 = ?1 AND md5path_2 = ?2",
+            rusqlite::params![a, b],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    drop(c);
+    let bytes = std::fs::read(&db).unwrap();
+    let h = put_object(&repo, &bytes, "C");
+    resign(&repo, &[('C', h), ('B', bytes.len().to_string())]);
+    let (r, _) = open("cycle", Pin::Head);
+    let repo_c = r.unwrap();
+    let etc = repo_c.resolve_path("/etc").unwrap();
+    let err = repo_c.readdir(etc.ino).unwrap_err();
+    assert_eq!(err.errno(), libc::EIO);
+    assert!(err.to_string().contains("path cycle"), "{err}");
+
+    // A catalog larger than the manifest says (padded with 10 MB).
+    let repo = copy_repo(&cases.join("big"));
+    let root = manifest_field(&repo, 'C');
+    let size: usize = manifest_field(&repo, 'B').parse().unwrap();
+    let mut bytes = get_object(&repo, &root, "C");
+    bytes.resize(bytes.len() + (10 << 20), 0);
+    let h = put_object(&repo, &bytes, "C");
+    resign(&repo, &[('C', h)]);
+    let (r, cache) = open("big", Pin::Head);
+    let err = r.err().unwrap().to_string();
+    assert!(
+        err.contains(&format!("more than the {size} bytes allowed")),
+        "{err}"
+    );
+    assert!(!cached_objects(&cache).iter().any(|o| o.ends_with('C')));
+
+    // Garbage where a catalog should be.
+    let repo = copy_repo(&cases.join("garbage"));
+    let junk = noise(5000, 3);
+    let h = put_object(&repo, &junk, "C");
+    resign(&repo, &[('C', h), ('B', junk.len().to_string())]);
+    let (r, _) = open("garbage", Pin::Head);
+    let err = r.err().unwrap().to_string();
+    assert!(err.contains("not a CernVM-FS catalog"), "{err}");
+
+    // Not zlib at all, under a correct name.
+    let repo = copy_repo(&cases.join("notzlib"));
+    let raw = noise(3000, 5);
+    let h = {
+        use sha1::Digest;
+        hex::encode(sha1::Sha1::digest(&raw))
+    };
+    std::fs::write(repo.join(format!("data/{}/{}C", &h[..2], &h[2..])), &raw).unwrap();
+    resign(&repo, &[('C', h)]);
+    let (r, _) = open("notzlib", Pin::Head);
+    let err = r.err().unwrap().to_string();
+    assert!(err.contains("not a valid zlib stream"), "{err}");
+
+    // A garbage history, and a truncated one.
+    let repo = copy_repo(&cases.join("history"));
+    let h = put_object(&repo, b"SQLite format 3\0 but not really", "H");
+    resign(&repo, &[('H', h)]);
+    let (r, cache) = open("history", Pin::Tag("production".into()));
+    let err = r.err().unwrap().to_string();
+    assert!(err.contains("not a CernVM-FS history database"), "{err}");
+    assert!(cached_objects(&cache).iter().all(|o| !o.ends_with('H')));
+    let repo = copy_repo(&cases.join("truncated"));
+    let h = manifest_field(&repo, 'H');
+    let f = repo.join(format!("data/{}/{}H", &h[..2], &h[2..]));
+    let b = std::fs::read(&f).unwrap();
+    std::fs::write(&f, &b[..b.len() / 2]).unwrap();
+    let (r, _) = open("truncated", Pin::Tag("production".into()));
+    let err = r.err().unwrap().to_string();
+    assert!(
+        err.contains("hash to") && err.contains(&format!("{}H", &h[2..])),
+        "{err}"
+    );
+
+    // A truncated manifest.
+    let repo = copy_repo(&cases.join("short"));
+    let m = std::fs::read(repo.join(".cvmfspublished")).unwrap();
+    std::fs::write(repo.join(".cvmfspublished"), &m[..m.len() - 40]).unwrap();
+    let (r, _) = open("short", Pin::Head);
+    let err = r.err().unwrap().to_string();
+    assert!(err.contains("signature"), "{err}");
+
+    // By date: now is the newest trunk snapshot; before the first, none.
+    copy_repo(&cases.join("dates"));
+    let (r, _) = open("dates", Pin::Date(now()));
+    let head = r.unwrap();
+    let (r, _) = open("dates", Pin::Head);
+    assert_eq!(head.root_hash(), r.unwrap().root_hash());
+    let (r, _) = open("dates", Pin::Date(1));
+    let err = r.err().unwrap().to_string();
+    assert!(
+        err.contains("no snapshot was published at or before"),
         "{err}"
     );
 }

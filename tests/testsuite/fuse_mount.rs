@@ -14,6 +14,12 @@
 //!
 //! The first mount ends by SIGTERM, the second by `umount`; a busy and a
 //! non-empty mount point are refused.
+//!
+//! The bundled example has no setuid file, capability, device or FIFO, so
+//! a second test publishes a tree that has them (with the library), mounts
+//! it with `cvmbuild-client --suid` and compares it with GNU tar's
+//! unpacking the same way; a data object altered on the server reaches
+//! the reader as `EIO` with the object named in the log.
 
 use super::support::fixture::{text, Fixture};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -314,16 +320,15 @@ fn compare(mnt: &Path, exported: &Path, unpacked: &Path) {
     }
 }
 
-/// `tag list`: tag -> (revision, root hash).
+/// `tag list --json`: tag -> (revision, root hash).
 fn tags(f: &Fixture) -> HashMap<String, (String, String)> {
-    let out = f.run(&["tag", "list"]);
+    let out = f.run(&["tag", "list", "--json"]);
     assert!(out.status.success(), "{}", text(&out));
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter_map(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            (w.len() >= 4).then(|| (w[0].to_string(), (w[2].to_string(), w[3].to_string())))
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    list.iter()
+        .map(|t| {
+            let s = |k: &str| t[k].as_str().unwrap().to_string();
+            (s("name"), (t["revision"].to_string(), s("hash")))
         })
         .collect()
 }
@@ -646,6 +651,43 @@ fn special_files_owners_and_capabilities_through_fuse() {
         assert!(Instant::now() < deadline, "{}", m.log());
         std::thread::sleep(Duration::from_millis(50));
     }
+
+    // A data object altered on the server: the reader gets EIO, the log
+    // names the object; once it is repaired the same read succeeds.
+    let readme = vec![b'x'; 300_000];
+    let object = walkdir::WalkDir::new(repo.join("special.cern.ch/data"))
+        .into_iter()
+        .map(|e| e.unwrap().into_path())
+        .find(|p| {
+            let mut inflated = Vec::new();
+            p.extension().is_none()
+                && std::fs::read(p).is_ok_and(|z| {
+                    std::io::Read::read_to_end(
+                        &mut flate2::read::ZlibDecoder::new(&z[..]),
+                        &mut inflated,
+                    )
+                    .is_ok()
+                })
+                && inflated == readme
+        })
+        .expect("the readme's object");
+    let good = std::fs::read(&object).unwrap();
+    let mut bad = Vec::new();
+    std::io::Write::write_all(
+        &mut flate2::write::ZlibEncoder::new(&mut bad, flate2::Compression::default()),
+        &vec![b'y'; 300_000],
+    )
+    .unwrap();
+    std::fs::write(&object, &bad).unwrap();
+    let err = std::fs::read(mnt.join("usr/share/readme")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    let name = object.file_name().unwrap().to_str().unwrap();
+    assert!(
+        m.log().contains(name),
+        "the log names the object {name}:\n{}",
+        m.log()
+    );
+    std::fs::write(&object, good).unwrap();
 
     let mounted = compare_with_tar(&mnt, &unpacked);
     // The tar comparison is only as good as what the tree has: check it.

@@ -45,4 +45,5 @@ mod solve_real;
 mod solve_semantics;
 mod store_fs;
 mod store_tree;
+mod trust;
 mod vercmp_librpm;
