@@ -103,6 +103,7 @@ branch main = release {{
             name: "os".into(),
             url: "https://mirror.example/os".into(),
             metadata,
+            gpgkeys: vec![],
         }],
         package: closure,
     };

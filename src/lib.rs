@@ -26,6 +26,7 @@ pub mod cvmfs;
 pub mod diff;
 pub mod drv;
 pub mod eval;
+pub mod gpg;
 pub mod image;
 pub mod lang;
 pub mod lock;

@@ -42,6 +42,11 @@ pub struct RepoLock {
     pub url: String,
     /// blake3 of the repository's repomd.xml when the closure was solved.
     pub metadata: String,
+    /// Fingerprints of the keys its packages must be signed with
+    /// (`gpgkey` with `gpgcheck`); absent without, so locks written before
+    /// signatures were checked read unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpgkeys: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -182,5 +187,23 @@ mod tests {
         assert!(text.find("name = \"bash\"").unwrap() < text.find("name = \"zsh\"").unwrap());
         let back: LockFile = toml::from_str(&text).unwrap();
         assert_eq!(back.render(), text);
+    }
+
+    /// Locks written before signatures were checked have no `gpgkeys`:
+    /// they read, and a repository without keys renders without the field,
+    /// so such locks do not change.
+    #[test]
+    fn repo_keys_are_optional() {
+        let old = "version = 1\n[branch.b]\nsolve = \"s\"\nspec = \"h\"\noptimal = true\n\
+                   [[branch.b.repo]]\nname = \"os\"\nurl = \"u\"\nmetadata = \"m\"\n";
+        let lock: LockFile = toml::from_str(old).unwrap();
+        let repo = &lock.branch["b"].repo[0];
+        assert!(repo.gpgkeys.is_empty());
+        assert!(!lock.render().contains("gpgkeys"));
+        let mut signed = lock.clone();
+        signed.branch.get_mut("b").unwrap().repo[0].gpgkeys = vec!["ABCD".into()];
+        let text = signed.render();
+        assert!(text.contains("gpgkeys = [\"ABCD\"]"), "{text}");
+        assert_eq!(toml::from_str::<LockFile>(&text).unwrap(), signed);
     }
 }

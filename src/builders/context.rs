@@ -15,6 +15,9 @@ use std::sync::Mutex;
 pub struct Env {
     /// Repository name -> location, from the spec.
     pub repos: BTreeMap<String, Location>,
+    /// Repository name -> the keys its packages must be signed with, for
+    /// repositories with `gpgcheck` (fetch verifies against them).
+    pub signing_keys: BTreeMap<String, std::sync::Arc<crate::gpg::Keyring>>,
     /// Directory of the main spec file: source inputs' origins are relative
     /// to it.
     pub spec_dir: PathBuf,

@@ -55,6 +55,12 @@ pub fn build(cx: &BuildCx) -> Result<Output, BuildError> {
             loc.display(&location)
         )
     })?;
+    let signer = crate::gpg::fetch::check(cx, &repo, &mut file).map_err(|e| {
+        format!(
+            "{nevra} from repository `{repo}` ({}): {e}",
+            loc.display(&location)
+        )
+    })?;
     file.rewind()?;
     let blob = cx.store.put_blob(&mut file)?;
     cx.log(format!("stored {} bytes as {}", blob.size, blob.hash));
@@ -67,7 +73,10 @@ pub fn build(cx: &BuildCx) -> Result<Output, BuildError> {
         meta: BTreeMap::from([
             ("file".to_string(), file_name(&location).to_string()),
             ("repo".to_string(), repo),
-        ]),
+        ])
+        .into_iter()
+        .chain(signer.map(|s| ("signer".to_string(), s)))
+        .collect(),
     })
 }
 

@@ -135,6 +135,13 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
                         .map(|l| (r.name.clone(), l))
                 })
                 .collect::<std::result::Result<_, _>>()?,
+            signing_keys: b
+                .release
+                .repos
+                .iter()
+                .filter(|r| r.gpgcheck)
+                .filter_map(|r| Some((r.name.clone(), r.keys.clone()?)))
+                .collect(),
             spec_dir: ev.spec_path.parent().map(PathBuf::from).unwrap_or_default(),
             publish_dir: Some(a.publish.repos_dir(g)?),
             keys_dir: Some(a.publish.keys_dir(g)?),

@@ -17,6 +17,8 @@ mod keys;
 mod manifest;
 mod object;
 mod publish;
+mod repo;
+mod walk;
 
 pub use catalog::{md5path, xattr_blob, TTL};
 pub use history::{Tag, TRUNK, TRUNK_PREVIOUS};

@@ -145,8 +145,11 @@ fn pin(
     }
     let repo_sources = repo_sources(rel);
     let mut metadata = Vec::new();
-    for s in &repo_sources {
-        metadata.push(crate::repo::metadata_hash(s)?);
+    for (r, s) in rel.repos.iter().zip(&repo_sources) {
+        metadata.push(match (&r.keys, r.repo_gpgcheck) {
+            (Some(keys), true) => crate::gpg::repomd::verified_hash(&s.name, &s.url, keys)?,
+            _ => crate::repo::metadata_hash(s)?,
+        });
     }
     let solve = plan::solve_derivation(rel, &metadata);
     let solve_id = solve.id();
@@ -225,6 +228,7 @@ fn pin(
                 name: r.name.clone(),
                 url: r.url_as_written.clone(),
                 metadata: m.clone(),
+                gpgkeys: plan::package_signers(r),
             })
             .collect(),
         package: packages,

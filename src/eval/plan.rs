@@ -47,8 +47,14 @@ pub fn solve_derivation(rel: &Release, metadata: &[String]) -> Derivation {
         .repos
         .iter()
         .map(|r| {
-            json!({"name": r.name, "url": r.url_as_written, "priority": r.priority,
-                   "cost": r.cost, "exclude": r.exclude})
+            let mut j = json!({"name": r.name, "url": r.url_as_written, "priority": r.priority,
+                   "cost": r.cost, "exclude": r.exclude});
+            // Only with keys, so the ids of repositories without stay.
+            let signers = package_signers(r);
+            if !signers.is_empty() {
+                j["gpgkeys"] = json!(signers);
+            }
+            j
         })
         .collect();
     let mut d = Derivation::new(
@@ -65,6 +71,17 @@ pub fn solve_derivation(rel: &Release, metadata: &[String]) -> Derivation {
         d = d.input_source(format!("repo:{}", r.name), hash, r.url_as_written.clone());
     }
     d
+}
+
+/// Fingerprints of the keys a repository's packages must be signed with:
+/// its `gpgkey` when `gpgcheck` is on, else none. They are parameters of
+/// the solve (so a change of signer is a lock change) and of each fetch
+/// from the repository (so a checked download is not the unchecked one).
+pub fn package_signers(r: &super::spec::Repo) -> Vec<String> {
+    match (&r.keys, r.gpgcheck) {
+        (Some(k), true) => k.fingerprints(),
+        _ => Vec::new(),
+    }
 }
 
 /// blake3 of the solve parameters alone (the lock's `spec` field).
@@ -87,13 +104,22 @@ pub fn plan(
     g.roots.insert("solve".into(), solve_id.clone());
 
     let mut extracts: BTreeMap<&str, (DrvId, &LockedPackage)> = BTreeMap::new();
+    let signers: BTreeMap<&str, Vec<String>> = rel
+        .repos
+        .iter()
+        .map(|r| (r.name.as_str(), package_signers(r)))
+        .collect();
     for p in closure {
         let nevra = p.nevra();
+        let mut params = json!({"nevra": nevra, "repo": p.repo, "location": p.location,
+                   "checksum": p.checksum, "size": p.size});
+        if let Some(keys) = signers.get(p.repo.as_str()).filter(|k| !k.is_empty()) {
+            params["gpgkeys"] = json!(keys);
+        }
         let fetch = g.add(Derivation::new(
             format!("fetch:{nevra}"),
             builders::FETCH.id(),
-            json!({"nevra": nevra, "repo": p.repo, "location": p.location,
-                   "checksum": p.checksum, "size": p.size}),
+            params,
         ));
         g.pin(&solve_id, &fetch);
         let extract = g.add(

@@ -6,9 +6,11 @@
 //! resolution. Every item keeps the span it came from, so a later stage (the
 //! solver's explanations, `diff`'s causes) can point at the spec line.
 
+use crate::gpg::Keyring;
 use crate::lang::{self, Record, SourceMap, Span, Value, ValueKind};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A value with the spec span that produced it.
 #[derive(Clone, Debug)]
@@ -41,7 +43,12 @@ pub struct Repo {
     /// The URL as written, relative paths kept relative: this is what goes
     /// into derivation parameters, so moving a checkout changes no id.
     pub url_as_written: String,
-    pub gpgkey: Option<String>,
+    /// The OpenPGP keys of `gpgkey`, read and checked at eval.
+    pub keys: Option<Arc<Keyring>>,
+    /// Verify every package's signatures with `keys` (`gpgcheck`).
+    pub gpgcheck: bool,
+    /// Verify `repomd.xml.asc` with `keys` (`repo_gpgcheck`).
+    pub repo_gpgcheck: bool,
     pub priority: i64,
     pub cost: i64,
     pub exclude: Vec<String>,
@@ -333,19 +340,75 @@ impl Cx<'_> {
                 .unwrap_or("repo")
                 .to_string(),
         };
+        let keys = self.keys(rec, &name)?;
+        let flag = |field: &str| -> Result<bool, lang::Error> {
+            let Some(f) = rec.fields.get(field) else {
+                return Ok(field == "gpgcheck" && keys.is_some());
+            };
+            let on = matches!(f.value.kind, ValueKind::Bool(true));
+            if on && keys.is_none() {
+                return Err(self.err(
+                    f.value.span,
+                    format!("`{field} = true` needs the repository's keys"),
+                    "no `gpgkey` to check with",
+                ));
+            }
+            Ok(on)
+        };
+        let gpgcheck = flag("gpgcheck")?;
+        let repo_gpgcheck = flag("repo_gpgcheck")?;
         Ok(Repo {
             name,
             location,
             url_as_written,
-            gpgkey: rec.fields.get("gpgkey").map(|f| match &f.value.kind {
-                ValueKind::Path(p) => self.relative(p),
-                other => str_kind(other).to_string(),
-            }),
+            keys,
+            gpgcheck,
+            repo_gpgcheck,
             priority: int_or(rec, "priority", 99),
             cost: int_or(rec, "cost", 1000),
             exclude: opt_strings(rec, "exclude"),
             span: v.span,
         })
+    }
+
+    /// Reads every key `gpgkey` names into one keyring: a missing or
+    /// unreadable file, a URL that cannot be fetched, or content that is
+    /// not a public key is an error at that item.
+    fn keys(&self, rec: &Record, repo: &str) -> Result<Option<Arc<Keyring>>, lang::Error> {
+        let Some(f) = rec.fields.get("gpgkey") else {
+            return Ok(None);
+        };
+        let items = match &f.value.kind {
+            ValueKind::List(l) => l.iter().collect(),
+            _ => vec![&f.value],
+        };
+        let mut ring: Option<Keyring> = None;
+        for item in items {
+            let read = match &item.kind {
+                ValueKind::Path(p) => crate::gpg::read_key_file(p),
+                ValueKind::Str(s) if s.starts_with("http://") || s.starts_with("https://") => {
+                    crate::gpg::fetch_key(repo, s)
+                }
+                ValueKind::Str(s) => match s.strip_prefix("file://") {
+                    Some(abs) => crate::gpg::read_key_file(Path::new(abs)),
+                    None if s.contains("://") => Err(format!("unsupported URL scheme in `{s}`")),
+                    None => crate::gpg::read_key_file(&self.base.join(s)),
+                },
+                _ => unreachable!("schema: gpgkey items are string|path"),
+            };
+            let keys = read.map_err(|m| {
+                self.err(item.span, m, "this key")
+                    .with_code("cvm::gpgkey")
+                    .with_help(
+                        "a file or URL with an OpenPGP public key (`gpg --export --armor KEYID`)",
+                    )
+            })?;
+            match &mut ring {
+                Some(r) => r.extend(keys),
+                None => ring = Some(keys),
+            }
+        }
+        Ok(ring.map(Arc::new))
     }
 
     fn package_list(&self, v: &Value) -> Result<Vec<PackageReq>, lang::Error> {

@@ -19,6 +19,8 @@ pub(crate) enum Ty {
     StrOrPath,
     /// `list<T>`
     List(&'static Ty),
+    /// `T or list<T>`: one item or several (`gpgkey`).
+    OneOrList(&'static Ty),
     /// `record<T>`: an untagged record with arbitrary keys, values of type T.
     Map(&'static Ty),
     /// A record validated by the given constructor.
@@ -37,6 +39,7 @@ impl Ty {
             Ty::Bool => "boolean".into(),
             Ty::StrOrPath => "string or path".into(),
             Ty::List(t) => format!("list<{}>", t.describe()),
+            Ty::OneOrList(t) => format!("{} or list<{}>", t.describe(), t.describe()),
             Ty::Map(t) => format!("record<{}>", t.describe()),
             Ty::Tagged(tag) => tag.name().into(),
             Ty::Struct(_) => "record".into(),
@@ -73,7 +76,9 @@ const STRINGS: Ty = Ty::List(&Ty::Str);
 pub(crate) const REPO: &[FieldSpec] = &[
     opt("name", Ty::Str),
     req("url", Ty::StrOrPath),
-    opt("gpgkey", Ty::StrOrPath),
+    opt("gpgkey", Ty::OneOrList(&Ty::StrOrPath)),
+    opt("gpgcheck", Ty::Bool),
+    opt("repo_gpgcheck", Ty::Bool),
     opt("priority", Ty::Int),
     opt("cost", Ty::Int),
     opt("enabled", Ty::Bool),
@@ -224,6 +229,10 @@ fn check_value(sources: &SourceMap, ty: Ty, context: &str, value: &Value) -> Res
             }
             true
         }
+        (Ty::OneOrList(t), ValueKind::List(_)) => {
+            return check_value(sources, Ty::List(t), context, value)
+        }
+        (Ty::OneOrList(t), _) => return check_value(sources, *t, context, value),
         (Ty::Map(t), ValueKind::Record(r)) if r.tag.is_none() => {
             for (k, f) in &r.fields {
                 check_value(sources, *t, &format!("{context}.\"{k}\""), &f.value)?;

@@ -73,14 +73,19 @@ impl Owners {
     }
 }
 
-/// `name:x:ID:...` lines: field `idx` is the numeric id.
+/// `name:x:ID:...` lines: field `idx` is the numeric id. The first line
+/// of a name wins, as `getpwnam` and `getgrnam` read them.
 fn parse_db(text: &str, idx: usize) -> BTreeMap<String, u64> {
-    text.lines()
-        .filter_map(|l| {
-            let fields: Vec<&str> = l.split(':').collect();
-            Some((fields.first()?.to_string(), fields.get(idx)?.parse().ok()?))
-        })
-        .collect()
+    let mut ids = BTreeMap::new();
+    for l in text.lines() {
+        let fields: Vec<&str> = l.split(':').collect();
+        if let (Some(name), Some(id)) =
+            (fields.first(), fields.get(idx).and_then(|f| f.parse().ok()))
+        {
+            ids.entry(name.to_string()).or_insert(id);
+        }
+    }
+    ids
 }
 
 /// What [`export_tar`] wrote and left out.

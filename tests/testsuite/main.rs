@@ -23,6 +23,7 @@ mod extract_hostile;
 mod extract_rpm;
 mod first_use;
 mod fuse_mount;
+mod gpg_signatures;
 mod image_cpio;
 mod image_errors;
 mod image_rootfs;

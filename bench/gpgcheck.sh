@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The cost of package signature checking in `realize`: N generated
+# packages (each a few files of ~40 KB), signed with an RSA 4096 key by
+# `rpmsign --addsign`, realized into a fresh store with and without
+# `gpgcheck`, R times each (alternating). Prints wall-clock and CPU seconds.
+# With N=example: the bundled example (examples/cernvm, branch production,
+# 50 RPMs) with its packages signed the same way.
+# Usage: bench/gpgcheck.sh [N=300|example] [R=3] [CVMBUILD=target/debug/cvmbuild]
+set -euo pipefail
+n=${1:-300}
+rounds=${2:-3}
+bin=$(realpath "${3:-target/debug/cvmbuild}")
+work=$(mktemp -d /tmp/gpgbench.XXXXXX)
+export GNUPGHOME=$work/g
+mkdir -m 700 "$GNUPGHOME"
+trap 'gpgconf --kill gpg-agent; rm -rf "$work"' EXIT
+# A private copy: a rebuild during the run cannot swap the binary.
+cp "$bin" "$work/cvmbuild"
+bin=$work/cvmbuild
+gpg --batch --quiet --passphrase '' --quick-gen-key 'Bench <bench@test.invalid>' rsa4096 sign never
+gpg --batch --export --armor bench@test.invalid > "$work/key.asc"
+
+# realize SPEC_WITHOUT_SUFFIX EXTRA_ARGS...: R alternating timed runs.
+measure() {
+  local base=$1
+  shift
+  for r in $(seq 1 "$rounds"); do
+    for check in true false; do
+      rm -rf "$work/store"
+      # Wall clock and CPU (user + system) of the realize: on a shared
+      # machine the CPU time is the steadier figure.
+      TIMEFORMAT="round $r gpgcheck=$check: wall %R s, user %U s, sys %S s"
+      time "$bin" realize "$base$check.cvm" --store "$work/store" "$@" >/dev/null 2>&1
+    done
+  done
+}
+
+if [ "$n" = example ]; then
+  here=$(cd "$(dirname "$0")/.." && pwd)
+  cp -r "$here/examples" "$work/ex"
+  rpmsign --addsign --define '_gpg_name bench@test.invalid' --define '__gpg /usr/bin/gpg' \
+    "$work"/ex/repos/*/Packages/*.rpm >/dev/null 2>&1
+  for repo in sl6 cernvm; do
+    createrepo_c --quiet --simple-md-filenames --revision 1 --set-timestamp-to-revision "$work/ex/repos/$repo"
+  done
+  for check in true false; do
+    sed -e "s|url = \"../repos/sl6\"|&, gpgkey = \"$work/key.asc\", gpgcheck = $check|" \
+        -e "s|url = \"../repos/cernvm\"|&, gpgkey = \"$work/key.asc\", gpgcheck = $check|" \
+        "$work/ex/cernvm/cernvm.cvm" > "$work/ex/cernvm/$check.cvm"
+    grep -q "gpgcheck = $check" "$work/ex/cernvm/$check.cvm"
+    "$bin" eval "$work/ex/cernvm/$check.cvm" --branch production >/dev/null
+  done
+  echo "bundled example: $(ls "$work"/ex/repos/*/Packages/*.rpm | wc -l) signed RPMs"
+  measure "$work/ex/cernvm/" --branch production
+  exit 0
+fi
+
+mkdir -p "$work/repo" "$work/top"
+names=()
+for i in $(seq 1 "$n"); do
+  name=pkg$i
+  names+=("\"$name\"")
+  cat > "$work/top/$name.spec" <<SPEC
+Name: $name
+Version: 1.0
+Release: 1
+Summary: bench package
+License: MIT
+BuildArch: noarch
+AutoReqProv: no
+%description
+bench
+%install
+mkdir -p %{buildroot}/usr/share/$name
+for f in a b c d; do head -c 10240 /dev/urandom | base64 > %{buildroot}/usr/share/$name/\$f; done
+%files
+/usr/share/$name
+SPEC
+  rpmbuild -bb --quiet --define "_topdir $work/top" --define "_rpmdir $work/repo" \
+    --define '_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm' \
+    --define '__os_install_post %{nil}' "$work/top/$name.spec" >/dev/null 2>&1
+done
+rpmsign --addsign --define '_gpg_name bench@test.invalid' --define '__gpg /usr/bin/gpg' \
+  "$work"/repo/*.rpm >/dev/null 2>&1
+createrepo_c --quiet --no-database "$work/repo"
+list=$(IFS=,; echo "${names[*]}")
+for check in true false; do
+  cat > "$work/$check.cvm" <<SPEC
+let r = repo { name = "bench", url = "repo", gpgkey = ./key.asc, gpgcheck = $check }
+branch main = release { name = "bench" version = "1.0" arch = "x86_64" repos = [r] packages = [$list] }
+SPEC
+  "$bin" eval "$work/$check.cvm" >/dev/null
+done
+echo "packages: $n, $(du -sb "$work/repo" | cut -f1) bytes of RPMs"
+measure "$work/"
