@@ -46,8 +46,12 @@ pub fn build(cx: &BuildCx) -> Result<Output, BuildError> {
     for (dest, v) in files {
         contents.push((
             dest.clone(),
+            0o644,
             text_or_source(cx, v, &format!("file:{dest}"), &format!("file `{dest}`"))?,
         ));
+    }
+    if let Some(boot) = cx.drv.params.get("boot").filter(|b| !b.is_null()) {
+        contents.extend(boot_files(cx, boot)?);
     }
     let init = text_or_source(cx, cx.param("init")?.clone(), "init", "init script")?;
 
@@ -69,6 +73,87 @@ pub fn build(cx: &BuildCx) -> Result<Output, BuildError> {
             ("cpio-bytes", size.to_string()),
         ],
     ))
+}
+
+/// Where `initrd.boot` puts the client, the key and the defaults; the
+/// example's /init (examples/boot/init.sh) reads them from here.
+const CLIENT: &str = "/bin/cvmbuild-client";
+const DEFAULTS: &str = "/etc/ucernvm/defaults";
+const KEYS: &str = "/etc/ucernvm/keys";
+
+/// `initrd.boot`'s files: the client binary (which must be static: the
+/// initrd has no C library for it), the master public key, and the
+/// defaults as a shell fragment that /init sources before the kernel
+/// command line overrides them.
+fn boot_files(cx: &BuildCx, boot: &Json) -> Result<Vec<(String, u32, Vec<u8>)>, BuildError> {
+    let name = &cx.drv.name;
+    let text = |k: &str| boot[k].as_str().unwrap_or_default().to_string();
+    let fqrn = text("repository");
+    if fqrn.is_empty()
+        || !fqrn
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+        || fqrn.starts_with('.')
+    {
+        return Err(format!("{name}: initrd.boot.repository `{fqrn}` is not a repository name like cernvm-prod.cern.ch").into());
+    }
+    let client = text_or_source(cx, Json::Null, "boot:client", "cvmbuild-client binary")?;
+    check_static(&client).map_err(|e| {
+        format!("{name}: initrd.boot.client: {e}; build it with `cargo build --profile client --target x86_64-unknown-linux-musl --bin cvmbuild-client`")
+    })?;
+    let key = text_or_source(cx, boot["key"].clone(), "boot:key", "master public key")?;
+    if !key.starts_with(b"-----BEGIN PUBLIC KEY-----") {
+        return Err(format!(
+            "{name}: initrd.boot.key is not a PEM public key (want the repository's `<fqrn>.pub` from the keys directory)"
+        )
+        .into());
+    }
+    let servers: Vec<String> = serde_json::from_value(boot["servers"].clone())?;
+    let key_path = format!("{KEYS}/{fqrn}.pub");
+    let vars = [
+        ("CVMFS_REPOSITORY", fqrn.clone()),
+        ("CVMFS_SERVER", servers.join(";")),
+        ("CVMFS_PROXY", text("proxy")),
+        ("CVMFS_TAG", text("tag")),
+        ("CERNVM_PATH", text("path")),
+        ("CVMFS_KEY", key_path.clone()),
+        ("CVMFS_CLIENT", CLIENT.to_string()),
+    ];
+    let mut defaults = String::from(
+        "# Baked in by cvmbuild from initrd.boot; the kernel command line overrides.\n",
+    );
+    for (k, v) in vars {
+        defaults.push_str(&format!("{k}='{}'\n", v.replace('\'', r"'\''")));
+    }
+    cx.log(format!(
+        "boot: {fqrn} from {}, tag {}, client {} bytes",
+        servers.join(";"),
+        text("tag"),
+        client.len()
+    ));
+    Ok(vec![
+        (CLIENT.to_string(), 0o755, client),
+        (key_path, 0o644, key),
+        (DEFAULTS.to_string(), 0o644, defaults.into_bytes()),
+    ])
+}
+
+/// An x86-64 ELF executable that needs no loader or shared library.
+fn check_static(bytes: &[u8]) -> Result<(), String> {
+    let elf = goblin::elf::Elf::parse(bytes).map_err(|e| format!("not an ELF executable: {e}"))?;
+    if elf.header.e_machine != goblin::elf::header::EM_X86_64 {
+        return Err("not an x86-64 executable".into());
+    }
+    if let Some(i) = elf.interpreter {
+        return Err(format!("dynamically linked (needs {i})"));
+    }
+    if !elf.libraries.is_empty() {
+        return Err(format!(
+            "needs shared libraries {}",
+            elf.libraries.join(" ")
+        ));
+    }
+    Ok(())
 }
 
 /// Inline text from the parameters, or the bytes of the source input

@@ -230,6 +230,9 @@ pub fn plan(
                     );
                 }
             }
+            if let Some(b) = &i.boot {
+                d = boot_inputs(d, b, sources)?;
+            }
             let initrd = g.add(d);
             g.roots.insert("initrd".into(), initrd.clone());
             if !rel.images.is_empty() {
@@ -300,6 +303,45 @@ pub fn plan(
         g.roots.insert("publish".into(), id);
     }
     Ok(g)
+}
+
+/// `initrd.boot`: the settings as the `boot` parameter, the master key and
+/// the client binary as source inputs, so all of them are in the initrd's
+/// id. The client must be a file: a binary has no inline form.
+fn boot_inputs(
+    mut d: Derivation,
+    b: &super::spec::Boot,
+    sources: &lang::SourceMap,
+) -> Result<Derivation, lang::Error> {
+    if b.servers.is_empty() {
+        return Err(sources.error(
+            b.span,
+            "initrd.boot.servers is empty",
+            "list at least one server, like \"http://stratum0.example.org/cvmfs/@fqrn@\"",
+        ));
+    }
+    let FileInput::File { path, relative } = &b.client else {
+        return Err(sources.error(
+            b.span,
+            "initrd.boot.client must be a path to the cvmbuild-client binary",
+            "e.g. client = ./cvmbuild-client",
+        ));
+    };
+    d.params["boot"] = json!({"repository": b.repository, "servers": b.servers,
+        "proxy": b.proxy, "tag": b.tag, "path": b.path, "key": inline_or_null(&b.key)});
+    d = d.input_source(
+        "boot:client",
+        hash_file(path, sources, b.span)?,
+        relative.clone(),
+    );
+    if let FileInput::File { path, relative } = &b.key {
+        d = d.input_source(
+            "boot:key",
+            hash_file(path, sources, b.span)?,
+            relative.clone(),
+        );
+    }
+    Ok(d)
 }
 
 /// Inline file content goes into parameters; file content is an input

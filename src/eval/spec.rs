@@ -88,6 +88,21 @@ pub struct Initrd {
     pub binaries: Vec<String>,
     pub packages: Vec<String>,
     pub compression: String,
+    pub boot: Option<Boot>,
+    pub span: Span,
+}
+
+/// `initrd.boot`: where the initrd finds its OS on CernVM-FS, and the
+/// client and trust anchor it mounts it with.
+#[derive(Clone, Debug)]
+pub struct Boot {
+    pub repository: String,
+    pub servers: Vec<String>,
+    pub proxy: String,
+    pub tag: String,
+    pub path: String,
+    pub key: FileInput,
+    pub client: FileInput,
     pub span: Span,
 }
 
@@ -471,6 +486,28 @@ impl Cx<'_> {
             compression: self
                 .string(rec, "compression")?
                 .unwrap_or_else(|| "gzip".into()),
+            boot: match rec.fields.get("boot") {
+                Some(f) => Some(self.boot(&f.value)?),
+                None => None,
+            },
+            span: v.span,
+        })
+    }
+
+    fn boot(&self, v: &Value) -> Result<Boot, lang::Error> {
+        let rec = record(v);
+        Ok(Boot {
+            repository: self.string(rec, "repository")?.unwrap_or_default(),
+            servers: opt_strings(rec, "servers"),
+            proxy: self
+                .string(rec, "proxy")?
+                .unwrap_or_else(|| "DIRECT".into()),
+            tag: self
+                .string(rec, "tag")?
+                .unwrap_or_else(|| "production".into()),
+            path: self.string(rec, "path")?.unwrap_or_default(),
+            key: self.file_input(&rec.fields["key"].value),
+            client: self.file_input(&rec.fields["client"].value),
             span: v.span,
         })
     }

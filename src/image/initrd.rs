@@ -19,13 +19,13 @@ const DIRS: &[&str] = &[
 
 /// Builds the initrd's members, later layers replacing earlier ones at the
 /// same path: `trees` in order (the binaries from the OS tree, packages,
-/// then the kernel's modules), then `files` (path -> content, 0644), then
+/// then the kernel's modules), then `files` (path, mode, content), then
 /// `/init` (0755) and the devices. Each layer is unpacked onto the ones
 /// before as onto a file system (see [`place`]).
 pub fn members(
     store: &dyn Store,
     trees: &[(String, Hash)],
-    files: &[(String, Vec<u8>)],
+    files: &[(String, u32, Vec<u8>)],
     init: Vec<u8>,
 ) -> Result<Members, Error> {
     let mut m = Members::new();
@@ -55,7 +55,7 @@ pub fn members(
             place(&mut m, label, &path, u32::from(e.mode), kind)?;
         }
     }
-    for (dest, bytes) in files {
+    for (dest, mode, bytes) in files {
         let rel = dest.trim_start_matches('/');
         if rel.is_empty()
             || rel
@@ -65,7 +65,7 @@ pub fn members(
             return Err(format!("initrd file `{dest}`: not a clean absolute path").into());
         }
         let label = format!("initrd file `{dest}`");
-        place(&mut m, &label, rel, 0o644, Kind::File(bytes.clone()))?;
+        place(&mut m, &label, rel, *mode, Kind::File(bytes.clone()))?;
     }
     place(&mut m, "initrd", "init", 0o755, Kind::File(init))?;
     let console = Kind::CharDevice { major: 5, minor: 1 };

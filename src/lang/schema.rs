@@ -98,6 +98,18 @@ pub(crate) const INITRD: &[FieldSpec] = &[
     opt("binaries", STRINGS),
     opt("packages", STRINGS),
     opt("compression", Ty::Enum(&["gzip", "xz", "zstd", "none"])),
+    opt("boot", Ty::Struct(BOOT)),
+];
+
+/// What a μCernVM-style initrd needs to find its OS on CernVM-FS.
+pub(crate) const BOOT: &[FieldSpec] = &[
+    req("repository", Ty::Str),
+    req("servers", STRINGS),
+    opt("proxy", Ty::Str),
+    opt("tag", Ty::Str),
+    opt("path", Ty::Str),
+    req("key", Ty::StrOrPath),
+    req("client", Ty::StrOrPath),
 ];
 
 pub(crate) const IMAGE: &[FieldSpec] = &[
@@ -282,6 +294,7 @@ mod tests {
             ("release", RELEASE),
             ("kernel", KERNEL),
             ("initrd", INITRD),
+            ("initrd.boot", BOOT),
             ("images", IMAGE),
             ("cvmfs", CVMFS),
         ] {

@@ -8,6 +8,7 @@
 
 mod support;
 
+mod boot_cvmfs;
 mod boot_qemu;
 mod cli;
 mod client;

@@ -1,0 +1,441 @@
+//! μCernVM: one ISO boots any published release from CernVM-FS (issue 13).
+//!
+//! The boot example (examples/boot) is published twice into a CernVM-FS
+//! repository with visibly different trees: release A (`/etc/cernvm-release`
+//! says A) on `production`, release B on `development`. One ISO is built
+//! with `initrd.boot` (the static musl `cvmbuild-client`, the repository's
+//! master key from the publish step, the defaults). nginx on loopback is the
+//! Stratum-0; the guest reaches it only through qemu's user networking with
+//! `restrict=on` and one `guestfwd` rule. Each boot gets a fresh, empty
+//! scratch disk, which the initrd makes into the `UROOT` disk: the ISO boots
+//! release A by its default tag, then its kernel and initrd (extracted from
+//! the same ISO) boot release B with `cvmfs_repository_tag=development`;
+//! the OS's own init prints the release file it reads through the client,
+//! and `aux/cvmfs_snapshot`, read back from the disk image with `debugfs`,
+//! holds the root hash `cvmbuild tag list` shows for the tag. A third boot
+//! on the first boot's scratch disk after `promote` B to `production` still
+//! gets A: the pin holds.
+//!
+//! Needs .ci/deps (qemu-system-x86, nginx, xorriso, e2fsprogs, musl-tools,
+//! the musl target) and apt access for the kernel package, as boot_qemu.
+
+use crate::support::rpmrepo::{build_rpms, createrepo, Pkg, RepoOptions};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/boot");
+const FQRN: &str = "ucernvm.example.org";
+/// The address the guest reaches the Stratum-0 at (qemu `guestfwd`).
+const SERVER: &str = "http://10.0.2.100/@fqrn@";
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .into()
+}
+
+/// The initrd's client: static for musl, built for size as docs/cvmfs.md says.
+fn client_binary() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(Command::new(cargo)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--quiet", "--profile", "client"])
+        .args([
+            "--target",
+            "x86_64-unknown-linux-musl",
+            "--bin",
+            "cvmbuild-client",
+        ])
+        .arg("--target-dir")
+        .arg(target_dir()));
+    target_dir().join("x86_64-unknown-linux-musl/client/cvmbuild-client")
+}
+
+/// The example's repository plus `release-a` and `release-b`, each with
+/// its own `/etc/cernvm-release`.
+fn make_repo(dir: &Path) {
+    run(Command::new("bash")
+        .arg(Path::new(EXAMPLE).join("make-repo.sh"))
+        .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("boot-debs"))
+        .arg(dir));
+    let pkgs: Vec<Pkg> = ["a", "b"]
+        .iter()
+        .map(|r| {
+            Pkg::new(&format!("release-{r}"), "1.0", "1").file(
+                "/etc/cernvm-release",
+                format!("ucernvm-release-{}\n", r.to_uppercase()).as_bytes(),
+            )
+        })
+        .collect();
+    build_rpms(&pkgs, &dir.join("Packages"));
+    createrepo(
+        dir,
+        &RepoOptions {
+            simple_names: true,
+            ..RepoOptions::default()
+        },
+    );
+}
+
+/// The example spec with the two releases published to [`FQRN`]; with
+/// `boot`, its initrd also carries the client and `key`.
+fn write_spec(dir: &Path, boot: bool) -> PathBuf {
+    let example = std::fs::read_to_string(Path::new(EXAMPLE).join("boot.cvm")).unwrap();
+    let cvmfs = format!("cvmfs = {{ repository = \"{FQRN}\" }}");
+    let mut text = example.replace(
+        "branch production = base\n",
+        &format!(
+            "branch production = base // {{ packages = base.packages ++ [\"release-a\"], {cvmfs} }}\n\
+             branch development = base // {{ version = \"2.0.0\", packages = base.packages ++ [\"release-b\"], {cvmfs} }}\n"
+        ),
+    );
+    if boot {
+        text = text.replace(
+            "compression = \"zstd\"\n",
+            &format!(
+                "compression = \"xz\"\n    boot = {{ repository = \"{FQRN}\", servers = [\"{SERVER}\"], \
+                 tag = \"production\", key = ./{FQRN}.pub, client = ./cvmbuild-client }}\n"
+            ),
+        );
+    }
+    assert!(text.contains("release-b") && (!boot || text.contains("client =")));
+    for f in ["init.sh", "kernel.config"] {
+        std::fs::copy(Path::new(EXAMPLE).join(f), dir.join(f)).unwrap();
+    }
+    let spec = dir.join("ucernvm.cvm");
+    std::fs::write(&spec, text).unwrap();
+    spec
+}
+
+/// A process stopped with SIGTERM on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        let _ = self.0.wait();
+    }
+}
+
+/// nginx serving `root` on a free loopback port, in the foreground.
+fn nginx(root: &Path, work: &Path) -> (Proc, u16) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::create_dir_all(work).unwrap();
+    let w = work.display();
+    let conf = format!(
+        "user root;\nworker_processes 1;\npid {w}/nginx.pid;\nerror_log {w}/error.log;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n  access_log {w}/access.log;\n  client_body_temp_path {w}/body;\n\
+           proxy_temp_path {w}/proxy;\n  fastcgi_temp_path {w}/fastcgi;\n\
+           uwsgi_temp_path {w}/uwsgi;\n  scgi_temp_path {w}/scgi;\n\
+           default_type application/octet-stream;\n\
+           server {{ listen 127.0.0.1:{port}; root {root}; }}\n}}\n",
+        root = root.display()
+    );
+    std::fs::write(work.join("nginx.conf"), conf).unwrap();
+    let child = Command::new("nginx")
+        .arg("-p")
+        .arg(work)
+        .arg("-c")
+        .arg(work.join("nginx.conf"))
+        .args(["-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx is needed (Debian's nginx-light): bash .ci/deps");
+    let p = Proc(child);
+    for _ in 0..100 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return (p, port);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("nginx did not start on port {port}");
+}
+
+/// A fresh, all-zero scratch disk image.
+fn scratch(path: &Path) -> PathBuf {
+    let f = std::fs::File::create(path).unwrap();
+    f.set_len(64 << 20).unwrap();
+    path.into()
+}
+
+/// Boots with the given boot arguments, the scratch disk and the network
+/// that leads only to the loopback nginx; the serial output and seconds.
+fn boot(boot_args: &[&str], disk: &Path, port: u16) -> (String, f64) {
+    let drive = format!("file={},format=raw,if=virtio", disk.display());
+    // `cmd:` (one relay per guest connection): a chardev target would
+    // carry only the guest's first connection.
+    let net = format!(
+        "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:busybox nc 127.0.0.1 {port}"
+    );
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-m", "512", "-nographic", "-no-reboot", "-nodefaults"])
+        .args(["-serial", "stdio", "-vga", "none"])
+        .args(boot_args)
+        .args(["-drive", &drive, "-netdev", &net])
+        .args(["-device", "virtio-net-pci,netdev=n0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("qemu-system-x86_64 is installed (.ci/deps)");
+    let mut out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        String::from_utf8_lossy(&s).into_owned()
+    });
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(300) {
+            child.kill().unwrap();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    (reader.join().unwrap(), secs)
+}
+
+/// The `CVMBUILD-CVMFS-OK` line of the OS's init, or a panic with the log.
+fn marker<'a>(serial: &'a str, what: &str) -> &'a str {
+    serial
+        .lines()
+        .find_map(|l| l.find("CVMBUILD-CVMFS-OK ").map(|i| l[i..].trim_end()))
+        .unwrap_or_else(|| panic!("{what}: no CVMBUILD-CVMFS-OK marker in:\n{serial}"))
+}
+
+/// `aux/cvmfs_snapshot` on the scratch disk image, read with debugfs.
+fn snapshot(disk: &Path) -> String {
+    run(Command::new("debugfs")
+        .args(["-R", "cat /aux/cvmfs_snapshot"])
+        .arg(disk)
+        .stderr(Stdio::null()))
+}
+
+/// Root catalog hash of `tag`, as `cvmbuild tag list --json` gives it.
+fn tag_hash(sandbox: &Path, store: &Path, tag: &str) -> String {
+    let out = run(crate::support::cvmbuild(sandbox)
+        .arg("--store")
+        .arg(store)
+        .args(["tag", "list", "--json"]));
+    let tags: Value = serde_json::from_str(&out).unwrap();
+    tags.as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == tag)
+        .unwrap_or_else(|| panic!("no tag {tag} in {out}"))["hash"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn one_iso_boots_each_branch_from_cvmfs_and_pins_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let store = dir.join("store");
+    make_repo(&dir.join("repo"));
+    let cvmbuild = || {
+        let mut c = crate::support::cvmbuild(dir);
+        c.arg("--store").arg(&store);
+        c
+    };
+
+    // Publish both releases; the first publish makes the repository keys.
+    let spec = write_spec(dir, false);
+    for branch in ["production", "development"] {
+        run(cvmbuild()
+            .arg("realize")
+            .arg(&spec)
+            .args(["--branch", branch, "--root", "publish"]));
+    }
+    std::fs::copy(
+        store.join(format!("cvmfs-keys/{FQRN}.pub")),
+        dir.join(format!("{FQRN}.pub")),
+    )
+    .unwrap();
+    let client = client_binary();
+    std::fs::copy(&client, dir.join("cvmbuild-client")).unwrap();
+
+    // One ISO, with the client and the key inside.
+    let spec = write_spec(dir, true);
+    let out = run(cvmbuild().arg("realize").arg(&spec).args([
+        "--branch",
+        "production",
+        "--json",
+        "--root",
+        "image:iso",
+        "--root",
+        "initrd",
+    ]));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let blob = |k: &str| {
+        let h = v[0]["outputs"][k]["root"]["hash"].as_str().unwrap();
+        store.join("blobs").join(&h[..2]).join(h)
+    };
+    let iso = blob("image:iso");
+    let (kernel, initrd) = (dir.join("vmlinuz"), dir.join("initrd.img"));
+    run(Command::new("xorriso")
+        .args(["-osirrox", "on", "-indev"])
+        .arg(&iso)
+        .arg("-extract")
+        .arg("/vmlinuz")
+        .arg(&kernel)
+        .arg("-extract")
+        .arg("/initrd.img")
+        .arg(&initrd)
+        .stderr(Stdio::null()));
+    assert!(
+        std::fs::read(&initrd).unwrap() == std::fs::read(blob("initrd")).unwrap(),
+        "the ISO's initrd is not the initrd output"
+    );
+
+    let (_nginx, port) = nginx(&store.join("cvmfs"), &dir.join("nginx"));
+    let (prod, dev) = (
+        tag_hash(dir, &store, "production"),
+        tag_hash(dir, &store, "development"),
+    );
+    assert_ne!(prod, dev);
+
+    // Release A: the ISO as it is; its boot loader's command line names
+    // the release tag it was built for (`cvmfs_repository_tag=`, which
+    // overrides the initrd's default), what `production` points at.
+    let disk_a = scratch(&dir.join("scratch-a.img"));
+    let iso_arg = iso.display().to_string();
+    let (serial, secs_a) = boot(&["-cdrom", &iso_arg], &disk_a, port);
+    assert_eq!(
+        marker(&serial, "production"),
+        format!("CVMBUILD-CVMFS-OK release=ucernvm-release-A pin={prod} root=overlay")
+    );
+    assert_eq!(tag_hash(dir, &store, "ucernvm-1.0.0"), prod);
+    assert_eq!(snapshot(&disk_a), format!("{prod}\nucernvm-1.0.0"));
+
+    // Release B: the same kernel and initrd, the tag from the command line.
+    let disk_b = scratch(&dir.join("scratch-b.img"));
+    let (k, i) = (kernel.display().to_string(), initrd.display().to_string());
+    let append = "console=ttyS0 panic=-1 quiet cvmfs_repository_tag=development";
+    let (serial, secs_b) = boot(
+        &["-kernel", &k, "-initrd", &i, "-append", append],
+        &disk_b,
+        port,
+    );
+    assert_eq!(
+        marker(&serial, "development"),
+        format!("CVMBUILD-CVMFS-OK release=ucernvm-release-B pin={dev} root=overlay")
+    );
+    assert_eq!(snapshot(&disk_b), format!("{dev}\ndevelopment"));
+
+    // Promote B to production; A's scratch disk keeps its pin on A.
+    run(cvmbuild().args(["promote", "ucernvm-2.0.0", "--to", "production"]));
+    assert_eq!(tag_hash(dir, &store, "production"), dev);
+    let (serial, secs_pinned) = boot(&["-cdrom", &iso_arg], &disk_a, port);
+    assert_eq!(
+        marker(&serial, "pinned reboot"),
+        format!("CVMBUILD-CVMFS-OK release=ucernvm-release-A pin={prod} root=overlay")
+    );
+    assert!(serial.contains("(pinned, tag ucernvm-1.0.0)"), "{serial}");
+
+    let len = |p: &Path| std::fs::metadata(p).unwrap().len();
+    eprintln!(
+        "sizes: iso {} initrd {} client {}; boots under TCG: A {secs_a:.1} s, B {secs_b:.1} s, pinned {secs_pinned:.1} s",
+        len(&iso),
+        len(&initrd),
+        len(&client)
+    );
+    assert!(len(&iso) <= 12_000_000, "the ISO is {} bytes", len(&iso));
+}
+
+/// The CernVM example with `initrd.boot` added (`boot` is the record's
+/// text), evaluated in a scratch copy that holds `key` and `client`:
+/// derivation name -> id of its production branch.
+fn boot_ids(boot: &str, key: &[u8], client: &[u8]) -> Result<BTreeMap<String, String>, String> {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(examples.join("repos"), dir.path().join("repos")).unwrap();
+    let d = dir.path().join("cernvm");
+    std::fs::create_dir(&d).unwrap();
+    for f in ["groups.cvm", "init.sh", "cernvm.lock"] {
+        let _ = std::fs::copy(examples.join("cernvm").join(f), d.join(f));
+    }
+    std::fs::write(d.join("key.pub"), key).unwrap();
+    std::fs::write(d.join("client"), client).unwrap();
+    let text = std::fs::read_to_string(examples.join("cernvm/cernvm.cvm")).unwrap();
+    let text = text.replace(
+        "    init        = ./init.sh\n",
+        &format!("    init        = ./init.sh\n    boot        = {boot}\n"),
+    );
+    assert!(text.contains("boot        ="));
+    let spec = d.join("cernvm.cvm");
+    std::fs::write(&spec, text).unwrap();
+    let ev = cvmbuild::eval::evaluate(&spec, &cvmbuild::eval::Options::default())
+        .map_err(|e| format!("{e:?}"))?;
+    let b = ev
+        .branches
+        .iter()
+        .find(|b| b.release.branch == "production")
+        .unwrap();
+    Ok(b.graph
+        .topo()
+        .into_iter()
+        .map(|(id, d)| (d.name.clone(), id.to_string()))
+        .collect())
+}
+
+/// Every `initrd.boot` setting and the bytes of the key and the client
+/// are in the initrd's id (and so in the images'), nothing else moves;
+/// a client given inline and an empty server list are refused at eval.
+#[test]
+fn boot_settings_key_and_client_enter_the_initrd_id() {
+    let boot = |tag: &str, path: &str| {
+        format!(
+            "{{ repository = \"cernvm-prod.cern.ch\", servers = [\"http://s1/cvmfs/@fqrn@\"], \
+             tag = \"{tag}\", path = \"{path}\", key = ./key.pub, client = ./client }}"
+        )
+    };
+    let base = boot_ids(&boot("production", ""), b"key", b"client").unwrap();
+    let changed = [
+        boot_ids(&boot("development", ""), b"key", b"client").unwrap(),
+        boot_ids(&boot("production", "/os"), b"key", b"client").unwrap(),
+        boot_ids(&boot("production", ""), b"other key", b"client").unwrap(),
+        boot_ids(&boot("production", ""), b"key", b"other client").unwrap(),
+    ];
+    for ids in &changed {
+        let moved: Vec<&String> = ids.keys().filter(|k| ids[*k] != base[*k]).collect();
+        assert!(moved.contains(&&"initrd".to_string()), "{moved:?}");
+        assert!(
+            moved
+                .iter()
+                .all(|k| *k == "initrd" || k.starts_with("image:")),
+            "only the initrd and the images may move: {moved:?}"
+        );
+    }
+    let inline = boot("production", "").replace("client = ./client", "client = \"bytes\"");
+    let err = boot_ids(&inline, b"key", b"client").unwrap_err();
+    assert!(err.contains("initrd.boot.client must be a path"), "{err}");
+    let empty = boot("production", "").replace("[\"http://s1/cvmfs/@fqrn@\"]", "[]");
+    let err = boot_ids(&empty, b"key", b"client").unwrap_err();
+    assert!(err.contains("initrd.boot.servers is empty"), "{err}");
+}
