@@ -128,7 +128,13 @@ fn graphs(dir: &Path) {
     let mut summary = String::new();
     for _ in 0..10 {
         let t = Instant::now();
-        let (sa, sb) = (diff::load(&a, None).unwrap(), diff::load(&b, None).unwrap());
+        let (sa, sb) = {
+            let none = diff::Lookup::default();
+            (
+                diff::load(&a, &none).unwrap(),
+                diff::load(&b, &none).unwrap(),
+            )
+        };
         let t2 = Instant::now();
         let r = Report::new(&sa, &sb).unwrap();
         let done = Instant::now();

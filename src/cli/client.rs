@@ -101,14 +101,7 @@ impl ClientArgs {
             (_, _, Some(h)) => Pin::RootHash(h.clone()),
             _ => Pin::Head,
         };
-        let cache = match &self.cache {
-            Some(c) => c.clone(),
-            None => std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-                .ok_or_else(|| miette!(code = "cli::usage", "no --cache and no $HOME"))?
-                .join("cvmbuild/client"),
-        };
+        let cache = cache_dir(self.cache.as_deref())?;
         Ok(Config {
             fqrn: fqrn.to_string(),
             servers,
@@ -119,6 +112,19 @@ impl ClientArgs {
             quota: self.quota.map(|mb| mb.saturating_mul(1 << 20)),
             timeouts: self.timeouts.to_timeouts()?,
         })
+    }
+}
+
+/// The client's object cache: `--cache DIR`, else
+/// `$XDG_CACHE_HOME/cvmbuild/client`, else `~/.cache/cvmbuild/client`.
+pub(super) fn cache_dir(given: Option<&std::path::Path>) -> Result<PathBuf> {
+    match given {
+        Some(c) => Ok(c.to_path_buf()),
+        None => Ok(std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .ok_or_else(|| miette!(code = "cli::usage", "no --cache and no $HOME"))?
+            .join("cvmbuild/client")),
     }
 }
 

@@ -7,7 +7,8 @@ use miette::{miette, Result};
 #[derive(Args, Debug)]
 pub struct DiffArgs {
     /// The old release: SPEC.cvm[#BRANCH] (evaluated from its lock), FILE.lock[#BRANCH], a
-    /// derivation id (or prefix) recorded in the store, or cvmfs:FQRN@TAG / cvmfs:DIR@TAG.
+    /// derivation id (or prefix) recorded in the store, or cvmfs:FQRN@TAG / cvmfs:DIR@TAG /
+    /// cvmfs:http://HOST/cvmfs/FQRN@TAG (any repository, read with its trust chain verified).
     pub a: String,
     /// The new release, likewise.
     pub b: String,
@@ -20,6 +21,16 @@ pub struct DiffArgs {
     /// Print the report as JSON (schema: docs/diff-schema.md).
     #[arg(long)]
     pub json: bool,
+    /// For a repository given by URL: its trusted master public key (PEM), repeatable
+    /// (like CVMFS_PUBLIC_KEY).
+    #[arg(long = "key", value_name = "FILE")]
+    pub keys: Vec<std::path::PathBuf>,
+    /// For a repository given by URL: the proxy chain, as CVMFS_HTTP_PROXY.
+    #[arg(long, value_name = "PROXIES", default_value = "DIRECT")]
+    pub proxy: String,
+    /// For a repository given by URL: the client's object cache (as for `cvmbuild mount`).
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<std::path::PathBuf>,
 }
 
 /// Exits like diff(1): 0 identical, 1 different, 2 trouble; so errors are
@@ -50,9 +61,26 @@ pub(super) fn diff_cmd(g: &Global, a: DiffArgs) -> Result<i32> {
 
 /// The report, or `None` when `--why` names a derivation that does not differ.
 fn diff_report(g: &Global, a: &DiffArgs) -> Result<Option<crate::diff::Report>> {
-    let store = g.store_dir().ok();
-    let side_a = crate::diff::load(&a.a, store.as_deref())?;
-    let side_b = crate::diff::load(&a.b, store.as_deref())?;
+    let lookup = crate::diff::Lookup {
+        store: g.store_dir().ok(),
+        // The name, servers and pin come from each `cvmfs:URL@TAG`.
+        remote: (!a.keys.is_empty())
+            .then(|| -> Result<_> {
+                Ok(crate::client::Config {
+                    fqrn: String::new(),
+                    servers: Vec::new(),
+                    proxies: a.proxy.clone(),
+                    keys: a.keys.clone(),
+                    pin: crate::client::Pin::Head,
+                    cache: super::client::cache_dir(a.cache.as_deref())?,
+                    quota: None,
+                    timeouts: Default::default(),
+                })
+            })
+            .transpose()?,
+    };
+    let side_a = crate::diff::load(&a.a, &lookup)?;
+    let side_b = crate::diff::load(&a.b, &lookup)?;
     let mut r = crate::diff::Report::new(&side_a, &side_b)?;
     if a.files {
         let store = crate::store::FsStore::open(&g.store_dir()?)?;

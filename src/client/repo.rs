@@ -50,7 +50,8 @@ pub struct Repository {
     cache: Cache,
     root_hash: String,
     revision: u64,
-    tag: Option<String>,
+    /// The history entry the pin resolved to (none for the head or a root hash).
+    tag: Option<trust::Tag>,
     catalogs: Mutex<Vec<Arc<Catalog>>>,
     inodes: Mutex<Inodes>,
     /// Objects being downloaded, each with a gate later readers wait on.
@@ -95,7 +96,7 @@ impl Repository {
         &self,
         cfg: &Config,
         pin: &Pin,
-    ) -> Result<(String, Option<u64>, Option<String>), Error> {
+    ) -> Result<(String, Option<u64>, Option<trust::Tag>), Error> {
         let keys = trust::load_keys(&cfg.keys)?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -122,13 +123,13 @@ impl Repository {
                 let (h, pending) = self.history(m.history.as_deref())?;
                 let tag = h.by_tag(t)?;
                 pending.commit()?;
-                (tag.hash.clone(), Some(tag.size), Some(t.clone()))
+                (tag.hash.clone(), Some(tag.size), Some(tag.clone()))
             }
             Pin::Date(when) => {
                 let (h, pending) = self.history(m.history.as_deref())?;
                 let tag = h.by_date(*when)?;
                 pending.commit()?;
-                (tag.hash.clone(), None, Some(tag.name.clone()))
+                (tag.hash.clone(), None, Some(tag.clone()))
             }
             Pin::RootHash(_) => unreachable!("handled by the caller"),
         };
@@ -361,6 +362,11 @@ impl Repository {
         &self.root_hash
     }
 
+    /// The snapshot a tag or date pin resolved to.
+    pub fn tag(&self) -> Option<&trust::Tag> {
+        self.tag.as_ref()
+    }
+
     /// The root catalog's revision.
     pub fn revision(&self) -> u64 {
         self.revision
@@ -404,7 +410,7 @@ impl Repository {
             ("user.root_hash", self.root_hash.as_bytes().to_vec()),
         ];
         if let Some(t) = &self.tag {
-            v.push(("user.tag", t.as_bytes().to_vec()));
+            v.push(("user.tag", t.name.as_bytes().to_vec()));
         }
         v
     }

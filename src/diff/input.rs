@@ -1,5 +1,6 @@
 //! The two things being compared: `SPEC.cvm[#BRANCH]`, `FILE.lock[#BRANCH]`,
-//! a recorded derivation id (or unique prefix), or `cvmfs:REPO@TAG`.
+//! a recorded derivation id (or unique prefix), or `cvmfs:REPO@TAG` (a
+//! repository this machine published, or any one over HTTP).
 //!
 //! A spec is evaluated offline from its lock (diff never reads repositories
 //! and never rewrites a lock); a lock that no longer answers its spec is an
@@ -9,17 +10,33 @@
 //! recorded in the store (see [`super::records`]) but no spec lines.
 
 use super::side::{Side, SpecSide};
+use super::Error;
 use crate::eval;
 use crate::lang;
 use crate::lock::LockFile;
-use miette::{miette, Result, WrapErr};
 use std::path::{Path, PathBuf};
 
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where the sides that are not files are found.
+#[derive(Clone, Debug, Default)]
+pub struct Lookup {
+    /// The store that recorded derivation ids (and, under `cvmfs/`, the
+    /// repositories it published).
+    pub store: Option<PathBuf>,
+    /// How to reach and trust a repository given by URL
+    /// (`cvmfs:http://HOST/cvmfs/FQRN@TAG`): the client's configuration
+    /// without the repository name, servers and pin, which the argument gives.
+    pub remote: Option<crate::client::Config>,
+}
+
 /// Loads `PATH[#BRANCH]` (the branch may be omitted when there is only
-/// one), a derivation id or prefix recorded in `store`, or `cvmfs:REPO@TAG`.
-pub fn load(arg: &str, store: Option<&Path>) -> Result<Side> {
+/// one), a derivation id or prefix recorded in the store, or
+/// `cvmfs:REPO@TAG`.
+pub fn load(arg: &str, lookup: &Lookup) -> Result<Side> {
+    let store = lookup.store.as_deref();
     if let Some(rest) = arg.strip_prefix("cvmfs:") {
-        return super::records::load_tag(arg, rest, store);
+        return super::records::load_tag(arg, rest, lookup);
     }
     let (path, branch) = match arg.rsplit_once('#') {
         Some((p, b)) if !b.is_empty() && !b.contains('/') => (PathBuf::from(p), Some(b)),
@@ -34,11 +51,7 @@ pub fn load(arg: &str, store: Option<&Path>) -> Result<Side> {
         {
             super::records::load_drv(arg, store)
         }
-        _ => Err(miette!(
-            code = "diff::input",
-            help = "give SPEC.cvm[#BRANCH], FILE.lock[#BRANCH], a derivation id or cvmfs:REPO@TAG",
-            "cannot tell what `{arg}` is"
-        )),
+        _ => Err(Error::Unrecognised { arg: arg.into() }),
     }
 }
 
@@ -54,11 +67,10 @@ fn load_spec(arg: &str, path: &Path, branch: Option<&str>) -> Result<Side> {
         offline: true,
         ..Default::default()
     };
-    let ev = eval::evaluate(path, &opts).wrap_err_with(|| {
-        format!(
-            "evaluating `{arg}` from its lock (run `cvmbuild eval {}` first)",
-            path.display()
-        )
+    let ev = eval::evaluate(path, &opts).map_err(|source| Error::Eval {
+        arg: arg.into(),
+        spec: path.to_path_buf(),
+        source: Box::new(source),
     })?;
     let b = ev
         .branches
@@ -68,11 +80,10 @@ fn load_spec(arg: &str, path: &Path, branch: Option<&str>) -> Result<Side> {
     // Offline evaluation takes the lock as it is; it answers this spec only
     // if it was solved for the same solve derivation.
     if b.graph.roots.get("solve").map(|id| id.0.as_str()) != Some(b.lock.solve.as_str()) {
-        return Err(miette!(
-            code = "diff::stale-lock",
-            help = format!("run `cvmbuild eval {}` to re-pin it", path.display()),
-            "the lock of `{arg}` is out of date: it was solved for other solver inputs than the spec now has"
-        ));
+        return Err(Error::StaleLock {
+            arg: arg.into(),
+            spec: path.to_path_buf(),
+        });
     }
     let value = spec
         .branches
@@ -98,11 +109,9 @@ fn load_spec(arg: &str, path: &Path, branch: Option<&str>) -> Result<Side> {
 
 fn load_lock(arg: &str, path: &Path, branch: Option<&str>) -> Result<Side> {
     if !path.is_file() {
-        return Err(miette!(
-            code = "diff::input",
-            "no lock file {}",
-            path.display()
-        ));
+        return Err(Error::NoLockFile {
+            path: path.to_path_buf(),
+        });
     }
     let mut lock = LockFile::read(path)?;
     let branch = pick_branch(
@@ -125,19 +134,18 @@ fn load_lock(arg: &str, path: &Path, branch: Option<&str>) -> Result<Side> {
 fn pick_branch(arg: &str, asked: Option<&str>, names: Vec<&str>) -> Result<String> {
     match asked {
         Some(b) if names.contains(&b) => Ok(b.to_string()),
-        Some(b) => Err(miette!(
-            code = "diff::no-such-branch",
-            help = format!("branches: {}", names.join(", ")),
-            "`{arg}` has no branch `{b}`"
-        )),
+        Some(b) => Err(Error::NoSuchBranch {
+            arg: arg.into(),
+            branch: b.into(),
+            names: names.join(", "),
+        }),
         None => match names.as_slice() {
             [one] => Ok(one.to_string()),
-            [] => Err(miette!(code = "diff::no-branch", "`{arg}` has no branches")),
-            many => Err(miette!(
-                code = "diff::branch",
-                help = format!("append #BRANCH, one of: {}", many.join(", ")),
-                "`{arg}` has several branches"
-            )),
+            [] => Err(Error::NoBranch { arg: arg.into() }),
+            many => Err(Error::SeveralBranches {
+                arg: arg.into(),
+                names: many.join(", "),
+            }),
         },
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod causes;
 pub mod closure;
+mod error;
 pub mod files;
 pub mod input;
 pub mod locate;
@@ -18,10 +19,11 @@ pub mod records;
 pub mod render;
 mod side;
 
-pub use input::load;
+pub use error::Error;
+pub use input::{load, Lookup};
 pub use side::Side;
 
-use miette::{miette, Result};
+type Result<T, E = Error> = std::result::Result<T, E>;
 use serde::Serialize;
 
 /// Version of the JSON report; bumped on any incompatible change.
@@ -87,16 +89,11 @@ impl SideInfo {
 impl Report {
     /// Compares closures and derivation graphs.
     pub fn new(a: &Side, b: &Side) -> Result<Report> {
-        let derivations = causes::diff(a, b).ok_or_else(|| {
-            miette!(
-                code = "diff::input",
-                help = "compare a lock with a lock, or give the spec instead of the lock",
-                "`{}` ({}) and `{}` ({}) cannot be compared: one has a lock and no derivations, the other no lock (a derivation id, or a tag not published from this store)",
-                a.label,
-                a.kind,
-                b.label,
-                b.kind
-            )
+        let derivations = causes::diff(a, b).ok_or_else(|| Error::Incomparable {
+            a: a.label.clone(),
+            a_kind: a.kind,
+            b: b.label.clone(),
+            b_kind: b.kind,
         })?;
         let mut r = Report {
             schema: SCHEMA,
@@ -114,33 +111,26 @@ impl Report {
     /// Adds the file diff of the two OS trees, which must be realized in
     /// `store`.
     pub fn add_files(&mut self, store: &dyn crate::store::Store, a: &Side, b: &Side) -> Result<()> {
-        let out = |s: &Side, which: &str| -> Result<crate::store::Output> {
-            let graph = s.graph().ok_or_else(|| {
-                miette!(
-                    code = "diff::files",
-                    "--files needs the OS trees' derivations: `{}` ({which}) has none (a lock file, or a tag not published from this store)",
-                    s.label
-                )
-            })?;
-            let id = graph.roots.get("os-tree").ok_or_else(|| {
-                miette!(
-                    code = "diff::files",
-                    "`{}` ({which}) has no os-tree",
-                    s.label
-                )
-            })?;
-            store.lookup_output(&id.0)?.ok_or_else(|| {
-                miette!(
-                    code = "diff::files",
-                    help = format!(
-                        "build it first: cvmbuild realize {} --store DIR",
+        let out = |s: &Side, which: &'static str| -> Result<crate::store::Output> {
+            let arg = || s.label.clone();
+            let graph = s
+                .graph()
+                .ok_or_else(|| Error::NoGraph { arg: arg(), which })?;
+            let id = graph
+                .roots
+                .get("os-tree")
+                .ok_or_else(|| Error::NoOsTree { arg: arg(), which })?;
+            store
+                .lookup_output(&id.0)?
+                .ok_or_else(|| Error::NotRealized {
+                    arg: arg(),
+                    which,
+                    id: id.short().to_string(),
+                    build: format!(
+                        "cvmbuild realize {} --store DIR",
                         s.label.replacen('#', " --branch ", 1)
                     ),
-                    "the OS tree of `{}` ({which}, {}) is not in the store",
-                    s.label,
-                    id.short()
-                )
-            })
+                })
         };
         let (oa, ob) = (out(a, "A")?, out(b, "B")?);
         self.files = Some(files::diff(store, &oa, &ob)?);

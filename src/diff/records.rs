@@ -14,94 +14,88 @@
 //! derivation in the store published (another machine's repository) gives
 //! the closure alone, from the requirements of the meta RPM published under
 //! `/.cvmbuild/` in that revision, read through its catalog and objects.
+//! A repository given by URL is read the same way through the client, with
+//! its whole trust chain (manifest, whitelist, history) verified.
 
 use super::causes::builder_name;
+use super::input::Lookup;
 use super::side::Side;
+use super::Error;
 use crate::build::records;
 use crate::eval::{DrvId, Graph, Input};
 use crate::lock::LockedPackage;
 use crate::store::{FsStore, Store};
-use miette::{miette, Result};
 use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
+
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A derivation id or unique prefix of one recorded in `store`.
 pub fn load_drv(arg: &str, store: Option<&Path>) -> Result<Side> {
     let (store, dir) = open(arg, store)?;
-    let ids = records::find(&store, arg).map_err(|e| miette!(code = "diff::store", "{e}"))?;
+    let ids = records::find(&store, arg)?;
     let id = match ids.as_slice() {
         [one] => one.clone(),
         [] => {
-            return Err(miette!(
-                code = "diff::drv-id",
-                help = "realize or evaluate the release with this store first, or give its spec",
-                "no derivation `{arg}` is recorded in the store {}",
-                dir.display()
-            ))
+            return Err(Error::UnknownDrv {
+                arg: arg.into(),
+                store: dir,
+            })
         }
         many => {
-            return Err(miette!(
-                code = "diff::drv-id",
-                help = format!(
-                    "give more digits; candidates: {}",
-                    many.iter()
-                        .map(|i| i.short())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                "`{arg}` is a prefix of {} recorded derivations",
-                many.len()
-            ))
+            return Err(Error::AmbiguousDrv {
+                arg: arg.into(),
+                count: many.len(),
+                candidates: many
+                    .iter()
+                    .map(|i| i.short())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
         }
     };
     side(arg, "drv", &store, &id)
 }
 
-/// `cvmfs:FQRN@TAG` (repository under the publish directory) or
+/// `cvmfs:FQRN@TAG` (repository under the publish directory),
 /// `cvmfs:DIR@TAG` (a Stratum-0 directory, when the part before `@` has a
-/// `/`). `rest` is `arg` without `cvmfs:`.
-pub fn load_tag(arg: &str, rest: &str, store: Option<&Path>) -> Result<Side> {
+/// `/`) or `cvmfs:http://HOST/…/FQRN@TAG` (any repository, read with the
+/// client). `rest` is `arg` without `cvmfs:`.
+pub fn load_tag(arg: &str, rest: &str, lookup: &Lookup) -> Result<Side> {
     let Some((repo, tag)) = rest
         .rsplit_once('@')
         .filter(|(r, t)| !r.is_empty() && !t.is_empty())
     else {
-        return Err(miette!(
-            code = "diff::input",
-            help = "write cvmfs:FQRN@TAG or cvmfs:DIR@TAG",
-            "`{arg}` names no tag"
-        ));
+        return Err(Error::NoTag { arg: arg.into() });
     };
+    if repo.starts_with("http://") || repo.starts_with("https://") {
+        return remote(arg, repo, tag, lookup);
+    }
+    let store = lookup.store.as_deref();
     let repo_dir = if repo.contains('/') {
         PathBuf::from(repo)
     } else {
         let publish = match (std::env::var_os("CVMBUILD_PUBLISH_DIR"), store) {
             (Some(d), _) => PathBuf::from(d),
             (None, Some(s)) => s.join("cvmfs"),
-            (None, None) => {
-                return Err(miette!(
-                    code = "diff::store",
-                    help = "pass --store DIR, set CVMBUILD_PUBLISH_DIR, or write cvmfs:DIR@TAG",
-                    "`{arg}`: no publish directory to find the repository in"
-                ))
-            }
+            (None, None) => return Err(Error::NoPublishDir { arg: arg.into() }),
         };
         publish.join(repo)
     };
-    let tags = crate::cvmfs::tags(&repo_dir)
-        .map_err(|e| miette!(code = "diff::tag", "reading the tags of `{arg}`: {e}"))?;
+    let tags = crate::cvmfs::tags(&repo_dir).map_err(|source| Error::Repository {
+        arg: arg.into(),
+        source,
+    })?;
     let Some(t) = tags.iter().find(|t| t.name == tag) else {
-        return Err(miette!(
-            code = "diff::tag",
-            help = format!(
-                "tags: {}",
-                tags.iter()
-                    .map(|t| t.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            "{} has no tag `{tag}`",
-            repo_dir.display()
-        ));
+        return Err(Error::UnknownTag {
+            repo: repo_dir.display().to_string(),
+            tag: tag.into(),
+            tags: tags
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
     };
     let Some(store) = store.filter(|s| s.join("drvs").is_dir()) else {
         return published_only(arg, &repo_dir, t);
@@ -110,10 +104,7 @@ pub fn load_tag(arg: &str, rest: &str, store: Option<&Path>) -> Result<Side> {
     // Every publish derivation whose output published this root catalog;
     // the one published under this very tag first, then by id.
     let mut found: Vec<(bool, String)> = Vec::new();
-    for id in store
-        .drv_record_ids()
-        .map_err(|e| miette!(code = "diff::store", "{e}"))?
-    {
+    for id in store.drv_record_ids()? {
         let Some(out) = store.lookup_output(&id)? else {
             continue;
         };
@@ -131,29 +122,84 @@ pub fn load_tag(arg: &str, rest: &str, store: Option<&Path>) -> Result<Side> {
 /// A tag known only from the repository: its closure from the published
 /// meta RPM's requirements (`NAME = [EPOCH:]VERSION-RELEASE`).
 fn published_only(arg: &str, repo_dir: &Path, t: &crate::cvmfs::Tag) -> Result<Side> {
-    let files = crate::cvmfs::release_files(repo_dir, &t.hash)
-        .map_err(|e| miette!(code = "diff::tag", "reading `{arg}`: {e}"))?;
-    let Some((name, bytes)) = files.into_iter().find(|(n, _)| n.ends_with(".rpm")) else {
-        return Err(miette!(
-            code = "diff::tag",
-            "`{arg}` was not published by cvmbuild: no meta RPM in /{}",
-            crate::cvmfs::CVMBUILD_DIR
-        ));
+    let files =
+        crate::cvmfs::release_files(repo_dir, &t.hash).map_err(|source| Error::Repository {
+            arg: arg.into(),
+            source,
+        })?;
+    let meta = files.into_iter().find(|(n, _)| n.ends_with(".rpm"));
+    from_meta_rpm(arg, meta, t.branch.clone())
+}
+
+/// A tag of a repository on a server (`url` is its base URL, ending in the
+/// repository name), read through the client with the keys, proxies and
+/// cache of `lookup.remote`.
+fn remote(arg: &str, url: &str, tag: &str, lookup: &Lookup) -> Result<Side> {
+    let Some(fqrn) = url
+        .trim_end_matches('/')
+        .rsplit_once('/')
+        .map(|(_, n)| n)
+        .filter(|n| n.contains('.'))
+    else {
+        return Err(Error::NoTag { arg: arg.into() });
     };
-    let meta = rpm::PackageMetadata::parse(&mut bytes.as_slice()).map_err(|e| {
-        miette!(
-            code = "diff::tag",
-            "`{arg}`: /{}/{name} is not a readable RPM: {e}",
-            crate::cvmfs::CVMBUILD_DIR
-        )
-    })?;
-    let requires = meta.get_requires().map_err(|e| {
-        miette!(
-            code = "diff::tag",
-            "`{arg}`: /{}/{name} has no requirements: {e}",
-            crate::cvmfs::CVMBUILD_DIR
-        )
-    })?;
+    let mut cfg = lookup
+        .remote
+        .clone()
+        .ok_or_else(|| Error::NoKey { arg: arg.into() })?;
+    cfg.fqrn = fqrn.to_string();
+    cfg.servers = vec![url.trim_end_matches('/').to_string()];
+    cfg.pin = crate::client::Pin::Tag(tag.to_string());
+    let remote_err = |source| Error::Remote {
+        arg: arg.into(),
+        source,
+    };
+    let repo = crate::client::open(&cfg).map_err(remote_err)?;
+    let branch = repo.tag().map(|t| t.branch.clone()).unwrap_or_default();
+    let dir = format!("/{}", crate::cvmfs::CVMBUILD_DIR);
+    let file_err = |path: &str| {
+        let path = path.to_string();
+        move |reason| Error::RemoteFile {
+            arg: arg.into(),
+            path,
+            reason,
+        }
+    };
+    use crate::client::vfs::{FsError, Kind, ReadOnlyFs};
+    let entries = match repo.resolve_path(&dir) {
+        Ok(d) => repo.readdir(d.ino).map_err(file_err(&dir))?,
+        Err(FsError::NotFound) => Vec::new(),
+        Err(e) => return Err(file_err(&dir)(e)),
+    };
+    let Some((name, attr)) = entries
+        .into_iter()
+        .find(|(n, a)| n.ends_with(b".rpm") && a.kind == Kind::File)
+    else {
+        return from_meta_rpm(arg, None, branch);
+    };
+    let name = String::from_utf8_lossy(&name).into_owned();
+    let mut bytes = Vec::new();
+    repo.copy_to(attr.ino, &mut bytes)
+        .map_err(file_err(&format!("{dir}/{name}")))?;
+    from_meta_rpm(arg, Some((name, bytes)), branch)
+}
+
+/// The closure a published meta RPM (`/.cvmbuild/NAME`, its bytes)
+/// requires.
+fn from_meta_rpm(arg: &str, meta: Option<(String, Vec<u8>)>, branch: String) -> Result<Side> {
+    let dir = crate::cvmfs::CVMBUILD_DIR;
+    let not_ours = |reason: String| Error::NotCvmbuild {
+        arg: arg.into(),
+        reason,
+    };
+    let Some((name, bytes)) = meta else {
+        return Err(not_ours(format!("no meta RPM in /{dir}")));
+    };
+    let meta = rpm::PackageMetadata::parse(&mut bytes.as_slice())
+        .map_err(|e| not_ours(format!("/{dir}/{name} is not a readable RPM: {e}")))?;
+    let requires = meta
+        .get_requires()
+        .map_err(|e| not_ours(format!("/{dir}/{name} has no requirements: {e}")))?;
     let packages = requires
         .into_iter()
         .filter(|d| !d.name.starts_with("rpmlib("))
@@ -168,7 +214,7 @@ fn published_only(arg: &str, repo_dir: &Path, t: &crate::cvmfs::Tag) -> Result<S
         .collect();
     Ok(Side {
         label: arg.to_string(),
-        branch: t.branch.clone(),
+        branch,
         kind: "tag",
         lock: None,
         packages,
@@ -193,21 +239,16 @@ fn package(name: &str, epoch: u64, version: &str, release: &str) -> LockedPackag
 }
 
 fn open(arg: &str, store: Option<&Path>) -> Result<(FsStore, PathBuf)> {
-    let dir = store.ok_or_else(|| {
-        miette!(
-            code = "diff::store",
-            help = "pass --store DIR or set CVMBUILD_STORE",
-            "`{arg}` is looked up in a store, and none is configured"
-        )
+    let dir = store.ok_or_else(|| Error::NoStore {
+        arg: arg.into(),
+        dir: None,
     })?;
     // Diff only reads: never create a store where there was none.
     if !dir.join("drvs").is_dir() {
-        return Err(miette!(
-            code = "diff::store",
-            help = "pass --store DIR or set CVMBUILD_STORE to the store that built it",
-            "`{arg}` is looked up in a store, and {} is none",
-            dir.display()
-        ));
+        return Err(Error::NoStore {
+            arg: arg.into(),
+            dir: Some(dir.to_path_buf()),
+        });
     }
     Ok((FsStore::open(dir)?, dir.to_path_buf()))
 }
@@ -264,13 +305,8 @@ fn add(store: &FsStore, id: &DrvId, graph: &mut Graph) -> Result<()> {
         return Ok(());
     }
     let d = records::load(store, &id.0)
-        .map_err(|e| miette!(code = "diff::store", "{e}"))?
-        .ok_or_else(|| {
-            miette!(
-                code = "diff::store",
-                "derivation {id} is an input of a recorded derivation but is not recorded itself"
-            )
-        })?;
+        .map_err(Error::Record)?
+        .ok_or_else(|| Error::MissingRecord(id.to_string()))?;
     for i in d.input_drvs() {
         add(store, i, graph)?;
     }

@@ -5,18 +5,19 @@
 //! closure from the lock when the lock's solve id matches (or solve afresh),
 //! and plan the graph.
 
+mod error;
 pub mod graph;
 pub mod pinning;
 pub mod plan;
 pub mod spec;
 
 pub use crate::drv::{Builder, Derivation, DrvId, Input};
+pub use error::Error;
 pub use graph::{Edge, Graph};
 pub use spec::Release;
 
 use crate::lock::{BranchLock, LockFile, LockedPackage, RepoLock};
 use crate::{lang, lock};
-use miette::{miette, Result, WrapErr};
 use std::path::{Path, PathBuf};
 
 /// How `eval` may treat the lock file.
@@ -57,7 +58,7 @@ pub struct Evaluation {
 
 /// Evaluates a spec: loads it, pins each branch, plans each graph, and
 /// updates the lock file when (and only when) a branch was re-pinned.
-pub fn evaluate(spec_path: &Path, opts: &Options) -> Result<Evaluation> {
+pub fn evaluate(spec_path: &Path, opts: &Options) -> Result<Evaluation, Error> {
     let spec = lang::load(spec_path)?;
     let releases = spec::releases(&spec)?;
     let selected: Vec<Release> = match &opts.branch {
@@ -65,13 +66,10 @@ pub fn evaluate(spec_path: &Path, opts: &Options) -> Result<Evaluation> {
         Some(b) => {
             let names: Vec<&str> = releases.iter().map(|r| r.branch.as_str()).collect();
             let found = releases.iter().find(|r| &r.branch == b).cloned();
-            vec![found.ok_or_else(|| {
-                miette!(
-                    code = "eval::no-such-branch",
-                    help = format!("branches in this spec: {}", names.join(", ")),
-                    "{} has no branch `{b}`",
-                    spec_path.display()
-                )
+            vec![found.ok_or_else(|| Error::NoSuchBranch {
+                spec: spec_path.to_path_buf(),
+                branch: b.clone(),
+                names: names.join(", "),
             })?]
         }
     };
@@ -97,23 +95,22 @@ pub fn evaluate(spec_path: &Path, opts: &Options) -> Result<Evaluation> {
     }
     if changed {
         if opts.locked {
-            let which: Vec<&str> = out
-                .iter()
-                .filter(|b| b.repinned)
-                .map(|b| b.release.branch.as_str())
-                .collect();
-            return Err(miette!(
-                code = "eval::locked",
-                help = "run `cvmbuild eval` (or `cvmbuild update`) and commit the lock file",
-                "{} is out of date for branch(es) {}, and --locked forbids changing it",
-                lock_path.display(),
-                which.join(", ")
-            ));
+            return Err(Error::Locked {
+                lock: lock_path,
+                branches: out
+                    .iter()
+                    .filter(|b| b.repinned)
+                    .map(|b| b.release.branch.clone())
+                    .collect(),
+            });
         }
         lockfile.version = lock::VERSION;
         lockfile
             .write(&lock_path)
-            .map_err(|e| miette!("cannot write {}: {e}", lock_path.display()))?;
+            .map_err(|source| Error::WriteLock {
+                path: lock_path.clone(),
+                source,
+            })?;
     }
     Ok(Evaluation {
         spec_path: spec_path.to_path_buf(),
@@ -131,14 +128,10 @@ fn pin(
     sources: &lang::SourceMap,
     current: Option<&BranchLock>,
     opts: &Options,
-) -> Result<(BranchLock, bool)> {
+) -> Result<(BranchLock, bool), Error> {
     if opts.offline {
-        let lock = current.cloned().ok_or_else(|| {
-            miette!(
-                code = "eval::offline",
-                "branch `{}` has no lock entry and --offline forbids reading repositories",
-                rel.branch
-            )
+        let lock = current.cloned().ok_or_else(|| Error::NoLockEntry {
+            branch: rel.branch.clone(),
         })?;
         check_offline(rel, &lock, opts)?;
         return Ok((lock, false));
@@ -158,17 +151,18 @@ fn pin(
             return Ok((cur.clone(), false));
         }
     }
-    let mut pool = crate::repo::load(&repo_sources, opts.cache.as_deref())
-        .wrap_err_with(|| format!("loading repositories for branch `{}`", rel.branch))?;
+    let mut pool =
+        crate::repo::load(&repo_sources, opts.cache.as_deref()).map_err(|source| Error::Load {
+            branch: rel.branch.clone(),
+            source: Box::new(source),
+        })?;
     // The solve is keyed on the hashes read above; a mirror that changed
     // since then would pin a closure under the wrong key.
     for (info, hash) in pool.repos.iter().zip(&metadata) {
         if &info.metadata_hash != hash {
-            return Err(miette!(
-                code = "eval::repo-changed",
-                "repository `{}` changed while it was being read; run again",
-                info.name
-            ));
+            return Err(Error::RepoChanged {
+                repo: info.name.clone(),
+            });
         }
     }
     // File dependencies that primary's file subset does not cover need the
@@ -182,11 +176,10 @@ fn pin(
         (Some(names), Some(cur)) if !names.is_empty() => {
             for n in names {
                 if !cur.package.iter().any(|p| &p.name == n) {
-                    return Err(miette!(
-                        code = "eval::update-unknown",
-                        "`{n}` is not in the locked closure of branch `{}`",
-                        rel.branch
-                    ));
+                    return Err(Error::UpdateUnknown {
+                        name: n.clone(),
+                        branch: rel.branch.clone(),
+                    });
                 }
             }
             cur.package
@@ -246,7 +239,7 @@ fn pin(
 /// metadata hashes must be the one the lock was solved for. Otherwise the
 /// spec's packages, pins or repositories changed under the lock, and using
 /// the old closure would build something the spec no longer says.
-fn check_offline(rel: &Release, lock: &BranchLock, opts: &Options) -> Result<()> {
+fn check_offline(rel: &Release, lock: &BranchLock, opts: &Options) -> Result<(), Error> {
     let same_repos = lock.repo.len() == rel.repos.len()
         && lock
             .repo
@@ -262,21 +255,12 @@ fn check_offline(rel: &Release, lock: &BranchLock, opts: &Options) -> Result<()>
     } else {
         "its repositories"
     };
-    if opts.locked {
-        Err(miette!(
-            code = "eval::locked",
-            help = "run `cvmbuild eval` (or `cvmbuild update`) and commit the lock file",
-            "the lock of branch `{}` is out of date: the spec changed {what} since it was solved, and --locked forbids changing it",
-            rel.branch
-        ))
+    let branch = rel.branch.clone();
+    Err(if opts.locked {
+        Error::StaleLocked { branch, what }
     } else {
-        Err(miette!(
-            code = "eval::offline",
-            help = "run `cvmbuild eval` without --offline to solve again",
-            "the lock of branch `{}` is out of date: the spec changed {what} since it was solved, and --offline forbids reading repositories",
-            rel.branch
-        ))
-    }
+        Error::StaleOffline { branch, what }
+    })
 }
 
 /// The repository reader's view of a release's repositories.

@@ -101,7 +101,7 @@ impl Error {
     }
 
     /// The stable diagnostic code, e.g. `cvm::unknown-field`.
-    pub fn code(&self) -> &'static str {
+    pub fn code_str(&self) -> &'static str {
         self.inner.code
     }
 

@@ -450,7 +450,7 @@ mod tests {
             "@",
             "\"\\",
         ] {
-            assert_eq!(toks(bad).unwrap_err().code(), "cvm::parse", "{bad}");
+            assert_eq!(toks(bad).unwrap_err().code_str(), "cvm::parse", "{bad}");
         }
     }
 }

@@ -1518,3 +1518,93 @@ fn garbage_catalogs_and_histories_are_clear_errors() {
         "{err}"
     );
 }
+
+/// `diff` of two tags read over HTTP with the client (`cvmfs:URL@TAG`)
+/// says what the same diff of the Stratum-0 directory says, and refuses
+/// a repository it cannot trust.
+#[test]
+fn diff_reads_tags_of_a_repository_by_url() {
+    let p = published();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_srv, port) = nginx(&p.served, &tmp.path().join("nginx"));
+    // A fresh sandbox: no store has recorded these releases, so both
+    // ways read the published meta RPMs.
+    let diff = |args: &[String]| {
+        super::support::cvmbuild(tmp.path())
+            .arg("diff")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let dir = p.served.join(FQRN);
+    let local = |tag: &str| format!("cvmfs:{}@{tag}", dir.display());
+    let remote = |tag: &str| format!("cvmfs:{}@{tag}", url(port));
+    let (old, new) = ("cernvm-system-3.1.0.0", "cernvm-system-3.2.0.0");
+    let key = p.key.display().to_string();
+    let cache = tmp.path().join("cache").display().to_string();
+    let json = |out: &std::process::Output| -> serde_json::Value {
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "different releases: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let by_dir = json(&diff(&[local(old), local(new), "--json".into()]));
+    let by_url = json(&diff(&[
+        remote(old),
+        remote(new),
+        "--json".into(),
+        "--key".into(),
+        key.clone(),
+        "--cache".into(),
+        cache.clone(),
+    ]));
+    assert_eq!(by_url["a"]["kind"], "tag");
+    assert_eq!(by_url["a"]["branch"], "production", "{by_url}");
+    assert_eq!(by_url["b"]["branch"], "development", "{by_url}");
+    assert_eq!(by_url["closure"], by_dir["closure"]);
+    let changes = by_url["closure"]["changes"].as_array().unwrap();
+    assert!(!changes.is_empty(), "{by_url}");
+    // The client's cache now holds verified objects.
+    assert!(!cached_objects(Path::new(&cache)).is_empty());
+
+    let err = |out: std::process::Output| {
+        assert_eq!(out.status.code(), Some(2), "trouble is exit 2");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let no_key = err(diff(&[remote(old), local(new)]));
+    assert!(
+        no_key.contains("diff::key") && no_key.contains("--key"),
+        "{no_key}"
+    );
+    let unknown = err(diff(&[
+        remote("no-such-tag"),
+        local(new),
+        "--key".into(),
+        key.clone(),
+        "--cache".into(),
+        cache.clone(),
+    ]));
+    assert!(
+        unknown.contains("no-such-tag") && unknown.contains(old),
+        "names the tag and lists the tags: {unknown}"
+    );
+    // Another master key: the whitelist does not verify.
+    let other = tmp.path().join("other.pub");
+    let private = openssl(&["genrsa", "2048"], b"");
+    std::fs::write(&other, openssl(&["rsa", "-pubout"], &private)).unwrap();
+    let untrusted = err(diff(&[
+        remote(old),
+        local(new),
+        "--key".into(),
+        other.display().to_string(),
+        "--cache".into(),
+        tmp.path().join("cache2").display().to_string(),
+    ]));
+    assert!(
+        untrusted.contains("client::untrusted") && untrusted.contains(&url(port)),
+        "{untrusted}"
+    );
+}

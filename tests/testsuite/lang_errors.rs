@@ -38,7 +38,7 @@ macro_rules! broken {
         #[test]
         fn $name() {
             let err = load_broken($file);
-            assert_eq!(err.code(), $code, "{}", render(&err));
+            assert_eq!(err.code_str(), $code, "{}", render(&err));
             insta::assert_snapshot!(render(&err));
         }
     };
@@ -103,7 +103,7 @@ broken!(branch_not_release, "branch_not_release.cvm", "cvm::type");
 #[test]
 fn main_file_that_cannot_be_read() {
     let err = lang::load(&root().join("tests/broken/no-such-file.cvm")).unwrap_err();
-    assert_eq!(err.code(), "cvm::io");
+    assert_eq!(err.code_str(), "cvm::io");
 }
 
 #[test]
@@ -112,13 +112,13 @@ fn nesting_is_bounded() {
     // lack of a branch), without exhausting a test thread's stack.
     let ok = format!("let x = {}1{}", "[".repeat(120), "]".repeat(120));
     let err = lang::load_str(&root().join("ok.cvm"), &ok).unwrap_err();
-    assert_eq!(err.code(), "cvm::no-branch");
+    assert_eq!(err.code_str(), "cvm::no-branch");
     let deep = format!("let x = {}1{}", "[".repeat(100_000), "]".repeat(100_000));
     let err = lang::load_str(&root().join("deep.cvm"), &deep).unwrap_err();
-    assert_eq!(err.code(), "cvm::too-deep");
+    assert_eq!(err.code_str(), "cvm::too-deep");
     let long = format!("let x = []{}", " ++ []".repeat(100_000));
     let err = lang::load_str(&root().join("long.cvm"), &long).unwrap_err();
-    assert_eq!(err.code(), "cvm::too-deep");
+    assert_eq!(err.code_str(), "cvm::too-deep");
 }
 
 /// Every `.cvm` file under `dir`, recursively.
@@ -203,7 +203,7 @@ fn no_input_panics() {
     }
     for (path, text) in inputs {
         if let Err(e) = lang::load_str(&path, &text) {
-            assert!(e.code().starts_with("cvm::"));
+            assert!(e.code_str().starts_with("cvm::"));
             render(&e);
         }
     }

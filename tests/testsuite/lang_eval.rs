@@ -311,7 +311,7 @@ fn source_map_builds_diagnostics_for_later_stages() {
         .error(v.span, "no package for this arch", "here")
         .with_code("cvm::solve")
         .with_help("try i686");
-    assert_eq!(err.code(), "cvm::solve");
+    assert_eq!(err.code_str(), "cvm::solve");
     assert_eq!(err.to_string(), "no package for this arch");
 }
 

@@ -553,7 +553,7 @@ fn load_spec_in(dir: tempfile::TempDir, main: &str) -> (String, String) {
             miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
                 .render_report(&mut out, &e)
                 .unwrap();
-            (e.code().to_string(), out)
+            (e.code_str().to_string(), out)
         });
         let _ = tx.send(r);
         drop(dir);
