@@ -7,10 +7,10 @@
 
 use super::fetch::{self, Digest, Network};
 use super::Error;
+use crate::cvmfs::signed::{self, Signed};
 use rsa::pkcs1::DecodeRsaPublicKey;
 use rsa::pkcs8::DecodePublicKey;
-use rsa::signature::Verifier;
-use rsa::{Pkcs1v15Sign, RsaPublicKey};
+use rsa::RsaPublicKey;
 use sha1::{Digest as _, Sha1};
 use std::path::PathBuf;
 use x509_cert::der::{DecodePem, Encode};
@@ -37,47 +37,27 @@ pub struct Manifest {
 }
 
 /// A signed file cut in three: body, hash line, signature.
-struct Signed<'a> {
-    body: &'a [u8],
-    hash: &'a [u8],
-    signature: &'a [u8],
-}
-
+/// The signed envelope split, or an error naming the file.
 fn split_signed<'a>(bytes: &'a [u8], what: &str) -> Result<Signed<'a>, Error> {
-    let bad = |m: &str| Error::Untrusted(format!("{what}: {m}"));
-    let sep = if bytes.starts_with(b"--\n") {
-        0
-    } else {
-        bytes
-            .windows(4)
-            .position(|w| w == b"\n--\n")
-            .map(|i| i + 1)
-            .ok_or_else(|| bad("no `--` line: not a signed CernVM-FS file"))?
-    };
-    let body = &bytes[..sep];
-    let rest = &bytes[sep + 3..];
-    let nl = rest
-        .iter()
-        .position(|b| *b == b'\n')
-        .ok_or_else(|| bad("no hash line after `--`"))?;
-    Ok(Signed {
-        body,
-        hash: &rest[..nl],
-        signature: &rest[nl + 1..],
+    signed::split(bytes).map_err(|m| {
+        Error::Untrusted(format!(
+            "{what}: {}",
+            match m {
+                signed::Malformed::NoSeparator => "no `--` line: not a signed CernVM-FS file",
+                signed::Malformed::NoHashLine => "no hash line after `--`",
+            }
+        ))
     })
 }
 
-impl Signed<'_> {
-    /// The hash line must be the SHA-1 of the body, in hex.
-    fn check_hash(&self, what: &str) -> Result<(), Error> {
-        let expect = hex::encode(Sha1::digest(self.body));
-        if self.hash != expect.as_bytes() {
-            return Err(Error::Untrusted(format!(
-                "{what}: the hash line does not match the body (the file was altered)"
-            )));
-        }
-        Ok(())
+/// The hash line must be the SHA-1 of the body, in hex.
+fn check_hash(s: &Signed, what: &str) -> Result<(), Error> {
+    if !s.hash_matches() {
+        return Err(Error::Untrusted(format!(
+            "{what}: the hash line does not match the body (the file was altered)"
+        )));
     }
+    Ok(())
 }
 
 /// Parses a manifest's body; later lines overwrite earlier ones, unknown
@@ -148,7 +128,7 @@ pub fn load_keys(paths: &[PathBuf]) -> Result<Vec<RsaPublicKey>, Error> {
 /// (PEM); returns the certificate's SHA-1 fingerprint (of its DER).
 fn verify_manifest(bytes: &[u8], cert_pem: &[u8], what: &str) -> Result<Digest, Error> {
     let signed = split_signed(bytes, what)?;
-    signed.check_hash(what)?;
+    check_hash(&signed, what)?;
     let bad = |m: String| Error::Untrusted(format!("{what}: {m}"));
     let cert = x509_cert::Certificate::from_pem(cert_pem)
         .map_err(|e| bad(format!("the certificate X is not a PEM certificate: {e}")))?;
@@ -160,11 +140,11 @@ fn verify_manifest(bytes: &[u8], cert_pem: &[u8], what: &str) -> Result<Digest, 
         .map_err(|e| bad(e.to_string()))?;
     let key = RsaPublicKey::from_public_key_der(&spki)
         .map_err(|e| bad(format!("the certificate's key is not RSA: {e}")))?;
-    let sig = rsa::pkcs1v15::Signature::try_from(signed.signature)
-        .map_err(|e| bad(format!("malformed signature: {e}")))?;
-    rsa::pkcs1v15::VerifyingKey::<Sha1>::new(key)
-        .verify(signed.hash, &sig)
-        .map_err(|_| bad("the signature does not verify with the repository certificate".into()))?;
+    if !signed.signed_by_certificate(&key) {
+        return Err(bad(
+            "the signature does not verify with the repository certificate".into(),
+        ));
+    }
     Ok(Sha1::digest(&der).into())
 }
 
@@ -179,16 +159,9 @@ pub(crate) fn verify_whitelist(
     what: &str,
 ) -> Result<(), Error> {
     let signed = split_signed(bytes, what)?;
-    signed.check_hash(what)?;
+    check_hash(&signed, what)?;
     let bad = |m: String| Error::Untrusted(format!("{what}: {m}"));
-    let verified = keys.iter().any(|k| {
-        k.verify(
-            Pkcs1v15Sign::new_unprefixed(),
-            signed.hash,
-            signed.signature,
-        )
-        .is_ok()
-    });
+    let verified = keys.iter().any(|k| signed.signed_by_master(k));
     if !verified {
         return Err(bad(
             "the signature does not verify with any trusted master key (--key)".into(),

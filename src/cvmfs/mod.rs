@@ -18,6 +18,7 @@ pub(crate) mod manifest;
 mod object;
 mod publish;
 mod repo;
+pub(crate) mod signed;
 mod walk;
 
 pub use catalog::{md5path, xattr_blob, TTL};

@@ -8,6 +8,7 @@ use super::keys::{self, Keys};
 use super::manifest::{self, Manifest};
 use super::object::{self, Digest20, Kind, Objects};
 use super::publish::Options;
+use super::signed;
 use super::{Error, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -103,50 +104,38 @@ impl Repo {
     /// names, the certificate being the keys' own and the root catalog a
     /// root catalog of the manifest's size.
     pub(super) fn verify(&self, m: &Manifest, keys: &Keys) -> Result<()> {
-        use rsa::signature::Verifier;
         let damaged = |what: String| Error::Damaged(format!("{}: {what}", self.dir.display()));
         let path = self.dir.join(".cvmfspublished");
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let (body, hash, sig) = split_signed(&bytes)
-            .ok_or_else(|| damaged(".cvmfspublished has no `--` and hash line".into()))?;
-        let key = rsa::pkcs1v15::VerifyingKey::<sha1::Sha1>::new(keys.repository.to_public_key());
-        if sha1_hex(body) != hash {
+        let published = signed::split(&bytes)
+            .map_err(|_| damaged(".cvmfspublished has no `--` and hash line".into()))?;
+        if !published.hash_matches() {
             return Err(damaged(format!(
-                ".cvmfspublished: its hash line {hash} is not the SHA-1 of its body (edited after signing)"
+                ".cvmfspublished: its hash line {} is not the SHA-1 of its body (edited after signing)",
+                String::from_utf8_lossy(published.hash)
             )));
         }
-        let sig_ok = rsa::pkcs1v15::Signature::try_from(sig)
-            .ok()
-            .is_some_and(|s| key.verify(hash.as_bytes(), &s).is_ok());
-        if !sig_ok {
+        if !published.signed_by_certificate(&keys.repository.to_public_key()) {
             return Err(damaged(
                 ".cvmfspublished: the signature does not verify with the repository key".into(),
             ));
         }
         let wl_path = self.dir.join(".cvmfswhitelist");
         let wl = std::fs::read(&wl_path).map_err(|e| damaged(format!(".cvmfswhitelist: {e}")))?;
-        let (wl_body, wl_hash, wl_sig) = split_signed(&wl)
-            .ok_or_else(|| damaged(".cvmfswhitelist has no `--` and hash line".into()))?;
-        if sha1_hex(wl_body) != wl_hash {
+        let whitelist = signed::split(&wl)
+            .map_err(|_| damaged(".cvmfswhitelist has no `--` and hash line".into()))?;
+        if !whitelist.hash_matches() {
             return Err(damaged(format!(
-                ".cvmfswhitelist: its hash line {wl_hash} is not the SHA-1 of its body"
+                ".cvmfswhitelist: its hash line {} is not the SHA-1 of its body",
+                String::from_utf8_lossy(whitelist.hash)
             )));
         }
-        if keys
-            .master
-            .to_public_key()
-            .verify(
-                rsa::Pkcs1v15Sign::new_unprefixed(),
-                wl_hash.as_bytes(),
-                wl_sig,
-            )
-            .is_err()
-        {
+        if !whitelist.signed_by_master(&keys.master.to_public_key()) {
             return Err(damaged(
                 ".cvmfswhitelist: the signature does not verify with the master key".into(),
             ));
         }
-        let wl_text = String::from_utf8_lossy(wl_body);
+        let wl_text = String::from_utf8_lossy(whitelist.body);
         if !wl_text.lines().any(|l| l == format!("N{}", m.fqrn)) {
             return Err(damaged(format!(".cvmfswhitelist is not for {}", m.fqrn)));
         }
@@ -280,26 +269,6 @@ impl Repo {
         object::sync_fs(&self.dir)?;
         Ok(manifest)
     }
-}
-
-fn sha1_hex(bytes: &[u8]) -> String {
-    use sha1::Digest as _;
-    hex::encode(sha1::Sha1::digest(bytes))
-}
-
-/// Body (through its last newline), hash line and signature of a signed
-/// file (`.cvmfspublished`, `.cvmfswhitelist`): the body ends at the first
-/// `--` line.
-fn split_signed(bytes: &[u8]) -> Option<(&[u8], &str, &[u8])> {
-    let at = if bytes.starts_with(b"--\n") {
-        0
-    } else {
-        bytes.windows(4).position(|w| w == b"\n--\n")? + 1
-    };
-    let rest = &bytes[at + 3..];
-    let nl = rest.iter().position(|&b| b == b'\n')?;
-    let hash = std::str::from_utf8(&rest[..nl]).ok()?;
-    Some((&bytes[..at], hash, &rest[nl + 1..]))
 }
 
 /// A catalog of the previous revision.
