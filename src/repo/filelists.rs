@@ -5,8 +5,8 @@
 //! which is several times larger. So it is read on demand, for a given set
 //! of paths, and only matching files are added to the pool.
 
-use super::xml::{attr, push_ref, XmlError};
-use quick_xml::events::Event;
+use super::xml::{self, attr, Handler, XmlError};
+use quick_xml::events::BytesStart;
 use quick_xml::Reader;
 use std::collections::HashSet;
 use std::io::BufRead;
@@ -25,71 +25,74 @@ pub struct FileOwner {
 pub fn scan_filelists(
     input: impl BufRead,
     wanted: &HashSet<&str>,
-    mut found: impl FnMut(&FileOwner, &str),
+    found: impl FnMut(&FileOwner, &str),
 ) -> Result<(), XmlError> {
-    let mut reader = Reader::from_reader(input);
-    let mut buf = Vec::with_capacity(4096);
-    let mut owner: Option<FileOwner> = None;
-    let mut in_file = false;
-    let mut text = String::new();
-    let mut closed = false;
-    loop {
-        let ev = reader
-            .read_event_into(&mut buf)
-            .map_err(|e| XmlError::syntax(&reader, e))?;
-        match ev {
-            Event::Start(ref e) | Event::Empty(ref e) => {
-                let empty = matches!(ev, Event::Empty(_));
-                match e.local_name().as_ref() {
-                    b"package" => {
-                        let get = |key: &[u8]| -> Result<String, XmlError> {
-                            attr(&reader, e, key)?.ok_or_else(|| {
-                                XmlError::at(
-                                    &reader,
-                                    format!("<package> without `{}`", String::from_utf8_lossy(key)),
-                                )
-                            })
-                        };
-                        owner = Some(FileOwner {
-                            pkgid: get(b"pkgid")?.to_ascii_lowercase(),
-                            name: get(b"name")?,
-                            arch: get(b"arch").unwrap_or_default(),
-                        });
-                    }
-                    b"file" if !empty => in_file = owner.is_some(),
-                    _ => {}
-                }
-                text.clear();
+    let mut h = Scan {
+        wanted,
+        found,
+        owner: None,
+        in_file: false,
+    };
+    xml::read(input, "filelists", &mut h)
+}
+
+struct Scan<'w, F> {
+    wanted: &'w HashSet<&'w str>,
+    found: F,
+    /// The `<package>` being read.
+    owner: Option<FileOwner>,
+    /// Inside a `<file>` of a package.
+    in_file: bool,
+}
+
+impl<R, F: FnMut(&FileOwner, &str)> Handler<R> for Scan<'_, F> {
+    fn start(
+        &mut self,
+        reader: &Reader<R>,
+        e: &BytesStart<'_>,
+        empty: bool,
+    ) -> Result<(), XmlError> {
+        match e.local_name().as_ref() {
+            b"package" => {
+                let get = |key: &[u8]| -> Result<String, XmlError> {
+                    attr(reader, e, key)?.ok_or_else(|| {
+                        XmlError::at(
+                            reader,
+                            format!("<package> without `{}`", String::from_utf8_lossy(key)),
+                        )
+                    })
+                };
+                self.owner = Some(FileOwner {
+                    pkgid: get(b"pkgid")?.to_ascii_lowercase(),
+                    name: get(b"name")?,
+                    arch: get(b"arch").unwrap_or_default(),
+                });
             }
-            Event::Text(t) if in_file => text.push_str(
-                &t.decode()
-                    .map_err(|e| XmlError::at(&reader, e.to_string()))?,
-            ),
-            Event::GeneralRef(r) if in_file => push_ref(&reader, &r, &mut text)?,
-            Event::End(e) => {
-                match e.local_name().as_ref() {
-                    b"file" if in_file => {
-                        if let Some(o) = &owner {
-                            if wanted.contains(text.as_str()) {
-                                found(o, &text);
-                            }
-                        }
-                    }
-                    b"package" => owner = None,
-                    b"filelists" => closed = true,
-                    _ => {}
-                }
-                in_file = false;
-            }
-            Event::Eof => break,
+            b"file" if !empty => self.in_file = self.owner.is_some(),
             _ => {}
         }
-        buf.clear();
+        Ok(())
     }
-    if !closed {
-        return Err(XmlError::truncated(&reader, "filelists"));
+
+    fn collecting(&self) -> bool {
+        self.in_file
     }
-    Ok(())
+
+    fn end(&mut self, _: &Reader<R>, name: &[u8], text: &str) -> Result<(), XmlError> {
+        match name {
+            b"file" if self.in_file => {
+                if let Some(o) = &self.owner {
+                    if self.wanted.contains(text) {
+                        (self.found)(o, text);
+                    }
+                }
+            }
+            b"package" => self.owner = None,
+            _ => {}
+        }
+        self.in_file = false;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

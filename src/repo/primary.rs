@@ -5,8 +5,8 @@
 use super::evr::{Evr, Op, Range};
 use super::model::{Checksum, Dep, Package, Pool, RepoId, SimpleDep};
 use super::rich::parse_rich;
-use super::xml::{push_ref, XmlError};
-use quick_xml::events::{BytesStart, Event};
+use super::xml::{self, Handler, XmlError};
+use quick_xml::events::BytesStart;
 use quick_xml::Reader;
 use std::borrow::Cow;
 use std::io::BufRead;
@@ -60,144 +60,143 @@ pub fn parse_primary(
     pool: &mut Pool,
     repo: RepoId,
 ) -> Result<usize, XmlError> {
-    let mut reader = Reader::from_reader(input);
-    let mut buf = Vec::with_capacity(4096);
-    let mut text = String::new();
-    let mut collecting = Text::None;
-    let mut list = List::None;
-    let mut pkg: Option<Partial> = None;
-    let mut added = 0usize;
-    let mut closed = false;
-    loop {
-        let ev = reader
-            .read_event_into(&mut buf)
-            .map_err(|e| XmlError::syntax(&reader, e))?;
-        match ev {
-            Event::Start(ref e) | Event::Empty(ref e) => {
-                let empty = matches!(ev, Event::Empty(_));
-                let local = e.local_name();
-                match (local.as_ref(), pkg.as_mut()) {
-                    (b"package", None) => {
-                        pkg = Some(Partial::default());
-                        if empty {
-                            return Err(XmlError::at(&reader, "empty <package/>".into()));
-                        }
-                    }
-                    (b"package", Some(_)) => {
-                        return Err(XmlError::at(&reader, "<package> inside <package>".into()))
-                    }
-                    (_, None) => {}
-                    (b"entry", Some(p)) if list != List::None && list != List::Ignored => {
-                        entry(&reader, e, pool, p, list)?;
-                    }
-                    (b"provides", _) => list = List::Provides,
-                    (b"requires", _) => list = List::Requires,
-                    (b"conflicts", _) => list = List::Conflicts,
-                    (b"obsoletes", _) => list = List::Obsoletes,
-                    (b"recommends" | b"suggests" | b"supplements" | b"enhances", _) => {
-                        list = List::Ignored
-                    }
-                    (b"version", Some(p)) => {
-                        let (epoch, ver, rel) = evr_attrs(&reader, e)?;
-                        let ver = ver.ok_or_else(|| {
-                            XmlError::at(&reader, "<version> without `ver`".into())
-                        })?;
-                        p.evr = Some(Evr::new(epoch, &ver, rel.as_deref()));
-                    }
-                    (b"location", Some(p)) => {
-                        let (mut href, mut base) = (None, None);
-                        for a in e.attributes() {
-                            let a = a.map_err(|err| XmlError::at(&reader, err.to_string()))?;
-                            match a.key.as_ref() {
-                                b"href" => href = Some(value(&reader, &a)?.into_owned()),
-                                b"xml:base" => base = Some(value(&reader, &a)?.into_owned()),
-                                _ => {}
-                            }
-                        }
-                        let href = href.ok_or_else(|| {
-                            XmlError::at(&reader, "<location> without `href`".into())
-                        })?;
-                        p.location = Some(match base {
-                            Some(b) if !b.is_empty() => {
-                                format!("{}/{}", b.trim_end_matches('/'), href)
-                            }
-                            _ => href,
-                        });
-                    }
-                    (b"size", Some(p)) => {
-                        for a in e.attributes() {
-                            let a = a.map_err(|err| XmlError::at(&reader, err.to_string()))?;
-                            let slot = match a.key.as_ref() {
-                                b"package" => &mut p.size_package,
-                                b"installed" => &mut p.size_installed,
-                                _ => continue,
-                            };
-                            let v = value(&reader, &a)?;
-                            *slot = v.trim().parse().map_err(|_| {
-                                XmlError::at(&reader, format!("invalid size `{v}`"))
-                            })?;
-                        }
-                    }
-                    (b"checksum", Some(p)) if !empty => {
-                        for a in e.attributes() {
-                            let a = a.map_err(|err| XmlError::at(&reader, err.to_string()))?;
-                            if a.key.as_ref() == b"type" {
-                                p.checksum_kind = value(&reader, &a)?.to_ascii_lowercase();
-                            }
-                        }
-                        collecting = Text::Checksum;
-                    }
-                    (b"name", Some(_)) if !empty => collecting = Text::Name,
-                    (b"arch", Some(_)) if !empty => collecting = Text::Arch,
-                    (b"file", Some(_)) if !empty => collecting = Text::File,
-                    _ => {}
+    let mut h = Parse {
+        pool,
+        repo,
+        collecting: Text::None,
+        list: List::None,
+        pkg: None,
+        added: 0,
+    };
+    xml::read(input, "metadata", &mut h)?;
+    Ok(h.added)
+}
+
+struct Parse<'p> {
+    pool: &'p mut Pool,
+    repo: RepoId,
+    collecting: Text,
+    list: List,
+    /// The `<package>` being read.
+    pkg: Option<Partial>,
+    added: usize,
+}
+
+impl<R> Handler<R> for Parse<'_> {
+    fn start(
+        &mut self,
+        reader: &Reader<R>,
+        e: &BytesStart<'_>,
+        empty: bool,
+    ) -> Result<(), XmlError> {
+        let local = e.local_name();
+        match (local.as_ref(), self.pkg.as_mut()) {
+            (b"package", None) => {
+                self.pkg = Some(Partial::default());
+                if empty {
+                    return Err(XmlError::at(reader, "empty <package/>".into()));
                 }
-                text.clear();
             }
-            Event::Text(t) if collecting != Text::None => text.push_str(
-                &t.decode()
-                    .map_err(|e| XmlError::at(&reader, e.to_string()))?,
-            ),
-            Event::GeneralRef(r) if collecting != Text::None => push_ref(&reader, &r, &mut text)?,
-            Event::CData(c) if collecting != Text::None => text.push_str(
-                &c.decode()
-                    .map_err(|e| XmlError::at(&reader, e.to_string()))?,
-            ),
-            Event::End(e) => {
-                let local = e.local_name();
-                match local.as_ref() {
-                    b"package" => {
-                        if let Some(p) = pkg.take() {
-                            if finish(&reader, p, pool, repo)? {
-                                added += 1;
-                            }
-                        }
-                    }
-                    b"provides" | b"requires" | b"conflicts" | b"obsoletes" | b"recommends"
-                    | b"suggests" | b"supplements" | b"enhances" => list = List::None,
-                    b"metadata" => closed = true,
-                    _ => {}
-                }
-                if let Some(p) = pkg.as_mut() {
-                    match collecting {
-                        Text::Name => p.name = Some(text.trim().to_string()),
-                        Text::Arch => p.arch = Some(text.trim().to_string()),
-                        Text::Checksum => p.checksum = Some(text.trim().to_ascii_lowercase()),
-                        Text::File => p.files.push(pool.intern(&text)),
-                        Text::None => {}
-                    }
-                }
-                collecting = Text::None;
+            (b"package", Some(_)) => {
+                return Err(XmlError::at(reader, "<package> inside <package>".into()))
             }
-            Event::Eof => break,
+            (_, None) => {}
+            (b"entry", Some(p)) if self.list != List::None && self.list != List::Ignored => {
+                entry(reader, e, self.pool, p, self.list)?;
+            }
+            (b"provides", _) => self.list = List::Provides,
+            (b"requires", _) => self.list = List::Requires,
+            (b"conflicts", _) => self.list = List::Conflicts,
+            (b"obsoletes", _) => self.list = List::Obsoletes,
+            (b"recommends" | b"suggests" | b"supplements" | b"enhances", _) => {
+                self.list = List::Ignored
+            }
+            (b"version", Some(p)) => {
+                let (epoch, ver, rel) = evr_attrs(reader, e)?;
+                let ver =
+                    ver.ok_or_else(|| XmlError::at(reader, "<version> without `ver`".into()))?;
+                p.evr = Some(Evr::new(epoch, &ver, rel.as_deref()));
+            }
+            (b"location", Some(p)) => {
+                let (mut href, mut base) = (None, None);
+                for a in e.attributes() {
+                    let a = a.map_err(|err| XmlError::at(reader, err.to_string()))?;
+                    match a.key.as_ref() {
+                        b"href" => href = Some(value(reader, &a)?.into_owned()),
+                        b"xml:base" => base = Some(value(reader, &a)?.into_owned()),
+                        _ => {}
+                    }
+                }
+                let href =
+                    href.ok_or_else(|| XmlError::at(reader, "<location> without `href`".into()))?;
+                p.location = Some(match base {
+                    Some(b) if !b.is_empty() => {
+                        format!("{}/{}", b.trim_end_matches('/'), href)
+                    }
+                    _ => href,
+                });
+            }
+            (b"size", Some(p)) => {
+                for a in e.attributes() {
+                    let a = a.map_err(|err| XmlError::at(reader, err.to_string()))?;
+                    let slot = match a.key.as_ref() {
+                        b"package" => &mut p.size_package,
+                        b"installed" => &mut p.size_installed,
+                        _ => continue,
+                    };
+                    let v = value(reader, &a)?;
+                    *slot = v
+                        .trim()
+                        .parse()
+                        .map_err(|_| XmlError::at(reader, format!("invalid size `{v}`")))?;
+                }
+            }
+            (b"checksum", Some(p)) if !empty => {
+                for a in e.attributes() {
+                    let a = a.map_err(|err| XmlError::at(reader, err.to_string()))?;
+                    if a.key.as_ref() == b"type" {
+                        p.checksum_kind = value(reader, &a)?.to_ascii_lowercase();
+                    }
+                }
+                self.collecting = Text::Checksum;
+            }
+            (b"name", Some(_)) if !empty => self.collecting = Text::Name,
+            (b"arch", Some(_)) if !empty => self.collecting = Text::Arch,
+            (b"file", Some(_)) if !empty => self.collecting = Text::File,
             _ => {}
         }
-        buf.clear();
+        Ok(())
     }
-    if !closed {
-        return Err(XmlError::truncated(&reader, "metadata"));
+
+    fn collecting(&self) -> bool {
+        self.collecting != Text::None
     }
-    Ok(added)
+
+    fn end(&mut self, reader: &Reader<R>, name: &[u8], text: &str) -> Result<(), XmlError> {
+        match name {
+            b"package" => {
+                if let Some(p) = self.pkg.take() {
+                    if finish(reader, p, self.pool, self.repo)? {
+                        self.added += 1;
+                    }
+                }
+            }
+            b"provides" | b"requires" | b"conflicts" | b"obsoletes" | b"recommends"
+            | b"suggests" | b"supplements" | b"enhances" => self.list = List::None,
+            _ => {}
+        }
+        if let Some(p) = self.pkg.as_mut() {
+            match self.collecting {
+                Text::Name => p.name = Some(text.trim().to_string()),
+                Text::Arch => p.arch = Some(text.trim().to_string()),
+                Text::Checksum => p.checksum = Some(text.trim().to_ascii_lowercase()),
+                Text::File => p.files.push(self.pool.intern(text)),
+                Text::None => {}
+            }
+        }
+        self.collecting = Text::None;
+        Ok(())
+    }
 }
 
 fn value<'a, R>(

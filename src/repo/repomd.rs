@@ -1,8 +1,8 @@
 //! `repodata/repomd.xml`: the index that names (and checksums) the other
 //! metadata files of a repository.
 
-use super::xml::{attr, XmlError};
-use quick_xml::events::Event;
+use super::xml::{self, attr, Handler, XmlError};
+use quick_xml::events::BytesStart;
 use quick_xml::Reader;
 
 /// A digest as repomd.xml writes it: `<checksum type="sha256">hex</checksum>`.
@@ -36,110 +36,92 @@ pub struct RepoMd {
 
 impl RepoMd {
     pub fn parse(text: &[u8]) -> Result<RepoMd, XmlError> {
-        let mut reader = Reader::from_reader(text);
-        let mut buf = Vec::new();
-        let mut md = RepoMd::default();
-        let mut cur: Option<DataFile> = None;
-        // Which element's text we are collecting, and its `type` attribute.
-        let mut field: Option<(&'static str, String)> = None;
-        let mut text_acc = String::new();
-        let mut closed = false;
-        loop {
-            let ev = reader
-                .read_event_into(&mut buf)
-                .map_err(|e| XmlError::syntax(&reader, e))?;
-            match ev {
-                Event::Start(ref e) | Event::Empty(ref e) => {
-                    let empty = matches!(ev, Event::Empty(_));
-                    match e.local_name().as_ref() {
-                        b"data" => {
-                            cur = Some(DataFile {
-                                kind: attr(&reader, e, b"type")?.unwrap_or_default(),
-                                href: String::new(),
-                                checksum: None,
-                                open_checksum: None,
-                                size: None,
-                                open_size: None,
-                            })
-                        }
-                        b"location" => {
-                            if let Some(d) = &mut cur {
-                                d.href = attr(&reader, e, b"href")?.unwrap_or_default();
-                            }
-                        }
-                        b"checksum" if !empty => {
-                            field =
-                                Some(("checksum", attr(&reader, e, b"type")?.unwrap_or_default()))
-                        }
-                        b"open-checksum" if !empty => {
-                            field = Some((
-                                "open-checksum",
-                                attr(&reader, e, b"type")?.unwrap_or_default(),
-                            ))
-                        }
-                        b"size" if !empty => field = Some(("size", String::new())),
-                        b"open-size" if !empty => field = Some(("open-size", String::new())),
-                        _ => {}
-                    }
-                    text_acc.clear();
-                }
-                Event::Text(t) => text_acc.push_str(
-                    &t.xml_content()
-                        .map_err(|e| XmlError::at(&reader, e.to_string()))?,
-                ),
-                Event::GeneralRef(r) => super::xml::push_ref(&reader, &r, &mut text_acc)?,
-                Event::End(e) => {
-                    match e.local_name().as_ref() {
-                        b"data" => md.data.extend(cur.take()),
-                        b"repomd" => closed = true,
-                        _ => {}
-                    }
-                    if let Some((what, kind)) = field.take() {
-                        let value = text_acc.trim().to_string();
-                        match (what, &mut cur) {
-                            ("checksum", Some(d)) => {
-                                d.checksum = Some(Digest {
-                                    kind: kind.to_ascii_lowercase(),
-                                    hex: value.to_ascii_lowercase(),
-                                })
-                            }
-                            ("open-checksum", Some(d)) => {
-                                d.open_checksum = Some(Digest {
-                                    kind: kind.to_ascii_lowercase(),
-                                    hex: value.to_ascii_lowercase(),
-                                })
-                            }
-                            ("size" | "open-size", Some(d)) => {
-                                let n = value.parse::<u64>().map_err(|_| {
-                                    XmlError::at(
-                                        &reader,
-                                        format!("<{what}> `{value}` is not a number"),
-                                    )
-                                })?;
-                                if what == "size" {
-                                    d.size = Some(n);
-                                } else {
-                                    d.open_size = Some(n);
-                                }
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-                Event::Eof => break,
-                _ => {}
-            }
-            buf.clear();
-        }
-        if !closed {
-            return Err(XmlError::truncated(&reader, "repomd"));
-        }
-        Ok(md)
+        let mut h = Parse::default();
+        xml::read(text, "repomd", &mut h)?;
+        Ok(h.md)
     }
 
     /// The entry of the given type, e.g. `primary`.
     pub fn get(&self, kind: &str) -> Option<&DataFile> {
         self.data.iter().find(|d| d.kind == kind)
+    }
+}
+
+#[derive(Default)]
+struct Parse {
+    md: RepoMd,
+    /// The `<data>` being read.
+    cur: Option<DataFile>,
+    /// Which element's text is being collected, and its `type` attribute.
+    field: Option<(&'static str, String)>,
+}
+
+impl<R> Handler<R> for Parse {
+    fn start(
+        &mut self,
+        reader: &Reader<R>,
+        e: &BytesStart<'_>,
+        empty: bool,
+    ) -> Result<(), XmlError> {
+        let typ = || Ok::<_, XmlError>(attr(reader, e, b"type")?.unwrap_or_default());
+        match e.local_name().as_ref() {
+            b"data" => {
+                self.cur = Some(DataFile {
+                    kind: typ()?,
+                    href: String::new(),
+                    checksum: None,
+                    open_checksum: None,
+                    size: None,
+                    open_size: None,
+                })
+            }
+            b"location" => {
+                if let Some(d) = &mut self.cur {
+                    d.href = attr(reader, e, b"href")?.unwrap_or_default();
+                }
+            }
+            b"checksum" if !empty => self.field = Some(("checksum", typ()?)),
+            b"open-checksum" if !empty => self.field = Some(("open-checksum", typ()?)),
+            b"size" if !empty => self.field = Some(("size", String::new())),
+            b"open-size" if !empty => self.field = Some(("open-size", String::new())),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn collecting(&self) -> bool {
+        self.field.is_some()
+    }
+
+    fn end(&mut self, reader: &Reader<R>, name: &[u8], text: &str) -> Result<(), XmlError> {
+        if name == b"data" {
+            self.md.data.extend(self.cur.take());
+        }
+        let (Some((what, kind)), Some(d)) = (self.field.take(), &mut self.cur) else {
+            return Ok(());
+        };
+        let value = text.trim();
+        let digest = || {
+            Some(Digest {
+                kind: kind.to_ascii_lowercase(),
+                hex: value.to_ascii_lowercase(),
+            })
+        };
+        match what {
+            "checksum" => d.checksum = digest(),
+            "open-checksum" => d.open_checksum = digest(),
+            _ => {
+                let n = value.parse::<u64>().map_err(|_| {
+                    XmlError::at(reader, format!("<{what}> `{value}` is not a number"))
+                })?;
+                if what == "size" {
+                    d.size = Some(n);
+                } else {
+                    d.open_size = Some(n);
+                }
+            }
+        }
+        Ok(())
     }
 }
 

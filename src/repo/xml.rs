@@ -1,8 +1,72 @@
-//! Small helpers shared by the streaming repodata parsers.
+//! The one event loop of the streaming repodata parsers ([`read`] driving
+//! a [`Handler`]) and the small helpers they share.
+//!
+//! Each parser (repomd, primary, filelists) says only what an element's
+//! start and end mean to it; reading events, collecting text (entities and
+//! CDATA included), and noticing a document that ends before its root
+//! element closes happen here, once.
 
-use quick_xml::events::{BytesRef, BytesStart};
+use quick_xml::events::{BytesRef, BytesStart, Event};
 use quick_xml::Reader;
 use std::io::BufRead;
+
+/// What one kind of document does with its elements.
+pub trait Handler<R> {
+    /// `<name …>`, or `<name …/>` when `empty` (no end follows).
+    fn start(
+        &mut self,
+        reader: &Reader<R>,
+        e: &BytesStart<'_>,
+        empty: bool,
+    ) -> Result<(), XmlError>;
+    /// Whether the text read now belongs to an element the handler reads;
+    /// other text is skipped without being decoded.
+    fn collecting(&self) -> bool;
+    /// `</name>` (local name), with the text collected since the last
+    /// start tag.
+    fn end(&mut self, reader: &Reader<R>, name: &[u8], text: &str) -> Result<(), XmlError>;
+}
+
+/// Reads a whole document into `h`. A document whose `</root>` never
+/// came is truncated, whatever `h` made of it.
+pub fn read<R: BufRead>(input: R, root: &str, h: &mut impl Handler<R>) -> Result<(), XmlError> {
+    let mut reader = Reader::from_reader(input);
+    let mut buf = Vec::with_capacity(4096);
+    let mut text = String::new();
+    let mut closed = false;
+    loop {
+        let ev = reader
+            .read_event_into(&mut buf)
+            .map_err(|e| XmlError::syntax(&reader, e))?;
+        match ev {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                h.start(&reader, e, matches!(ev, Event::Empty(_)))?;
+                text.clear();
+            }
+            Event::Text(t) if h.collecting() => text.push_str(
+                &t.decode()
+                    .map_err(|e| XmlError::at(&reader, e.to_string()))?,
+            ),
+            Event::GeneralRef(r) if h.collecting() => push_ref(&reader, &r, &mut text)?,
+            Event::CData(c) if h.collecting() => text.push_str(
+                &c.decode()
+                    .map_err(|e| XmlError::at(&reader, e.to_string()))?,
+            ),
+            Event::End(e) => {
+                let name = e.local_name();
+                closed |= name.as_ref() == root.as_bytes();
+                h.end(&reader, name.as_ref(), &text)?;
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+        buf.clear();
+    }
+    if !closed {
+        return Err(XmlError::truncated(&reader, root));
+    }
+    Ok(())
+}
 
 /// A parse failure at a byte offset of the (decompressed) document. The
 /// caller turns the offset into a line and column with [`line_col`] and
