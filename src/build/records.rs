@@ -34,18 +34,41 @@ pub fn record_graph(store: &FsStore, graph: &Graph) -> Result<(), crate::store::
     store.put_drv_records(&batch)
 }
 
+/// Why a recorded derivation cannot be used.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum Error {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Store(#[from] crate::store::Error),
+    #[error("derivation record {id} is unreadable: {reason}")]
+    #[diagnostic(
+        code(store::record),
+        help("`cvmbuild store verify` lists damaged records; evaluating the spec again records it anew")
+    )]
+    Unreadable { id: String, reason: String },
+    #[error("derivation record {id} is damaged: its content hashes to {actual}")]
+    #[diagnostic(
+        code(store::record),
+        help("`cvmbuild store verify` lists damaged records; evaluating the spec again records it anew")
+    )]
+    Damaged { id: String, actual: DrvId },
+}
+
 /// Loads the record of `id` and checks that it hashes to `id`.
-pub fn load(store: &FsStore, id: &str) -> Result<Option<Derivation>, String> {
-    let Some(bytes) = store.drv_record(id).map_err(|e| e.to_string())? else {
+pub fn load(store: &FsStore, id: &str) -> Result<Option<Derivation>, Error> {
+    let Some(bytes) = store.drv_record(id)? else {
         return Ok(None);
     };
-    let drv: Derivation = serde_json::from_slice(&bytes)
-        .map_err(|e| format!("derivation record {id} is unreadable: {e}"))?;
+    let drv: Derivation = serde_json::from_slice(&bytes).map_err(|e| Error::Unreadable {
+        id: id.to_string(),
+        reason: e.to_string(),
+    })?;
     let actual = drv.id();
     if actual.0 != id {
-        return Err(format!(
-            "derivation record {id} is damaged: its content hashes to {actual}"
-        ));
+        return Err(Error::Damaged {
+            id: id.to_string(),
+            actual,
+        });
     }
     Ok(Some(drv))
 }
@@ -61,6 +84,6 @@ pub fn find(store: &FsStore, prefix: &str) -> Result<Vec<DrvId>, crate::store::E
 }
 
 /// Input derivation ids of a recorded derivation, for the garbage collector.
-pub fn inputs_of(store: &FsStore, id: &str) -> Result<Option<Vec<String>>, String> {
+pub fn inputs_of(store: &FsStore, id: &str) -> Result<Option<Vec<String>>, Error> {
     Ok(load(store, id)?.map(|d| d.input_drvs().map(|i| i.0.clone()).collect()))
 }

@@ -314,7 +314,7 @@ fn show_recorded(g: &Global, prefix: &str, as_json: bool) -> Result<i32> {
     use crate::store::Store;
     let store = crate::store::FsStore::open(&g.store_dir()?)?;
     let id = super::ids::resolve(&store, prefix, Some("a spec file"))?;
-    let load = |id: &str| crate::build::records::load(&store, id).map_err(|e| miette!("{e}"));
+    let load = |id: &str| crate::build::records::load(&store, id);
     let d = load(&id.0)?.expect("found ids have records");
     if as_json {
         let map = BTreeMap::from([(id.0.as_str(), &d)]);

@@ -21,7 +21,8 @@ pub struct GcArgs {
 pub(super) fn gc_cmd(g: &Global, a: GcArgs) -> Result<i32> {
     let dir = g.store_dir()?;
     let store = crate::store::FsStore::open(&dir)?;
-    let inputs_of = |id: &str| crate::build::records::inputs_of(&store, id);
+    let inputs_of =
+        |id: &str| crate::build::records::inputs_of(&store, id).map_err(|e| e.to_string());
     let waiting = || eprintln!("gc: waiting for running builds to finish");
     let r = crate::store::gc(&store, &inputs_of, a.dry_run, &waiting)?;
     let cache_dir = super::repodata_cache(&dir);
@@ -179,7 +180,7 @@ pub(super) fn store_cmd(g: &Global, c: StoreCommand) -> Result<i32> {
             r.damage.push(crate::store::Damage {
                 kind: crate::store::ObjectKind::Record,
                 id: id.clone(),
-                problem,
+                problem: problem.to_string(),
             });
         }
     }

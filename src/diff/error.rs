@@ -70,9 +70,9 @@ pub enum Error {
     #[diagnostic(transparent)]
     Store(#[from] crate::store::Error),
     /// A derivation record that cannot be read.
-    #[error("{0}")]
-    #[diagnostic(code("diff::store"))]
-    Record(String),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Record(#[from] crate::build::records::Error),
     #[error("derivation {0} is an input of a recorded derivation but is not recorded itself")]
     #[diagnostic(code("diff::store"))]
     MissingRecord(String),

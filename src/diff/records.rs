@@ -304,9 +304,7 @@ fn add(store: &FsStore, id: &DrvId, graph: &mut Graph) -> Result<()> {
     if graph.get(id).is_some() {
         return Ok(());
     }
-    let d = records::load(store, &id.0)
-        .map_err(Error::Record)?
-        .ok_or_else(|| Error::MissingRecord(id.to_string()))?;
+    let d = records::load(store, &id.0)?.ok_or_else(|| Error::MissingRecord(id.to_string()))?;
     for i in d.input_drvs() {
         add(store, i, graph)?;
     }
