@@ -7,6 +7,7 @@
 //! copying the served directory and editing bytes (re-signed with
 //! `openssl` where a case needs a valid signature over wrong content).
 
+use super::support::nginx::Nginx;
 use ::cvmfs as cvmfs_crate;
 use cvmbuild::client::vfs::{Attr, Kind, ReadOnlyFs, ROOT_INO};
 use cvmbuild::client::{self, Config, Pin, Timeouts};
@@ -93,40 +94,6 @@ impl Drop for Proc {
         let _ = Command::new("kill").arg(self.0.id().to_string()).status();
         let _ = self.0.wait();
     }
-}
-
-/// nginx serving `dir` on loopback, in the foreground, with its own
-/// prefix and access log (`work/access.log`).
-fn nginx(dir: &Path, work: &Path) -> (Proc, u16) {
-    let port = free_port();
-    std::fs::create_dir_all(work).unwrap();
-    let w = work.display();
-    let conf = format!(
-        "user root;\nworker_processes 1;\npid {w}/nginx.pid;\nerror_log {w}/error.log;\n\
-         events {{ worker_connections 256; }}\n\
-         http {{\n  access_log {w}/access.log;\n  client_body_temp_path {w}/body;\n\
-           proxy_temp_path {w}/proxy;\n  fastcgi_temp_path {w}/fastcgi;\n\
-           uwsgi_temp_path {w}/uwsgi;\n  scgi_temp_path {w}/scgi;\n\
-           default_type application/octet-stream;\n\
-           server {{ listen 127.0.0.1:{port}; root {root}; }}\n}}\n",
-        root = dir.display()
-    );
-    std::fs::write(work.join("nginx.conf"), conf).unwrap();
-    let child = Command::new("nginx")
-        .arg("-p")
-        .arg(work)
-        .arg("-c")
-        .arg(work.join("nginx.conf"))
-        .args(["-g", "daemon off;"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(work.join("stderr.log")).unwrap())
-        .spawn()
-        .expect("nginx is needed (Debian's nginx-light): bash .ci/deps");
-    let p = Proc(child);
-    wait_port(port, "nginx", &|| {
-        std::fs::read_to_string(work.join("stderr.log")).unwrap_or_default()
-    });
-    (p, port)
 }
 
 /// Debian's squid as a caching forward proxy on loopback, in the
@@ -340,7 +307,8 @@ fn cli(args: &[&str]) -> std::process::Output {
 fn replica_through_squid_reads_every_tag_like_its_export() {
     let p = published();
     let tmp = tempfile::tempdir().unwrap();
-    let (_s0, p0) = nginx(&p.served, &tmp.path().join("nginx0"));
+    let s0_nginx = Nginx::start(&p.served, &tmp.path().join("nginx0"));
+    let p0 = s0_nginx.port;
     let s1 = tmp.path().join("stratum1");
     let key = p.key.display().to_string();
     let dest = s1.join(FQRN).display().to_string();
@@ -362,7 +330,8 @@ fn replica_through_squid_reads_every_tag_like_its_export() {
     let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(again["objects_copied"], 0, "{again}");
 
-    let (_s1, p1) = nginx(&s1, &tmp.path().join("nginx1"));
+    let s1_nginx = Nginx::start(&s1, &tmp.path().join("nginx1"));
+    let p1 = s1_nginx.port;
     // The independent `cvmfs` crate accepts the replica too.
     let fetcher = cvmfs_crate::fetcher::Fetcher::new(
         &url(p1),
@@ -666,7 +635,8 @@ fn damaged_or_wrong_repositories_are_refused_and_nothing_is_cached() {
             "does not verify with any trusted master key",
         ),
     ];
-    let (_srv, port) = nginx(&cases, &tmp.path().join("nginx"));
+    let srv_nginx = Nginx::start(&cases, &tmp.path().join("nginx"));
+    let port = srv_nginx.port;
     for (i, (name, damage, expect)) in cases_list.iter().enumerate() {
         let dir = cases.join(format!("c{i}"));
         damage(&copy_repo(&dir));
@@ -909,7 +879,8 @@ fn read_everything(repo: &client::Repository) -> usize {
 fn fail_over_between_proxies_and_servers_and_refetch_corrupted_bytes() {
     let p = published();
     let tmp = tempfile::tempdir().unwrap();
-    let (_srv, port) = nginx(&p.served, &tmp.path().join("nginx"));
+    let srv_nginx = Nginx::start(&p.served, &tmp.path().join("nginx"));
+    let port = srv_nginx.port;
     let dead = free_port();
     let good = test_proxy(false, false, None);
 
@@ -1004,7 +975,8 @@ fn fail_over_between_proxies_and_servers_and_refetch_corrupted_bytes() {
         "<html>hello</html>\n",
     )
     .unwrap();
-    let (_web, wport) = nginx(&web, &tmp.path().join("nginx-web"));
+    let web_nginx = Nginx::start(&web, &tmp.path().join("nginx-web"));
+    let wport = web_nginx.port;
     let err = client::open(&config(
         vec![url(wport)],
         "DIRECT",
@@ -1025,7 +997,8 @@ fn fail_over_between_proxies_and_servers_and_refetch_corrupted_bytes() {
 fn lazy_loading_and_a_second_open_fetches_no_object() {
     let p = published();
     let tmp = tempfile::tempdir().unwrap();
-    let (_srv, port) = nginx(&p.served, &tmp.path().join("nginx"));
+    let srv_nginx = Nginx::start(&p.served, &tmp.path().join("nginx"));
+    let port = srv_nginx.port;
     let log = tmp.path().join("nginx/access.log");
     let cache = tmp.path().join("cache");
     let cfg = config(
@@ -1149,7 +1122,8 @@ fn big_tree_chunks_quota_kill_and_incremental_replication() {
     let export = tmp.path().join("export");
     std::fs::create_dir_all(&export).unwrap();
     std::fs::write(export.join("big.img"), noise(40 << 20, 7)).unwrap();
-    let (_srv, port) = nginx(&served, &tmp.path().join("nginx"));
+    let srv_nginx = Nginx::start(&served, &tmp.path().join("nginx"));
+    let port = srv_nginx.port;
     let big_url = format!("http://127.0.0.1:{port}/big.cern.ch");
     let cfg = |cache: &Path, quota: Option<u64>| Config {
         fqrn: "big.cern.ch".into(),
@@ -1321,7 +1295,8 @@ fn big_tree_chunks_quota_kill_and_incremental_replication() {
     // 150 changed files, their catalog, the root catalog, the history.
     let copied = second["objects_copied"].as_u64().unwrap();
     assert!((150..=156).contains(&copied), "{second}");
-    let (_s1srv, p1) = nginx(&tmp.path().join("s1"), &tmp.path().join("nginx1"));
+    let s1srv_nginx = Nginx::start(&tmp.path().join("s1"), &tmp.path().join("nginx1"));
+    let p1 = s1srv_nginx.port;
     for (tag, seed) in [("big-1.0", 1), ("big-1.1", 2)] {
         let repo = client::open(&Config {
             servers: vec![format!("http://127.0.0.1:{p1}/big.cern.ch")],
@@ -1404,7 +1379,8 @@ fn manifest_field(repo: &Path, k: char) -> String {
 fn garbage_catalogs_and_histories_are_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let cases = tmp.path().join("cases");
-    let (_srv, port) = nginx(&cases, &tmp.path().join("nginx"));
+    let srv_nginx = Nginx::start(&cases, &tmp.path().join("nginx"));
+    let port = srv_nginx.port;
     let open = |case: &str, pin: Pin| {
         let cache = tmp.path().join(format!("cache-{case}"));
         let server = format!("http://127.0.0.1:{port}/{case}/{FQRN}");
@@ -1526,7 +1502,8 @@ fn garbage_catalogs_and_histories_are_clear_errors() {
 fn diff_reads_tags_of_a_repository_by_url() {
     let p = published();
     let tmp = tempfile::tempdir().unwrap();
-    let (_srv, port) = nginx(&p.served, &tmp.path().join("nginx"));
+    let srv_nginx = Nginx::start(&p.served, &tmp.path().join("nginx"));
+    let port = srv_nginx.port;
     // A fresh sandbox: no store has recorded these releases, so both
     // ways read the published meta RPMs.
     let diff = |args: &[String]| {

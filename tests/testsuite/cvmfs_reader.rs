@@ -15,7 +15,6 @@ use md5::{Digest as _, Md5};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command};
 
 const SPEC: &str = "examples/cernvm/cernvm.cvm";
 const FQRN: &str = "cernvm-prod.cern.ch";
@@ -137,71 +136,6 @@ fn remote_tree(repo: &Repository) -> BTreeMap<String, (u32, Kind)> {
     out
 }
 
-/// Serves `dir` over HTTP on loopback with nginx (a real Stratum-0 web
-/// server, as upstream deploys them) until dropped. nginx runs in the
-/// foreground with its own prefix, pid file, logs and temp dirs under
-/// `work`, so it touches nothing of the host's nginx.
-struct Server(Child);
-
-impl Server {
-    fn start(dir: &Path, work: &Path) -> (Server, u16) {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        std::fs::create_dir_all(work).unwrap();
-        let w = work.display();
-        // `user root`: the test's temp dirs are 0700; ignored (with a
-        // warning) when the test does not run as root.
-        let conf = format!(
-            "user root;\nworker_processes 1;\npid {w}/nginx.pid;\nerror_log {w}/error.log;\n\
-             events {{ worker_connections 64; }}\n\
-             http {{\n  access_log {w}/access.log;\n  client_body_temp_path {w}/body;\n\
-               proxy_temp_path {w}/proxy;\n  fastcgi_temp_path {w}/fastcgi;\n\
-               uwsgi_temp_path {w}/uwsgi;\n  scgi_temp_path {w}/scgi;\n\
-               types {{ application/x-cvmfs cvmfspublished; }}\n\
-               default_type application/octet-stream;\n\
-               server {{ listen 127.0.0.1:{port}; root {root}; }}\n}}\n",
-            root = dir.display()
-        );
-        let conf_path = work.join("nginx.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let server = Server(
-            Command::new("nginx")
-                .arg("-p")
-                .arg(work)
-                .arg("-c")
-                .arg(&conf_path)
-                .args(["-g", "daemon off;"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::fs::File::create(work.join("stderr.log")).unwrap())
-                .spawn()
-                .expect("nginx is needed (Debian's nginx-light): bash .ci/deps"),
-        );
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return (server, port);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        let log = |f: &str| std::fs::read_to_string(work.join(f)).unwrap_or_default();
-        panic!(
-            "nginx did not start on port {port}:\n{}{}",
-            log("stderr.log"),
-            log("error.log")
-        );
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // SIGTERM, not SIGKILL: the master then stops its worker too.
-        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn two_releases_read_back_by_the_cvmfs_crate() {
     let tmp = tempfile::tempdir().unwrap();
@@ -232,7 +166,8 @@ fn two_releases_read_back_by_the_cvmfs_crate() {
     assert_eq!(cvmbuild(&store, &["tag", "list"]), tags);
 
     let served = store.join("cvmfs");
-    let (_server, port) = Server::start(&served, &tmp.path().join("nginx"));
+    let server = super::support::nginx::Nginx::start(&served, &tmp.path().join("nginx"));
+    let port = server.port;
     let cache = tmp.path().join("reader-cache");
     let fetcher = Fetcher::new(
         &format!("http://127.0.0.1:{port}/{FQRN}"),

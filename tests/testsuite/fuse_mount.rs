@@ -22,6 +22,7 @@
 //! the reader as `EIO` with the object named in the log.
 
 use super::support::fixture::{text, Fixture};
+use super::support::nginx::Nginx;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -30,74 +31,6 @@ use std::time::{Duration, Instant};
 
 const FQRN: &str = "cernvm-prod.cern.ch";
 const CLIENT_BIN: &str = env!("CARGO_BIN_EXE_cvmbuild-client");
-
-/// nginx serving `root` on a loopback port until dropped (foreground,
-/// everything of its own under `work`).
-struct Nginx {
-    child: Child,
-    port: u16,
-    work: PathBuf,
-}
-
-impl Nginx {
-    fn start(root: &Path, work: &Path) -> Nginx {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        std::fs::create_dir_all(work).unwrap();
-        let w = work.display();
-        let conf = format!(
-            "user root;\nworker_processes 1;\npid {w}/nginx.pid;\nerror_log {w}/error.log;\n\
-             events {{ worker_connections 64; }}\n\
-             http {{\n  access_log {w}/access.log;\n  client_body_temp_path {w}/body;\n\
-               proxy_temp_path {w}/proxy;\n  fastcgi_temp_path {w}/fastcgi;\n\
-               uwsgi_temp_path {w}/uwsgi;\n  scgi_temp_path {w}/scgi;\n\
-               default_type application/octet-stream;\n\
-               server {{ listen 127.0.0.1:{port}; root {root}; }}\n}}\n",
-            root = root.display()
-        );
-        std::fs::write(work.join("nginx.conf"), conf).unwrap();
-        let child = Command::new("nginx")
-            .arg("-p")
-            .arg(work)
-            .arg("-c")
-            .arg(work.join("nginx.conf"))
-            .args(["-g", "daemon off;"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(work.join("stderr.log")).unwrap())
-            .spawn()
-            .expect("nginx is needed (Debian's nginx-light): bash .ci/deps");
-        let n = Nginx {
-            child,
-            port,
-            work: work.to_path_buf(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not start: {}",
-                n.log("error.log")
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        n
-    }
-
-    fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.work.join(name)).unwrap_or_default()
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGTERM: the master stops its worker too.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
-}
 
 fn is_mounted(mnt: &Path) -> bool {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
