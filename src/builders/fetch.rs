@@ -5,11 +5,10 @@
 //! file, never wholly into memory (RPMs of hundreds of MB exist).
 
 use super::{BuildCx, Error as BuildError};
-use crate::store::{Output, Root};
+use crate::store::Output;
 use sha1::Sha1;
 use sha2::digest::DynDigest;
 use sha2::{Digest, Sha256, Sha512};
-use std::collections::BTreeMap;
 use std::io::{Read, Seek};
 
 pub fn build(cx: &BuildCx) -> Result<Output, BuildError> {
@@ -64,20 +63,18 @@ pub fn build(cx: &BuildCx) -> Result<Output, BuildError> {
     file.rewind()?;
     let blob = cx.store.put_blob(&mut file)?;
     cx.log(format!("stored {} bytes as {}", blob.size, blob.hash));
-    Ok(Output {
-        root: Root::Blob {
-            hash: blob.hash,
-            size: blob.size,
-        },
-        // `repo` lets later builders name the package's origin in errors.
-        meta: BTreeMap::from([
-            ("file".to_string(), file_name(&location).to_string()),
-            ("repo".to_string(), repo),
-        ])
-        .into_iter()
-        .chain(signer.map(|s| ("signer".to_string(), s)))
-        .collect(),
-    })
+    // `repo` lets later builders name the package's origin in errors.
+    let mut out = Output::blob(
+        blob,
+        [
+            ("file", file_name(&location).to_string()),
+            ("repo", repo),
+        ],
+    );
+    if let Some(s) = signer {
+        out.meta.insert("signer".into(), s);
+    }
+    Ok(out)
 }
 
 fn file_name(location: &str) -> &str {
