@@ -66,10 +66,7 @@ pub fn build(cx: &BuildCx) -> Result<Output, BuildError> {
     // `repo` lets later builders name the package's origin in errors.
     let mut out = Output::blob(
         blob,
-        [
-            ("file", file_name(&location).to_string()),
-            ("repo", repo),
-        ],
+        [("file", file_name(&location).to_string()), ("repo", repo)],
     );
     if let Some(s) = signer {
         out.meta.insert("signer".into(), s);

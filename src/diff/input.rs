@@ -9,7 +9,7 @@
 //! derivation graph (that needs the spec). An id or a tag gives the graph
 //! recorded in the store (see [`super::records`]) but no spec lines.
 
-use super::side::{Side, SpecSide};
+use super::side::{Lookup, Side, SpecSide};
 use super::Error;
 use crate::eval;
 use crate::lang;
@@ -17,18 +17,6 @@ use crate::lock::LockFile;
 use std::path::{Path, PathBuf};
 
 type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Where the sides that are not files are found.
-#[derive(Clone, Debug, Default)]
-pub struct Lookup {
-    /// The store that recorded derivation ids (and, under `cvmfs/`, the
-    /// repositories it published).
-    pub store: Option<PathBuf>,
-    /// How to reach and trust a repository given by URL
-    /// (`cvmfs:http://HOST/cvmfs/FQRN@TAG`): the client's configuration
-    /// without the repository name, servers and pin, which the argument gives.
-    pub remote: Option<crate::client::Config>,
-}
 
 /// Loads `PATH[#BRANCH]` (the branch may be omitted when there is only
 /// one), a derivation id or prefix recorded in the store, or

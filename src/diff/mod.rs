@@ -20,8 +20,8 @@ pub mod render;
 mod side;
 
 pub use error::Error;
-pub use input::{load, Lookup};
-pub use side::Side;
+pub use input::load;
+pub use side::{Lookup, Side};
 
 type Result<T, E = Error> = std::result::Result<T, E>;
 use serde::Serialize;

@@ -18,8 +18,7 @@
 //! its whole trust chain (manifest, whitelist, history) verified.
 
 use super::causes::builder_name;
-use super::input::Lookup;
-use super::side::Side;
+use super::side::{Lookup, Side};
 use super::Error;
 use crate::build::records;
 use crate::eval::{DrvId, Graph, Input};

@@ -1,9 +1,11 @@
 //! One side of a diff: what was loaded for it (spec, lock, recorded
-//! derivations), whichever way it was given ([`super::input`]).
+//! derivations), whichever way it was given ([`super::input`]), and where
+//! sides that are not files are looked up ([`Lookup`]).
 
 use crate::eval::{Graph, Release};
 use crate::lang::{SourceMap, Value};
 use crate::lock::{BranchLock, LockedPackage};
+use std::path::PathBuf;
 
 /// One side of a diff.
 pub struct Side {
@@ -40,4 +42,16 @@ pub struct SpecSide {
     pub graph: Graph,
     pub sources: SourceMap,
     pub value: Value,
+}
+
+/// Where the sides that are not files are found.
+#[derive(Clone, Debug, Default)]
+pub struct Lookup {
+    /// The store that recorded derivation ids (and, under `cvmfs/`, the
+    /// repositories it published).
+    pub store: Option<PathBuf>,
+    /// How to reach and trust a repository given by URL
+    /// (`cvmfs:http://HOST/cvmfs/FQRN@TAG`): the client's configuration
+    /// without the repository name, servers and pin, which the argument gives.
+    pub remote: Option<crate::client::Config>,
 }
