@@ -277,7 +277,8 @@ impl Bytes<'_> {
 
 /// The cpio writer: an archive of members decoded from the bytes (paths
 /// made of valid store names) is read back by an independent `newc`
-/// reader to exactly those members.
+/// reader to exactly those members (or refused, when a member has the
+/// trailer's name).
 pub fn cpio_roundtrip(data: &[u8]) {
     let mut input = Bytes(data);
     let mut members = cpio::Members::new();
@@ -299,7 +300,15 @@ pub fn cpio_roundtrip(data: &[u8]) {
         members.insert(path, cpio::Member { mode, kind });
     }
     let mut out = Vec::new();
-    let n = cpio::write(&mut out, &members, 1_400_000_000).expect("writing to memory");
+    let written = cpio::write(&mut out, &members, 1_400_000_000);
+    if members.contains_key("TRAILER!!!") {
+        assert!(
+            written.is_err(),
+            "a member named TRAILER!!! would end the archive early"
+        );
+        return;
+    }
+    let n = written.expect("writing to memory");
     assert_eq!(n as usize, out.len(), "reported size");
     let back = read_newc(&out).unwrap_or_else(|e| panic!("our archive does not read back: {e}"));
     assert_eq!(back, members, "archive does not read back to its members");

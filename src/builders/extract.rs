@@ -20,7 +20,7 @@ use sha2::Digest;
 
 use crate::store::{self, Entry, Flags, Hash, Node, Output, Root, Store, Tree};
 
-mod rpmhdr;
+pub(crate) mod rpmhdr;
 
 /// Owner, group and mode given to directories that paths imply but the
 /// package does not list, the same default `rpm` and `cpio` use.

@@ -194,6 +194,11 @@ fn from_meta_rpm(arg: &str, meta: Option<(String, Vec<u8>)>, branch: String) -> 
     let Some((name, bytes)) = meta else {
         return Err(not_ours(format!("no meta RPM in /{dir}")));
     };
+    // The bytes come from a repository (maybe another machine's, or a
+    // server): the header's structure is checked before the rpm crate
+    // allocates or indexes by what it says.
+    crate::builders::extract::rpmhdr::check(&mut std::io::Cursor::new(&bytes))
+        .map_err(|e| not_ours(format!("/{dir}/{name} is not a readable RPM: {e}")))?;
     let meta = rpm::PackageMetadata::parse(&mut bytes.as_slice())
         .map_err(|e| not_ours(format!("/{dir}/{name} is not a readable RPM: {e}")))?;
     let requires = meta

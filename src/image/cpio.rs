@@ -30,9 +30,20 @@ pub struct Member {
 /// their children) always come first.
 pub type Members = BTreeMap<String, Member>;
 
+/// The name of the member that ends an archive.
+const TRAILER: &str = "TRAILER!!!";
+
 /// Writes `members` as a `newc` archive with every mtime set to `mtime`
 /// and returns the number of bytes written.
 pub fn write(out: &mut dyn Write, members: &Members, mtime: u32) -> io::Result<u64> {
+    // The kernel (and cpio) stop at the first member of this name: one
+    // in the middle would silently end the archive there.
+    if members.contains_key(TRAILER) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("`{TRAILER}` cannot be a member: it is the name that ends a cpio archive"),
+        ));
+    }
     let mut w = Counting { inner: out, n: 0 };
     for (ino, (path, m)) in members.iter().enumerate() {
         let (ty, nlink, data, (rmaj, rmin)): (u32, u32, &[u8], _) = match &m.kind {
@@ -54,7 +65,7 @@ pub fn write(out: &mut dyn Write, members: &Members, mtime: u32) -> io::Result<u
         w.write_all(data)?;
         pad(&mut w)?;
     }
-    header(&mut w, 0, 0, 1, 0, 0, (0, 0), "TRAILER!!!")?;
+    header(&mut w, 0, 0, 1, 0, 0, (0, 0), TRAILER)?;
     Ok(w.n)
 }
 
@@ -140,5 +151,20 @@ mod tests {
         assert_eq!(&out[120..126], b"070701");
         // The trailer's name (11 bytes with NUL) after a 110-byte header pads by 3.
         assert!(out.ends_with(b"TRAILER!!!\0\0\0\0"));
+    }
+
+    #[test]
+    fn a_member_named_like_the_trailer_is_refused() {
+        let mut m = Members::new();
+        m.insert(
+            TRAILER.into(),
+            Member {
+                mode: 0o644,
+                kind: Kind::File(Vec::new()),
+            },
+        );
+        let err = write(&mut Vec::new(), &m, 0).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains(TRAILER));
     }
 }
