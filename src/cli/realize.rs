@@ -51,11 +51,21 @@ pub struct RealizeArgs {
     pub publish: PublishDirs,
     /// A binary cache (http[s]://…, store-layout.md 2.11) asked for each
     /// derivation's output before building it; repeatable, tried in order.
-    #[arg(long = "substituter", value_name = "URL", env = "CVMBUILD_SUBSTITUTERS", value_delimiter = ' ')]
+    #[arg(
+        long = "substituter",
+        value_name = "URL",
+        env = "CVMBUILD_SUBSTITUTERS",
+        value_delimiter = ' '
+    )]
     pub substituters: Vec<String>,
     /// A public key file (NAME:BASE64) whose signatures on a cache's
     /// output records are trusted; repeatable.
-    #[arg(long = "trusted-key", value_name = "FILE", env = "CVMBUILD_TRUSTED_KEYS", value_delimiter = ' ')]
+    #[arg(
+        long = "trusted-key",
+        value_name = "FILE",
+        env = "CVMBUILD_TRUSTED_KEYS",
+        value_delimiter = ' '
+    )]
     pub trusted_keys: Vec<PathBuf>,
 }
 

@@ -82,8 +82,13 @@ pub enum Error {
     #[error("remote {remote}: the output record of {drv} is unsigned")]
     #[diagnostic(code(remote::unsigned))]
     Unsigned { remote: String, drv: String },
-    #[error("remote {remote}: the output record of {drv} is signed only by untrusted keys ({keys})")]
-    #[diagnostic(code(remote::untrusted), help("pass the signer's public key with --trusted-key FILE if you trust it"))]
+    #[error(
+        "remote {remote}: the output record of {drv} is signed only by untrusted keys ({keys})"
+    )]
+    #[diagnostic(
+        code(remote::untrusted),
+        help("pass the signer's public key with --trusted-key FILE if you trust it")
+    )]
     Untrusted {
         remote: String,
         drv: String,
@@ -417,10 +422,7 @@ impl Remote {
             .read_to_end(&mut buf)
             .map_err(|e| self.http_err(&format!("GET {path}"), e))?;
         if buf.len() as u64 > limit {
-            return Err(self.http_err(
-                &format!("GET {path}"),
-                format!("more than {limit} bytes"),
-            ));
+            return Err(self.http_err(&format!("GET {path}"), format!("more than {limit} bytes")));
         }
         self.fetched_objects.fetch_add(1, Ordering::Relaxed);
         self.fetched_bytes
@@ -457,7 +459,13 @@ impl Remote {
         let mut resp = send()?;
         if resp.status().as_u16() == 409 {
             let mut dir = String::new();
-            for part in path.split('/').collect::<Vec<_>>().split_last().expect("a path").1 {
+            for part in path
+                .split('/')
+                .collect::<Vec<_>>()
+                .split_last()
+                .expect("a path")
+                .1
+            {
                 dir.push_str(part);
                 dir.push('/');
                 self.mkcol(&dir)?;
@@ -758,7 +766,11 @@ impl Remote {
         let what = format!("GET {path}");
         let resp = self.get(&path)?.ok_or_else(|| self.missing("blob", h))?;
         let limit = size.unwrap_or(META_BLOB_LIMIT);
-        let mut reader = resp.into_body().into_with_config().limit(limit + 1).reader();
+        let mut reader = resp
+            .into_body()
+            .into_with_config()
+            .limit(limit + 1)
+            .reader();
         let mut hasher = blake3::Hasher::new();
         let mut n = 0u64;
         let mut mem = Vec::new();
