@@ -445,8 +445,9 @@ impl Remote {
         }
     }
 
-    /// PUT `path`; on 409 (a parent collection is missing) MKCOL each
-    /// parent and try once more.
+    /// PUT `path`; if that fails the way a missing parent collection makes
+    /// it fail (409 by RFC 4918; nginx without `create_full_put_path`
+    /// answers 500, some servers 404), MKCOL each parent and try once more.
     fn put(&self, path: &str, body: &[u8]) -> Result<()> {
         let url = format!("{}/{path}", self.url);
         let what = format!("PUT {path}");
@@ -457,7 +458,7 @@ impl Remote {
                 .map_err(|e| self.http_err(&what, e))
         };
         let mut resp = send()?;
-        if resp.status().as_u16() == 409 {
+        if matches!(resp.status().as_u16(), 404 | 409 | 500) {
             let mut dir = String::new();
             for part in path
                 .split('/')
@@ -495,23 +496,24 @@ impl Remote {
         }
     }
 
-    /// Refuses a URL that is not a cache (checked once per handle).
-    fn check_marker(&self) -> Result<()> {
+    /// Whether to ask this remote at all: the first call checks that it
+    /// is a cache (and reachable) and fails if not; later calls on such a
+    /// remote answer `false` without asking again, so one unusable remote
+    /// is reported once, not for every derivation.
+    fn usable(&self) -> Result<bool> {
         if let Some(ok) = self.marker.get() {
-            return if *ok {
-                Ok(())
-            } else {
-                Err(Error::NotACache {
-                    remote: self.url.clone(),
-                })
-            };
+            return Ok(*ok);
         }
-        let ok = match self.get_bytes(MARKER, 4096)? {
-            Some(b) => b.starts_with(b"cvmbuild binary cache"),
-            None => false,
-        };
+        let found = self.get_bytes(MARKER, 4096);
+        let ok = matches!(&found, Ok(Some(b)) if b.starts_with(b"cvmbuild binary cache"));
         let _ = self.marker.set(ok);
-        self.check_marker()
+        match found {
+            Err(e) => Err(e),
+            Ok(_) if !ok => Err(Error::NotACache {
+                remote: self.url.clone(),
+            }),
+            Ok(_) => Ok(true),
+        }
     }
 
     // ---- pushing ----
@@ -642,7 +644,9 @@ impl Remote {
         trusted: &[PublicKey],
     ) -> Result<Option<Output>> {
         super::validate_id(drv_id)?;
-        self.check_marker()?;
+        if !self.usable()? {
+            return Ok(None);
+        }
         let Some(bytes) = self.get_bytes(&format!("outputs/{drv_id}.json"), RECORD_LIMIT)? else {
             return Ok(None);
         };
