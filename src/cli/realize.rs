@@ -214,6 +214,7 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
             opts: bopts,
             substituters: &substituters,
         };
+        let before: Vec<_> = substituters.iter().map(|s| s.remote.fetched()).collect();
         let mut report = realizer.realize(&b.graph, &wanted)?;
         for (id, why) in std::mem::take(&mut report.refused) {
             let name = b.graph.get(&id).map_or("?", |d| d.name.as_str());
@@ -245,6 +246,29 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
             }
             summaries.push(json!({"branch": b.release.branch, "plan": report.plan, "cached": report.cached, "fetch_bytes": bytes}));
             continue;
+        }
+        let fetched: Vec<_> = substituters
+            .iter()
+            .zip(&before)
+            .map(|(s, b)| {
+                let now = s.remote.fetched();
+                let t = crate::store::remote::Transfer {
+                    objects: now.objects - b.objects,
+                    bytes: now.bytes - b.bytes,
+                    present: 0,
+                };
+                (s.remote.url(), t)
+            })
+            .collect();
+        if !a.json && !report.substituted.is_empty() {
+            for (url, t) in &fetched {
+                if t.objects > 0 {
+                    eprintln!(
+                        "substituted from {url}: {} objects, {} bytes",
+                        t.objects, t.bytes
+                    );
+                }
+            }
         }
         let n_failed = report.failed.len();
         let failed_ids: Vec<_> = report.failed.iter().map(|(id, _)| id.clone()).collect();
@@ -321,6 +345,7 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
                 names.iter().copied().zip(&wanted).collect();
             summaries.push(json!({"branch": b.release.branch, "built": report.built.len(), "cached": report.cached,
                 "substituted": report.substituted.len(),
+                "substituters": fetched.iter().map(|(url, t)| json!({"url": url, "objects": t.objects, "bytes": t.bytes})).collect::<Vec<_>>(),
                 "failed": n_failed, "outputs": outs, "roots": roots,
                 "derivations": {"built": report.built, "found": found, "substituted": report.substituted, "failed": failed_ids, "skipped": report.skipped},
                 "out": exported}));

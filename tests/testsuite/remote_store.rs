@@ -120,6 +120,10 @@ fn a_second_machine_substitutes_everything_and_builds_nothing() {
     assert_eq!(sb["built"], 0, "{sb}\n{stderr}");
     assert_eq!(sb["substituted"], 2, "{sb}");
     assert!(!stderr.contains("warning"), "{stderr}");
+    // What was fetched: the objects A sent (and the records, the marker).
+    let got = &sb["substituters"][0];
+    assert_eq!(got["url"], url.trim_end_matches('/'));
+    assert!(got["bytes"].as_u64().unwrap() > 10_000, "{got}");
     assert_eq!(sb["outputs"], p.summary["outputs"]);
     assert_eq!(sb["roots"], p.summary["roots"]);
     assert_verify_clean(&b.store());
@@ -214,12 +218,14 @@ fn untrusted_unsigned_and_damaged_substitutes_are_refused_and_built_locally() {
         .as_str()
         .unwrap();
     let blob = cache.join("blobs").join(&meta[..2]).join(meta);
-    let mut bytes = fs::read(&blob).unwrap();
+    let meta_bytes = fs::read(&blob).unwrap();
+    let mut bytes = meta_bytes.clone();
     bytes[100] ^= 1;
     fs::write(&blob, bytes).unwrap();
     let rec = record_path(&cache, &p.summary, "os-tree");
     let mut r: Value = serde_json::from_str(&fs::read_to_string(&rec).unwrap()).unwrap();
     let signed = r.clone();
+    let signed_record = r.clone();
     r["signatures"] = Value::Array(vec![]);
     fs::write(&rec, serde_json::to_vec(&r).unwrap()).unwrap();
     let c = Fixture::new();
@@ -254,6 +260,81 @@ fn untrusted_unsigned_and_damaged_substitutes_are_refused_and_built_locally() {
     assert_eq!(sd["substituted"], 0, "{sd}");
     assert_eq!(sd["outputs"], p.summary["outputs"]);
     assert_verify_clean(&d.store());
+
+    // Records and the meta RPM as they were; a file of the OS tree cut
+    // short on the remote (a truncated upload).
+    fs::write(&rec, serde_json::to_vec(&signed_record).unwrap()).unwrap();
+    fs::write(&blob, &meta_bytes).unwrap();
+    let exported = p.a.path("os-export");
+    let out = p.a.run(&[
+        "realize",
+        p.a.spec().to_str().unwrap(),
+        "--branch",
+        "production",
+        "--offline",
+        "--root",
+        "os-tree",
+        "--out",
+        exported.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let file = walkdir(&exported)
+        .into_iter()
+        .filter(|(_, len)| *len > 16)
+        .max_by_key(|(_, len)| *len)
+        .expect("a file of the OS tree");
+    let h = cvmbuild::store::Hash::of(&fs::read(&file.0).unwrap()).to_hex();
+    let cut = cache.join("blobs").join(&h[..2]).join(&h);
+    let whole = fs::read(&cut).unwrap();
+    fs::write(&cut, &whole[..whole.len() / 2]).unwrap();
+    let e = Fixture::new();
+    let (se, stderr) = realize(&e, &substitute_args(&url, &p.pubkey));
+    assert!(
+        stderr.contains(&format!(
+            "blob {h} is damaged: {} bytes received, {} expected (truncated?)",
+            whole.len() / 2,
+            whole.len()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(se["substituted"], 1, "{se}"); // meta-rpm
+    assert_eq!(se["outputs"], p.summary["outputs"]);
+    assert_verify_clean(&e.store());
+
+    // A tree object that does not hash to its name.
+    fs::write(&cut, &whole).unwrap();
+    let os_tree = p.summary["outputs"]["os-tree"]["root"]["hash"]
+        .as_str()
+        .unwrap();
+    let tree = cache.join("trees").join(&os_tree[..2]).join(os_tree);
+    let mut t = fs::read(&tree).unwrap();
+    let last = t.len() - 1;
+    t[last] ^= 0x20;
+    fs::write(&tree, &t).unwrap();
+    let f = Fixture::new();
+    let (sf, stderr) = realize(&f, &substitute_args(&url, &p.pubkey));
+    assert!(
+        stderr.contains(&format!("tree {os_tree} is damaged: content hashes to")),
+        "{stderr}"
+    );
+    assert_eq!(sf["substituted"], 1, "{sf}");
+    assert_eq!(sf["outputs"], p.summary["outputs"]);
+    assert_verify_clean(&f.store());
+}
+
+/// Regular files under `dir` with their sizes.
+fn walkdir(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let m = e.path().symlink_metadata().unwrap();
+        if m.is_dir() {
+            out.extend(walkdir(&e.path()));
+        } else if m.is_file() {
+            out.push((e.path(), m.len()));
+        }
+    }
+    out
 }
 
 #[test]
