@@ -388,3 +388,46 @@ fn bad_keys_and_urls_are_clear_errors() {
     );
     assert_verify_clean(&m.store());
 }
+
+/// Two machines pushing the same outputs at the same time both succeed,
+/// and what they left substitutes cleanly.
+#[test]
+fn two_machines_pushing_the_same_outputs_at_once_both_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_nginx, _cache, url) = cache_server(dir.path());
+    let key = dir.path().join("farm.key");
+    let machines: Vec<Fixture> = (0..2).map(|_| Fixture::new()).collect();
+    keygen(&machines[0], "farm", &key);
+    let mut ids = Vec::new();
+    for m in &machines {
+        let (s, _) = realize(m, &[]);
+        ids.push([
+            s["roots"]["os-tree"].as_str().unwrap().to_string(),
+            s["roots"]["meta-rpm"].as_str().unwrap().to_string(),
+        ]);
+    }
+    assert_eq!(ids[0], ids[1]);
+    let children: Vec<_> = machines
+        .iter()
+        .map(|m| {
+            crate::support::cvmbuild(m.dir.path())
+                .arg("--store")
+                .arg(m.store())
+                .args(["copy", "--to", &url, "--sign-key", key.to_str().unwrap()])
+                .args(&ids[0])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let b = Fixture::new();
+    let (sb, stderr) = realize(&b, &substitute_args(&url, &dir.path().join("farm.key.pub")));
+    assert_eq!(sb["built"], 0, "{sb}\n{stderr}");
+    assert_eq!(sb["substituted"], 2, "{sb}");
+    assert_verify_clean(&b.store());
+}
