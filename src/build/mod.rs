@@ -21,6 +21,7 @@ pub use state::BuildState;
 use crate::builders::{self, BuildCx, Env, Registry};
 use crate::drv::{Derivation, DrvId, Input};
 use crate::eval::Graph;
+use crate::store::remote::{self, Substituter};
 use crate::store::{Output, Store};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -76,6 +77,11 @@ pub struct Report {
     pub built: Vec<DrvId>,
     /// Wanted or needed derivations answered from the store.
     pub cached: usize,
+    /// Fetched from a substituter instead of built.
+    pub substituted: Vec<DrvId>,
+    /// Substitutes refused (unsigned, untrusted, damaged, unreachable):
+    /// these derivations were built locally instead.
+    pub refused: Vec<(DrvId, remote::Error)>,
     /// Derivations that failed, with the error.
     pub failed: Vec<(DrvId, builders::Error)>,
     /// Derivations not attempted because an input failed.
@@ -94,6 +100,9 @@ pub struct Realizer<'a> {
     pub env: &'a Env,
     pub reporter: &'a dyn Reporter,
     pub opts: Options,
+    /// Binary caches asked, in order, for a derivation's output before it
+    /// is built (store-layout.md 2.11).
+    pub substituters: &'a [Substituter],
 }
 
 /// A worker's answer; `None`: not attempted, because a failure cancelled
@@ -120,6 +129,13 @@ impl Realizer<'_> {
             let drv = graph
                 .get(&id)
                 .ok_or_else(|| Error::NotInGraph(id.clone()))?;
+            if !self.opts.dry_run && substitutable(drv) {
+                if let Some(out) = self.substitute(&id, &mut report) {
+                    report.outputs.insert(id.clone(), out);
+                    report.substituted.push(id);
+                    continue;
+                }
+            }
             stack.extend(drv.input_drvs().cloned());
             needed.insert(id);
         }
@@ -133,7 +149,8 @@ impl Realizer<'_> {
             report.plan = order;
             return Ok(report);
         }
-        self.reporter.start(order.len(), report.cached);
+        self.reporter
+            .start(order.len(), report.cached + report.substituted.len());
 
         // Pending input counts and reverse edges among the needed set.
         let mut pending: HashMap<DrvId, usize> = HashMap::new();
@@ -235,6 +252,19 @@ impl Realizer<'_> {
         Ok(report)
     }
 
+    /// The first substituter's verified output of `id`, if any; every
+    /// refusal is kept in the report (the caller warns and builds).
+    fn substitute(&self, id: &DrvId, report: &mut Report) -> Option<Output> {
+        for s in self.substituters {
+            match s.substitute(self.store, &id.0) {
+                Ok(Some(out)) => return Some(out),
+                Ok(None) => {}
+                Err(e) => report.refused.push((id.clone(), e)),
+            }
+        }
+        None
+    }
+
     /// [`Self::build_one`], with a panic turned into this derivation's
     /// failure: a builder bug (or a library panicking on hostile input)
     /// must neither take the process down nor leave the scheduler waiting.
@@ -297,6 +327,13 @@ impl Realizer<'_> {
         self.store.register_output(&id.0, &out)?;
         Ok((out, true))
     }
+}
+
+/// Whether a derivation's output may come from a binary cache: not
+/// `publish`, whose work is a side effect outside the store (the
+/// repository it writes), which a substitute would skip.
+fn substitutable(drv: &Derivation) -> bool {
+    !matches!(&drv.builder, crate::drv::Builder::Builtin { name, .. } if name == builders::names::PUBLISH)
 }
 
 /// Resolves and checks source inputs: the file must still have the content
@@ -456,6 +493,7 @@ mod tests {
                 keep_going,
                 dry_run: false,
             },
+            substituters: &[],
         };
         let report = r.realize(g, wanted).unwrap();
         let failed = reporter.failed.lock().unwrap().clone();

@@ -20,6 +20,7 @@ pub mod mount;
 mod pinning;
 mod progress;
 mod realize;
+mod remote;
 mod store;
 
 use clap::{Parser, Subcommand};
@@ -53,6 +54,11 @@ Environment (every variable cvmbuild reads; README.md, section Environment):
                         first three that is set is used for every URL,
                         http and https alike; NO_PROXY lists hosts that
                         bypass it
+  CVMBUILD_SUBSTITUTERS binary caches for `realize` (space-separated URLs;
+                        --substituter)
+  CVMBUILD_TRUSTED_KEYS public key files trusted for substitutes (space-
+                        separated; --trusted-key)
+  CVMBUILD_SIGN_KEY     secret key file of `copy` (--sign-key)
   TMPDIR                scratch directories of the image builders
   PATH                  where the image builders find mksquashfs, xorriso,
                         mtools, mkfs.fat, syslinux and qemu-img
@@ -98,6 +104,11 @@ pub enum Command {
     /// Store maintenance.
     #[command(subcommand)]
     Store(store::StoreCommand),
+    /// Push outputs and every object they reach to a binary cache, with signed output records (only what it lacks).
+    Copy(remote::CopyArgs),
+    /// Signing keys for binary caches.
+    #[command(subcommand)]
+    Key(remote::KeyCommand),
     /// Compare two releases (SPEC.cvm[#BRANCH] or FILE.lock[#BRANCH]): closure, derivations and why, files. Exit 0 identical, 1 different, 2 error.
     Diff(diff::DiffArgs),
     /// Tags of a published CernVM-FS repository.
@@ -165,6 +176,8 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Gc(a) => store::gc_cmd(&g, a),
         Command::Root(c) => store::root_cmd(&g, c),
         Command::Store(c) => store::store_cmd(&g, c),
+        Command::Copy(a) => remote::copy_cmd(&g, a),
+        Command::Key(c) => remote::key_cmd(c),
         Command::Diff(a) => diff::diff_cmd(&g, a),
         Command::Tag(a) => cvmfs::tag_cmd(&g, a),
         Command::Promote(a) => cvmfs::promote_cmd(&g, a),

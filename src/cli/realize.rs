@@ -49,6 +49,24 @@ pub struct RealizeArgs {
     pub json: bool,
     #[command(flatten)]
     pub publish: PublishDirs,
+    /// A binary cache (http[s]://…, store-layout.md 2.11) asked for each
+    /// derivation's output before building it; repeatable, tried in order.
+    #[arg(
+        long = "substituter",
+        value_name = "URL",
+        env = "CVMBUILD_SUBSTITUTERS",
+        value_delimiter = ' '
+    )]
+    pub substituters: Vec<String>,
+    /// A public key file (NAME:BASE64) whose signatures on a cache's
+    /// output records are trusted; repeatable.
+    #[arg(
+        long = "trusted-key",
+        value_name = "FILE",
+        env = "CVMBUILD_TRUSTED_KEYS",
+        value_delimiter = ' '
+    )]
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -61,12 +79,45 @@ pub struct LogArgs {
     pub json: bool,
 }
 
+/// `--substituter` URLs with the `--trusted-key`s every one of them is
+/// checked against.
+fn substituters(
+    urls: &[String],
+    keys: &[PathBuf],
+) -> Result<Vec<crate::store::remote::Substituter>> {
+    let urls: Vec<&String> = urls.iter().filter(|u| !u.is_empty()).collect();
+    if urls.is_empty() {
+        return Ok(Vec::new());
+    }
+    let trusted = keys
+        .iter()
+        .filter(|k| !k.as_os_str().is_empty())
+        .map(|k| crate::store::remote::PublicKey::load(k))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    if trusted.is_empty() {
+        return Err(miette!(
+            code = "cli::no-trusted-key",
+            help = "pass the cache signer's public key with --trusted-key FILE (or CVMBUILD_TRUSTED_KEYS)",
+            "--substituter needs at least one trusted key: unsigned or untrusted outputs are never used"
+        ));
+    }
+    urls.into_iter()
+        .map(|u| {
+            Ok(crate::store::remote::Substituter {
+                remote: crate::store::remote::Remote::new(u)?,
+                trusted: trusted.clone(),
+            })
+        })
+        .collect()
+}
+
 const DEFAULT_ROOTS: &[&str] = &["os-tree", "meta-rpm", "publish"];
 
 pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
     let mut opts = g.eval_options(a.branch, a.offline);
     opts.locked = a.locked;
     let ev = eval::evaluate(&a.spec, &opts)?;
+    let substituters = substituters(&a.substituters, &a.trusted_keys)?;
     let store = crate::store::FsStore::open(&g.store_dir()?)?;
     if (a.out.is_some() || a.tar.is_some()) && ev.branches.len() > 1 {
         return Err(miette!(
@@ -161,8 +212,17 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
             env: &env,
             reporter: &progress,
             opts: bopts,
+            substituters: &substituters,
         };
+        let before: Vec<_> = substituters.iter().map(|s| s.remote.fetched()).collect();
         let mut report = realizer.realize(&b.graph, &wanted)?;
+        for (id, why) in std::mem::take(&mut report.refused) {
+            let name = b.graph.get(&id).map_or("?", |d| d.name.as_str());
+            eprintln!(
+                "warning: not substituting {name} ({}): {why}; building it locally",
+                id.short()
+            );
+        }
         if a.dry_run {
             let mut bytes = 0u64;
             for id in &report.plan {
@@ -186,6 +246,29 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
             }
             summaries.push(json!({"branch": b.release.branch, "plan": report.plan, "cached": report.cached, "fetch_bytes": bytes}));
             continue;
+        }
+        let fetched: Vec<_> = substituters
+            .iter()
+            .zip(&before)
+            .map(|(s, b)| {
+                let now = s.remote.fetched();
+                let t = crate::store::remote::Transfer {
+                    objects: now.objects - b.objects,
+                    bytes: now.bytes - b.bytes,
+                    present: 0,
+                };
+                (s.remote.url(), t)
+            })
+            .collect();
+        if !a.json && !report.substituted.is_empty() {
+            for (url, t) in &fetched {
+                if t.objects > 0 {
+                    eprintln!(
+                        "substituted from {url}: {} objects, {} bytes",
+                        t.objects, t.bytes
+                    );
+                }
+            }
         }
         let n_failed = report.failed.len();
         let failed_ids: Vec<_> = report.failed.iter().map(|(id, _)| id.clone()).collect();
@@ -261,15 +344,18 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
             let roots: BTreeMap<&str, &crate::eval::DrvId> =
                 names.iter().copied().zip(&wanted).collect();
             summaries.push(json!({"branch": b.release.branch, "built": report.built.len(), "cached": report.cached,
+                "substituted": report.substituted.len(),
+                "substituters": fetched.iter().map(|(url, t)| json!({"url": url, "objects": t.objects, "bytes": t.bytes})).collect::<Vec<_>>(),
                 "failed": n_failed, "outputs": outs, "roots": roots,
-                "derivations": {"built": report.built, "found": found, "failed": failed_ids, "skipped": report.skipped},
+                "derivations": {"built": report.built, "found": found, "substituted": report.substituted, "failed": failed_ids, "skipped": report.skipped},
                 "out": exported}));
         } else {
             println!(
-                "branch {}: {} built, {} cached, {} failed in {:.2} s",
+                "branch {}: {} built, {} cached, {} substituted, {} failed in {:.2} s",
                 b.release.branch,
                 report.built.len(),
                 report.cached,
+                report.substituted.len(),
                 n_failed,
                 started.elapsed().as_secs_f64()
             );

@@ -14,6 +14,7 @@ mod fs;
 mod gc;
 mod location;
 mod mem;
+pub mod remote;
 mod roots;
 mod tar;
 mod tree;

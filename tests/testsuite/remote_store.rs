@@ -1,0 +1,433 @@
+//! A binary cache on a real WebDAV server (nginx on loopback, Debian's
+//! nginx-light): machine A builds the bundled example and pushes it with
+//! `cvmbuild copy`; machine B, with a fresh store, substitutes everything
+//! and builds nothing. A tampered object, a record signed by an untrusted
+//! key, an unsigned record and a record changed after signing are each
+//! refused with a warning naming the remote and the derivation, and built
+//! locally instead; the local store always verifies clean.
+
+use crate::support::fixture::{assert_verify_clean, text, Fixture};
+use crate::support::nginx::Nginx;
+use serde_json::Value;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+const ROOTS: &[&str] = &["--root", "os-tree", "--root", "meta-rpm"];
+
+/// An nginx serving (and accepting WebDAV writes into) `dir/cache`.
+fn cache_server(dir: &Path) -> (Nginx, PathBuf, String) {
+    let root = dir.join("cache");
+    fs::create_dir_all(&root).unwrap();
+    let n = Nginx::start_with(
+        &root,
+        &dir.join("nginx"),
+        "dav_methods PUT MKCOL; create_full_put_path on; client_max_body_size 0;",
+    );
+    let url = format!("http://127.0.0.1:{}/", n.port);
+    (n, root, url)
+}
+
+/// `realize … --json` on one machine: its one branch summary and stderr.
+fn realize(m: &Fixture, extra: &[&str]) -> (Value, String) {
+    let mut args = ROOTS.to_vec();
+    args.push("--json");
+    args.extend_from_slice(extra);
+    let (stdout, stderr) = m.realize(&args);
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    (v[0].clone(), stderr)
+}
+
+fn keygen(m: &Fixture, name: &str, file: &Path) {
+    let out = m.run(&["key", "generate", name, "--out", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+fn substitute_args<'a>(url: &'a str, key: &'a Path) -> [&'a str; 4] {
+    ["--substituter", url, "--trusted-key", key.to_str().unwrap()]
+}
+
+/// Machine A: the example built, a key pair, and both outputs pushed.
+struct Pushed {
+    a: Fixture,
+    summary: Value,
+    pubkey: PathBuf,
+}
+
+fn push(url: &str) -> Pushed {
+    let a = Fixture::new();
+    let (summary, _) = realize(&a, &[]);
+    assert!(summary["built"].as_u64().unwrap() > 10, "{summary}");
+    let key = a.path("farm-a.key");
+    keygen(&a, "farm-a", &key);
+    let pubkey = a.path("farm-a.key.pub");
+    let public = fs::read_to_string(&pubkey).unwrap();
+    assert!(public.starts_with("farm-a:"), "{public}");
+    let secret = fs::read_to_string(&key).unwrap();
+    assert_ne!(public, secret);
+    let ids: Vec<String> = ["os-tree", "meta-rpm"]
+        .iter()
+        .map(|r| summary["roots"][r].as_str().unwrap().to_string())
+        .collect();
+    let copy = |ids: &[String]| -> Value {
+        let mut args = vec![
+            "copy",
+            "--to",
+            url,
+            "--sign-key",
+            key.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend(ids.iter().map(String::as_str));
+        let out = a.run(&args);
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let first = copy(&ids);
+    assert!(first["sent_objects"].as_u64().unwrap() > 10, "{first}");
+    assert!(first["sent_bytes"].as_u64().unwrap() > 10_000, "{first}");
+    // Again: every object is there already (HEAD); only the two records
+    // are written again.
+    let second = copy(&ids);
+    assert_eq!(second["sent_objects"], 2, "{second}");
+    assert!(second["present"].as_u64().unwrap() >= 2, "{second}");
+    Pushed { a, summary, pubkey }
+}
+
+fn record_path(cache: &Path, summary: &Value, root: &str) -> PathBuf {
+    let id = summary["roots"][root].as_str().unwrap();
+    cache.join("outputs").join(format!("{id}.json"))
+}
+
+#[test]
+fn a_second_machine_substitutes_everything_and_builds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nginx, cache, url) = cache_server(dir.path());
+    let p = push(&url);
+    // The layout of store-layout.md 2.11, written by WebDAV PUT.
+    assert!(cache.join("cvmbuild-cache").is_file());
+    let os_tree = p.summary["outputs"]["os-tree"]["root"]["hash"]
+        .as_str()
+        .unwrap();
+    assert!(cache
+        .join("trees")
+        .join(&os_tree[..2])
+        .join(os_tree)
+        .is_file());
+    assert!(record_path(&cache, &p.summary, "os-tree").is_file());
+
+    let b = Fixture::new();
+    let (sb, stderr) = realize(&b, &substitute_args(&url, &p.pubkey));
+    assert_eq!(sb["built"], 0, "{sb}\n{stderr}");
+    assert_eq!(sb["substituted"], 2, "{sb}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    // What was fetched: the objects A sent (and the records, the marker).
+    let got = &sb["substituters"][0];
+    assert_eq!(got["url"], url.trim_end_matches('/'));
+    assert!(got["bytes"].as_u64().unwrap() > 10_000, "{got}");
+    assert_eq!(sb["outputs"], p.summary["outputs"]);
+    assert_eq!(sb["roots"], p.summary["roots"]);
+    assert_verify_clean(&b.store());
+    // The tree really is in B's store: export it and compare with A's.
+    for m in [&p.a, &b] {
+        let out = m.run(&[
+            "realize",
+            m.spec().to_str().unwrap(),
+            "--branch",
+            "production",
+            "--offline",
+            "--root",
+            "os-tree",
+            "--out",
+            m.path("os").to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let diff = std::process::Command::new("diff")
+        .args(["-r", "--no-dereference"])
+        .arg(p.a.path("os"))
+        .arg(b.path("os"))
+        .output()
+        .unwrap();
+    assert!(
+        diff.status.success(),
+        "{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
+    // Reads were plain GETs and HEADs; B wrote nothing to the cache.
+    let log = nginx.log("access.log");
+    assert!(log.contains("\"GET /outputs/"), "{log}");
+    assert!(!log.lines().any(|l| l.contains("\"DELETE ")), "{log}");
+
+    // The environment variables do the same.
+    let c = Fixture::new();
+    let spec = c.spec();
+    let mut args = vec![
+        "realize",
+        spec.to_str().unwrap(),
+        "--branch",
+        "production",
+        "--offline",
+        "--json",
+    ];
+    args.extend_from_slice(ROOTS);
+    let out = crate::support::cvmbuild(c.dir.path())
+        .arg("--store")
+        .arg(c.store())
+        .args(&args)
+        .env("CVMBUILD_SUBSTITUTERS", &url)
+        .env("CVMBUILD_TRUSTED_KEYS", &p.pubkey)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["built"], 0, "{v}");
+    assert_eq!(v[0]["outputs"], p.summary["outputs"]);
+}
+
+/// Refusals: each a warning naming the remote and the derivation, then a
+/// local build with the same result, and a store that verifies clean.
+#[test]
+fn untrusted_unsigned_and_damaged_substitutes_are_refused_and_built_locally() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_nginx, cache, url) = cache_server(dir.path());
+    let p = push(&url);
+    let built_all = p.summary["built"].as_u64().unwrap();
+
+    // A record signed by a key B does not trust.
+    let b = Fixture::new();
+    let other = b.path("other.key");
+    keygen(&b, "other", &other);
+    let other_pub = b.path("other.key.pub");
+    let (sb, stderr) = realize(&b, &substitute_args(&url, &other_pub));
+    assert_eq!(sb["built"].as_u64().unwrap(), built_all, "{sb}");
+    assert_eq!(sb["substituted"], 0);
+    assert_eq!(sb["outputs"], p.summary["outputs"]);
+    let os_id = p.summary["roots"]["os-tree"].as_str().unwrap();
+    assert!(
+        stderr.contains(&format!("remote {}", url.trim_end_matches('/')))
+            && stderr.contains(&format!(
+                "output record of {os_id} is signed only by untrusted keys (farm-a)"
+            ))
+            && stderr.contains("building it locally"),
+        "{stderr}"
+    );
+    assert_verify_clean(&b.store());
+
+    // A damaged object (the meta RPM blob), an unsigned record (os-tree).
+    let meta = p.summary["outputs"]["meta-rpm"]["root"]["hash"]
+        .as_str()
+        .unwrap();
+    let blob = cache.join("blobs").join(&meta[..2]).join(meta);
+    let meta_bytes = fs::read(&blob).unwrap();
+    let mut bytes = meta_bytes.clone();
+    bytes[100] ^= 1;
+    fs::write(&blob, bytes).unwrap();
+    let rec = record_path(&cache, &p.summary, "os-tree");
+    let mut r: Value = serde_json::from_str(&fs::read_to_string(&rec).unwrap()).unwrap();
+    let signed = r.clone();
+    let signed_record = r.clone();
+    r["signatures"] = Value::Array(vec![]);
+    fs::write(&rec, serde_json::to_vec(&r).unwrap()).unwrap();
+    let c = Fixture::new();
+    let (sc, stderr) = realize(&c, &substitute_args(&url, &p.pubkey));
+    let meta_id = p.summary["roots"]["meta-rpm"].as_str().unwrap();
+    assert!(
+        stderr.contains(&format!("output record of {os_id} is unsigned")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("blob {meta} is damaged: content hashes to")),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&meta_id[..12]), "{stderr}");
+    assert_eq!(sc["substituted"], 0, "{sc}");
+    assert_eq!(sc["built"].as_u64().unwrap(), built_all, "{sc}");
+    assert_eq!(sc["outputs"], p.summary["outputs"]);
+    assert_verify_clean(&c.store());
+
+    // A record changed after signing: its signature no longer verifies.
+    let mut r = signed;
+    r["output"]["meta"]["injected"] = Value::String("yes".into());
+    fs::write(&rec, serde_json::to_vec(&r).unwrap()).unwrap();
+    let d = Fixture::new();
+    let (sd, stderr) = realize(&d, &substitute_args(&url, &p.pubkey));
+    assert!(
+        stderr.contains(&format!(
+            "the signature by farm-a on the output record of {os_id} does not verify"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(sd["substituted"], 0, "{sd}");
+    assert_eq!(sd["outputs"], p.summary["outputs"]);
+    assert_verify_clean(&d.store());
+
+    // Records and the meta RPM as they were; a file of the OS tree cut
+    // short on the remote (a truncated upload).
+    fs::write(&rec, serde_json::to_vec(&signed_record).unwrap()).unwrap();
+    fs::write(&blob, &meta_bytes).unwrap();
+    let exported = p.a.path("os-export");
+    let out = p.a.run(&[
+        "realize",
+        p.a.spec().to_str().unwrap(),
+        "--branch",
+        "production",
+        "--offline",
+        "--root",
+        "os-tree",
+        "--out",
+        exported.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let file = walkdir(&exported)
+        .into_iter()
+        .filter(|(_, len)| *len > 16)
+        .max_by_key(|(_, len)| *len)
+        .expect("a file of the OS tree");
+    let h = cvmbuild::store::Hash::of(&fs::read(&file.0).unwrap()).to_hex();
+    let cut = cache.join("blobs").join(&h[..2]).join(&h);
+    let whole = fs::read(&cut).unwrap();
+    fs::write(&cut, &whole[..whole.len() / 2]).unwrap();
+    let e = Fixture::new();
+    let (se, stderr) = realize(&e, &substitute_args(&url, &p.pubkey));
+    assert!(
+        stderr.contains(&format!(
+            "blob {h} is damaged: {} bytes received, {} expected (truncated?)",
+            whole.len() / 2,
+            whole.len()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(se["substituted"], 1, "{se}"); // meta-rpm
+    assert_eq!(se["outputs"], p.summary["outputs"]);
+    assert_verify_clean(&e.store());
+
+    // A tree object that does not hash to its name.
+    fs::write(&cut, &whole).unwrap();
+    let os_tree = p.summary["outputs"]["os-tree"]["root"]["hash"]
+        .as_str()
+        .unwrap();
+    let tree = cache.join("trees").join(&os_tree[..2]).join(os_tree);
+    let mut t = fs::read(&tree).unwrap();
+    let last = t.len() - 1;
+    t[last] ^= 0x20;
+    fs::write(&tree, &t).unwrap();
+    let f = Fixture::new();
+    let (sf, stderr) = realize(&f, &substitute_args(&url, &p.pubkey));
+    assert!(
+        stderr.contains(&format!("tree {os_tree} is damaged: content hashes to")),
+        "{stderr}"
+    );
+    assert_eq!(sf["substituted"], 1, "{sf}");
+    assert_eq!(sf["outputs"], p.summary["outputs"]);
+    assert_verify_clean(&f.store());
+}
+
+/// Regular files under `dir` with their sizes.
+fn walkdir(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let m = e.path().symlink_metadata().unwrap();
+        if m.is_dir() {
+            out.extend(walkdir(&e.path()));
+        } else if m.is_file() {
+            out.push((e.path(), m.len()));
+        }
+    }
+    out
+}
+
+#[test]
+fn bad_keys_and_urls_are_clear_errors() {
+    let m = Fixture::new();
+    let bad = m.path("bad.pub");
+    fs::write(&bad, "farm:notbase64!!\n").unwrap();
+    let spec = m.spec();
+    let out = m.run(&[
+        "realize",
+        spec.to_str().unwrap(),
+        "--offline",
+        "--branch",
+        "production",
+        "--substituter",
+        "http://127.0.0.1:9/",
+        "--trusted-key",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("bad.pub: not base64"), "{}", text(&out));
+    // A substituter without any trusted key is refused up front.
+    let out = m.run(&[
+        "realize",
+        spec.to_str().unwrap(),
+        "--offline",
+        "--branch",
+        "production",
+        "--substituter",
+        "http://127.0.0.1:9/",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("needs at least one trusted key"),
+        "{}",
+        text(&out)
+    );
+    // A key file is never overwritten.
+    let k = m.path("k");
+    keygen(&m, "k", &k);
+    let out = m.run(&["key", "generate", "k", "--out", k.to_str().unwrap()]);
+    assert!(!out.status.success(), "{}", text(&out));
+    // A server that is not a cache: warned about, built locally.
+    let dir = tempfile::tempdir().unwrap();
+    let (_n, _cache, url) = cache_server(dir.path());
+    let (s, stderr) = realize(&m, &substitute_args(&url, &m.path("k.pub")));
+    assert!(s["built"].as_u64().unwrap() > 10, "{s}");
+    assert!(
+        stderr.contains("is not a cvmbuild binary cache"),
+        "{stderr}"
+    );
+    assert_verify_clean(&m.store());
+}
+
+/// Two machines pushing the same outputs at the same time both succeed,
+/// and what they left substitutes cleanly.
+#[test]
+fn two_machines_pushing_the_same_outputs_at_once_both_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_nginx, _cache, url) = cache_server(dir.path());
+    let key = dir.path().join("farm.key");
+    let machines: Vec<Fixture> = (0..2).map(|_| Fixture::new()).collect();
+    keygen(&machines[0], "farm", &key);
+    let mut ids = Vec::new();
+    for m in &machines {
+        let (s, _) = realize(m, &[]);
+        ids.push([
+            s["roots"]["os-tree"].as_str().unwrap().to_string(),
+            s["roots"]["meta-rpm"].as_str().unwrap().to_string(),
+        ]);
+    }
+    assert_eq!(ids[0], ids[1]);
+    let children: Vec<_> = machines
+        .iter()
+        .map(|m| {
+            crate::support::cvmbuild(m.dir.path())
+                .arg("--store")
+                .arg(m.store())
+                .args(["copy", "--to", &url, "--sign-key", key.to_str().unwrap()])
+                .args(&ids[0])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let b = Fixture::new();
+    let (sb, stderr) = realize(&b, &substitute_args(&url, &dir.path().join("farm.key.pub")));
+    assert_eq!(sb["built"], 0, "{sb}\n{stderr}");
+    assert_eq!(sb["substituted"], 2, "{sb}");
+    assert_verify_clean(&b.store());
+}
