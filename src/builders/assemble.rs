@@ -9,6 +9,7 @@
 //! content, mode and owner; anything else is a conflict naming both
 //! packages and the path, unless the spec's `prefer` map names the winner.
 
+use crate::rpmdb::RpmHeaders;
 use crate::store::{self, Entry, Hash, Node, Output, Root, Store, Tree};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -38,6 +39,8 @@ pub enum AssembleError {
         b: String,
         what: &'static str,
     },
+    #[error("{path}: a package makes it something other than a directory; the rpm database cannot go there")]
+    NotADirectory { path: String },
     #[error(transparent)]
     Store(#[from] store::Error),
 }
@@ -248,6 +251,9 @@ fn record_unmerged(
 pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
     let mut packages = Vec::new();
     let mut scriptlets = Vec::new();
+    let epoch: i64 = serde_json::from_value(cx.param("epoch")?.clone())?;
+    let install_time = epoch.clamp(0, u32::MAX as i64) as u32;
+    let mut installed = Vec::new();
     for (role, out) in &cx.inputs {
         let Some(nevra) = role.strip_prefix("pkg:") else {
             continue;
@@ -263,6 +269,18 @@ pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
                 scriptlets.push(format!("{nevra} %{}", s.kind));
             }
         }
+        let Some(h) = out.meta.get("headers").and_then(|h| Hash::from_hex(h)) else {
+            return Err(format!("assemble: {nevra} has no stored RPM headers").into());
+        };
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut cx.store.open_blob(&h)?, &mut bytes)?;
+        let headers = RpmHeaders::decode(&bytes, nevra).map_err(|e| e.to_string())?;
+        installed.push((
+            nevra.to_string(),
+            headers
+                .installed(install_time, nevra)
+                .map_err(|e| e.to_string())?,
+        ));
         packages.push(PackageTree {
             nevra: nevra.to_string(),
             name: name_of(nevra).to_string(),
@@ -270,7 +288,30 @@ pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
         });
     }
     let prefer: BTreeMap<String, String> = serde_json::from_value(cx.param("prefer")?.clone())?;
-    let a = assemble(cx.store, &packages, &prefer)?;
+    let mut a = assemble(cx.store, &packages, &prefer)?;
+    // The meta RPM is installed last, after the closure it requires.
+    if let Some(meta) = cx.inputs.get("meta") {
+        let Root::Blob { hash, .. } = meta.root else {
+            return Err("assemble: the meta RPM input is not a file".into());
+        };
+        let what = meta.meta.get("file").map_or("meta RPM", String::as_str);
+        let headers =
+            RpmHeaders::read(&mut cx.store.open_blob(&hash)?, what).map_err(|e| e.to_string())?;
+        installed.push((
+            what.to_string(),
+            headers
+                .installed(install_time, what)
+                .map_err(|e| e.to_string())?,
+        ));
+    }
+    let db = crate::rpmdb::sqlite_bytes(&installed).map_err(|e| e.to_string())?;
+    let db = cx.store.put_blob(&mut db.as_slice())?;
+    a.tree = put_file(
+        cx.store,
+        &a.tree,
+        RPMDB_PATH,
+        Entry::root_owned("rpmdb.sqlite", Node::file(&db), 0o644),
+    )?;
     let manifest = cx
         .store
         .put_blob(&mut manifest_json(&a.owners).as_slice())?;
@@ -278,9 +319,10 @@ pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
         .store
         .put_blob(&mut serde_json::to_vec(&scriptlets)?.as_slice())?;
     cx.log(format!(
-        "{} packages, {} paths; {} scriptlets not run",
+        "{} packages, {} paths, {} headers in /var/lib/rpm/rpmdb.sqlite; {} scriptlets not run",
         packages.len(),
         a.owners.len(),
+        installed.len(),
         scriptlets.len()
     ));
     for s in &scriptlets {
@@ -293,6 +335,50 @@ pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
             ("scriptlets-not-run".to_string(), not_run.hash.to_hex()),
         ]),
     })
+}
+
+/// Where the rpm database goes (the directories rpm's own package owns;
+/// made root-owned 0755 when no package ships them).
+const RPMDB_PATH: &[&str] = &["var", "lib", "rpm"];
+
+/// `root` with `entry` put into the directory `dirs` below it (replacing an
+/// entry of that name), creating missing directories.
+fn put_file(
+    store: &dyn Store,
+    root: &Hash,
+    dirs: &[&str],
+    entry: Entry,
+) -> Result<Hash, AssembleError> {
+    let mut entries = store.get_tree(root)?.into_entries();
+    let Some((first, rest)) = dirs.split_first() else {
+        entries.retain(|e| e.name != entry.name);
+        entries.push(entry);
+        return Ok(store.put_tree(&Tree::new(entries)?)?);
+    };
+    let sub = match entries.iter().position(|e| e.name == *first) {
+        Some(i) => match &entries[i].node {
+            Node::Directory { tree } => {
+                let t = put_file(store, tree, rest, entry)?;
+                entries[i].node = Node::Directory { tree: t };
+                None
+            }
+            _ => {
+                return Err(AssembleError::NotADirectory {
+                    path: format!("/{}", dirs.join("/")),
+                })
+            }
+        },
+        None => Some(put_file(
+            store,
+            &store.put_tree(&Tree::new(vec![])?)?,
+            rest,
+            entry,
+        )?),
+    };
+    if let Some(t) = sub {
+        entries.push(Entry::root_owned(first, Node::Directory { tree: t }, 0o755));
+    }
+    Ok(store.put_tree(&Tree::new(entries)?)?)
 }
 
 /// `name` of a `name-[epoch:]version-release.arch` label: version and

@@ -83,12 +83,12 @@ pub const FETCH: Def = Def {
 };
 pub const EXTRACT: Def = Def {
     name: names::EXTRACT,
-    version: 2,
+    version: 3,
     run: extract::build,
 };
 pub const ASSEMBLE: Def = Def {
     name: names::ASSEMBLE,
-    version: 1,
+    version: 2,
     run: assemble::build,
 };
 pub const META_RPM: Def = Def {

@@ -44,6 +44,7 @@ mod repo_errors;
 mod repo_fixture;
 mod repo_http;
 mod repo_real;
+mod rpmdb_tree;
 mod solve_bruteforce;
 mod solve_real;
 mod solve_semantics;

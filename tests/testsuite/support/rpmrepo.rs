@@ -42,6 +42,8 @@ pub struct Pkg {
     pub scripts: Vec<(String, String)>,
     /// File capabilities: (path of one of `files`, `%caps` text).
     pub caps: Vec<(String, String)>,
+    /// Further preamble lines, verbatim (`Recommends: x`, `Requires(pre): y`).
+    pub preamble: Vec<String>,
 }
 
 impl Pkg {
@@ -62,6 +64,7 @@ impl Pkg {
             symlinks: vec![],
             scripts: vec![],
             caps: vec![],
+            preamble: vec![],
         }
     }
     pub fn epoch(mut self, e: u64) -> Pkg {
@@ -111,6 +114,10 @@ impl Pkg {
         self
     }
 
+    pub fn preamble(mut self, line: &str) -> Pkg {
+        self.preamble.push(line.into());
+        self
+    }
     pub fn script(mut self, section: &str, body: &str) -> Pkg {
         self.scripts.push((section.into(), body.into()));
         self
@@ -147,6 +154,9 @@ impl Pkg {
             for d in list {
                 let _ = writeln!(s, "{tag}: {d}");
             }
+        }
+        for line in &self.preamble {
+            let _ = writeln!(s, "{line}");
         }
         s.push_str("%description\nA package built by cvmbuild's tests.\n%install\n");
         let parent = |path: &str| {
