@@ -342,6 +342,53 @@ impl<'a> Blob<'a> {
     }
 }
 
+/// What ordering a transaction needs from an installed header.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Deps {
+    pub name: String,
+    /// Provided capability names (the package's own name among them).
+    pub provides: Vec<String>,
+    /// Required capability names, `rpmlib(...)` ones left out, each with
+    /// whether it is a prerequisite (`Requires(pre)`, `(post)`, ...).
+    pub requires: Vec<(String, bool)>,
+    /// Every file path.
+    pub files: Vec<String>,
+}
+
+/// The [`Deps`] of an installed (or package) header blob.
+pub fn deps(blob: &[u8], what: &str) -> Result<Deps, RpmdbError> {
+    let h = Blob::parse(blob, what)?;
+    let s = |v: Vec<&[u8]>| -> Vec<String> {
+        v.into_iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect()
+    };
+    let name = s(h.strings(tag::NAME, what)?).pop().unwrap_or_default();
+    let flags = h.u32s(tag::REQUIREFLAGS, what)?;
+    let requires = s(h.strings(tag::REQUIRENAME, what)?)
+        .into_iter()
+        .enumerate()
+        .filter(|(_, r)| !r.starts_with("rpmlib("))
+        .map(|(i, r)| {
+            let f = flags.get(i).copied().unwrap_or(0);
+            (r, f & (INSTALL_ONLY | (1 << 6)) != 0)
+        })
+        .collect();
+    let dirs = s(h.strings(tag::DIRNAMES, what)?);
+    let index = h.u32s(1116, what)?; // DIRINDEXES
+    let files = s(h.strings(tag::BASENAMES, what)?)
+        .into_iter()
+        .zip(index)
+        .map(|(b, i)| format!("{}{b}", dirs.get(i as usize).map_or("", String::as_str)))
+        .collect();
+    Ok(Deps {
+        name,
+        provides: s(h.strings(tag::PROVIDENAME, what)?),
+        requires,
+        files,
+    })
+}
+
 /// rpm's index tables: name, tag, and whether it has an index on `hnum`.
 const INDEXES: &[(&str, u32, bool)] = &[
     ("Name", tag::NAME, false),

@@ -253,7 +253,14 @@ pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
     let mut scriptlets = Vec::new();
     let epoch: i64 = serde_json::from_value(cx.param("epoch")?.clone())?;
     let install_time = epoch.clamp(0, u32::MAX as i64) as u32;
+    let run_scriptlets = cx
+        .drv
+        .params
+        .get("scriptlets")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(true);
     let mut installed = Vec::new();
+    let mut transaction = Vec::new();
     for (role, out) in &cx.inputs {
         let Some(nevra) = role.strip_prefix("pkg:") else {
             continue;
@@ -265,9 +272,23 @@ pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
             let mut bytes = Vec::new();
             std::io::Read::read_to_end(&mut cx.store.open_blob(&m)?, &mut bytes)?;
             let manifest: super::extract::Manifest = serde_json::from_slice(&bytes)?;
+            let mut run = Vec::new();
             for s in manifest.scriptlets {
-                scriptlets.push(format!("{nevra} %{}", s.kind));
+                if run_scriptlets && RUN_KINDS.contains(&s.kind.as_str()) {
+                    run.push(super::scriptlets::Script {
+                        kind: s.kind,
+                        program: s.program,
+                        body: s.body,
+                    });
+                } else {
+                    scriptlets.push(format!("{nevra} %{}", s.kind));
+                }
             }
+            transaction.push(super::scriptlets::Package {
+                nevra: nevra.to_string(),
+                deps: Default::default(),
+                scripts: run,
+            });
         }
         let Some(h) = out.meta.get("headers").and_then(|h| Hash::from_hex(h)) else {
             return Err(format!("assemble: {nevra} has no stored RPM headers").into());
@@ -275,12 +296,13 @@ pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut cx.store.open_blob(&h)?, &mut bytes)?;
         let headers = RpmHeaders::decode(&bytes, nevra).map_err(|e| e.to_string())?;
-        installed.push((
-            nevra.to_string(),
-            headers
-                .installed(install_time, nevra)
-                .map_err(|e| e.to_string())?,
-        ));
+        let blob = headers
+            .installed(install_time, nevra)
+            .map_err(|e| e.to_string())?;
+        if let Some(t) = transaction.last_mut().filter(|t| t.nevra == nevra) {
+            t.deps = crate::rpmdb::deps(&blob, nevra).map_err(|e| e.to_string())?;
+        }
+        installed.push((nevra.to_string(), blob));
         packages.push(PackageTree {
             nevra: nevra.to_string(),
             name: name_of(nevra).to_string(),
@@ -289,6 +311,26 @@ pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
     }
     let prefer: BTreeMap<String, String> = serde_json::from_value(cx.param("prefer")?.clone())?;
     let mut a = assemble(cx.store, &packages, &prefer)?;
+    let mut failed = Vec::new();
+    if transaction.iter().any(|t| !t.scripts.is_empty()) {
+        let (tree, report) = super::scriptlets::run(
+            cx.store,
+            &a.tree,
+            &transaction,
+            epoch,
+            super::scriptlets::TIME_LIMIT,
+        )?;
+        for l in report.log {
+            cx.log(l);
+        }
+        cx.log(format!(
+            "{} scriptlets run, {} failed",
+            report.ran,
+            report.failed.len()
+        ));
+        a.tree = tree;
+        failed = report.failed;
+    }
     // The meta RPM is installed last, after the closure it requires.
     if let Some(meta) = cx.inputs.get("meta") {
         let Root::Blob { hash, .. } = meta.root else {
@@ -318,6 +360,9 @@ pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
     let not_run = cx
         .store
         .put_blob(&mut serde_json::to_vec(&scriptlets)?.as_slice())?;
+    let failed = cx
+        .store
+        .put_blob(&mut serde_json::to_vec(&failed)?.as_slice())?;
     cx.log(format!(
         "{} packages, {} paths, {} headers in /var/lib/rpm/rpmdb.sqlite; {} scriptlets not run",
         packages.len(),
@@ -333,9 +378,14 @@ pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
         meta: BTreeMap::from([
             ("manifest".to_string(), manifest.hash.to_hex()),
             ("scriptlets-not-run".to_string(), not_run.hash.to_hex()),
+            ("scriptlets-failed".to_string(), failed.hash.to_hex()),
         ]),
     })
 }
+
+/// The scriptlets a fresh install runs (erase-time ones and triggers are
+/// recorded as not run).
+const RUN_KINDS: &[&str] = &["pretrans", "pre", "post", "posttrans"];
 
 /// Where the rpm database goes (the directories rpm's own package owns;
 /// made root-owned 0755 when no package ships them).

@@ -20,6 +20,7 @@ pub mod kernel;
 pub mod meta_rpm;
 pub mod publish;
 pub mod rootfs;
+pub mod scriptlets;
 
 pub use context::{BuildCx, Env};
 pub use error::Error;

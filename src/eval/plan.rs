@@ -149,7 +149,7 @@ pub fn plan(
     let mut assemble = Derivation::new(
         "assemble",
         builders::ASSEMBLE.id(),
-        json!({"prefer": rel.prefer, "epoch": rel.epoch}),
+        json!({"prefer": rel.prefer, "epoch": rel.epoch, "scriptlets": rel.scriptlets}),
     );
     // The meta RPM is installed too: the tree's rpm database lists it.
     assemble = assemble.input_drv("meta", &meta);

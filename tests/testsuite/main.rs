@@ -45,6 +45,7 @@ mod repo_fixture;
 mod repo_http;
 mod repo_real;
 mod rpmdb_tree;
+mod scriptlets_sandbox;
 mod solve_bruteforce;
 mod solve_real;
 mod solve_semantics;

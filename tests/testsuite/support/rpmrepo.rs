@@ -42,6 +42,9 @@ pub struct Pkg {
     pub scripts: Vec<(String, String)>,
     /// File capabilities: (path of one of `files`, `%caps` text).
     pub caps: Vec<(String, String)>,
+    /// Files copied from the host at build time: (absolute path in the
+    /// package, host path, mode).
+    pub copies: Vec<(String, String, u32)>,
     /// Further preamble lines, verbatim (`Recommends: x`, `Requires(pre): y`).
     pub preamble: Vec<String>,
 }
@@ -65,6 +68,7 @@ impl Pkg {
             scripts: vec![],
             caps: vec![],
             preamble: vec![],
+            copies: vec![],
         }
     }
     pub fn epoch(mut self, e: u64) -> Pkg {
@@ -114,6 +118,10 @@ impl Pkg {
         self
     }
 
+    pub fn copy(mut self, path: &str, host: &str, mode: u32) -> Pkg {
+        self.copies.push((path.into(), host.into(), mode));
+        self
+    }
     pub fn preamble(mut self, line: &str) -> Pkg {
         self.preamble.push(line.into());
         self
@@ -173,6 +181,9 @@ impl Pkg {
         for dir in &self.dirs {
             let _ = writeln!(s, "mkdir -p %{{buildroot}}{dir}");
         }
+        for (path, host, _) in &self.copies {
+            let _ = writeln!(s, "install -D '{host}' %{{buildroot}}{path}");
+        }
         for (path, target) in &self.symlinks {
             let _ = writeln!(s, "mkdir -p %{{buildroot}}{}", parent(path));
             let _ = writeln!(s, "ln -s '{target}' %{{buildroot}}{path}");
@@ -189,6 +200,9 @@ impl Pkg {
         }
         for dir in &self.dirs {
             let _ = writeln!(s, "%dir {dir}");
+        }
+        for (path, _, mode) in &self.copies {
+            let _ = writeln!(s, "%attr({mode:04o},root,root) {path}");
         }
         for (path, _) in &self.symlinks {
             let _ = writeln!(s, "{path}");
