@@ -290,10 +290,10 @@ impl<'a> Blob<'a> {
             .get(e.offset..)
             .ok_or_else(|| bad(what, format!("tag {} lies outside the header", e.tag)))?;
         let fixed = |size: usize| -> Result<usize, RpmdbError> {
-            Ok((e.count as usize)
+            (e.count as usize)
                 .checked_mul(size)
                 .filter(|n| *n <= rest.len())
-                .ok_or_else(|| bad(what, format!("tag {} overruns the header", e.tag)))?)
+                .ok_or_else(|| bad(what, format!("tag {} overruns the header", e.tag)))
         };
         let len = match e.ty {
             CHAR | INT8 | BIN => fixed(1)?,
