@@ -72,10 +72,60 @@ pub fn assemble(
     packages: &[PackageTree],
     prefer: &BTreeMap<String, String>,
 ) -> Result<Assembled, AssembleError> {
+    assemble_with(store, packages, prefer, None)
+}
+
+/// [`assemble`], with `extra` (directories below the root and an entry)
+/// put into the merged tree, replacing a package's entry of that name.
+/// Added during the merge, so no tree object is written that the result
+/// does not reference.
+pub fn assemble_with(
+    store: &dyn Store,
+    packages: &[PackageTree],
+    prefer: &BTreeMap<String, String>,
+    extra: Option<(&[&str], Entry)>,
+) -> Result<Assembled, AssembleError> {
     let mut root = Dir::default();
     for (i, p) in packages.iter().enumerate() {
         let tree = store.get_tree(&p.tree)?;
         merge_into(store, &mut root, tree, i, packages, prefer, "")?;
+    }
+    if let Some((dirs, entry)) = extra {
+        let mut dir = &mut root;
+        let mut path = String::new();
+        for name in dirs {
+            path.push('/');
+            path.push_str(name);
+            let slot = dir.entries.entry(name.to_string()).or_insert_with(|| Slot {
+                entry: Entry::root_owned(
+                    name,
+                    Node::Directory {
+                        tree: Hash([0; 32]), // replaced when written
+                    },
+                    0o755,
+                ),
+                owners: vec![],
+                merged: Some(Box::default()),
+            });
+            let Node::Directory { tree } = &slot.entry.node else {
+                return Err(AssembleError::NotADirectory { path });
+            };
+            if slot.merged.is_none() {
+                let mut m = Dir::default();
+                let tree = store.get_tree(tree)?;
+                merge_into(store, &mut m, tree, slot.owners[0], packages, prefer, &path)?;
+                slot.merged = Some(Box::new(m));
+            }
+            dir = slot.merged.as_mut().expect("set above");
+        }
+        dir.entries.insert(
+            entry.name.clone(),
+            Slot {
+                entry,
+                owners: vec![],
+                merged: None,
+            },
+        );
     }
     let mut owners = BTreeMap::new();
     let tree = write(store, root, packages, "", &mut owners)?;
@@ -310,27 +360,6 @@ pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
         });
     }
     let prefer: BTreeMap<String, String> = serde_json::from_value(cx.param("prefer")?.clone())?;
-    let mut a = assemble(cx.store, &packages, &prefer)?;
-    let mut failed = Vec::new();
-    if transaction.iter().any(|t| !t.scripts.is_empty()) {
-        let (tree, report) = super::scriptlets::run(
-            cx.store,
-            &a.tree,
-            &transaction,
-            epoch,
-            super::scriptlets::TIME_LIMIT,
-        )?;
-        for l in report.log {
-            cx.log(l);
-        }
-        cx.log(format!(
-            "{} scriptlets run, {} failed",
-            report.ran,
-            report.failed.len()
-        ));
-        a.tree = tree;
-        failed = report.failed;
-    }
     // The meta RPM is installed last, after the closure it requires.
     if let Some(meta) = cx.inputs.get("meta") {
         let Root::Blob { hash, .. } = meta.root else {
@@ -348,12 +377,28 @@ pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
     }
     let db = crate::rpmdb::sqlite_bytes(&installed).map_err(|e| e.to_string())?;
     let db = cx.store.put_blob(&mut db.as_slice())?;
-    a.tree = put_file(
-        cx.store,
-        &a.tree,
-        RPMDB_PATH,
-        Entry::root_owned("rpmdb.sqlite", Node::file(&db), 0o644),
-    )?;
+    let db_entry = Entry::root_owned("rpmdb.sqlite", Node::file(&db), 0o644);
+    let mut a = assemble_with(cx.store, &packages, &prefer, Some((RPMDB_PATH, db_entry)))?;
+    let mut failed = Vec::new();
+    if transaction.iter().any(|t| !t.scripts.is_empty()) {
+        let (tree, report) = super::scriptlets::run(
+            cx.store,
+            &a.tree,
+            &transaction,
+            epoch,
+            super::scriptlets::time_limit(),
+        )?;
+        for l in report.log {
+            cx.log(l);
+        }
+        cx.log(format!(
+            "{} scriptlets run, {} failed",
+            report.ran,
+            report.failed.len()
+        ));
+        a.tree = tree;
+        failed = report.failed;
+    }
     let manifest = cx
         .store
         .put_blob(&mut manifest_json(&a.owners).as_slice())?;
@@ -390,46 +435,6 @@ const RUN_KINDS: &[&str] = &["pretrans", "pre", "post", "posttrans"];
 /// Where the rpm database goes (the directories rpm's own package owns;
 /// made root-owned 0755 when no package ships them).
 const RPMDB_PATH: &[&str] = &["var", "lib", "rpm"];
-
-/// `root` with `entry` put into the directory `dirs` below it (replacing an
-/// entry of that name), creating missing directories.
-fn put_file(
-    store: &dyn Store,
-    root: &Hash,
-    dirs: &[&str],
-    entry: Entry,
-) -> Result<Hash, AssembleError> {
-    let mut entries = store.get_tree(root)?.into_entries();
-    let Some((first, rest)) = dirs.split_first() else {
-        entries.retain(|e| e.name != entry.name);
-        entries.push(entry);
-        return Ok(store.put_tree(&Tree::new(entries)?)?);
-    };
-    let sub = match entries.iter().position(|e| e.name == *first) {
-        Some(i) => match &entries[i].node {
-            Node::Directory { tree } => {
-                let t = put_file(store, tree, rest, entry)?;
-                entries[i].node = Node::Directory { tree: t };
-                None
-            }
-            _ => {
-                return Err(AssembleError::NotADirectory {
-                    path: format!("/{}", dirs.join("/")),
-                })
-            }
-        },
-        None => Some(put_file(
-            store,
-            &store.put_tree(&Tree::new(vec![])?)?,
-            rest,
-            entry,
-        )?),
-    };
-    if let Some(t) = sub {
-        entries.push(Entry::root_owned(first, Node::Directory { tree: t }, 0o755));
-    }
-    Ok(store.put_tree(&Tree::new(entries)?)?)
-}
 
 /// `name` of a `name-[epoch:]version-release.arch` label: version and
 /// release never contain `-`, names may.

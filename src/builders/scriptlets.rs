@@ -34,6 +34,16 @@ use crate::store::{self, Entry, Flags, Hash, Node, Store, Tree};
 
 /// The longest a scriptlet may run before the sandbox is killed.
 pub const TIME_LIMIT: Duration = Duration::from_secs(300);
+
+/// [`TIME_LIMIT`], or `CVMBUILD_SCRIPTLET_TIMEOUT` seconds when set (a
+/// limit only decides whether a build fails, never what it makes, so it
+/// is not part of the derivation).
+pub fn time_limit() -> Duration {
+    std::env::var("CVMBUILD_SCRIPTLET_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(TIME_LIMIT, Duration::from_secs)
+}
 /// The most output kept (and logged) per scriptlet.
 const MAX_OUTPUT: u64 = 64 * 1024;
 /// Where the scriptlet's body is bound inside the sandbox (on the
@@ -431,7 +441,7 @@ fn import(
                     node: Node::Directory { tree },
                     ..e.clone()
                 },
-                _ => new_entry(&name, Node::Directory { tree }, &md, ids),
+                _ => new_entry(&name, Node::Directory { tree }, &md, old, ids),
             }
         } else if let (true, Some(e)) = (untouched, old) {
             e.clone()
@@ -440,11 +450,11 @@ fn import(
             let node = Node::Symlink {
                 target: target.to_string_lossy().into_owned(),
             };
-            new_entry(&name, node, &md, ids)
+            new_entry(&name, node, &md, old, ids)
         } else if md.is_file() {
             let mut f = File::open(&path).map_err(io_err(&path))?;
             let blob = store.put_blob(&mut f)?;
-            new_entry(&name, Node::file(&blob), &md, ids)
+            new_entry(&name, Node::file(&blob), &md, old, ids)
         } else {
             // Devices, FIFOs, sockets made by a scriptlet: not imported.
             continue;
@@ -465,8 +475,14 @@ fn import(
     Ok(store.put_tree(&Tree::new(entries)?)?)
 }
 
-fn new_entry(name: &str, node: Node, md: &fs::Metadata, ids: &Ids) -> Entry {
-    Entry {
+/// The entry for a new or changed path. Where the path was the same kind
+/// of thing before, what the export could not apply and the scriptlet did
+/// not change is kept: the owner and group while the disk still has the
+/// export's root, the setuid/setgid bits while the other bits are as
+/// exported, and the package's flags; a directory also keeps its extended
+/// attributes (a rewritten file loses its capabilities, as with rpm).
+fn new_entry(name: &str, node: Node, md: &fs::Metadata, old: Option<&Entry>, ids: &Ids) -> Entry {
+    let mut e = Entry {
         name: name.to_string(),
         node,
         mode: (md.mode() & 0o7777) as u16,
@@ -474,7 +490,30 @@ fn new_entry(name: &str, node: Node, md: &fs::Metadata, ids: &Ids) -> Entry {
         group: ids.group(md.gid()),
         flags: Flags::default(),
         xattrs: BTreeMap::new(),
+    };
+    if let Some(o) =
+        old.filter(|o| std::mem::discriminant(&o.node) == std::mem::discriminant(&e.node))
+    {
+        if md.mode() & 0o1777 == u32::from(o.mode & 0o1777) {
+            e.mode = o.mode;
+        }
+        if md.uid() == 0 {
+            e.owner = o.owner.clone();
+        }
+        if md.gid() == 0 {
+            e.group = o.group.clone();
+        }
+        e.flags = Flags {
+            hardlink: false,
+            // A ghost the scriptlet created is a real file now.
+            ghost: false,
+            ..o.flags
+        };
+        if matches!(e.node, Node::Directory { .. }) {
+            e.xattrs = o.xattrs.clone();
+        }
     }
+    e
 }
 
 #[cfg(test)]

@@ -331,3 +331,89 @@ fn failing_pre_stops_the_build_and_scriptlets_false_runs_none() {
     assert!(!off.join("var/lib/acct").exists());
     assert!(off.join("var/lib/rpm/rpmdb.sqlite").exists());
 }
+
+/// Processes on the host whose command line contains `needle`.
+fn running(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
+            let c = String::from_utf8_lossy(&c).replace('\0', " ");
+            if c.contains(needle) {
+                found.push(format!("{}: {c}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn hanging_daemonising_and_uninterpretable_scriptlets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let repo = t.join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let mut pkgs = packages(t, 9);
+    pkgs.push(
+        Pkg::new("daemon", "1.0", "1")
+            .preamble("Requires(post): shell")
+            .script("post", "sleep 4243 &\necho started"),
+    );
+    pkgs.push(
+        Pkg::new("hang", "1.0", "1")
+            .preamble("Requires(pre): shell")
+            .script("pre", "echo hanging\nsleep 4244"),
+    );
+    // (rpmbuild makes the interpreter a requirement; the package says it
+    // provides it, so the solver lets it through.)
+    pkgs.push(
+        Pkg::new("weird", "1.0", "1")
+            .provides("/no/such/interpreter")
+            .script("pre -p /no/such/interpreter", ""),
+    );
+    build_repo(&repo, &pkgs, &RepoOptions::default());
+
+    // A daemon a %post forks does not outlive its sandbox.
+    let s = spec(t, &["shell", "daemon"], "");
+    let out = realize(t, &s, &t.join("d"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all_logs(t).contains("daemon-1.0-1.noarch %post: started"));
+    assert_eq!(running("sleep 4243"), Vec::<String>::new());
+
+    // A hanging %pre is killed at the limit, named, and stops the build.
+    let s = spec(t, &["shell", "hang"], "");
+    let start = std::time::Instant::now();
+    let out = crate::support::cvmbuild(t)
+        .env("CVMBUILD_SCRIPTLET_TIMEOUT", "2")
+        .arg("realize")
+        .arg(&s)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("hang-1.0-1.noarch: %pre scriptlet was killed after the time limit of 2 s"),
+        "{err}"
+    );
+    assert!(err.contains("hanging"), "{err}");
+    assert!(start.elapsed().as_secs() < 60);
+    assert_eq!(running("sleep 4244"), Vec::<String>::new());
+
+    // An interpreter the tree does not have: a clear failure of that %pre.
+    let s = spec(t, &["shell", "weird"], "");
+    let out = crate::support::cvmbuild(t)
+        .arg("realize")
+        .arg(&s)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("weird-1.0-1.noarch: %pre scriptlet exited with status"),
+        "{err}"
+    );
+    assert!(err.contains("/no/such/interpreter"), "{err}");
+}
