@@ -33,5 +33,6 @@ pub mod image;
 pub mod lang;
 pub mod lock;
 pub mod repo;
+pub mod rpmdb;
 pub mod solve;
 pub mod store;

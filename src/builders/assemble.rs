@@ -9,6 +9,7 @@
 //! content, mode and owner; anything else is a conflict naming both
 //! packages and the path, unless the spec's `prefer` map names the winner.
 
+use crate::rpmdb::RpmHeaders;
 use crate::store::{self, Entry, Hash, Node, Output, Root, Store, Tree};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -38,6 +39,8 @@ pub enum AssembleError {
         b: String,
         what: &'static str,
     },
+    #[error("{path}: a package makes it something other than a directory; the rpm database cannot go there")]
+    NotADirectory { path: String },
     #[error(transparent)]
     Store(#[from] store::Error),
 }
@@ -69,10 +72,60 @@ pub fn assemble(
     packages: &[PackageTree],
     prefer: &BTreeMap<String, String>,
 ) -> Result<Assembled, AssembleError> {
+    assemble_with(store, packages, prefer, None)
+}
+
+/// [`assemble`], with `extra` (directories below the root and an entry)
+/// put into the merged tree, replacing a package's entry of that name.
+/// Added during the merge, so no tree object is written that the result
+/// does not reference.
+pub fn assemble_with(
+    store: &dyn Store,
+    packages: &[PackageTree],
+    prefer: &BTreeMap<String, String>,
+    extra: Option<(&[&str], Entry)>,
+) -> Result<Assembled, AssembleError> {
     let mut root = Dir::default();
     for (i, p) in packages.iter().enumerate() {
         let tree = store.get_tree(&p.tree)?;
         merge_into(store, &mut root, tree, i, packages, prefer, "")?;
+    }
+    if let Some((dirs, entry)) = extra {
+        let mut dir = &mut root;
+        let mut path = String::new();
+        for name in dirs {
+            path.push('/');
+            path.push_str(name);
+            let slot = dir.entries.entry(name.to_string()).or_insert_with(|| Slot {
+                entry: Entry::root_owned(
+                    name,
+                    Node::Directory {
+                        tree: Hash([0; 32]), // replaced when written
+                    },
+                    0o755,
+                ),
+                owners: vec![],
+                merged: Some(Box::default()),
+            });
+            let Node::Directory { tree } = &slot.entry.node else {
+                return Err(AssembleError::NotADirectory { path });
+            };
+            if slot.merged.is_none() {
+                let mut m = Dir::default();
+                let tree = store.get_tree(tree)?;
+                merge_into(store, &mut m, tree, slot.owners[0], packages, prefer, &path)?;
+                slot.merged = Some(Box::new(m));
+            }
+            dir = slot.merged.as_mut().expect("set above");
+        }
+        dir.entries.insert(
+            entry.name.clone(),
+            Slot {
+                entry,
+                owners: vec![],
+                merged: None,
+            },
+        );
     }
     let mut owners = BTreeMap::new();
     let tree = write(store, root, packages, "", &mut owners)?;
@@ -248,6 +301,16 @@ fn record_unmerged(
 pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
     let mut packages = Vec::new();
     let mut scriptlets = Vec::new();
+    let epoch: i64 = serde_json::from_value(cx.param("epoch")?.clone())?;
+    let install_time = epoch.clamp(0, u32::MAX as i64) as u32;
+    let run_scriptlets = cx
+        .drv
+        .params
+        .get("scriptlets")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(true);
+    let mut installed = Vec::new();
+    let mut transaction = Vec::new();
     for (role, out) in &cx.inputs {
         let Some(nevra) = role.strip_prefix("pkg:") else {
             continue;
@@ -259,10 +322,37 @@ pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
             let mut bytes = Vec::new();
             std::io::Read::read_to_end(&mut cx.store.open_blob(&m)?, &mut bytes)?;
             let manifest: super::extract::Manifest = serde_json::from_slice(&bytes)?;
+            let mut run = Vec::new();
             for s in manifest.scriptlets {
-                scriptlets.push(format!("{nevra} %{}", s.kind));
+                if run_scriptlets && RUN_KINDS.contains(&s.kind.as_str()) {
+                    run.push(super::scriptlets::Script {
+                        kind: s.kind,
+                        program: s.program,
+                        body: s.body,
+                    });
+                } else {
+                    scriptlets.push(format!("{nevra} %{}", s.kind));
+                }
             }
+            transaction.push(super::scriptlets::Package {
+                nevra: nevra.to_string(),
+                deps: Default::default(),
+                scripts: run,
+            });
         }
+        let Some(h) = out.meta.get("headers").and_then(|h| Hash::from_hex(h)) else {
+            return Err(format!("assemble: {nevra} has no stored RPM headers").into());
+        };
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut cx.store.open_blob(&h)?, &mut bytes)?;
+        let headers = RpmHeaders::decode(&bytes, nevra).map_err(|e| e.to_string())?;
+        let blob = headers
+            .installed(install_time, nevra)
+            .map_err(|e| e.to_string())?;
+        if let Some(t) = transaction.last_mut().filter(|t| t.nevra == nevra) {
+            t.deps = crate::rpmdb::deps(&blob, nevra).map_err(|e| e.to_string())?;
+        }
+        installed.push((nevra.to_string(), blob));
         packages.push(PackageTree {
             nevra: nevra.to_string(),
             name: name_of(nevra).to_string(),
@@ -270,17 +360,59 @@ pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
         });
     }
     let prefer: BTreeMap<String, String> = serde_json::from_value(cx.param("prefer")?.clone())?;
-    let a = assemble(cx.store, &packages, &prefer)?;
+    // The meta RPM is installed last, after the closure it requires.
+    if let Some(meta) = cx.inputs.get("meta") {
+        let Root::Blob { hash, .. } = meta.root else {
+            return Err("assemble: the meta RPM input is not a file".into());
+        };
+        let what = meta.meta.get("file").map_or("meta RPM", String::as_str);
+        let headers =
+            RpmHeaders::read(&mut cx.store.open_blob(&hash)?, what).map_err(|e| e.to_string())?;
+        installed.push((
+            what.to_string(),
+            headers
+                .installed(install_time, what)
+                .map_err(|e| e.to_string())?,
+        ));
+    }
+    let db = crate::rpmdb::sqlite_bytes(&installed).map_err(|e| e.to_string())?;
+    let db = cx.store.put_blob(&mut db.as_slice())?;
+    let db_entry = Entry::root_owned("rpmdb.sqlite", Node::file(&db), 0o644);
+    let mut a = assemble_with(cx.store, &packages, &prefer, Some((RPMDB_PATH, db_entry)))?;
+    let mut failed = Vec::new();
+    if transaction.iter().any(|t| !t.scripts.is_empty()) {
+        let (tree, report) = super::scriptlets::run(
+            cx.store,
+            &a.tree,
+            &transaction,
+            epoch,
+            super::scriptlets::time_limit(),
+        )?;
+        for l in report.log {
+            cx.log(l);
+        }
+        cx.log(format!(
+            "{} scriptlets run, {} failed",
+            report.ran,
+            report.failed.len()
+        ));
+        a.tree = tree;
+        failed = report.failed;
+    }
     let manifest = cx
         .store
         .put_blob(&mut manifest_json(&a.owners).as_slice())?;
     let not_run = cx
         .store
         .put_blob(&mut serde_json::to_vec(&scriptlets)?.as_slice())?;
+    let failed = cx
+        .store
+        .put_blob(&mut serde_json::to_vec(&failed)?.as_slice())?;
     cx.log(format!(
-        "{} packages, {} paths; {} scriptlets not run",
+        "{} packages, {} paths, {} headers in /var/lib/rpm/rpmdb.sqlite; {} scriptlets not run",
         packages.len(),
         a.owners.len(),
+        installed.len(),
         scriptlets.len()
     ));
     for s in &scriptlets {
@@ -291,9 +423,18 @@ pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
         meta: BTreeMap::from([
             ("manifest".to_string(), manifest.hash.to_hex()),
             ("scriptlets-not-run".to_string(), not_run.hash.to_hex()),
+            ("scriptlets-failed".to_string(), failed.hash.to_hex()),
         ]),
     })
 }
+
+/// The scriptlets a fresh install runs (erase-time ones and triggers are
+/// recorded as not run).
+const RUN_KINDS: &[&str] = &["pretrans", "pre", "post", "posttrans"];
+
+/// Where the rpm database goes (the directories rpm's own package owns;
+/// made root-owned 0755 when no package ships them).
+const RPMDB_PATH: &[&str] = &["var", "lib", "rpm"];
 
 /// `name` of a `name-[epoch:]version-release.arch` label: version and
 /// release never contain `-`, names may.

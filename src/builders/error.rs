@@ -25,6 +25,9 @@ pub enum Error {
     Assemble(#[from] super::assemble::AssembleError),
     #[error(transparent)]
     #[diagnostic(transparent)]
+    Scriptlet(#[from] super::scriptlets::ScriptletError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
     Store(#[from] store::Error),
     #[error(transparent)]
     #[diagnostic(transparent)]

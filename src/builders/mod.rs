@@ -20,6 +20,7 @@ pub mod kernel;
 pub mod meta_rpm;
 pub mod publish;
 pub mod rootfs;
+pub mod scriptlets;
 
 pub use context::{BuildCx, Env};
 pub use error::Error;
@@ -83,12 +84,12 @@ pub const FETCH: Def = Def {
 };
 pub const EXTRACT: Def = Def {
     name: names::EXTRACT,
-    version: 2,
+    version: 3,
     run: extract::build,
 };
 pub const ASSEMBLE: Def = Def {
     name: names::ASSEMBLE,
-    version: 1,
+    version: 2,
     run: assemble::build,
 };
 pub const META_RPM: Def = Def {

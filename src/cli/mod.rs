@@ -46,6 +46,9 @@ Environment (every variable cvmbuild reads; README.md, section Environment):
   CVMBUILD_PUBLISH_DIR  published CernVM-FS repositories (--publish-dir;
                         default STORE/cvmfs)
   CVMBUILD_KEYS_DIR     repository keys (--keys-dir; default STORE/cvmfs-keys)
+  CVMBUILD_SCRIPTLET_TIMEOUT
+                        seconds a package scriptlet may run before its
+                        sandbox is killed (default 300)
   SOURCE_DATE_EPOCH     mtime of every entry of `realize --tar` (default: the
                         release's epoch)
   NO_COLOR              set (to anything): no colours, even on a terminal
@@ -59,7 +62,8 @@ Environment (every variable cvmbuild reads; README.md, section Environment):
   CVMBUILD_TRUSTED_KEYS public key files trusted for substitutes (space-
                         separated; --trusted-key)
   CVMBUILD_SIGN_KEY     secret key file of `copy` (--sign-key)
-  TMPDIR                scratch directories of the image builders
+  TMPDIR                scratch directories of the image builders and of
+                        scriptlet runs
   PATH                  where the image builders find mksquashfs, xorriso,
                         mtools, mkfs.fat, syslinux and qemu-img
 

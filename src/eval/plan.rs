@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! solve ┄pin┄> fetch:P ──> extract:P ──> assemble (os-tree) ──> publish
-//!       ┄pin┄> meta-rpm ───────────────────────────────────────┘
+//!       ┄pin┄> meta-rpm ─────────────────────┴─────────────────┘
 //!              extract:kernel ──> kernel ──> initrd ──> image:FMT
 //!              assemble ──> rootfs (squashfs of the OS tree)
 //!              assemble ──> initrd (only when it lists `binaries`)
@@ -133,17 +133,6 @@ pub fn plan(
         extracts.insert(p.name.as_str(), (extract, p));
     }
 
-    let mut assemble = Derivation::new(
-        "assemble",
-        builders::ASSEMBLE.id(),
-        json!({"prefer": rel.prefer}),
-    );
-    for (id, p) in extracts.values() {
-        assemble = assemble.input_drv(format!("pkg:{}", p.nevra()), id);
-    }
-    let os_tree = g.add(assemble);
-    g.roots.insert("os-tree".into(), os_tree.clone());
-
     let requires: Vec<String> = closure
         .iter()
         .map(|p| format!("{} = {}:{}-{}", p.name, p.epoch, p.version, p.release))
@@ -156,6 +145,19 @@ pub fn plan(
     ));
     g.pin(&solve_id, &meta);
     g.roots.insert("meta-rpm".into(), meta.clone());
+
+    let mut assemble = Derivation::new(
+        "assemble",
+        builders::ASSEMBLE.id(),
+        json!({"prefer": rel.prefer, "epoch": rel.epoch, "scriptlets": rel.scriptlets}),
+    );
+    // The meta RPM is installed too: the tree's rpm database lists it.
+    assemble = assemble.input_drv("meta", &meta);
+    for (id, p) in extracts.values() {
+        assemble = assemble.input_drv(format!("pkg:{}", p.nevra()), id);
+    }
+    let os_tree = g.add(assemble);
+    g.roots.insert("os-tree".into(), os_tree.clone());
 
     let in_closure = |name: &str, span: lang::Span, what: &str| {
         extracts.get(name).map(|(id, _)| id.clone()).ok_or_else(|| {

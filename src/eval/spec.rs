@@ -134,6 +134,8 @@ pub struct Release {
     pub exclude: Vec<String>,
     pub installonly: Vec<String>,
     pub multilib: bool,
+    /// Whether `assemble` runs the packages' install scriptlets (default).
+    pub scriptlets: bool,
     /// SOURCE_DATE_EPOCH for every output of this release.
     pub epoch: i64,
     pub prefer: BTreeMap<String, String>,
@@ -279,6 +281,10 @@ impl Cx<'_> {
                 .fields
                 .get("multilib")
                 .is_some_and(|f| matches!(f.value.kind, ValueKind::Bool(true))),
+            scriptlets: !rec
+                .fields
+                .get("scriptlets")
+                .is_some_and(|f| matches!(f.value.kind, ValueKind::Bool(false))),
             epoch: rec.fields.get("epoch").map_or(0, |f| match f.value.kind {
                 ValueKind::Int(i) => i,
                 _ => 0,

@@ -133,6 +133,7 @@ pub(crate) const RELEASE: &[FieldSpec] = &[
     opt("exclude", STRINGS),
     opt("installonly", STRINGS),
     opt("multilib", Ty::Bool),
+    opt("scriptlets", Ty::Bool),
     opt("epoch", Ty::Int),
     opt("prefer", Ty::Map(&Ty::Str)),
     opt("kernel", Ty::Struct(KERNEL)),

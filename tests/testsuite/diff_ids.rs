@@ -95,20 +95,27 @@ closure: 11 → 12 packages (+1), 68.9 KiB → 75.0 KiB (+6.1 KiB)
   added:
     sudo: ∅ → 1.8.6p3-12.el6               +6.1 KiB
 
-derivations: 1 output differs
+derivations: 2 outputs differ
 os-tree: <hash> → <hash>
 └─ assemble
+   ├─ meta-rpm:fixture-system-1.0 → meta-rpm:fixture-system-1.1
+   │  ├─ branch: \"a\" → \"b\"
+   │  ├─ requires: [\"bash = 0:4.1.2-15.el6_4\"] → [\"bash = 0:4.1.2-29.el6\",\"sudo = 0:1.8.6p3-12.el6\"]
+   │  └─ version: \"1.0\" → \"1.1\"
    ├─ extract:bash-4.1.2-15.el6_4.x86_64 → extract:bash-4.1.2-29.el6.x86_64
    │  └─ fetch:bash-4.1.2-15.el6_4.x86_64 → fetch:bash-4.1.2-29.el6.x86_64
    │     └─ nevra: \"bash-4.1.2-15.el6_4.x86_64\" → \"bash-4.1.2-29.el6.x86_64\"
    └─ extract:sudo-1.8.6p3-12.el6.x86_64 (added)
       └─ fetch:sudo-1.8.6p3-12.el6.x86_64 (added)
+meta-rpm: <hash> → <hash>
+└─ meta-rpm:fixture-system-1.0 → meta-rpm:fixture-system-1.1 (see above)
 (A is a derivation id, B is a derivation id: causes end at parameters, builders, sources and repository metadata; give the spec for spec lines)
 
-files: 1 added, 0 removed, 2 changed (12 tree objects read)
-  ~ /bin/bash (content)          bash-4.1.2-29.el6.x86_64
-  ~ /etc/skel/.bashrc (content)  bash-4.1.2-29.el6.x86_64
-  + /usr/bin/sudo                sudo-1.8.6p3-12.el6.x86_64
+files: 1 added, 0 removed, 3 changed (18 tree objects read)
+  ~ /bin/bash (content)                  bash-4.1.2-29.el6.x86_64
+  ~ /etc/skel/.bashrc (content)          bash-4.1.2-29.el6.x86_64
+  + /usr/bin/sudo                        sudo-1.8.6p3-12.el6.x86_64
+  ~ /var/lib/rpm/rpmdb.sqlite (content)
 ";
 
 #[test]
@@ -234,16 +241,17 @@ closure: 11 → 12 packages (+1), 68.9 KiB → 75.0 KiB (+6.1 KiB)
 derivations: 3 outputs differ
 os-tree: <hash> → <hash>
 └─ assemble
+   ├─ meta-rpm:fixture-system-1.0 → meta-rpm:fixture-system-1.1
+   │  ├─ branch: \"a\" → \"b\"
+   │  ├─ requires: [\"bash = 0:4.1.2-15.el6_4\"] → [\"bash = 0:4.1.2-29.el6\",\"sudo = 0:1.8.6p3-12.el6\"]
+   │  └─ version: \"1.0\" → \"1.1\"
    ├─ extract:bash-4.1.2-15.el6_4.x86_64 → extract:bash-4.1.2-29.el6.x86_64
    │  └─ fetch:bash-4.1.2-15.el6_4.x86_64 → fetch:bash-4.1.2-29.el6.x86_64
    │     └─ nevra: \"bash-4.1.2-15.el6_4.x86_64\" → \"bash-4.1.2-29.el6.x86_64\"
    └─ extract:sudo-1.8.6p3-12.el6.x86_64 (added)
       └─ fetch:sudo-1.8.6p3-12.el6.x86_64 (added)
 meta-rpm: <hash> → <hash>
-└─ meta-rpm:fixture-system-1.0 → meta-rpm:fixture-system-1.1
-   ├─ branch: \"a\" → \"b\"
-   ├─ requires: [\"bash = 0:4.1.2-15.el6_4\"] → [\"bash = 0:4.1.2-29.el6\",\"sudo = 0:1.8.6p3-12.el6\"]
-   └─ version: \"1.0\" → \"1.1\"
+└─ meta-rpm:fixture-system-1.0 → meta-rpm:fixture-system-1.1 (see above)
 publish: <hash> → <hash>
 └─ publish:fixture.cern.ch
    ├─ branch: \"a\" → \"b\"
@@ -252,10 +260,11 @@ publish: <hash> → <hash>
    └─ assemble (see above)
 (A is a CernVM-FS tag, B is a CernVM-FS tag: causes end at parameters, builders, sources and repository metadata; give the spec for spec lines)
 
-files: 1 added, 0 removed, 2 changed (12 tree objects read)
-  ~ /bin/bash (content)          bash-4.1.2-29.el6.x86_64
-  ~ /etc/skel/.bashrc (content)  bash-4.1.2-29.el6.x86_64
-  + /usr/bin/sudo                sudo-1.8.6p3-12.el6.x86_64
+files: 1 added, 0 removed, 3 changed (18 tree objects read)
+  ~ /bin/bash (content)                  bash-4.1.2-29.el6.x86_64
+  ~ /etc/skel/.bashrc (content)          bash-4.1.2-29.el6.x86_64
+  + /usr/bin/sudo                        sudo-1.8.6p3-12.el6.x86_64
+  ~ /var/lib/rpm/rpmdb.sqlite (content)
 "
     );
     let out = cvmbuild_in(

@@ -45,6 +45,8 @@ mod repo_errors;
 mod repo_fixture;
 mod repo_http;
 mod repo_real;
+mod rpmdb_tree;
+mod scriptlets_sandbox;
 mod solve_bruteforce;
 mod solve_real;
 mod solve_semantics;

@@ -42,6 +42,11 @@ pub struct Pkg {
     pub scripts: Vec<(String, String)>,
     /// File capabilities: (path of one of `files`, `%caps` text).
     pub caps: Vec<(String, String)>,
+    /// Files copied from the host at build time: (absolute path in the
+    /// package, host path, mode).
+    pub copies: Vec<(String, String, u32)>,
+    /// Further preamble lines, verbatim (`Recommends: x`, `Requires(pre): y`).
+    pub preamble: Vec<String>,
 }
 
 impl Pkg {
@@ -62,6 +67,8 @@ impl Pkg {
             symlinks: vec![],
             scripts: vec![],
             caps: vec![],
+            preamble: vec![],
+            copies: vec![],
         }
     }
     pub fn epoch(mut self, e: u64) -> Pkg {
@@ -111,6 +118,14 @@ impl Pkg {
         self
     }
 
+    pub fn copy(mut self, path: &str, host: &str, mode: u32) -> Pkg {
+        self.copies.push((path.into(), host.into(), mode));
+        self
+    }
+    pub fn preamble(mut self, line: &str) -> Pkg {
+        self.preamble.push(line.into());
+        self
+    }
     pub fn script(mut self, section: &str, body: &str) -> Pkg {
         self.scripts.push((section.into(), body.into()));
         self
@@ -148,6 +163,9 @@ impl Pkg {
                 let _ = writeln!(s, "{tag}: {d}");
             }
         }
+        for line in &self.preamble {
+            let _ = writeln!(s, "{line}");
+        }
         s.push_str("%description\nA package built by cvmbuild's tests.\n%install\n");
         let parent = |path: &str| {
             Path::new(path)
@@ -162,6 +180,9 @@ impl Pkg {
         }
         for dir in &self.dirs {
             let _ = writeln!(s, "mkdir -p %{{buildroot}}{dir}");
+        }
+        for (path, host, _) in &self.copies {
+            let _ = writeln!(s, "install -D '{host}' %{{buildroot}}{path}");
         }
         for (path, target) in &self.symlinks {
             let _ = writeln!(s, "mkdir -p %{{buildroot}}{}", parent(path));
@@ -179,6 +200,9 @@ impl Pkg {
         }
         for dir in &self.dirs {
             let _ = writeln!(s, "%dir {dir}");
+        }
+        for (path, _, mode) in &self.copies {
+            let _ = writeln!(s, "%attr({mode:04o},root,root) {path}");
         }
         for (path, _) in &self.symlinks {
             let _ = writeln!(s, "{path}");

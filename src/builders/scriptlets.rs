@@ -1,0 +1,551 @@
+//! Running the closure's install scriptlets inside the assembled tree, in
+//! a bubblewrap sandbox: the tree as `/` (writable), every namespace
+//! unshared (no network, own pids, so no daemon outlives a scriptlet), a
+//! minimal `/dev` and `/proc`, a fixed environment and a time limit.
+//!
+//! The transaction follows rpm's order for a fresh install: `%pretrans`
+//! of every package, then package by package (dependency order) `%pre`
+//! and `%post`, then `%posttrans` of every package; `$1` is 1. One
+//! difference stays: the assembled tree already holds every package's
+//! files when the first scriptlet runs, where rpm unpacks a package's
+//! files between its `%pre` and `%post`.
+//!
+//! A failing `%pretrans` or `%pre` stops the build (rpm does not install
+//! that package); a failing `%post` or `%posttrans` is reported and the
+//! transaction goes on, as in rpm.
+//!
+//! The tree is materialised into a temporary directory (copies, never
+//! links into the store), the scriptlets run, and the directory is read
+//! back as a tree: an entry whose inode and change time did not move keeps
+//! its stored entry exactly (owner, setuid bits, capabilities, flags);
+//! anything new or changed is read from disk, owned by the name the tree's
+//! own `/etc/passwd` and `/etc/group` give its ids.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::{self, File};
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::rpmdb::Deps;
+use crate::store::{self, Entry, Flags, Hash, Node, Store, Tree};
+
+/// The longest a scriptlet may run before the sandbox is killed.
+pub const TIME_LIMIT: Duration = Duration::from_secs(300);
+
+/// [`TIME_LIMIT`], or `CVMBUILD_SCRIPTLET_TIMEOUT` seconds when set (a
+/// limit only decides whether a build fails, never what it makes, so it
+/// is not part of the derivation).
+pub fn time_limit() -> Duration {
+    std::env::var("CVMBUILD_SCRIPTLET_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(TIME_LIMIT, Duration::from_secs)
+}
+/// The most output kept (and logged) per scriptlet.
+const MAX_OUTPUT: u64 = 64 * 1024;
+/// Where the scriptlet's body is bound inside the sandbox (on the
+/// sandbox's own `/dev`, so no mount point is made in the tree).
+const SCRIPT_PATH: &str = "/dev/.cvmbuild-scriptlet";
+const PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// One scriptlet of one package.
+#[derive(Clone, Debug)]
+pub struct Script {
+    /// `pretrans`, `pre`, `post` or `posttrans` (others are not run).
+    pub kind: String,
+    /// The interpreter and its arguments; empty means `/bin/sh`.
+    pub program: Vec<String>,
+    pub body: String,
+}
+
+/// One package of the transaction.
+#[derive(Clone, Debug)]
+pub struct Package {
+    pub nevra: String,
+    pub deps: Deps,
+    pub scripts: Vec<Script>,
+}
+
+/// What a run did, for the build log and the output's summary.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Log lines: each scriptlet run, and its output, named.
+    pub log: Vec<String>,
+    /// `NEVRA %kind: why`, for every failed scriptlet the transaction
+    /// went on after.
+    pub failed: Vec<String>,
+    /// Scriptlets run.
+    pub ran: usize,
+}
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum ScriptletError {
+    #[error("{nevra}: %{kind} scriptlet {why}; the package cannot be installed{}", output_block(.output))]
+    #[diagnostic(
+        code(build::scriptlet),
+        help("fix the package, or set `scriptlets = false` in the release to install without running scriptlets")
+    )]
+    Failed {
+        nevra: String,
+        kind: String,
+        why: String,
+        output: String,
+    },
+    #[error("cannot run scriptlets: {0}")]
+    #[diagnostic(
+        code(build::sandbox),
+        help("scriptlets run in bubblewrap (`bwrap`, Debian package `bubblewrap`) as root")
+    )]
+    Sandbox(String),
+    #[error("{}: {source}", path.display())]
+    #[diagnostic(code(build::scriptlet_io))]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Store(#[from] store::Error),
+}
+
+fn output_block(output: &str) -> String {
+    if output.is_empty() {
+        " (no output)".into()
+    } else {
+        format!("; its output:\n{}", output.trim_end())
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ScriptletError + '_ {
+    move |source| ScriptletError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// rpm's install order: a package after the packages providing what it
+/// requires; on a cycle, prerequisites (`Requires(pre)` and the like) are
+/// honoured first and plain requires are dropped, and if that is not
+/// enough the first package (by label) of the cycle goes first.
+pub fn order(pkgs: &[Package]) -> Vec<usize> {
+    let mut providers: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, p) in pkgs.iter().enumerate() {
+        let d = &p.deps;
+        for cap in std::iter::once(&d.name).chain(&d.provides).chain(&d.files) {
+            providers.entry(cap.as_str()).or_default().push(i);
+        }
+    }
+    // before[i]: (j, prereq) for every j that must come before i.
+    let before: Vec<BTreeSet<(usize, bool)>> = pkgs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut s = BTreeSet::new();
+            for (r, pre) in &p.deps.requires {
+                for &j in providers.get(r.as_str()).into_iter().flatten() {
+                    if j != i {
+                        s.insert((j, *pre));
+                    }
+                }
+            }
+            s
+        })
+        .collect();
+    let mut done = vec![false; pkgs.len()];
+    let mut out = Vec::with_capacity(pkgs.len());
+    while out.len() < pkgs.len() {
+        let ready = |strict: bool| {
+            (0..pkgs.len()).find(|&i| {
+                !done[i]
+                    && before[i]
+                        .iter()
+                        .all(|&(j, pre)| done[j] || (!strict && !pre))
+            })
+        };
+        let next = ready(true)
+            .or_else(|| ready(false))
+            .or_else(|| (0..pkgs.len()).find(|&i| !done[i]))
+            .expect("a package is left");
+        done[next] = true;
+        out.push(next);
+    }
+    out
+}
+
+/// Runs the transaction's scriptlets in the tree `root`; returns the tree
+/// after them. `epoch` is `SOURCE_DATE_EPOCH`.
+pub fn run(
+    store: &dyn Store,
+    root: &Hash,
+    pkgs: &[Package],
+    epoch: i64,
+    limit: Duration,
+) -> Result<(Hash, Report), ScriptletError> {
+    let tmp = tempfile::tempdir().map_err(io_err(Path::new("temporary directory")))?;
+    let dir = tmp.path().join("root");
+    store::export_tree_copies(store, root, &dir)?;
+    let snapshot = snapshot(&dir)?;
+    let mut report = Report::default();
+    let seq = order(pkgs);
+    let mut steps: Vec<(usize, &str)> = Vec::new();
+    for phase in [&["pretrans"][..], &["pre", "post"], &["posttrans"]] {
+        for &i in &seq {
+            for k in phase {
+                steps.push((i, k));
+            }
+        }
+    }
+    for (i, kind) in steps {
+        let p = &pkgs[i];
+        for s in p.scripts.iter().filter(|s| s.kind == kind) {
+            let result = run_one(&dir, tmp.path(), p, s, epoch, limit, &mut report)?;
+            if let Err((why, output)) = result {
+                if matches!(kind, "pre" | "pretrans") {
+                    return Err(ScriptletError::Failed {
+                        nevra: p.nevra.clone(),
+                        kind: kind.to_string(),
+                        why,
+                        output,
+                    });
+                }
+                report
+                    .log
+                    .push(format!("{} %{kind}: {why}; continuing", p.nevra));
+                report.failed.push(format!("{} %{kind}: {why}", p.nevra));
+            }
+        }
+    }
+    let owners = Ids::read(&dir);
+    let orig = store.get_tree(root)?;
+    let tree = import(store, &dir, Some(&orig), "", &snapshot, &owners)?;
+    Ok((tree, report))
+}
+
+type Outcome = Result<(), (String, String)>;
+
+fn run_one(
+    dir: &Path,
+    tmp: &Path,
+    p: &Package,
+    s: &Script,
+    epoch: i64,
+    limit: Duration,
+    report: &mut Report,
+) -> Result<Outcome, ScriptletError> {
+    let name = format!("{} %{}", p.nevra, s.kind);
+    let mut argv: Vec<String> = if s.program.is_empty() {
+        vec!["/bin/sh".into()]
+    } else {
+        s.program.clone()
+    };
+    if argv[0] == "<lua>" {
+        return Ok(Err((
+            "uses rpm's built-in Lua, which cvmbuild does not run".into(),
+            String::new(),
+        )));
+    }
+    if !argv[0].starts_with('/') {
+        return Ok(Err((
+            format!("names the interpreter {:?}, not an absolute path", argv[0]),
+            String::new(),
+        )));
+    }
+    let script = tmp.join("scriptlet");
+    fs::write(&script, &s.body).map_err(io_err(&script))?;
+    if !s.body.is_empty() {
+        argv.push(SCRIPT_PATH.into());
+    }
+    argv.push("1".into());
+    let out_path = tmp.join("output");
+    let out = File::create(&out_path).map_err(io_err(&out_path))?;
+    let err = out.try_clone().map_err(io_err(&out_path))?;
+    report
+        .log
+        .push(format!("running {name}: {}", argv.join(" ")));
+    report.ran += 1;
+    let mut cmd = Command::new("bwrap");
+    cmd.arg("--bind")
+        .arg(dir)
+        .arg("/")
+        .args(["--dev", "/dev", "--proc", "/proc"])
+        .arg("--ro-bind")
+        .arg(&script)
+        .arg(SCRIPT_PATH)
+        .args(["--unshare-all", "--die-with-parent", "--new-session"])
+        .args(["--clearenv", "--chdir", "/"])
+        .args(["--setenv", "PATH", PATH, "--setenv", "LANG", "C"])
+        .args(["--setenv", "HOME", "/root"])
+        .args(["--setenv", "SOURCE_DATE_EPOCH", &epoch.to_string()])
+        .arg("--")
+        .args(&argv)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| ScriptletError::Sandbox(format!("cannot start bwrap: {e}")))?;
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child
+            .try_wait()
+            .map_err(|e| ScriptletError::Sandbox(e.to_string()))?
+        {
+            break Some(st);
+        }
+        if start.elapsed() >= limit {
+            // bwrap's death takes the sandbox's pid namespace with it.
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut output = String::new();
+    File::open(&out_path)
+        .and_then(|f| f.take(MAX_OUTPUT).read_to_string(&mut output))
+        .map_err(io_err(&out_path))?;
+    for line in output.lines() {
+        report.log.push(format!("{name}: {line}"));
+    }
+    Ok(match status {
+        None => Err((
+            format!("was killed after the time limit of {} s", limit.as_secs()),
+            output,
+        )),
+        Some(st) if st.success() => Ok(()),
+        Some(st) => Err((
+            match st.code() {
+                Some(c) => format!("exited with status {c}"),
+                None => format!("was killed ({st})"),
+            },
+            output,
+        )),
+    })
+}
+
+/// Per path below the root: inode and change time after the export.
+type Snapshot = HashMap<String, (u64, i64, i64)>;
+
+fn snapshot(dir: &Path) -> Result<Snapshot, ScriptletError> {
+    let mut s = Snapshot::new();
+    fn walk(dir: &Path, rel: &str, s: &mut Snapshot) -> Result<(), ScriptletError> {
+        for e in fs::read_dir(dir).map_err(io_err(dir))? {
+            let e = e.map_err(io_err(dir))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let path = e.path();
+            let md = fs::symlink_metadata(&path).map_err(io_err(&path))?;
+            let r = format!("{rel}/{name}");
+            s.insert(r.clone(), (md.ino(), md.ctime(), md.ctime_nsec()));
+            if md.is_dir() {
+                walk(&path, &r, s)?;
+            }
+        }
+        Ok(())
+    }
+    walk(dir, "", &mut s)?;
+    Ok(s)
+}
+
+/// User and group names by id, from the tree's own databases.
+struct Ids {
+    users: BTreeMap<u32, String>,
+    groups: BTreeMap<u32, String>,
+}
+
+impl Ids {
+    fn read(dir: &Path) -> Ids {
+        let db = |file: &str| -> BTreeMap<u32, String> {
+            let text = fs::read_to_string(dir.join("etc").join(file)).unwrap_or_default();
+            let mut m = BTreeMap::new();
+            for l in text.lines() {
+                let f: Vec<&str> = l.split(':').collect();
+                if let (Some(name), Some(Ok(id))) = (f.first(), f.get(2).map(|i| i.parse())) {
+                    m.entry(id).or_insert_with(|| name.to_string());
+                }
+            }
+            m
+        };
+        Ids {
+            users: db("passwd"),
+            groups: db("group"),
+        }
+    }
+    fn user(&self, id: u32) -> String {
+        match id {
+            0 => "root".into(),
+            _ => self
+                .users
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| id.to_string()),
+        }
+    }
+    fn group(&self, id: u32) -> String {
+        match id {
+            0 => "root".into(),
+            _ => self
+                .groups
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| id.to_string()),
+        }
+    }
+}
+
+/// Reads the directory back as a tree (see the module documentation).
+fn import(
+    store: &dyn Store,
+    dir: &Path,
+    orig: Option<&Tree>,
+    rel: &str,
+    snap: &Snapshot,
+    ids: &Ids,
+) -> Result<Hash, ScriptletError> {
+    let mut entries = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut names: Vec<_> = fs::read_dir(dir)
+        .map_err(io_err(dir))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()
+        .map_err(io_err(dir))?;
+    names.sort();
+    for os_name in names {
+        let name = os_name.to_string_lossy().into_owned();
+        let path = dir.join(&os_name);
+        let r = format!("{rel}/{name}");
+        let md = fs::symlink_metadata(&path).map_err(io_err(&path))?;
+        let old = orig.and_then(|t| t.get(&name));
+        // Mount points the sandbox made at the top (`/dev`, `/proc`).
+        if rel.is_empty()
+            && old.is_none()
+            && matches!(name.as_str(), "dev" | "proc")
+            && md.is_dir()
+            && fs::read_dir(&path).map_err(io_err(&path))?.next().is_none()
+        {
+            continue;
+        }
+        seen.insert(name.clone());
+        let untouched = snap.get(&r) == Some(&(md.ino(), md.ctime(), md.ctime_nsec()));
+        let entry = if md.is_dir() {
+            let sub_orig = match old.map(|e| &e.node) {
+                Some(Node::Directory { tree }) => Some(store.get_tree(tree)?),
+                _ => None,
+            };
+            let tree = import(store, &path, sub_orig.as_ref(), &r, snap, ids)?;
+            match old {
+                Some(e) if untouched && sub_orig.is_some() => Entry {
+                    node: Node::Directory { tree },
+                    ..e.clone()
+                },
+                _ => new_entry(&name, Node::Directory { tree }, &md, old, ids),
+            }
+        } else if let (true, Some(e)) = (untouched, old) {
+            e.clone()
+        } else if md.file_type().is_symlink() {
+            let target = fs::read_link(&path).map_err(io_err(&path))?;
+            let node = Node::Symlink {
+                target: target.to_string_lossy().into_owned(),
+            };
+            new_entry(&name, node, &md, old, ids)
+        } else if md.is_file() {
+            let mut f = File::open(&path).map_err(io_err(&path))?;
+            let blob = store.put_blob(&mut f)?;
+            new_entry(&name, Node::file(&blob), &md, old, ids)
+        } else {
+            // Devices, FIFOs, sockets made by a scriptlet: not imported.
+            continue;
+        };
+        entries.push(entry);
+    }
+    // Entries the export does not create (devices, FIFOs, sockets,
+    // ghosts) stay as they were.
+    if let Some(t) = orig {
+        for e in t.entries() {
+            let kept = !matches!(e.node, Node::Directory { .. } | Node::Symlink { .. })
+                && !matches!(e.node, Node::File { blob: Some(_), .. });
+            if kept && !seen.contains(&e.name) {
+                entries.push(e.clone());
+            }
+        }
+    }
+    Ok(store.put_tree(&Tree::new(entries)?)?)
+}
+
+/// The entry for a new or changed path. Where the path was the same kind
+/// of thing before, what the export could not apply and the scriptlet did
+/// not change is kept: the owner and group while the disk still has the
+/// export's root, the setuid/setgid bits while the other bits are as
+/// exported, and the package's flags; a directory also keeps its extended
+/// attributes (a rewritten file loses its capabilities, as with rpm).
+fn new_entry(name: &str, node: Node, md: &fs::Metadata, old: Option<&Entry>, ids: &Ids) -> Entry {
+    let mut e = Entry {
+        name: name.to_string(),
+        node,
+        mode: (md.mode() & 0o7777) as u16,
+        owner: ids.user(md.uid()),
+        group: ids.group(md.gid()),
+        flags: Flags::default(),
+        xattrs: BTreeMap::new(),
+    };
+    if let Some(o) =
+        old.filter(|o| std::mem::discriminant(&o.node) == std::mem::discriminant(&e.node))
+    {
+        if md.mode() & 0o1777 == u32::from(o.mode & 0o1777) {
+            e.mode = o.mode;
+        }
+        if md.uid() == 0 {
+            e.owner = o.owner.clone();
+        }
+        if md.gid() == 0 {
+            e.group = o.group.clone();
+        }
+        e.flags = Flags {
+            hardlink: false,
+            // A ghost the scriptlet created is a real file now.
+            ghost: false,
+            ..o.flags
+        };
+        if matches!(e.node, Node::Directory { .. }) {
+            e.xattrs = o.xattrs.clone();
+        }
+    }
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkg(name: &str, provides: &[&str], requires: &[(&str, bool)]) -> Package {
+        Package {
+            nevra: format!("{name}-1-1.noarch"),
+            deps: Deps {
+                name: name.into(),
+                provides: provides.iter().map(|s| s.to_string()).collect(),
+                requires: requires.iter().map(|(r, p)| (r.to_string(), *p)).collect(),
+                files: vec![format!("/usr/bin/{name}")],
+            },
+            scripts: vec![],
+        }
+    }
+
+    #[test]
+    fn dependency_order_with_cycles_broken_at_plain_requires() {
+        let p = [
+            pkg("app", &[], &[("libfoo", false), ("/usr/bin/sh", true)]),
+            pkg("foo", &["libfoo"], &[("sh", false)]),
+            pkg("sh", &[], &[("app", false)]),
+        ];
+        // Strictly nothing is ready (a cycle); dropping plain requires,
+        // foo (only plain ones) goes first, then sh, then app, whose
+        // prerequisite sh is then installed.
+        assert_eq!(order(&p), [1, 2, 0]);
+        // Without a cycle: providers first.
+        let q = [pkg("b", &[], &[("a", false)]), pkg("a", &[], &[])];
+        assert_eq!(order(&q), [1, 0]);
+    }
+}

@@ -1,0 +1,419 @@
+//! Install scriptlets run by `assemble` in a bubblewrap sandbox, compared
+//! with the real rpm installing the very same RPM files (`rpm -i --root`):
+//! `%pre` making an account, `%post` writing files and chowning them to
+//! it, `%posttrans`, a failing `%post` (reported, the build goes on), a
+//! failing `%pre` (the build stops, naming package, scriptlet, output), a
+//! scriptlet trying to reach the network and the host's file system (it
+//! cannot), and `scriptlets = false`.
+
+use crate::support::rpmrepo::{build_repo, Pkg, RepoOptions};
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const APPLETS: &[&str] = &[
+    "sh", "cat", "echo", "mkdir", "touch", "chown", "wget", "ls", "id", "grep", "sleep",
+];
+
+/// A unique host path a scriptlet tries to write (it must not appear).
+fn host_marker(tmp: &Path) -> PathBuf {
+    tmp.join("host-marker")
+}
+
+fn packages(tmp: &Path, port: u16) -> Vec<Pkg> {
+    let mut shell = Pkg::new("shell", "1.0", "1")
+        .arch("x86_64")
+        .copy("/bin/busybox", "/bin/busybox", 0o755)
+        .file("/etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
+        .file("/etc/group", b"root:x:0:\n")
+        .dir("/tmp");
+    for a in APPLETS {
+        shell = shell.symlink(&format!("/bin/{a}"), "busybox");
+    }
+    let marker = host_marker(tmp);
+    vec![
+        shell,
+        Pkg::new("acct", "1.0", "1")
+            .preamble("Requires(pre): shell")
+            .preamble("Requires(post): shell")
+            .file("/usr/share/acct/readme", b"acct\n")
+            .script(
+                "pre",
+                "echo 'svc:x:500:500::/var/svc:/bin/sh' >> /etc/passwd\n\
+                 echo 'svc:x:500:' >> /etc/group\necho made svc",
+            )
+            .script(
+                "post",
+                "mkdir -p /var/lib/acct\necho \"installed $1\" > /var/lib/acct/stamp\n\
+                 touch /var/lib/acct/owned\nchown svc:svc /var/lib/acct/owned",
+            )
+            .script("posttrans", "echo done > /etc/acct.posttrans"),
+        Pkg::new("badpost", "1.0", "1")
+            .preamble("Requires(post): shell")
+            .file("/usr/share/badpost/f", b"f\n")
+            .script("post", "echo oops-post\nexit 3"),
+        Pkg::new("escape", "1.0", "1")
+            .preamble("Requires(post): shell")
+            .script(
+                "post",
+                &format!(
+                    "if wget -q -T 3 -O - http://127.0.0.1:{port}/ > /tmp/net; then echo reached > /escape-net; \
+                     else echo unreachable > /escape-net; fi\n\
+                     echo pwned > {m} || true",
+                    m = marker.display()
+                ),
+            ),
+    ]
+}
+
+fn spec(dir: &Path, packages: &[&str], extra: &str) -> PathBuf {
+    let list: Vec<String> = packages.iter().map(|p| format!("\"{p}\"")).collect();
+    let text = format!(
+        r#"let r = repo {{ name = "r", url = "repo" }}
+branch main = release {{
+  name = "t-system"
+  version = "1.0"
+  arch = "x86_64"
+  repos = [r]
+  packages = [{}]
+  epoch = 1400000000{extra}
+}}
+"#,
+        list.join(", ")
+    );
+    let p = dir.join(format!("s{}.cvm", extra.len()));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn realize(dir: &Path, spec: &Path, out: &Path) -> Output {
+    crate::support::cvmbuild(dir)
+        .arg("realize")
+        .arg(spec)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+/// Every path below `root` (but rpm's database and logs) with its kind,
+/// permission bits, and content or target.
+fn listing(root: &Path) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    fn walk(root: &Path, dir: &Path, m: &mut BTreeMap<String, String>) {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        names.sort();
+        for p in names {
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            if rel.starts_with("var/lib/rpm") {
+                continue;
+            }
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let perm = md.mode() & 0o1777;
+            let what = if md.file_type().is_symlink() {
+                format!("link -> {}", std::fs::read_link(&p).unwrap().display())
+            } else if md.is_dir() {
+                walk(root, &p, m);
+                format!("dir {perm:o}")
+            } else {
+                let bytes = std::fs::read(&p).unwrap();
+                let shown = if bytes.len() > 200 {
+                    format!("{} bytes {:x}", bytes.len(), md5ish(&bytes))
+                } else {
+                    String::from_utf8_lossy(&bytes).into_owned()
+                };
+                format!("file {perm:o} {shown:?}")
+            };
+            m.insert(rel, what);
+        }
+    }
+    walk(root, root, &mut m);
+    m
+}
+
+fn md5ish(b: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    b.hash(&mut h);
+    h.finish()
+}
+
+/// Every build log under `dir` (the sandboxed store's `logs/`).
+fn all_logs(dir: &Path) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("find . -path '*/logs/*.log' -exec cat {} +")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn scriptlets_run_sandboxed_and_match_rpm_installing_the_same_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    // A host listener the sandboxed scriptlet tries to reach.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let repo = t.join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    build_repo(&repo, &packages(t, port), &RepoOptions::default());
+
+    let s = spec(t, &["shell", "acct", "badpost", "escape"], "");
+    let ours = t.join("ours");
+    let out = realize(t, &s, &ours);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "realize failed:\n{err}");
+
+    // The account exists and owns what %post chowned (the tree's own
+    // owners, read back through the rpm database-free store listing).
+    let passwd = std::fs::read_to_string(ours.join("etc/passwd")).unwrap();
+    assert_eq!(
+        passwd,
+        "root:x:0:0:root:/root:/bin/sh\nsvc:x:500:500::/var/svc:/bin/sh\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ours.join("var/lib/acct/stamp")).unwrap(),
+        "installed 1\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ours.join("etc/acct.posttrans")).unwrap(),
+        "done\n"
+    );
+    // No network, no host file system.
+    assert_eq!(
+        std::fs::read_to_string(ours.join("escape-net")).unwrap(),
+        "unreachable\n"
+    );
+    assert!(listener.accept().is_err(), "the scriptlet reached the host");
+    assert!(!host_marker(t).exists(), "the scriptlet wrote on the host");
+    // The sandbox's mount points are not left in the tree.
+    assert!(!ours.join("proc").exists() && !ours.join("dev").exists());
+
+    // The failing %post is in the build log, named; the build went on.
+    let logs = all_logs(t);
+    assert!(
+        logs.contains("badpost-1.0-1.noarch %post: oops-post"),
+        "log lacks the named output:\n{logs}"
+    );
+    assert!(
+        logs.contains("badpost-1.0-1.noarch %post: exited with status 3; continuing"),
+        "{logs}"
+    );
+    assert!(logs.contains("acct-1.0-1.noarch %pre: made svc"), "{logs}");
+
+    // The peer: rpm itself installs the very same RPM files.
+    let peer = t.join("peer");
+    std::fs::create_dir(&peer).unwrap();
+    let mut rpms: Vec<PathBuf> = std::fs::read_dir(&repo)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rpm"))
+        .collect();
+    rpms.sort();
+    let st = Command::new("rpm")
+        .arg("--root")
+        .arg(&peer)
+        .args(["--dbpath", "/var/lib/rpm", "-i", "--nodeps"])
+        .args(&rpms)
+        .output()
+        .unwrap();
+    // rpm reports the failing %post in its exit status.
+    let rpm_err = String::from_utf8_lossy(&st.stderr);
+    assert!(
+        rpm_err.contains("oops-post") || String::from_utf8_lossy(&st.stdout).contains("oops-post"),
+        "{rpm_err}"
+    );
+    // rpm's own scratch directory for scriptlet files (`%_tmppath`).
+    assert!(std::fs::read_dir(peer.join("var/tmp"))
+        .unwrap()
+        .next()
+        .is_none());
+    std::fs::remove_dir(peer.join("var/tmp")).unwrap();
+    let (a, b) = (listing(&ours), listing(&peer));
+    let only = |x: &BTreeMap<String, String>, y: &BTreeMap<String, String>| -> Vec<String> {
+        x.iter()
+            .filter(|(k, v)| y.get(*k) != Some(v))
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect()
+    };
+    assert!(
+        a == b,
+        "trees differ:\nonly/different in ours: {:#?}\nonly/different in rpm's: {:#?}",
+        only(&a, &b),
+        only(&b, &a)
+    );
+    // Owners as rpm's tree has them: the chowned file is svc's.
+    assert_eq!(
+        std::fs::metadata(peer.join("var/lib/acct/owned"))
+            .unwrap()
+            .uid(),
+        500
+    );
+    // Both databases list the same packages (ours also the meta RPM).
+    let qa = |root: &Path| -> Vec<String> {
+        let o = Command::new("rpm")
+            .arg("--root")
+            .arg(root)
+            .args(["--dbpath", "/var/lib/rpm", "-qa", "--qf", "%{NEVRA}\n"])
+            .output()
+            .unwrap();
+        let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    };
+    let mut theirs = qa(&peer);
+    theirs.push("t-system-1.0-1.noarch".into());
+    theirs.sort();
+    assert_eq!(qa(&ours), theirs);
+
+    // Two builds from scratch: the same tree.
+    let t2 = tempfile::tempdir().unwrap();
+    std::fs::create_dir(t2.path().join("repo")).unwrap();
+    crate::support::cli::copy_dir(&repo, &t2.path().join("repo"));
+    let s2 = spec(t2.path(), &["shell", "acct", "badpost", "escape"], "");
+    let ours2 = t2.path().join("ours");
+    assert!(realize(t2.path(), &s2, &ours2).status.success());
+    assert_eq!(listing(&ours), listing(&ours2));
+    assert_eq!(
+        std::fs::read(ours.join("var/lib/rpm/rpmdb.sqlite")).unwrap(),
+        std::fs::read(ours2.join("var/lib/rpm/rpmdb.sqlite")).unwrap()
+    );
+}
+
+#[test]
+fn failing_pre_stops_the_build_and_scriptlets_false_runs_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let repo = t.join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let mut pkgs = packages(t, 9);
+    pkgs.push(
+        Pkg::new("badpre", "2.0", "1")
+            .preamble("Requires(pre): shell")
+            .file("/usr/share/badpre/f", b"f\n")
+            .script("pre", "echo oops-pre >&2\nexit 7"),
+    );
+    build_repo(&repo, &pkgs, &RepoOptions::default());
+
+    let s = spec(t, &["shell", "acct", "badpre"], "");
+    let out = realize(t, &s, &t.join("bad"));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "a failing %pre must stop the build");
+    assert!(
+        err.contains("badpre-2.0-1.noarch: %pre scriptlet exited with status 7"),
+        "{err}"
+    );
+    assert!(err.contains("oops-pre"), "{err}");
+    assert!(!t.join("bad").exists(), "nothing exported");
+
+    let s = spec(t, &["shell", "acct", "badpre"], "\n  scriptlets = false");
+    let off = t.join("off");
+    let out = realize(t, &s, &off);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(off.join("etc/passwd")).unwrap(),
+        "root:x:0:0:root:/root:/bin/sh\n"
+    );
+    assert!(!off.join("var/lib/acct").exists());
+    assert!(off.join("var/lib/rpm/rpmdb.sqlite").exists());
+}
+
+/// Processes on the host whose command line contains `needle`.
+fn running(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
+            let c = String::from_utf8_lossy(&c).replace('\0', " ");
+            if c.contains(needle) {
+                found.push(format!("{}: {c}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn hanging_daemonising_and_uninterpretable_scriptlets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let repo = t.join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let mut pkgs = packages(t, 9);
+    pkgs.push(
+        Pkg::new("daemon", "1.0", "1")
+            .preamble("Requires(post): shell")
+            .script("post", "sleep 4243 &\necho started"),
+    );
+    pkgs.push(
+        Pkg::new("hang", "1.0", "1")
+            .preamble("Requires(pre): shell")
+            .script("pre", "echo hanging\nsleep 4244"),
+    );
+    // (rpmbuild makes the interpreter a requirement; the package says it
+    // provides it, so the solver lets it through.)
+    pkgs.push(
+        Pkg::new("weird", "1.0", "1")
+            .provides("/no/such/interpreter")
+            .script("pre -p /no/such/interpreter", ""),
+    );
+    build_repo(&repo, &pkgs, &RepoOptions::default());
+
+    // A daemon a %post forks does not outlive its sandbox.
+    let s = spec(t, &["shell", "daemon"], "");
+    let out = realize(t, &s, &t.join("d"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all_logs(t).contains("daemon-1.0-1.noarch %post: started"));
+    assert_eq!(running("sleep 4243"), Vec::<String>::new());
+
+    // A hanging %pre is killed at the limit, named, and stops the build.
+    let s = spec(t, &["shell", "hang"], "");
+    let start = std::time::Instant::now();
+    let out = crate::support::cvmbuild(t)
+        .env("CVMBUILD_SCRIPTLET_TIMEOUT", "2")
+        .arg("realize")
+        .arg(&s)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("hang-1.0-1.noarch: %pre scriptlet was killed after the time limit of 2 s"),
+        "{err}"
+    );
+    assert!(err.contains("hanging"), "{err}");
+    assert!(start.elapsed().as_secs() < 60);
+    assert_eq!(running("sleep 4244"), Vec::<String>::new());
+
+    // An interpreter the tree does not have: a clear failure of that %pre.
+    let s = spec(t, &["shell", "weird"], "");
+    let out = crate::support::cvmbuild(t)
+        .arg("realize")
+        .arg(&s)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("weird-1.0-1.noarch: %pre scriptlet exited with status"),
+        "{err}"
+    );
+    assert!(err.contains("/no/such/interpreter"), "{err}");
+}
