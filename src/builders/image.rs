@@ -26,7 +26,6 @@ pub fn build(cx: &BuildCx) -> Result<Output, BuildError> {
         &p("release")?,
         &p("version")?,
         &p("branch")?,
-        &p("tag")?,
     )
     .map_err(|e| format!("{name}: {e}"))?;
 
@@ -76,29 +75,22 @@ pub fn build(cx: &BuildCx) -> Result<Output, BuildError> {
 }
 
 /// The spec's command line plus what the booted system needs to know
-/// about itself: `cvmbuild.release=NAME-VERSION`, `cvmbuild.branch=B`, and
-/// `cvmfs_repository_tag=TAG` as μCernVM passes it. Values with white
-/// space would split into several kernel parameters, so they are refused.
-fn command_line(
-    base: &str,
-    release: &str,
-    version: &str,
-    branch: &str,
-    tag: &str,
-) -> Result<String, String> {
+/// about itself: `cvmbuild.release=NAME-VERSION` and `cvmbuild.branch=B`.
+/// No `cvmfs_repository_tag=`: the initrd's default tag (`initrd.boot.tag`,
+/// else the branch) is what a μCernVM image follows, and the user's own
+/// `cvmfs_repository_tag=` is the only override. Values with white space
+/// would split into several kernel parameters, so they are refused.
+fn command_line(base: &str, release: &str, version: &str, branch: &str) -> Result<String, String> {
     for (what, v) in [
         ("release", release),
         ("version", version),
         ("branch", branch),
-        ("tag", tag),
     ] {
         if v.is_empty() || v.chars().any(char::is_whitespace) {
             return Err(format!("{what} `{v}` cannot be passed on the kernel command line (empty or has white space)"));
         }
     }
-    let extra = format!(
-        "cvmbuild.release={release}-{version} cvmbuild.branch={branch} cvmfs_repository_tag={tag}"
-    );
+    let extra = format!("cvmbuild.release={release}-{version} cvmbuild.branch={branch}");
     Ok(if base.trim().is_empty() {
         extra
     } else {
@@ -110,13 +102,12 @@ fn command_line(
 mod tests {
     #[test]
     fn command_line_carries_release_and_branch() {
-        let c = super::command_line("console=ttyS0", "cernvm", "3.1", "production", "cernvm-3.1")
-            .unwrap();
+        let c = super::command_line("console=ttyS0", "cernvm", "3.1", "production").unwrap();
         assert_eq!(
             c,
-            "console=ttyS0 cvmbuild.release=cernvm-3.1 cvmbuild.branch=production cvmfs_repository_tag=cernvm-3.1"
+            "console=ttyS0 cvmbuild.release=cernvm-3.1 cvmbuild.branch=production"
         );
-        assert!(super::command_line("", "a b", "1", "p", "t")
+        assert!(super::command_line("", "a b", "1", "p")
             .unwrap_err()
             .contains("release"));
     }

@@ -102,7 +102,10 @@ pub fn get(t: &Target, timeouts: &Timeouts) -> Result<Vec<u8>, Failure> {
         if e.kind() == std::io::ErrorKind::TimedOut || e.kind() == std::io::ErrorKind::WouldBlock {
             fail(format!("no answer within {:?}", timeouts.first_byte))
         } else {
-            Failure::Host(format!("reading the response: {e}"))
+            // No answer at all (closed or reset) through a proxy is the
+            // proxy's failure, as upstream's download manager counts it:
+            // the next proxy is tried.
+            fail(format!("reading the response: {e}"))
         }
     })?;
     let status = parse_status(&head).ok_or_else(|| Failure::Host("not an HTTP response".into()))?;
@@ -324,6 +327,30 @@ mod tests {
             panic!("accepted a 503")
         };
         assert!(m.contains("503") && m.contains("ERR_CONNECT_FAIL"), "{m}");
+    }
+
+    #[test]
+    fn a_proxy_closing_without_an_answer_is_a_proxy_failure() {
+        let (url, _h) = serve_once(b"");
+        let proxy = url
+            .trim_start_matches("http://")
+            .trim_end_matches("/repo/x")
+            .to_string();
+        let t = Target {
+            url: "http://10.0.2.100/repo/x",
+            proxy: Some(&proxy),
+            no_cache: false,
+            limit: 100,
+        };
+        let Err(Failure::Proxy(m)) = get(&t, &timeouts()) else {
+            panic!("a proxy that closed without an answer is not a proxy failure")
+        };
+        assert!(m.contains("reading the response"), "{m}");
+        let (url, _h) = serve_once(b"");
+        assert!(matches!(
+            get(&target(&url, 100), &timeouts()),
+            Err(Failure::Host(_))
+        ));
     }
 
     #[test]

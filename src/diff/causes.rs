@@ -662,7 +662,7 @@ impl<'a> Walk<'a> {
             (_, "epoch") => vec![vec![Seg::Field("epoch")]],
             (names::ASSEMBLE, "prefer") => vec![vec![Seg::Field("prefer")]],
             (names::META_RPM, "name") | (names::IMAGE, "release") => vec![vec![Seg::Field("name")]],
-            (_, "version") | (names::IMAGE, "tag") => vec![vec![Seg::Field("version")]],
+            (_, "version") => vec![vec![Seg::Field("version")]],
             // An unset tag is NAME-VERSION.
             (names::PUBLISH, "tag") => vec![
                 vec![Seg::Field("cvmfs"), Seg::Field("tag")],

@@ -233,7 +233,7 @@ pub fn plan(
                 }
             }
             if let Some(b) = &i.boot {
-                d = boot_inputs(d, b, sources)?;
+                d = boot_inputs(d, b, &rel.branch, sources)?;
             }
             let initrd = g.add(d);
             g.roots.insert("initrd".into(), initrd.clone());
@@ -276,7 +276,6 @@ pub fn plan(
                         json!({"format": img.format, "size": size, "cmdline": k.cmdline,
                                "release": rel.name, "version": rel.version, "branch": rel.branch,
                                "epoch": rel.epoch,
-                               "tag": format!("{}-{}", rel.name, rel.version),
                                "tools": crate::image::tools::versions(&img.format)}),
                     )
                     .input_drv("kernel", &kernel)
@@ -313,6 +312,7 @@ pub fn plan(
 fn boot_inputs(
     mut d: Derivation,
     b: &super::spec::Boot,
+    branch: &str,
     sources: &lang::SourceMap,
 ) -> Result<Derivation, lang::Error> {
     if b.servers.is_empty() {
@@ -330,7 +330,7 @@ fn boot_inputs(
         ));
     };
     d.params["boot"] = json!({"repository": b.repository, "servers": b.servers,
-        "proxy": b.proxy, "tag": b.tag, "path": b.path, "key": inline_or_null(&b.key)});
+        "proxy": b.proxy, "tag": b.tag.as_deref().unwrap_or(branch), "path": b.path, "key": inline_or_null(&b.key)});
     d = d.input_source(
         "boot:client",
         hash_file(path, sources, b.span)?,

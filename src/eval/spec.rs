@@ -99,7 +99,8 @@ pub struct Boot {
     pub repository: String,
     pub servers: Vec<String>,
     pub proxy: String,
-    pub tag: String,
+    /// The default tag; unset, the release's own branch.
+    pub tag: Option<String>,
     pub path: String,
     pub key: FileInput,
     pub client: FileInput,
@@ -508,9 +509,7 @@ impl Cx<'_> {
             proxy: self
                 .string(rec, "proxy")?
                 .unwrap_or_else(|| "DIRECT".into()),
-            tag: self
-                .string(rec, "tag")?
-                .unwrap_or_else(|| "production".into()),
+            tag: self.string(rec, "tag")?,
             path: self.string(rec, "path")?.unwrap_or_default(),
             key: self.file_input(&rec.fields["key"].value),
             client: self.file_input(&rec.fields["client"].value),

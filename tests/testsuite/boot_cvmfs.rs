@@ -4,17 +4,21 @@
 //! repository with visibly different trees: release A (`/etc/cernvm-release`
 //! says A) on `production`, release B on `development`. One ISO is built
 //! with `initrd.boot` (the static musl `cvmbuild-client`, the repository's
-//! master key from the publish step, the defaults). nginx on loopback is the
-//! Stratum-0; the guest reaches it only through qemu's user networking with
-//! `restrict=on` and one `guestfwd` rule. Each boot gets a fresh, empty
-//! scratch disk, which the initrd makes into the `UROOT` disk: the ISO boots
-//! release A by its default tag, then its kernel and initrd (extracted from
-//! the same ISO) boot release B with `cvmfs_repository_tag=development`;
-//! the OS's own init prints the release file it reads through the client,
-//! and `aux/cvmfs_snapshot`, read back from the disk image with `debugfs`,
-//! holds the root hash `cvmbuild tag list` shows for the tag. A third boot
-//! on the first boot's scratch disk after `promote` B to `production` still
-//! gets A: the pin holds.
+//! master key from the publish step, no tag: the branch is the default,
+//! and the proxy chain `DEAD_PROXY;squid`). nginx on loopback is the
+//! Stratum-0, squid in front of it the proxy; the guest reaches them only
+//! through qemu's user networking with `restrict=on` and `guestfwd` rules
+//! (the dead proxy's leads to a closed port). Each scenario is one boot:
+//! 1. the ISO as it is, fresh scratch disk: release A by the branch tag,
+//!    through the second proxy; `aux/cvmfs_snapshot` (read back with
+//!    `debugfs`) holds the root hash `cvmbuild tag list` shows;
+//! 2. the ISO's kernel and initrd with `cvmfs_repository_tag=development`,
+//!    fresh disk: release B, what it shares with A served from squid's
+//!    cache (its access log), never again by nginx;
+//! 3. after `promote` B to `production`, A's disk again: still A, and not
+//!    one request to nginx or squid (the pin and the cache on the disk);
+//! 4. a `.cvmfspublished` altered on the server, fresh disk: the boot stops
+//!    with the cause on the console and never switches root.
 //!
 //! Needs .ci/deps (qemu-system-x86, nginx, xorriso, e2fsprogs, musl-tools,
 //! the musl target) and apt access for the kernel package, as boot_qemu.
@@ -32,6 +36,9 @@ const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/boot");
 const FQRN: &str = "ucernvm.example.org";
 /// The address the guest reaches the Stratum-0 at (qemu `guestfwd`).
 const SERVER: &str = "http://10.0.2.100/@fqrn@";
+/// The proxy chain baked into the image: a dead proxy first (its
+/// `guestfwd` leads to a closed loopback port), then squid.
+const PROXIES: &str = "http://10.0.2.101:3128;http://10.0.2.102:3128";
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
@@ -110,7 +117,7 @@ fn write_spec(dir: &Path, boot: bool) -> PathBuf {
             "compression = \"zstd\"\n",
             &format!(
                 "compression = \"xz\"\n    boot = {{ repository = \"{FQRN}\", servers = [\"{SERVER}\"], \
-                 tag = \"production\", key = ./{FQRN}.pub, client = ./cvmbuild-client }}\n"
+                 proxy = \"{PROXIES}\", key = ./{FQRN}.pub, client = ./cvmbuild-client }}\n"
             ),
         );
     }
@@ -173,6 +180,120 @@ fn nginx(root: &Path, work: &Path) -> (Proc, u16) {
     panic!("nginx did not start on port {port}");
 }
 
+/// Debian's squid on a free loopback port, in the foreground, as the
+/// guest's proxy: every request goes to the nginx on `upstream` (a parent
+/// origin server; the guest's server address means nothing on the host),
+/// and what it caches stays fresh for the test's lifetime.
+fn squid(upstream: u16, work: &Path) -> (Proc, u16) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::create_dir_all(work).unwrap();
+    let w = work.display();
+    let conf = format!(
+        "http_port 127.0.0.1:{port}\npid_filename none\ncache_effective_user proxy\n\
+         cache_log {w}/cache.log\naccess_log stdio:{w}/access.log\ncache_mem 64 MB\n\
+         maximum_object_size_in_memory 32 MB\nmaximum_object_size 64 MB\n\
+         cache_peer 127.0.0.1 parent {upstream} 0 no-query originserver name=s0\n\
+         never_direct allow all\nrefresh_pattern . 1440 100% 4320\n\
+         http_access allow localhost\nhttp_access deny all\nshutdown_lifetime 0 seconds\n\
+         coredump_dir {w}\nnetdb_filename none\npinger_enable off\n"
+    );
+    std::fs::write(work.join("squid.conf"), conf).unwrap();
+    run(Command::new("chown").args(["-R", "proxy"]).arg(work));
+    let child = Command::new("squid")
+        .arg("-N")
+        .arg("-f")
+        .arg(work.join("squid.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("squid is needed (Debian's squid): bash .ci/deps");
+    let p = Proc(child);
+    for _ in 0..200 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return (p, port);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "squid did not start on port {port}: {}",
+        std::fs::read_to_string(work.join("cache.log")).unwrap_or_default()
+    );
+}
+
+/// The loopback servers a guest may reach: the Stratum-0, a dead port
+/// (the first proxy) and squid.
+struct Net {
+    nginx: u16,
+    dead: u16,
+    squid: u16,
+}
+
+/// The access logs of nginx and squid, read in slices between boots.
+struct Logs {
+    nginx: PathBuf,
+    squid: PathBuf,
+}
+
+impl Logs {
+    fn read(p: &Path) -> String {
+        std::fs::read_to_string(p).unwrap_or_default()
+    }
+
+    fn mark(&self) -> (usize, usize) {
+        (Self::read(&self.nginx).len(), Self::read(&self.squid).len())
+    }
+
+    /// What each logged since `mark`.
+    fn since(&self, mark: &(usize, usize)) -> (String, String) {
+        // squid writes its log line when it is done with a request.
+        std::thread::sleep(Duration::from_millis(500));
+        (
+            Self::read(&self.nginx)[mark.0..].to_string(),
+            Self::read(&self.squid)[mark.1..].to_string(),
+        )
+    }
+}
+
+/// The data objects (`/data/xx/...` paths) requested in a log slice.
+fn data(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|l| {
+            let i = l.find(&format!("/{FQRN}/data/"))?;
+            Some(l[i..].split_whitespace().next()?.to_string())
+        })
+        .collect()
+}
+
+/// The data objects squid served from its cache in a log slice.
+fn hits(squid: &str) -> Vec<String> {
+    data(
+        &squid
+            .lines()
+            .filter(|l| l.contains("_HIT/"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+}
+
+/// Bytes nginx sent in a log slice (the combined format's size field).
+fn bytes(nginx: &str) -> u64 {
+    nginx
+        .lines()
+        .filter_map(|l| {
+            l.split('"')
+                .nth(2)?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
 /// A fresh, all-zero scratch disk image.
 fn scratch(path: &Path) -> PathBuf {
     let f = std::fs::File::create(path).unwrap();
@@ -181,13 +302,18 @@ fn scratch(path: &Path) -> PathBuf {
 }
 
 /// Boots with the given boot arguments, the scratch disk and the network
-/// that leads only to the loopback nginx; the serial output and seconds.
-fn boot(boot_args: &[&str], disk: &Path, port: u16) -> (String, f64) {
+/// that leads only to the loopback servers; the serial output and seconds.
+fn boot(boot_args: &[&str], disk: &Path, net: &Net) -> (String, f64) {
     let drive = format!("file={},format=raw,if=virtio", disk.display());
     // `cmd:` (one relay per guest connection): a chardev target would
     // carry only the guest's first connection.
+    let fwd =
+        |addr: &str, port: u16| format!(",guestfwd=tcp:{addr}-cmd:busybox nc 127.0.0.1 {port}");
     let net = format!(
-        "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:busybox nc 127.0.0.1 {port}"
+        "user,id=n0,restrict=on{}{}{}",
+        fwd("10.0.2.100:80", net.nginx),
+        fwd("10.0.2.101:3128", net.dead),
+        fwd("10.0.2.102:3128", net.squid)
     );
     let mut child = Command::new("qemu-system-x86_64")
         .args(["-m", "512", "-nographic", "-no-reboot", "-nodefaults"])
@@ -314,56 +440,136 @@ fn one_iso_boots_each_branch_from_cvmfs_and_pins_it() {
     );
 
     let (_nginx, port) = nginx(&store.join("cvmfs"), &dir.join("nginx"));
+    let (_squid, squid_port) = squid(port, &dir.join("squid"));
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let net = Net {
+        nginx: port,
+        dead,
+        squid: squid_port,
+    };
     let (prod, dev) = (
         tag_hash(dir, &store, "production"),
         tag_hash(dir, &store, "development"),
     );
     assert_ne!(prod, dev);
+    let logs = Logs {
+        nginx: dir.join("nginx/access.log"),
+        squid: dir.join("squid/access.log"),
+    };
 
-    // Release A: the ISO as it is; its boot loader's command line names
-    // the release tag it was built for (`cvmfs_repository_tag=`, which
-    // overrides the initrd's default), what `production` points at.
+    // Release A: the ISO as it is. Its command line names no tag, so the
+    // initrd's default holds: the branch the image was built from.
+    let cmdline = v[0]["outputs"]["image:iso"]["meta"]["cmdline"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no cmdline in the ISO's meta: {out}"));
+    assert!(!cmdline.contains("cvmfs_repository_tag"), "{cmdline}");
     let disk_a = scratch(&dir.join("scratch-a.img"));
     let iso_arg = iso.display().to_string();
-    let (serial, secs_a) = boot(&["-cdrom", &iso_arg], &disk_a, port);
+    let mark = logs.mark();
+    let (serial, secs_a) = boot(&["-cdrom", &iso_arg], &disk_a, &net);
     assert_eq!(
         marker(&serial, "production"),
         format!("CVMBUILD-CVMFS-OK release=ucernvm-release-A pin={prod} root=overlay")
     );
-    assert_eq!(tag_hash(dir, &store, "ucernvm-1.0.0"), prod);
-    assert_eq!(snapshot(&disk_a), format!("{prod}\nucernvm-1.0.0"));
+    assert_eq!(snapshot(&disk_a), format!("{prod}\nproduction"));
+    // Through the chain DEAD_PROXY;squid: squid carried every object,
+    // the first proxy none (its port is closed).
+    let (nginx_a, squid_a) = logs.since(&mark);
+    let fetched_a = data(&squid_a);
+    assert!(fetched_a.len() >= 5, "squid carried {fetched_a:?}");
+    assert_eq!(data(&nginx_a).len(), fetched_a.len(), "{nginx_a}");
 
-    // Release B: the same kernel and initrd, the tag from the command line.
+    // Release B: the same kernel and initrd, the tag from the command line,
+    // a fresh scratch disk: what it shares with A (kernel, busybox, ...)
+    // squid serves from its cache, and nginx never sees those objects again.
     let disk_b = scratch(&dir.join("scratch-b.img"));
     let (k, i) = (kernel.display().to_string(), initrd.display().to_string());
     let append = "console=ttyS0 panic=-1 quiet cvmfs_repository_tag=development";
+    let mark = logs.mark();
     let (serial, secs_b) = boot(
         &["-kernel", &k, "-initrd", &i, "-append", append],
         &disk_b,
-        port,
+        &net,
     );
     assert_eq!(
         marker(&serial, "development"),
         format!("CVMBUILD-CVMFS-OK release=ucernvm-release-B pin={dev} root=overlay")
     );
     assert_eq!(snapshot(&disk_b), format!("{dev}\ndevelopment"));
+    let (nginx_b, squid_b) = logs.since(&mark);
+    let hit_b = hits(&squid_b);
+    assert!(!hit_b.is_empty(), "no cache hit in squid's log:\n{squid_b}");
+    for h in &hit_b {
+        assert!(
+            !nginx_b.contains(h.as_str()),
+            "{h} was a hit, yet nginx served it"
+        );
+        assert!(
+            fetched_a.contains(h),
+            "{h} was a hit, yet A never fetched it"
+        );
+    }
 
-    // Promote B to production; A's scratch disk keeps its pin on A.
+    // Promote B to production; A's scratch disk keeps its pin on A, and
+    // the pinned reboot reads every object from its cache on the disk.
     run(cvmbuild().args(["promote", "ucernvm-2.0.0", "--to", "production"]));
     assert_eq!(tag_hash(dir, &store, "production"), dev);
-    let (serial, secs_pinned) = boot(&["-cdrom", &iso_arg], &disk_a, port);
+    let mark = logs.mark();
+    let (serial, secs_pinned) = boot(&["-cdrom", &iso_arg], &disk_a, &net);
     assert_eq!(
         marker(&serial, "pinned reboot"),
         format!("CVMBUILD-CVMFS-OK release=ucernvm-release-A pin={prod} root=overlay")
     );
-    assert!(serial.contains("(pinned, tag ucernvm-1.0.0)"), "{serial}");
+    assert!(serial.contains("(pinned, tag production)"), "{serial}");
+    let (nginx_p, squid_p) = logs.since(&mark);
+    assert!(
+        data(&nginx_p).is_empty() && data(&squid_p).is_empty(),
+        "the pinned reboot fetched:\n{nginx_p}{squid_p}"
+    );
+
+    // Trust: a manifest altered on the server (a revision digit changed,
+    // its hash line and signature left alone) stops a fresh boot with the
+    // cause on the console, before any switch of root.
+    let published = store.join(format!("cvmfs/{FQRN}/.cvmfspublished"));
+    let mut manifest = std::fs::read(&published).unwrap();
+    let s = manifest
+        .windows(2)
+        .position(|w| w[0] == b'\n' && w[1] == b'S')
+        .expect("the manifest has an S line")
+        + 2;
+    manifest[s] = if manifest[s] == b'9' { b'8' } else { b'9' };
+    std::fs::write(&published, manifest).unwrap();
+    let disk_t = scratch(&dir.join("scratch-t.img"));
+    let (serial, secs_t) = boot(&["-cdrom", &iso_arg], &disk_t, &net);
+    assert!(
+        serial.contains("UCERNVM-BOOT-FAILED: the CernVM-FS client could not mount"),
+        "{serial}"
+    );
+    assert!(
+        serial.contains(".cvmfspublished") && serial.contains("altered"),
+        "{serial}"
+    );
+    assert!(
+        !serial.contains("ucernvm: switching root") && !serial.contains("CVMBUILD-"),
+        "{serial}"
+    );
 
     let len = |p: &Path| std::fs::metadata(p).unwrap().len();
     eprintln!(
-        "sizes: iso {} initrd {} client {}; boots under TCG: A {secs_a:.1} s, B {secs_b:.1} s, pinned {secs_pinned:.1} s",
+        "sizes: iso {} initrd {} client {}; boots under TCG: A {secs_a:.1} s ({} objects, {} bytes), \
+         B {secs_b:.1} s ({} objects, {} from squid's cache), pinned {secs_pinned:.1} s ({} requests), tampered {secs_t:.1} s",
         len(&iso),
         len(&initrd),
-        len(&client)
+        len(&client),
+        fetched_a.len(),
+        bytes(&nginx_a),
+        data(&squid_b).len(),
+        hit_b.len(),
+        nginx_p.lines().count() + squid_p.lines().count(),
     );
     assert!(len(&iso) <= 12_000_000, "the ISO is {} bytes", len(&iso));
 }
