@@ -544,7 +544,14 @@ fn one_iso_boots_each_branch_from_cvmfs_and_pins_it() {
     manifest[s] = if manifest[s] == b'9' { b'8' } else { b'9' };
     std::fs::write(&published, manifest).unwrap();
     let disk_t = scratch(&dir.join("scratch-t.img"));
-    let (serial, secs_t) = boot(&["-cdrom", &iso_arg], &disk_t, &net);
+    // DIRECT, not through squid: its cache holds the good manifest from
+    // the boots above and would hide the change.
+    let append = "console=ttyS0 panic=-1 quiet cvmfs_proxy=DIRECT";
+    let (serial, secs_t) = boot(
+        &["-kernel", &k, "-initrd", &i, "-append", append],
+        &disk_t,
+        &net,
+    );
     // Kernel messages may interleave with /init's lines on the serial
     // console of a loaded machine: the words are checked, not one line.
     assert!(
