@@ -140,46 +140,6 @@ impl Drop for Proc {
     }
 }
 
-/// nginx serving `root` on a free loopback port, in the foreground.
-fn nginx(root: &Path, work: &Path) -> (Proc, u16) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    std::fs::create_dir_all(work).unwrap();
-    let w = work.display();
-    let conf = format!(
-        "user root;\nworker_processes 1;\npid {w}/nginx.pid;\nerror_log {w}/error.log;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{\n  access_log {w}/access.log;\n  client_body_temp_path {w}/body;\n\
-           proxy_temp_path {w}/proxy;\n  fastcgi_temp_path {w}/fastcgi;\n\
-           uwsgi_temp_path {w}/uwsgi;\n  scgi_temp_path {w}/scgi;\n\
-           default_type application/octet-stream;\n\
-           server {{ listen 127.0.0.1:{port}; root {root}; }}\n}}\n",
-        root = root.display()
-    );
-    std::fs::write(work.join("nginx.conf"), conf).unwrap();
-    let child = Command::new("nginx")
-        .arg("-p")
-        .arg(work)
-        .arg("-c")
-        .arg(work.join("nginx.conf"))
-        .args(["-g", "daemon off;"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx is needed (Debian's nginx-light): bash .ci/deps");
-    let p = Proc(child);
-    for _ in 0..100 {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return (p, port);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("nginx did not start on port {port}");
-}
-
 /// Debian's squid on a free loopback port, in the foreground, as the
 /// guest's proxy: every request goes to the nginx on `upstream` (a parent
 /// origin server; the guest's server address means nothing on the host),
@@ -439,7 +399,8 @@ fn one_iso_boots_each_branch_from_cvmfs_and_pins_it() {
         "the ISO's initrd is not the initrd output"
     );
 
-    let (_nginx, port) = nginx(&store.join("cvmfs"), &dir.join("nginx"));
+    let nginx = super::support::nginx::Nginx::start(&store.join("cvmfs"), &dir.join("nginx"));
+    let port = nginx.port;
     let (_squid, squid_port) = squid(port, &dir.join("squid"));
     let dead = TcpListener::bind("127.0.0.1:0")
         .unwrap()
