@@ -1,6 +1,6 @@
 //! `cvmbuild-client`: the CernVM-FS client alone, for the μCernVM initrd.
 //!
-//! It reaches only `cli::mount` (and through it `client`, `cli::client`'s
+//! It reaches only `cli::mount` and `cli::update` (and through it `client`, `cli::client`'s
 //! shared options and the FUSE layer): the solver, builders and image code
 //! are never called, so the linker drops them. Built for size with
 //! `cargo build --profile client --bin cvmbuild-client` (see `[profile.client]`
@@ -8,6 +8,7 @@
 
 use clap::{Parser, Subcommand};
 use cvmbuild::cli::mount::{mount_cmd, MountArgs};
+use cvmbuild::cli::update::{os_update_cmd, OsUpdateCommand};
 
 /// Mounts CernVM-FS repositories over HTTP, verified end to end.
 #[derive(Parser, Debug)]
@@ -21,6 +22,9 @@ struct Cli {
 enum Command {
     /// Mount a repository read-only on an empty directory (foreground, until umount or SIGTERM).
     Mount(MountArgs),
+    /// On a machine the boot loader pinned: is its tag at a newer release (check), release the pin (apply).
+    #[command(subcommand)]
+    OsUpdate(OsUpdateCommand),
 }
 
 fn main() {
@@ -33,6 +37,7 @@ fn main() {
     };
     let result = match cli.command {
         Command::Mount(a) => mount_cmd(a),
+        Command::OsUpdate(c) => os_update_cmd(c),
     };
     std::process::exit(match result {
         Ok(code) => code,

@@ -116,7 +116,6 @@ fn boot_files(cx: &BuildCx, boot: &Json) -> Result<Vec<(String, u32, Vec<u8>)>, 
         ("CVMFS_PROXY", text("proxy")),
         ("CVMFS_TAG", text("tag")),
         ("CERNVM_PATH", text("path")),
-        ("CVMFS_KEY", key_path.clone()),
         ("CVMFS_CLIENT", CLIENT.to_string()),
     ];
     let mut defaults = String::from(

@@ -104,7 +104,7 @@ pub const KERNEL: Def = Def {
 };
 pub const INITRD: Def = Def {
     name: names::INITRD,
-    version: 2,
+    version: 3,
     run: initrd::build,
 };
 pub const ROOTFS: Def = Def {

@@ -22,6 +22,7 @@ mod progress;
 mod realize;
 mod remote;
 mod store;
+pub mod update;
 
 use clap::{Parser, Subcommand};
 use miette::{miette, Result};
@@ -125,6 +126,9 @@ pub enum Command {
     Mount(mount::MountArgs),
     /// Print a file of a CernVM-FS repository over HTTP, verified (no FUSE needed).
     Cat(client::CatArgs),
+    /// On a machine the boot loader pinned: is its tag at a newer release (check), release the pin (apply).
+    #[command(subcommand)]
+    OsUpdate(update::OsUpdateCommand),
     /// Copy a CernVM-FS repository (every tagged revision) into a Stratum-1 directory, verified; only new objects.
     Replicate(client::ReplicateArgs),
     /// Print a shell completion script generated from these options.
@@ -188,6 +192,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Ls(a) => client::ls_cmd(a),
         Command::Mount(a) => mount::mount_cmd(a),
         Command::Cat(a) => client::cat_cmd(a),
+        Command::OsUpdate(c) => update::os_update_cmd(c),
         Command::Replicate(a) => client::replicate_cmd(a),
         Command::Completions(a) => docs::completions_cmd(a),
         Command::Man(a) => docs::man_cmd(a),

@@ -25,7 +25,7 @@ pub mod trust;
 pub mod vfs;
 
 pub use fetch::Timeouts;
-pub use repo::Repository;
+pub use repo::{Repository, Resolved};
 
 use std::path::PathBuf;
 
@@ -71,6 +71,13 @@ pub struct Config {
 /// Nothing else is fetched until it is looked up or read.
 pub fn open(cfg: &Config) -> Result<Repository, Error> {
     Repository::open(cfg)
+}
+
+/// Verifies the head and resolves `cfg.pin` (a tag, a date or the head)
+/// to its root catalog, fetching no catalog: the update check's question
+/// "where does this tag point now?".
+pub fn resolve(cfg: &Config) -> Result<Resolved, Error> {
+    Repository::resolve_only(cfg)
 }
 
 /// Everything that can go wrong while reading a repository.

@@ -43,6 +43,20 @@ struct Inodes {
     index: HashMap<Key, Ino>,
 }
 
+/// What a pin resolved to, before any catalog is read.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    /// The root catalog the pin names.
+    pub root_hash: String,
+    /// Its uncompressed size, where the manifest or history says it.
+    pub size: Option<u64>,
+    /// The history entry (a tag or date pin).
+    pub tag: Option<trust::Tag>,
+    /// The other tags naming the same root catalog (a branch's release
+    /// tag, for example), by name.
+    pub aliases: Vec<String>,
+}
+
 /// An open repository at one pinned revision.
 pub struct Repository {
     fqrn: String,
@@ -60,21 +74,19 @@ pub struct Repository {
 
 impl Repository {
     pub(super) fn open(cfg: &Config) -> Result<Repository, Error> {
-        let net = Network::new(&cfg.servers, &cfg.proxies, cfg.timeouts.clone())?;
-        let cache = Cache::open(&cfg.cache, cfg.quota)?;
-        let mut repo = Repository {
-            fqrn: cfg.fqrn.clone(),
-            net,
-            cache,
-            root_hash: String::new(),
-            revision: 0,
-            tag: None,
-            catalogs: Mutex::new(Vec::new()),
-            inodes: Mutex::new(Inodes::default()),
-            inflight: Mutex::new(HashMap::new()),
-        };
-        let (root_hash, size, tag) = match &cfg.pin {
-            Pin::RootHash(h) => (h.clone(), None, None),
+        let mut repo = Repository::unopened(cfg)?;
+        let Resolved {
+            root_hash,
+            size,
+            tag,
+            ..
+        } = match &cfg.pin {
+            Pin::RootHash(h) => Resolved {
+                root_hash: h.clone(),
+                size: None,
+                tag: None,
+                aliases: Vec::new(),
+            },
             pin => repo.resolve(cfg, pin)?,
         };
         fetch::parse_hash(&root_hash).map_err(Error::Config)?;
@@ -91,12 +103,34 @@ impl Repository {
         Ok(repo)
     }
 
-    /// Verifies the head and resolves a pin to (root hash, size, tag).
-    fn resolve(
-        &self,
-        cfg: &Config,
-        pin: &Pin,
-    ) -> Result<(String, Option<u64>, Option<trust::Tag>), Error> {
+    /// Verifies the head and resolves the pin without loading any
+    /// catalog: what an update check needs.
+    pub(super) fn resolve_only(cfg: &Config) -> Result<Resolved, Error> {
+        if let Pin::RootHash(h) = &cfg.pin {
+            return Err(Error::Config(format!(
+                "root hash {h} is its own pin: there is nothing to resolve"
+            )));
+        }
+        Repository::unopened(cfg)?.resolve(cfg, &cfg.pin)
+    }
+
+    /// The network and cache, nothing fetched yet.
+    fn unopened(cfg: &Config) -> Result<Repository, Error> {
+        Ok(Repository {
+            fqrn: cfg.fqrn.clone(),
+            net: Network::new(&cfg.servers, &cfg.proxies, cfg.timeouts.clone())?,
+            cache: Cache::open(&cfg.cache, cfg.quota)?,
+            root_hash: String::new(),
+            revision: 0,
+            tag: None,
+            catalogs: Mutex::new(Vec::new()),
+            inodes: Mutex::new(Inodes::default()),
+            inflight: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Verifies the head and resolves a pin.
+    fn resolve(&self, cfg: &Config, pin: &Pin) -> Result<Resolved, Error> {
         let keys = trust::load_keys(&cfg.keys)?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -117,19 +151,35 @@ impl Repository {
             now,
         )?;
         let m = &head.manifest;
+        let from_history = |tag: &trust::Tag, h: &History, size: Option<u64>| Resolved {
+            root_hash: tag.hash.clone(),
+            size,
+            tag: Some(tag.clone()),
+            aliases: h
+                .tags
+                .iter()
+                .filter(|o| o.hash == tag.hash && o.name != tag.name)
+                .map(|o| o.name.clone())
+                .collect(),
+        };
         let resolved = match pin {
-            Pin::Head => (m.catalog.clone(), m.catalog_size, None),
+            Pin::Head => Resolved {
+                root_hash: m.catalog.clone(),
+                size: m.catalog_size,
+                tag: None,
+                aliases: Vec::new(),
+            },
             Pin::Tag(t) => {
                 let (h, pending) = self.history(m.history.as_deref())?;
                 let tag = h.by_tag(t)?;
                 pending.commit()?;
-                (tag.hash.clone(), Some(tag.size), Some(tag.clone()))
+                from_history(tag, &h, Some(tag.size))
             }
             Pin::Date(when) => {
                 let (h, pending) = self.history(m.history.as_deref())?;
                 let tag = h.by_date(*when)?;
                 pending.commit()?;
-                (tag.hash.clone(), None, Some(tag.clone()))
+                from_history(tag, &h, None)
             }
             Pin::RootHash(_) => unreachable!("handled by the caller"),
         };

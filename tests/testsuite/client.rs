@@ -1585,3 +1585,128 @@ fn diff_reads_tags_of_a_repository_by_url() {
         "{untrusted}"
     );
 }
+
+/// `os-update check|apply` on a pin as the boot loader writes it: the
+/// check resolves the pin's tag through the whole trust chain and says
+/// whether it moved (exit 100, the motd line), apply releases the pin.
+#[test]
+fn os_update_checks_the_pinned_tag_and_releases_the_pin() {
+    let p = published();
+    let tmp = tempfile::tempdir().unwrap();
+    let nginx = Nginx::start(&p.served, &tmp.path().join("nginx"));
+    let cache = tmp.path().join("cache");
+    let hash = |tag: &str| {
+        let cfg = config(
+            vec![url(nginx.port)],
+            "DIRECT",
+            Pin::Tag(tag.into()),
+            &cache,
+        );
+        client::resolve(&cfg).unwrap().root_hash
+    };
+    let (prod, dev) = (hash("production"), hash("development"));
+    assert_ne!(prod, dev);
+    let aux = tmp.path().join("aux");
+    std::fs::create_dir(&aux).unwrap();
+    let snap = aux.join("cvmfs_snapshot");
+    let motd = tmp.path().join("motd");
+    std::fs::write(&motd, "Welcome to CernVM\n").unwrap();
+    let (server, key) = (url(nginx.port), p.key.display().to_string());
+    let check = |extra: &[&str]| {
+        let mut args = vec!["os-update", "check", FQRN, "--snapshot"];
+        let s = snap.display().to_string();
+        let m = motd.display().to_string();
+        let c = cache.display().to_string();
+        args.extend([s.as_str(), "--motd", &m, "--server", &server, "--key", &key]);
+        args.extend(["--cache", c.as_str()]);
+        args.extend(extra);
+        cli(&args)
+    };
+    let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
+
+    // Pinned on production's release: up to date, the motd untouched.
+    std::fs::write(&snap, format!("{prod}\nproduction")).unwrap();
+    let out = check(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("up to date"), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(&motd).unwrap(),
+        "Welcome to CernVM\n"
+    );
+
+    // The same root pinned under development's tag: that tag has moved on
+    // (as production does after a promote). Exit 100, the new root and
+    // its release tag named, one line added to the motd.
+    std::fs::write(&snap, format!("{prod}\ndevelopment")).unwrap();
+    let out = check(&[]);
+    assert_eq!(out.status.code(), Some(100), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.starts_with("update available: ") && said.contains(&dev) && said.contains(&prod),
+        "{said}"
+    );
+    assert!(
+        said.contains("cernvm-system-3.2.0.0"),
+        "names the release: {said}"
+    );
+    let m = std::fs::read_to_string(&motd).unwrap();
+    assert!(
+        m.starts_with("Welcome to CernVM\nCernVM update: ") && m.lines().count() == 2,
+        "{m}"
+    );
+    let out = check(&["--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            v["update"].as_bool(),
+            v["current"].as_str(),
+            v["pinned"].as_str()
+        ),
+        (Some(true), Some(dev.as_str()), Some(prod.as_str()))
+    );
+    // Still one update line, not two.
+    assert_eq!(std::fs::read_to_string(&motd).unwrap().lines().count(), 2);
+
+    // Once on the new release, the check clears its motd line.
+    std::fs::write(&snap, format!("{dev}\ndevelopment")).unwrap();
+    assert_eq!(check(&[]).status.code(), Some(0));
+    assert_eq!(
+        std::fs::read_to_string(&motd).unwrap(),
+        "Welcome to CernVM\n"
+    );
+
+    // Apply releases the pin, keeping it for the next boot's rebase.
+    let s = snap.display().to_string();
+    let apply = || cli(&["os-update", "apply", "--snapshot", &s]);
+    std::fs::write(&snap, format!("{prod}\ndevelopment")).unwrap();
+    let out = apply();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!snap.exists());
+    assert_eq!(
+        std::fs::read_to_string(aux.join("cvmfs_snapshot.previous")).unwrap(),
+        format!("{prod}\ndevelopment")
+    );
+    let again = apply();
+    assert!(again.status.success() && text(&again).contains("already applied"));
+
+    // Not a pin, an unknown tag: clear errors, exit 1.
+    std::fs::write(&snap, "banana\nproduction").unwrap();
+    let out = check(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.contains("os_update::pin") && err.contains("banana"),
+        "{err}"
+    );
+    std::fs::write(&snap, format!("{prod}\nno-such-branch")).unwrap();
+    let out = check(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no-such-branch") && err.contains("production"),
+        "{err}"
+    );
+}
