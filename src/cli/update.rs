@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 pub enum OsUpdateCommand {
     /// Does the pinned tag now point at another release? Exit 0: up to
     /// date; 100: an update is available (as `dnf check-update`).
-    Check(CheckArgs),
+    Check(Box<CheckArgs>),
     /// Release the pin: the next boot mounts the tag's current release and
     /// rebases the writable layer on it.
     Apply(ApplyArgs),
@@ -62,7 +62,7 @@ const MAX_PIN: u64 = 4096;
 
 pub fn os_update_cmd(c: OsUpdateCommand) -> Result<i32> {
     match c {
-        OsUpdateCommand::Check(a) => check(a),
+        OsUpdateCommand::Check(a) => check(*a),
         OsUpdateCommand::Apply(a) => apply(a),
     }
 }
