@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Mount a repository read-only on an empty directory (foreground, until umount or SIGTERM).
-    Mount(MountArgs),
+    Mount(Box<MountArgs>),
     /// On a machine the boot loader pinned: is its tag at a newer release (check), release the pin (apply).
     #[command(subcommand)]
     OsUpdate(OsUpdateCommand),
@@ -36,7 +36,7 @@ fn main() {
         }
     };
     let result = match cli.command {
-        Command::Mount(a) => mount_cmd(a),
+        Command::Mount(a) => mount_cmd(*a),
         Command::OsUpdate(c) => os_update_cmd(c),
     };
     std::process::exit(match result {
