@@ -218,6 +218,9 @@ impl Global {
             branch,
             offline,
             cache: self.store_dir().ok().map(|d| repodata_cache(&d)),
+            keys_dir: std::env::var_os("CVMBUILD_KEYS_DIR")
+                .map(PathBuf::from)
+                .or_else(|| self.store_dir().ok().map(|d| d.join("cvmfs-keys"))),
             ..Default::default()
         }
     }

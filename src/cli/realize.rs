@@ -116,6 +116,9 @@ const DEFAULT_ROOTS: &[&str] = &["os-tree", "meta-rpm", "publish"];
 pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
     let mut opts = g.eval_options(a.branch, a.offline);
     opts.locked = a.locked;
+    // The key an `initrd.boot` without `key` bakes in is the one this
+    // realize publishes with.
+    opts.keys_dir = Some(a.publish.keys_dir(g)?);
     let ev = eval::evaluate(&a.spec, &opts)?;
     let substituters = substituters(&a.substituters, &a.trusted_keys)?;
     let store = crate::store::FsStore::open(&g.store_dir()?)?;

@@ -36,6 +36,14 @@ fn files(dir: &Path, fqrn: &str) -> [PathBuf; 4] {
     ["masterkey", "pub", "key", "crt"].map(|ext| dir.join(format!("{fqrn}.{ext}")))
 }
 
+/// The master public key (PEM) of `fqrn` in `dir`, what a client trusts;
+/// the key set is made first if there is none, as the first publish does.
+pub fn master_public_key(dir: &Path, fqrn: &str) -> Result<String> {
+    load(dir, fqrn, true)?;
+    let [_, public, ..] = files(dir, fqrn);
+    std::fs::read_to_string(&public).map_err(|e| Error::io(&public, e))
+}
+
 /// Loads the keys of `fqrn` from `dir`, creating them if `create` (a
 /// repository's first publish). Either all of master key, repository key
 /// and certificate exist (bring your own) or none does; anything in between

@@ -23,6 +23,7 @@ mod walk;
 
 pub use catalog::{md5path, xattr_blob, TTL};
 pub use history::{Tag, TRUNK, TRUNK_PREVIOUS};
+pub use keys::master_public_key;
 pub(crate) use manifest::civil_from_days;
 pub use object::inflate;
 pub use publish::{

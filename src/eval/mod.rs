@@ -36,6 +36,11 @@ pub struct Options {
     pub solve_timeout: Option<std::time::Duration>,
     /// Directory for the repository metadata cache.
     pub cache: Option<PathBuf>,
+    /// The CernVM-FS keys directory (`<fqrn>.pub`, ...): where an
+    /// `initrd.boot` without `key` takes the repository's master public
+    /// key from, making the key set first if the repository has none yet
+    /// (as the first publish would).
+    pub keys_dir: Option<PathBuf>,
 }
 
 /// One evaluated branch.
@@ -81,7 +86,13 @@ pub fn evaluate(spec_path: &Path, opts: &Options) -> Result<Evaluation, Error> {
         let (lock, repinned) = pin(&rel, &spec.sources, lockfile.branch.get(&rel.branch), opts)?;
         let metadata: Vec<String> = lock.repo.iter().map(|r| r.metadata.clone()).collect();
         let solve = plan::solve_derivation(&rel, &metadata);
-        let graph = plan::plan(&rel, solve, &lock.package, &spec.sources)?;
+        let graph = plan::plan(
+            &rel,
+            solve,
+            &lock.package,
+            &spec.sources,
+            opts.keys_dir.as_deref(),
+        )?;
         if repinned {
             changed = true;
             lockfile.branch.insert(rel.branch.clone(), lock.clone());

@@ -22,6 +22,7 @@ use crate::lang;
 use crate::lock::LockedPackage;
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// The solve derivation of a release: its inputs are the repositories'
 /// metadata hashes and its parameters everything in the spec that can
@@ -98,6 +99,7 @@ pub fn plan(
     solve: Derivation,
     closure: &[LockedPackage],
     sources: &lang::SourceMap,
+    keys_dir: Option<&Path>,
 ) -> Result<Graph, lang::Error> {
     let mut g = Graph::default();
     let solve_id = g.add(solve);
@@ -233,7 +235,7 @@ pub fn plan(
                 }
             }
             if let Some(b) = &i.boot {
-                d = boot_inputs(d, b, &rel.branch, sources)?;
+                d = boot_inputs(d, b, &rel.branch, sources, keys_dir)?;
             }
             let initrd = g.add(d);
             g.roots.insert("initrd".into(), initrd.clone());
@@ -308,12 +310,15 @@ pub fn plan(
 
 /// `initrd.boot`: the settings as the `boot` parameter, the master key and
 /// the client binary as source inputs, so all of them are in the initrd's
-/// id. The client must be a file: a binary has no inline form.
+/// id. The client must be a file: a binary has no inline form. Without a
+/// `key`, the publish step's master public key is taken (inline, so its
+/// bytes are in the id), made first if the repository has no keys yet.
 fn boot_inputs(
     mut d: Derivation,
     b: &super::spec::Boot,
     branch: &str,
     sources: &lang::SourceMap,
+    keys_dir: Option<&Path>,
 ) -> Result<Derivation, lang::Error> {
     if b.servers.is_empty() {
         return Err(sources.error(
@@ -329,14 +334,18 @@ fn boot_inputs(
             "e.g. client = ./cvmbuild-client",
         ));
     };
+    let key = match &b.key {
+        Some(k) => k.clone(),
+        None => publish_key(b, sources, keys_dir)?,
+    };
     d.params["boot"] = json!({"repository": b.repository, "servers": b.servers,
-        "proxy": b.proxy, "tag": b.tag.as_deref().unwrap_or(branch), "path": b.path, "key": inline_or_null(&b.key)});
+        "proxy": b.proxy, "tag": b.tag.as_deref().unwrap_or(branch), "path": b.path, "key": inline_or_null(&key)});
     d = d.input_source(
         "boot:client",
         hash_file(path, sources, b.span)?,
         relative.clone(),
     );
-    if let FileInput::File { path, relative } = &b.key {
+    if let FileInput::File { path, relative } = &key {
         d = d.input_source(
             "boot:key",
             hash_file(path, sources, b.span)?,
@@ -344,6 +353,31 @@ fn boot_inputs(
         );
     }
     Ok(d)
+}
+
+/// The master public key of `b.repository` from the keys directory the
+/// publish step signs with, as inline PEM.
+fn publish_key(
+    b: &super::spec::Boot,
+    sources: &lang::SourceMap,
+    keys_dir: Option<&Path>,
+) -> Result<FileInput, lang::Error> {
+    let Some(dir) = keys_dir else {
+        return Err(sources.error(
+            b.span,
+            "initrd.boot has no `key` and no CernVM-FS keys directory is known",
+            "give key = ./<repository>.pub, or evaluate with a store (its cvmfs-keys) or CVMBUILD_KEYS_DIR",
+        ));
+    };
+    crate::cvmfs::master_public_key(dir, &b.repository)
+        .map(FileInput::Inline)
+        .map_err(|e| {
+            sources.error(
+                b.span,
+                &format!("initrd.boot: the publish step's key for {}: {e}", b.repository),
+                "the keys directory holds <repository>.masterkey, .pub, .key and .crt (made by the first publish)",
+            )
+        })
 }
 
 /// Inline file content goes into parameters; file content is an input

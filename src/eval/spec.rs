@@ -102,7 +102,9 @@ pub struct Boot {
     /// The default tag; unset, the release's own branch.
     pub tag: Option<String>,
     pub path: String,
-    pub key: FileInput,
+    /// The master public key; unset, the publish step's own (from the
+    /// keys directory).
+    pub key: Option<FileInput>,
     pub client: FileInput,
     pub span: Span,
 }
@@ -511,7 +513,7 @@ impl Cx<'_> {
                 .unwrap_or_else(|| "DIRECT".into()),
             tag: self.string(rec, "tag")?,
             path: self.string(rec, "path")?.unwrap_or_default(),
-            key: self.file_input(&rec.fields["key"].value),
+            key: rec.fields.get("key").map(|f| self.file_input(&f.value)),
             client: self.file_input(&rec.fields["client"].value),
             span: v.span,
         })

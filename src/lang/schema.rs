@@ -108,7 +108,7 @@ pub(crate) const BOOT: &[FieldSpec] = &[
     opt("proxy", Ty::Str),
     opt("tag", Ty::Str),
     opt("path", Ty::Str),
-    req("key", Ty::StrOrPath),
+    opt("key", Ty::StrOrPath),
     req("client", Ty::StrOrPath),
 ];
 

@@ -1,35 +1,43 @@
 //! μCernVM: one ISO boots any published release from CernVM-FS (issue 13).
 //!
-//! The boot example (examples/boot) is published twice into a CernVM-FS
-//! repository with visibly different trees: release A (`/etc/cernvm-release`
-//! says A) on `production`, release B on `development`. One ISO is built
-//! with `initrd.boot` (the static musl `cvmbuild-client`, the repository's
-//! master key from the publish step, no tag: the branch is the default,
-//! and the proxy chain `DEAD_PROXY;squid`). nginx on loopback is the
-//! Stratum-0, squid in front of it the proxy; the guest reaches them only
-//! through qemu's user networking with `restrict=on` and `guestfwd` rules
-//! (the dead proxy's leads to a closed port). Each scenario is one boot:
+//! The bundled spec examples/boot/ucernvm.cvm is published with visibly
+//! different trees: release A (`/etc/cernvm-release` says A) on
+//! `production`, release B on `development`. One ISO is built from it (the
+//! static musl `cvmbuild-client`, the publish step's master key, no tag:
+//! the branch is the default; the test's proxy chain `DEAD_PROXY;squid`).
+//! nginx on loopback is the Stratum-0, squid in front of it the proxy; the
+//! guest reaches them only through qemu's user networking with
+//! `restrict=on` and `guestfwd` rules (the dead proxy's leads to a closed
+//! port). Each scenario is one boot:
 //! 1. the ISO as it is, fresh scratch disk: release A by the branch tag,
 //!    through the second proxy; `aux/cvmfs_snapshot` (read back with
-//!    `debugfs`) holds the root hash `cvmbuild tag list` shows;
-//! 2. the ISO's kernel and initrd with `cvmfs_repository_tag=development`,
-//!    fresh disk: release B, what it shares with A served from squid's
-//!    cache (its access log), never again by nginx;
-//! 3. after `promote` B to `production`, A's disk again: still A, and not
-//!    one request to nginx or squid (the pin and the cache on the disk);
-//! 4. a `.cvmfspublished` altered on the server, fresh disk: the boot stops
+//!    `debugfs`) holds the root hash `cvmbuild tag list` shows; after the
+//!    power-off the scratch file system is clean (`dumpe2fs`, `e2fsck`);
+//! 2. a config drive whose user data names `development` (the command line
+//!    says production: user data wins), fresh disk: release B, what it
+//!    shares with A served from squid's cache, never again by nginx;
+//! 3. after `promote` B to production, A's disk again: still A with no
+//!    data object fetched for the file system; the OS writes local changes,
+//!    the update check reports B (reading only the new history), apply;
+//! 4. that disk once more: release B, the writable layer rebased (changes
+//!    under /etc, /var, /root kept, under /usr and /var/lib/rpm dropped);
+//! 5. an initrd built for another repository key, no disk at all: a tmpfs
+//!    scratch, the whitelist refused, no switch of root;
+//! 6. a `.cvmfspublished` altered on the server, fresh disk: the boot stops
 //!    with the cause on the console and never switches root.
 //!
-//! Needs .ci/deps (qemu-system-x86, nginx, xorriso, e2fsprogs, musl-tools,
-//! the musl target) and apt access for the kernel package, as boot_qemu.
+//! Needs .ci/deps (qemu-system-x86, nginx, squid, xorriso, e2fsprogs,
+//! musl-tools, the musl target) and apt access for the kernel package, as
+//! boot_qemu.
 
 use crate::support::rpmrepo::{build_rpms, createrepo, Pkg, RepoOptions};
+use crate::support::squid::{Squid, Upstream};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/boot");
@@ -100,88 +108,42 @@ fn make_repo(dir: &Path) {
     );
 }
 
-/// The example spec with the two releases published to [`FQRN`]; with
-/// `boot`, its initrd also carries the client and `key`.
-fn write_spec(dir: &Path, boot: bool) -> PathBuf {
-    let example = std::fs::read_to_string(Path::new(EXAMPLE).join("boot.cvm")).unwrap();
-    let cvmfs = format!("cvmfs = {{ repository = \"{FQRN}\" }}");
-    let mut text = example.replace(
-        "branch production = base\n",
-        &format!(
-            "branch production = base // {{ packages = base.packages ++ [\"release-a\"], {cvmfs} }}\n\
-             branch development = base // {{ version = \"2.0.0\", packages = base.packages ++ [\"release-b\"], {cvmfs} }}\n"
+/// The bundled μCernVM spec (examples/boot/ucernvm.cvm) in `dir`, with
+/// visibly different releases (`release-a` on production, `release-b` on
+/// development), the test's proxy chain, and `key` (a file in `dir`) as
+/// the trust anchor instead of the publish step's key, if given. The
+/// client binary must be in `dir` already.
+fn write_spec(dir: &Path, key: Option<&str>) -> PathBuf {
+    let example = std::fs::read_to_string(Path::new(EXAMPLE).join("ucernvm.cvm")).unwrap();
+    let edits = [
+        (
+            "branch production  = base\nbranch development = base // { version = \"2.0.0\" }\n",
+            "branch production  = base // { packages = base.packages ++ [\"release-a\"] }\n\
+             branch development = base // { version = \"2.0.0\", packages = base.packages ++ [\"release-b\"] }\n"
+                .to_string(),
         ),
-    );
-    if boot {
-        text = text.replace(
-            "compression = \"zstd\"\n",
-            &format!(
-                "compression = \"xz\"\n    boot = {{ repository = \"{FQRN}\", servers = [\"{SERVER}\"], \
-                 proxy = \"{PROXIES}\", key = ./{FQRN}.pub, client = ./cvmbuild-client }}\n"
-            ),
-        );
+        ("servers    = [\"http://10.0.2.100/@fqrn@\"]", format!("servers    = [\"{SERVER}\"]")),
+        ("proxy      = \"DIRECT\"", format!("proxy      = \"{PROXIES}\"")),
+        (
+            "client     = ./cvmbuild-client\n",
+            match key {
+                Some(k) => format!("client     = ./cvmbuild-client\n      key        = ./{k}\n"),
+                None => "client     = ./cvmbuild-client\n".into(),
+            },
+        ),
+    ];
+    let mut text = example;
+    for (from, to) in edits {
+        assert!(text.contains(from), "ucernvm.cvm has no `{from}`");
+        text = text.replace(from, &to);
     }
-    assert!(text.contains("release-b") && (!boot || text.contains("client =")));
+    assert!(text.contains(&format!("repository = \"{FQRN}\"")));
     for f in ["init.sh", "kernel.config"] {
         std::fs::copy(Path::new(EXAMPLE).join(f), dir.join(f)).unwrap();
     }
     let spec = dir.join("ucernvm.cvm");
     std::fs::write(&spec, text).unwrap();
     spec
-}
-
-/// A process stopped with SIGTERM on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
-        let _ = self.0.wait();
-    }
-}
-
-/// Debian's squid on a free loopback port, in the foreground, as the
-/// guest's proxy: every request goes to the nginx on `upstream` (a parent
-/// origin server; the guest's server address means nothing on the host),
-/// and what it caches stays fresh for the test's lifetime.
-fn squid(upstream: u16, work: &Path) -> (Proc, u16) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    std::fs::create_dir_all(work).unwrap();
-    let w = work.display();
-    let conf = format!(
-        "http_port 127.0.0.1:{port}\npid_filename none\ncache_effective_user proxy\n\
-         cache_log {w}/cache.log\naccess_log stdio:{w}/access.log\ncache_mem 64 MB\n\
-         maximum_object_size_in_memory 32 MB\nmaximum_object_size 64 MB\n\
-         cache_peer 127.0.0.1 parent {upstream} 0 no-query originserver name=s0\n\
-         never_direct allow all\nrefresh_pattern . 1440 100% 4320\n\
-         http_access allow localhost\nhttp_access deny all\nshutdown_lifetime 0 seconds\n\
-         coredump_dir {w}\nnetdb_filename none\npinger_enable off\n"
-    );
-    std::fs::write(work.join("squid.conf"), conf).unwrap();
-    run(Command::new("chown").args(["-R", "proxy"]).arg(work));
-    let child = Command::new("squid")
-        .arg("-N")
-        .arg("-f")
-        .arg(work.join("squid.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("squid is needed (Debian's squid): bash .ci/deps");
-    let p = Proc(child);
-    for _ in 0..200 {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return (p, port);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!(
-        "squid did not start on port {port}: {}",
-        std::fs::read_to_string(work.join("cache.log")).unwrap_or_default()
-    );
 }
 
 /// The loopback servers a guest may reach: the Stratum-0, a dead port
@@ -263,8 +225,15 @@ fn scratch(path: &Path) -> PathBuf {
 
 /// Boots with the given boot arguments, the scratch disk and the network
 /// that leads only to the loopback servers; the serial output and seconds.
-fn boot(boot_args: &[&str], disk: &Path, net: &Net) -> (String, f64) {
-    let drive = format!("file={},format=raw,if=virtio", disk.display());
+fn boot(boot_args: &[&str], disk: Option<&Path>, net: &Net) -> (String, f64) {
+    let drive: Vec<String> = disk
+        .map(|d| {
+            vec![
+                "-drive".into(),
+                format!("file={},format=raw,if=virtio", d.display()),
+            ]
+        })
+        .unwrap_or_default();
     // `cmd:` (one relay per guest connection): a chardev target would
     // carry only the guest's first connection.
     let fwd =
@@ -279,7 +248,8 @@ fn boot(boot_args: &[&str], disk: &Path, net: &Net) -> (String, f64) {
         .args(["-m", "512", "-nographic", "-no-reboot", "-nodefaults"])
         .args(["-serial", "stdio", "-vga", "none"])
         .args(boot_args)
-        .args(["-drive", &drive, "-netdev", &net])
+        .args(&drive)
+        .args(["-netdev", &net])
         .args(["-device", "virtio-net-pci,netdev=n0"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -312,12 +282,58 @@ fn marker<'a>(serial: &'a str, what: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{what}: no CVMBUILD-CVMFS-OK marker in:\n{serial}"))
 }
 
-/// `aux/cvmfs_snapshot` on the scratch disk image, read with debugfs.
-fn snapshot(disk: &Path) -> String {
+/// A file on the scratch disk image, read with debugfs.
+fn debugfs_cat(disk: &Path, path: &str) -> String {
     run(Command::new("debugfs")
-        .args(["-R", "cat /aux/cvmfs_snapshot"])
+        .args(["-R", &format!("cat {path}")])
         .arg(disk)
         .stderr(Stdio::null()))
+}
+
+/// The scratch disk was left clean at power-off: its superblock says so
+/// (`e2fsck -n` alone passes an ext2 file system that was never
+/// unmounted), and `e2fsck -fn` finds nothing to fix.
+fn assert_clean(disk: &Path, when: &str) {
+    let sb = run(Command::new("dumpe2fs")
+        .arg("-h")
+        .arg(disk)
+        .stderr(Stdio::null()));
+    let state = sb
+        .lines()
+        .find_map(|l| l.strip_prefix("Filesystem state:"))
+        .map(str::trim);
+    assert_eq!(
+        state,
+        Some("clean"),
+        "{when}: the scratch disk is not clean:\n{sb}"
+    );
+    let out = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(disk)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{when}: e2fsck -fn: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A NoCloud config drive (ISO 9660, volume id `cidata`) with `user_data`;
+/// the `-drive` argument that attaches it.
+fn config_drive(dir: &Path, user_data: &str) -> String {
+    let files = dir.join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("user-data"), user_data).unwrap();
+    std::fs::write(files.join("meta-data"), "instance-id: cvmbuild-test\n").unwrap();
+    let iso = dir.join("cidata.iso");
+    run(Command::new("xorriso")
+        .args(["-as", "mkisofs", "-quiet", "-V", "cidata", "-r", "-J", "-o"])
+        .arg(&iso)
+        .arg(&files)
+        .stderr(Stdio::null()));
+    format!("file={},format=raw,if=virtio,readonly=on", iso.display())
 }
 
 /// Root catalog hash of `tag`, as `cvmbuild tag list --json` gives it.
@@ -338,7 +354,7 @@ fn tag_hash(sandbox: &Path, store: &Path, tag: &str) -> String {
 }
 
 #[test]
-fn one_iso_boots_each_branch_from_cvmfs_and_pins_it() {
+fn one_iso_boots_each_branch_from_cvmfs_pins_updates_and_shuts_down_clean() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -350,24 +366,18 @@ fn one_iso_boots_each_branch_from_cvmfs_and_pins_it() {
         c
     };
 
-    // Publish both releases; the first publish makes the repository keys.
-    let spec = write_spec(dir, false);
-    for branch in ["production", "development"] {
-        run(cvmbuild()
-            .arg("realize")
-            .arg(&spec)
-            .args(["--branch", branch, "--root", "publish"]));
-    }
-    std::fs::copy(
-        store.join(format!("cvmfs-keys/{FQRN}.pub")),
-        dir.join(format!("{FQRN}.pub")),
-    )
-    .unwrap();
+    // Publish both releases. The first evaluation makes the repository's
+    // keys, and the initrd bakes in the publish step's master key.
     let client = client_binary();
     std::fs::copy(&client, dir.join("cvmbuild-client")).unwrap();
+    let spec = write_spec(dir, None);
+    run(cvmbuild()
+        .arg("realize")
+        .arg(&spec)
+        .args(["--root", "publish"]));
+    let key = store.join(format!("cvmfs-keys/{FQRN}.pub"));
 
     // One ISO, with the client and the key inside.
-    let spec = write_spec(dir, true);
     let out = run(cvmbuild().arg("realize").arg(&spec).args([
         "--branch",
         "production",
@@ -378,11 +388,11 @@ fn one_iso_boots_each_branch_from_cvmfs_and_pins_it() {
         "initrd",
     ]));
     let v: Value = serde_json::from_str(&out).unwrap();
-    let blob = |k: &str| {
+    let blob = |v: &Value, k: &str| {
         let h = v[0]["outputs"][k]["root"]["hash"].as_str().unwrap();
         store.join("blobs").join(&h[..2]).join(h)
     };
-    let iso = blob("image:iso");
+    let iso = blob(&v, "image:iso");
     let (kernel, initrd) = (dir.join("vmlinuz"), dir.join("initrd.img"));
     run(Command::new("xorriso")
         .args(["-osirrox", "on", "-indev"])
@@ -395,13 +405,47 @@ fn one_iso_boots_each_branch_from_cvmfs_and_pins_it() {
         .arg(&initrd)
         .stderr(Stdio::null()));
     assert!(
-        std::fs::read(&initrd).unwrap() == std::fs::read(blob("initrd")).unwrap(),
+        std::fs::read(&initrd).unwrap() == std::fs::read(blob(&v, "initrd")).unwrap(),
         "the ISO's initrd is not the initrd output"
     );
+    let in_initrd = run(Command::new("sh").arg("-c").arg(format!(
+        "xz -dc {} | cpio -i --quiet --to-stdout '*etc/ucernvm/keys/{FQRN}.pub'",
+        initrd.display()
+    )));
+    assert_eq!(
+        in_initrd,
+        std::fs::read_to_string(&key).unwrap(),
+        "the initrd carries the publish step's master key"
+    );
+    // An image built for another repository key (`key = ./other.pub`):
+    // only its initrd is needed, booted with the same kernel.
+    let private = run(Command::new("openssl")
+        .args(["genrsa", "2048"])
+        .stderr(Stdio::null()));
+    let mut rsa = Command::new("openssl")
+        .args(["rsa", "-pubout", "-out"])
+        .arg(dir.join("other.pub"))
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut rsa.stdin.take().unwrap(), private.as_bytes()).unwrap();
+    assert!(rsa.wait().unwrap().success());
+    let spec_other = write_spec(dir, Some("other.pub"));
+    let out = run(cvmbuild().arg("realize").arg(&spec_other).args([
+        "--branch",
+        "production",
+        "--json",
+        "--root",
+        "initrd",
+    ]));
+    let initrd_other = blob(&serde_json::from_str(&out).unwrap(), "initrd");
+    assert_ne!(initrd_other, blob(&v, "initrd"));
 
     let nginx = super::support::nginx::Nginx::start(&store.join("cvmfs"), &dir.join("nginx"));
     let port = nginx.port;
-    let (_squid, squid_port) = squid(port, &dir.join("squid"));
+    let squid = Squid::start(&dir.join("squid"), Upstream::Parent(port));
+    let squid_port = squid.port;
     let dead = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -422,8 +466,8 @@ fn one_iso_boots_each_branch_from_cvmfs_and_pins_it() {
         squid: dir.join("squid/access.log"),
     };
 
-    // Release A: the ISO as it is. Its command line names no tag, so the
-    // initrd's default holds: the branch the image was built from.
+    // 1. Release A: the ISO as it is. Its command line names no tag, so
+    // the initrd's default holds: the branch the image was built from.
     let cmdline = v[0]["outputs"]["image:iso"]["meta"]["cmdline"]
         .as_str()
         .unwrap_or_else(|| panic!("no cmdline in the ISO's meta: {out}"));
@@ -431,36 +475,66 @@ fn one_iso_boots_each_branch_from_cvmfs_and_pins_it() {
     let disk_a = scratch(&dir.join("scratch-a.img"));
     let iso_arg = iso.display().to_string();
     let mark = logs.mark();
-    let (serial, secs_a) = boot(&["-cdrom", &iso_arg], &disk_a, &net);
+    let (serial, secs_a) = boot(&["-cdrom", &iso_arg], Some(&disk_a), &net);
     assert_eq!(
         marker(&serial, "production"),
         format!("CVMBUILD-CVMFS-OK release=ucernvm-release-A pin={prod} root=overlay")
     );
-    assert_eq!(snapshot(&disk_a), format!("{prod}\nproduction"));
+    assert!(serial.contains("CVMBUILD-LOCAL-CHANGES none"), "{serial}");
+    assert_eq!(
+        debugfs_cat(&disk_a, "/aux/cvmfs_snapshot"),
+        format!("{prod}\nproduction")
+    );
     // Through the chain DEAD_PROXY;squid: squid carried every object,
     // the first proxy none (its port is closed).
     let (nginx_a, squid_a) = logs.since(&mark);
     let fetched_a = data(&squid_a);
     assert!(fetched_a.len() >= 5, "squid carried {fetched_a:?}");
     assert_eq!(data(&nginx_a).len(), fetched_a.len(), "{nginx_a}");
+    // The OS ran the boot loader's shutdown step: the scratch disk was
+    // left clean.
+    assert!(
+        serial.contains("ucernvm: scratch disk read-only, clean"),
+        "{serial}"
+    );
+    assert_clean(&disk_a, "after the first boot");
 
-    // Release B: the same kernel and initrd, the tag from the command line,
-    // a fresh scratch disk: what it shares with A (kernel, busybox, ...)
-    // squid serves from its cache, and nginx never sees those objects again.
+    // 2. Release B: the same kernel and initrd, a fresh scratch disk, a
+    // config drive whose user data names the development tag; the command
+    // line says production, and user data wins. What B shares with A
+    // (kernel, busybox, ...) squid serves from its cache, and nginx never
+    // sees those objects again.
+    let cidata = config_drive(
+        &dir.join("cidata"),
+        "#cloud-config\n[amiconfig]\nplugins=cernvm\n[ucernvm-begin]\ncvmfs_tag=development\n[ucernvm-end]\n",
+    );
     let disk_b = scratch(&dir.join("scratch-b.img"));
     let (k, i) = (kernel.display().to_string(), initrd.display().to_string());
-    let append = "console=ttyS0 panic=-1 quiet cvmfs_repository_tag=development";
+    let append = format!("{cmdline} cvmfs_repository_tag=production");
     let mark = logs.mark();
     let (serial, secs_b) = boot(
-        &["-kernel", &k, "-initrd", &i, "-append", append],
-        &disk_b,
+        &[
+            "-kernel", &k, "-initrd", &i, "-append", &append, "-drive", &cidata,
+        ],
+        Some(&disk_b),
         &net,
     );
     assert_eq!(
-        marker(&serial, "development"),
+        marker(&serial, "development by user data"),
         format!("CVMBUILD-CVMFS-OK release=ucernvm-release-B pin={dev} root=overlay")
     );
-    assert_eq!(snapshot(&disk_b), format!("{dev}\ndevelopment"));
+    assert!(
+        serial.contains("user data from the config drive"),
+        "{serial}"
+    );
+    assert_eq!(
+        debugfs_cat(&disk_b, "/aux/cvmfs_snapshot"),
+        format!("{dev}\ndevelopment")
+    );
+    assert_eq!(
+        debugfs_cat(&disk_b, "/aux/user-data"),
+        "cvmfs_tag=development\n"
+    );
     let (nginx_b, squid_b) = logs.since(&mark);
     let hit_b = hits(&squid_b);
     assert!(!hit_b.is_empty(), "no cache hit in squid's log:\n{squid_b}");
@@ -475,24 +549,101 @@ fn one_iso_boots_each_branch_from_cvmfs_and_pins_it() {
         );
     }
 
-    // Promote B to production; A's scratch disk keeps its pin on A, and
-    // the pinned reboot reads every object from its cache on the disk.
+    // 3. Promote B to production. A's scratch disk keeps its pin on A, and
+    // the pinned reboot mounts it from the cache on the disk: not one data
+    // object fetched for the file system. In it, the OS writes local
+    // changes, then the update check (which reads the new history, and
+    // nothing else) reports B and the update is applied.
     run(cvmbuild().args(["promote", "ucernvm-2.0.0", "--to", "production"]));
     assert_eq!(tag_hash(dir, &store, "production"), dev);
+    let append = format!("{cmdline} os.do=local,update");
     let mark = logs.mark();
-    let (serial, secs_pinned) = boot(&["-cdrom", &iso_arg], &disk_a, &net);
+    let (serial, secs_pinned) = boot(
+        &["-kernel", &k, "-initrd", &i, "-append", &append],
+        Some(&disk_a),
+        &net,
+    );
     assert_eq!(
         marker(&serial, "pinned reboot"),
         format!("CVMBUILD-CVMFS-OK release=ucernvm-release-A pin={prod} root=overlay")
     );
     assert!(serial.contains("(pinned, tag production)"), "{serial}");
     let (nginx_p, squid_p) = logs.since(&mark);
+    let fetched_p: Vec<String> = data(&nginx_p).into_iter().chain(data(&squid_p)).collect();
     assert!(
-        data(&nginx_p).is_empty() && data(&squid_p).is_empty(),
-        "the pinned reboot fetched:\n{nginx_p}{squid_p}"
+        !fetched_p.is_empty() && fetched_p.iter().all(|o| o.ends_with('H')),
+        "the pinned reboot fetched more than the update check's history:\n{nginx_p}{squid_p}"
+    );
+    assert!(
+        serial.contains("update available: ") && serial.contains(&format!("points at revision")),
+        "{serial}"
+    );
+    assert!(
+        serial.contains("CVMBUILD-UPDATE-CHECK status=100"),
+        "{serial}"
+    );
+    assert!(
+        serial.contains("CVMBUILD-UPDATE-APPLY status=0"),
+        "{serial}"
+    );
+    assert_clean(&disk_a, "after the update was applied");
+
+    // 4. The next boot of that disk follows production again: release B,
+    // the writable layer rebased; what was written under /etc, /var and
+    // /root is still there, what was under /usr and /var/lib/rpm is gone.
+    let (serial, secs_updated) = boot(&["-cdrom", &iso_arg], Some(&disk_a), &net);
+    assert_eq!(
+        marker(&serial, "updated"),
+        format!("CVMBUILD-CVMFS-OK release=ucernvm-release-B pin={dev} root=overlay")
+    );
+    assert!(
+        serial.contains(
+            "CVMBUILD-LOCAL-CHANGES /etc/local-change,/var/local-change,/root/local-change,"
+        ),
+        "{serial}"
+    );
+    assert_eq!(
+        debugfs_cat(&disk_a, "/aux/cvmfs_snapshot"),
+        format!("{dev}\nproduction")
+    );
+    let rebase = debugfs_cat(&disk_a, "/aux/rebase.log");
+    for line in [
+        "kept /etc/local-change",
+        "kept /root/local-change",
+        "kept /var/local-change",
+        "dropped /usr/local-change",
+        "dropped /var/lib/rpm/local-change",
+    ] {
+        assert!(
+            rebase.lines().any(|l| l == line),
+            "no `{line}` in:\n{rebase}"
+        );
+    }
+    assert_clean(&disk_a, "after the updated boot");
+
+    // 5. The image built for another key, and no disk at all: a tmpfs
+    // scratch, said so, and the whitelist refused before any switch.
+    let io = initrd_other.display().to_string();
+    let (serial, secs_key) = boot(
+        &["-kernel", &k, "-initrd", &io, "-append", cmdline],
+        None,
+        &net,
+    );
+    assert!(serial.contains("no scratch disk"), "{serial}");
+    assert!(
+        serial.contains("UCERNVM-BOOT-FAILED") && serial.contains("could not mount"),
+        "{serial}"
+    );
+    assert!(
+        serial.contains("whitelist"),
+        "names what was refused: {serial}"
+    );
+    assert!(
+        !serial.contains("ucernvm: switching root") && !serial.contains("CVMBUILD-"),
+        "{serial}"
     );
 
-    // Trust: a manifest altered on the server (a revision digit changed,
+    // 6. Trust: a manifest altered on the server (a revision digit changed,
     // its hash line and signature left alone) stops a fresh boot with the
     // cause on the console, before any switch of root.
     let published = store.join(format!("cvmfs/{FQRN}/.cvmfspublished"));
@@ -510,7 +661,7 @@ fn one_iso_boots_each_branch_from_cvmfs_and_pins_it() {
     let append = "console=ttyS0 panic=-1 quiet cvmfs_proxy=DIRECT";
     let (serial, secs_t) = boot(
         &["-kernel", &k, "-initrd", &i, "-append", append],
-        &disk_t,
+        Some(&disk_t),
         &net,
     );
     // Kernel messages may interleave with /init's lines on the serial
@@ -531,7 +682,8 @@ fn one_iso_boots_each_branch_from_cvmfs_and_pins_it() {
     let len = |p: &Path| std::fs::metadata(p).unwrap().len();
     eprintln!(
         "sizes: iso {} initrd {} client {}; boots under TCG: A {secs_a:.1} s ({} objects, {} bytes), \
-         B {secs_b:.1} s ({} objects, {} from squid's cache), pinned {secs_pinned:.1} s ({} requests), tampered {secs_t:.1} s",
+         B {secs_b:.1} s ({} objects, {} from squid's cache), pinned + update check {secs_pinned:.1} s \
+         ({} objects: the history), updated {secs_updated:.1} s, other key {secs_key:.1} s, tampered {secs_t:.1} s",
         len(&iso),
         len(&initrd),
         len(&client),
@@ -539,7 +691,7 @@ fn one_iso_boots_each_branch_from_cvmfs_and_pins_it() {
         bytes(&nginx_a),
         data(&squid_b).len(),
         hit_b.len(),
-        nginx_p.lines().count() + squid_p.lines().count(),
+        fetched_p.len(),
     );
     assert!(len(&iso) <= 12_000_000, "the ISO is {} bytes", len(&iso));
 }

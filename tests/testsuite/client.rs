@@ -8,6 +8,7 @@
 //! `openssl` where a case needs a valid signature over wrong content).
 
 use super::support::nginx::Nginx;
+use super::support::squid::{Squid, Upstream};
 use ::cvmfs as cvmfs_crate;
 use cvmbuild::client::vfs::{Attr, Kind, ReadOnlyFs, ROOT_INO};
 use cvmbuild::client::{self, Config, Pin, Timeouts};
@@ -18,7 +19,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -74,61 +75,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn wait_port(port: u16, what: &str, log: &dyn Fn() -> String) {
-    for _ in 0..150 {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{what} did not start on port {port}:\n{}", log());
-}
-
-/// A process stopped with SIGTERM on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
-        let _ = self.0.wait();
-    }
-}
-
-/// Debian's squid as a caching forward proxy on loopback, in the
-/// foreground, with its own config, logs and memory cache.
-fn squid(work: &Path) -> (Proc, u16) {
-    let port = free_port();
-    std::fs::create_dir_all(work).unwrap();
-    let w = work.display();
-    let conf = format!(
-        "http_port 127.0.0.1:{port}\npid_filename none\ncache_effective_user proxy\n\
-         cache_log {w}/cache.log\naccess_log stdio:{w}/access.log\ncache_mem 64 MB\n\
-         maximum_object_size_in_memory 32 MB\nmaximum_object_size 64 MB\n\
-         http_access allow localhost\nhttp_access deny all\nshutdown_lifetime 0 seconds\n\
-         coredump_dir {w}\nnetdb_filename none\npinger_enable off\n"
-    );
-    std::fs::write(work.join("squid.conf"), conf).unwrap();
-    Command::new("chown")
-        .args(["-R", "proxy"])
-        .arg(work)
-        .status()
-        .unwrap();
-    let child = Command::new("squid")
-        .arg("-N")
-        .arg("-f")
-        .arg(work.join("squid.conf"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(work.join("stderr.log")).unwrap())
-        .spawn()
-        .expect("squid is needed (Debian's squid): bash .ci/deps");
-    let p = Proc(child);
-    wait_port(port, "squid", &|| {
-        std::fs::read_to_string(work.join("stderr.log")).unwrap_or_default()
-            + &std::fs::read_to_string(work.join("cache.log")).unwrap_or_default()
-    });
-    (p, port)
 }
 
 fn config(servers: Vec<String>, proxies: &str, pin: Pin, cache: &Path) -> Config {
@@ -342,7 +288,8 @@ fn replica_through_squid_reads_every_tag_like_its_export() {
     let crate_repo = cvmfs_crate::repository::Repository::new(fetcher).unwrap();
     assert_eq!(crate_repo.fqrn, FQRN);
     assert_eq!(crate_repo.get_revision_number().unwrap(), 2);
-    let (_squid, sp) = squid(&tmp.path().join("squid"));
+    let squid = Squid::start(&tmp.path().join("squid"), Upstream::Direct);
+    let sp = squid.port;
     let proxy = format!("127.0.0.1:{sp}");
     let s0_before = std::fs::read_to_string(tmp.path().join("nginx0/access.log")).unwrap();
     let cache = tmp.path().join("cache");

@@ -10,6 +10,7 @@ pub mod nginx;
 pub mod rpm_fixture;
 pub mod rpmrepo;
 pub mod solve;
+pub mod squid;
 
 use std::path::Path;
 use std::process::Command;
