@@ -5,8 +5,11 @@
 //! `Cache-Control: no-cache` (a proxy may hold a corrupted copy) before
 //! the next server is tried. What worked is remembered for the next
 //! request. Every failure is reported with the URL and the proxy tried.
+//! Files outside `data/` (manifest, whitelist) are rewritten in place by
+//! the publisher: a proxy may answer them only from a copy at most
+//! [`MUTABLE_MAX_AGE`] seconds old.
 
-use super::http::{self, Failure, Target};
+use super::http::{self, Failure, Freshness, Target};
 use super::Error;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -187,11 +190,16 @@ impl Network {
         for k in 0..n {
             let s = (s0 + k) % n;
             let url = format!("{}/{rel}", self.servers[s]);
-            for no_cache in [false, true] {
+            for reload in [false, true] {
+                let freshness = match (reload, rel.starts_with("data/")) {
+                    (true, _) => Freshness::Reload,
+                    (false, true) => Freshness::Cached,
+                    (false, false) => Freshness::MaxAge(MUTABLE_MAX_AGE),
+                };
                 let t = Target {
                     url: &url,
                     proxy,
-                    no_cache,
+                    freshness,
                     limit,
                 };
                 self.requests.fetch_add(1, Ordering::Relaxed);
@@ -201,7 +209,7 @@ impl Network {
                         match check(&body) {
                             Ok(()) => return Some((s, body)),
                             Err(why) => {
-                                let again = if no_cache {
+                                let again = if reload {
                                     ""
                                 } else {
                                     " (retrying with no-cache)"
@@ -224,6 +232,11 @@ impl Network {
         None
     }
 }
+
+/// How old a proxy's copy of the manifest or whitelist may be, in seconds:
+/// what upstream's Stratum servers announce for them (`max-age=61`), asked
+/// by the client so that a proxy in front of any server honours it.
+pub const MUTABLE_MAX_AGE: u32 = 61;
 
 /// A content digest: SHA-1 is the only algorithm this client reads.
 pub type Digest = [u8; 20];

@@ -34,11 +34,25 @@ pub struct Target<'a> {
     pub url: &'a str,
     /// `host:port` of a forward proxy, or `None` for DIRECT.
     pub proxy: Option<&'a str>,
-    /// Send `Cache-Control: no-cache` (and `Pragma`), so that a proxy
-    /// fetches a fresh copy instead of serving a corrupted cached one.
-    pub no_cache: bool,
+    /// What a proxy may answer from its cache.
+    pub freshness: Freshness,
     /// Refuse bodies larger than this.
     pub limit: u64,
+}
+
+/// What a proxy may answer from its cache, as request `Cache-Control`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Freshness {
+    /// Whatever it holds: content-addressed objects never change.
+    Cached,
+    /// A copy at most this many seconds old (`max-age`): the files a
+    /// publisher rewrites in place (manifest, whitelist), so that a proxy
+    /// cannot hold back a new revision for longer, whatever the server's
+    /// own cache headers say.
+    MaxAge(u32),
+    /// None (`no-cache`, and `Pragma` for HTTP/1.0 caches): a copy fetched
+    /// anew, after a cached one failed verification.
+    Reload,
 }
 
 /// The `host:port` and path of an `http://` URL.
@@ -83,8 +97,10 @@ pub fn get(t: &Target, timeouts: &Timeouts) -> Result<Vec<u8>, Failure> {
     let mut req = format!(
         "GET {request_target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: cvmbuild-client\r\nConnection: close\r\n"
     );
-    if t.no_cache {
-        req.push_str("Cache-Control: no-cache\r\nPragma: no-cache\r\n");
+    match t.freshness {
+        Freshness::Cached => {}
+        Freshness::MaxAge(s) => req.push_str(&format!("Cache-Control: max-age={s}\r\n")),
+        Freshness::Reload => req.push_str("Cache-Control: no-cache\r\nPragma: no-cache\r\n"),
     }
     req.push_str("\r\n");
     stream
@@ -294,7 +310,7 @@ mod tests {
         Target {
             url,
             proxy: None,
-            no_cache: true,
+            freshness: Freshness::Reload,
             limit,
         }
     }
@@ -339,13 +355,19 @@ mod tests {
         let t = Target {
             url: "http://10.0.2.100/repo/x",
             proxy: Some(&proxy),
-            no_cache: false,
+            freshness: Freshness::MaxAge(61),
             limit: 100,
         };
         let Err(Failure::Proxy(m)) = get(&t, &timeouts()) else {
             panic!("a proxy that closed without an answer is not a proxy failure")
         };
         assert!(m.contains("reading the response"), "{m}");
+        let req = _h.join().unwrap();
+        assert!(
+            req.starts_with("GET http://10.0.2.100/repo/x HTTP/1.1\r\n")
+                && req.contains("\r\nCache-Control: max-age=61\r\n"),
+            "{req}"
+        );
         let (url, _h) = serve_once(b"");
         assert!(matches!(
             get(&target(&url, 100), &timeouts()),
