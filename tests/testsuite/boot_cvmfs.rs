@@ -700,6 +700,16 @@ fn one_iso_boots_each_branch_from_cvmfs_pins_updates_and_shuts_down_clean() {
 /// text), evaluated in a scratch copy that holds `key` and `client`:
 /// derivation name -> id of its production branch.
 fn boot_ids(boot: &str, key: &[u8], client: &[u8]) -> Result<BTreeMap<String, String>, String> {
+    boot_ids_with_keys(boot, key, client, None)
+}
+
+/// [`boot_ids`], evaluated with `keys_dir` as the CernVM-FS keys directory.
+fn boot_ids_with_keys(
+    boot: &str,
+    key: &[u8],
+    client: &[u8],
+    keys_dir: Option<&Path>,
+) -> Result<BTreeMap<String, String>, String> {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let dir = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(examples.join("repos"), dir.path().join("repos")).unwrap();
@@ -718,8 +728,11 @@ fn boot_ids(boot: &str, key: &[u8], client: &[u8]) -> Result<BTreeMap<String, St
     assert!(text.contains("boot        ="));
     let spec = d.join("cernvm.cvm");
     std::fs::write(&spec, text).unwrap();
-    let ev = cvmbuild::eval::evaluate(&spec, &cvmbuild::eval::Options::default())
-        .map_err(|e| format!("{e:?}"))?;
+    let opts = cvmbuild::eval::Options {
+        keys_dir: keys_dir.map(Path::to_path_buf),
+        ..Default::default()
+    };
+    let ev = cvmbuild::eval::evaluate(&spec, &opts).map_err(|e| format!("{e:?}"))?;
     let b = ev
         .branches
         .iter()
@@ -766,4 +779,37 @@ fn boot_settings_key_and_client_enter_the_initrd_id() {
     let empty = boot("production", "").replace("[\"http://s1/cvmfs/@fqrn@\"]", "[]");
     let err = boot_ids(&empty, b"key", b"client").unwrap_err();
     assert!(err.contains("initrd.boot.servers is empty"), "{err}");
+}
+
+/// Without `key`, the initrd trusts the publish step's master key: made
+/// in the keys directory at evaluation if the repository has none yet,
+/// read from there afterwards, and in the initrd's id like a given key.
+#[test]
+fn boot_without_a_key_takes_the_publish_steps_key() {
+    let boot = "{ repository = \"cernvm-prod.cern.ch\", servers = [\"http://s1/cvmfs/@fqrn@\"], \
+                client = ./client }";
+    let err = boot_ids(boot, b"", b"client").unwrap_err();
+    assert!(
+        err.contains("no CernVM-FS keys directory is known"),
+        "{err}"
+    );
+    let keys = tempfile::tempdir().unwrap();
+    let first = boot_ids_with_keys(boot, b"", b"client", Some(keys.path())).unwrap();
+    let public = keys.path().join("cernvm-prod.cern.ch.pub");
+    let pem = std::fs::read_to_string(&public).unwrap();
+    assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem}");
+    for ext in ["masterkey", "key", "crt"] {
+        assert!(keys
+            .path()
+            .join(format!("cernvm-prod.cern.ch.{ext}"))
+            .exists());
+    }
+    // The same keys, read again: the same ids, the key set untouched.
+    let again = boot_ids_with_keys(boot, b"", b"client", Some(keys.path())).unwrap();
+    assert_eq!(first, again);
+    assert_eq!(std::fs::read_to_string(&public).unwrap(), pem);
+    // Another repository's keys: another initrd.
+    let other = tempfile::tempdir().unwrap();
+    let moved = boot_ids_with_keys(boot, b"", b"client", Some(other.path())).unwrap();
+    assert_ne!(first["initrd"], moved["initrd"]);
 }
