@@ -300,10 +300,12 @@ impl Realizer<'_> {
             return Ok((out, false));
         }
         if self.opts.substitute_only && substitutable(drv) {
-            return Err(crate::store::Error::NotSubstituted {
+            let e = crate::store::Error::NotSubstituted {
                 drv_id: id.0.clone(),
-            }
-            .into());
+            };
+            self.state
+                .write_log(&id.0, &format!("derivation {id}\nfailed: {e}\n"));
+            return Err(e.into());
         }
         let builtin = self.registry.get(&drv.builder)?;
         let started = Instant::now();

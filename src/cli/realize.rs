@@ -108,10 +108,10 @@ pub(super) fn substituters(
     }
     urls.into_iter()
         .map(|u| {
-            Ok(crate::store::remote::Substituter {
-                remote: crate::store::remote::Remote::new(u)?,
-                trusted: trusted.clone(),
-            })
+            Ok(crate::store::remote::Substituter::new(
+                crate::store::remote::Remote::new(u)?,
+                trusted.clone(),
+            ))
         })
         .collect()
 }

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -129,6 +129,9 @@ pub enum Error {
         help("free space on the cache's disk; what was sent is complete objects only, and no output record names them yet, so pushing again later resumes")
     )]
     Full { remote: String, what: String },
+    #[error("{cause}; not asking {remote} again in this run")]
+    #[diagnostic(code(remote::gone))]
+    Gone { remote: String, cause: Box<Error> },
     #[error("derivation record {drv}: {reason}")]
     #[diagnostic(
         code(remote::local_record),
@@ -931,11 +934,39 @@ impl Remote {
 pub struct Substituter {
     pub remote: Remote,
     pub trusted: Vec<PublicKey>,
+    /// Set by the first transport failure: a remote that went away (or
+    /// answers errors) would otherwise cost every later derivation a
+    /// timeout and a warning.
+    gone: AtomicBool,
 }
 
 impl Substituter {
+    pub fn new(remote: Remote, trusted: Vec<PublicKey>) -> Substituter {
+        Substituter {
+            remote,
+            trusted,
+            gone: AtomicBool::new(false),
+        }
+    }
+
+    /// [`Remote::substitute`] with this substituter's keys. After an HTTP
+    /// failure (refused connection, cut transfer, a 5xx answer) it is
+    /// reported once, as [`Error::Gone`], and the remote is not asked
+    /// again: later calls answer "not there".
     pub fn substitute(&self, store: &dyn Store, drv_id: &str) -> Result<Option<Output>> {
-        self.remote.substitute(store, drv_id, &self.trusted)
+        if self.gone.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        match self.remote.substitute(store, drv_id, &self.trusted) {
+            Err(e @ Error::Http { .. }) => {
+                self.gone.store(true, Ordering::Relaxed);
+                Err(Error::Gone {
+                    remote: self.remote.url.clone(),
+                    cause: Box::new(e),
+                })
+            }
+            r => r,
+        }
     }
 }
 
