@@ -2,10 +2,12 @@
 //! 2.11) or pull them from one, and make the ed25519 keys that sign them.
 
 use super::Global;
+use crate::eval::DrvId;
 use crate::store::remote::{Remote, SecretKey, Transfer};
 use clap::{Args, Subcommand};
 use miette::{miette, Result};
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -42,6 +44,14 @@ pub struct CopyArgs {
     /// `--from`, also full derivation ids this store has never seen.
     #[arg(required = true, value_name = "ID|ROOT")]
     pub outputs: Vec<String>,
+    /// Also take the output names (`os-tree`, `meta-rpm`) of this spec's
+    /// branch, evaluated offline from its lock file, so a machine that
+    /// has never realized it can name what to pull.
+    #[arg(long, value_name = "SPEC")]
+    pub spec: Option<PathBuf>,
+    /// With `--spec`: the branch (needed when the spec has several).
+    #[arg(long, short, requires = "spec")]
+    pub branch: Option<String>,
     /// With `--to`: push only the named outputs, not also those of the
     /// derivations they were built from (which let another machine whose
     /// build differs in one package substitute everything else).
@@ -95,8 +105,12 @@ fn push(g: &Global, url: &str, a: &CopyArgs) -> Result<i32> {
         crate::build::records::inputs_of(&store, id).map_err(|e| e.to_string())
     };
     let mut done = std::collections::HashSet::new();
+    let named = spec_roots(g, a)?;
     for k in &a.outputs {
-        let id = super::ids::resolve(&store, k, None)?;
+        let id = match named.get(k) {
+            Some(id) => id.clone(),
+            None => super::ids::resolve(&store, k, None)?,
+        };
         let t = remote.push_closure(&store, &id.0, &inputs_of, &key, &mut done)?;
         if !a.json {
             eprintln!(
@@ -146,8 +160,12 @@ fn pull(g: &Global, url: &str, a: &CopyArgs) -> Result<i32> {
     let started = std::time::Instant::now();
     let mut total = Transfer::default();
     let mut pulled = Vec::new();
+    let named = spec_roots(g, a)?;
     for k in &a.outputs {
-        let id = pull_id(&store, k)?;
+        let id = match named.get(k) {
+            Some(id) => id.clone(),
+            None => pull_id(&store, k)?,
+        };
         let before = sub.remote.fetched();
         let here = crate::store::Store::lookup_output(&store, &id.0)?.is_some();
         if !here && sub.substitute(&store, &id.0)?.is_none() {
@@ -203,16 +221,39 @@ fn pull(g: &Global, url: &str, a: &CopyArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// The output names of `--spec`'s branch with their derivation ids
+/// (empty without `--spec`).
+fn spec_roots(g: &Global, a: &CopyArgs) -> Result<BTreeMap<String, DrvId>> {
+    let Some(spec) = &a.spec else {
+        return Ok(BTreeMap::new());
+    };
+    let ev = crate::eval::evaluate(spec, &g.eval_options(a.branch.clone(), true))?;
+    match ev.branches.as_slice() {
+        [b] => Ok(b.graph.roots.clone().into_iter().collect()),
+        many => Err(miette!(
+            code = "cli::branch",
+            help = format!(
+                "branches: {}",
+                many.iter()
+                    .map(|b| b.release.branch.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "{} has {} branches; pass --branch",
+            spec.display(),
+            many.len()
+        )),
+    }
+}
+
 /// What `copy --from` pulls for `key`: whatever `cvmbuild log` would name
 /// in this store, else `key` itself when it is spelled like a derivation
 /// id (64 lower-case hex digits), since a fresh machine has no records to
 /// resolve a name or a prefix against.
-fn pull_id(store: &crate::store::FsStore, key: &str) -> Result<crate::eval::DrvId> {
+fn pull_id(store: &crate::store::FsStore, key: &str) -> Result<DrvId> {
     match super::ids::resolve(store, key, None) {
         Ok(id) => Ok(id),
-        Err(_) if crate::store::Hash::from_hex(key).is_some() => {
-            Ok(crate::eval::DrvId(key.to_string()))
-        }
+        Err(_) if crate::store::Hash::from_hex(key).is_some() => Ok(DrvId(key.to_string())),
         Err(e) => Err(e),
     }
 }
