@@ -130,3 +130,118 @@ impl Store for Substituting<'_> {
         self.local.local_blob_path(hash)
     }
 }
+
+/// Read-through on its own: a "remote" that is an [`super::FsStore`]
+/// directory (2.11 uses the same object paths) served by a minimal HTTP
+/// server, a [`super::MemStore`] in front.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::remote::Remote;
+    use crate::store::{Entry, FsStore, MemStore, Node};
+    use std::io::{BufRead, BufReader, Write};
+    use std::path::Path;
+
+    /// Serves `root` with GET and HEAD, one request per connection, until
+    /// the test process ends.
+    fn serve(root: &Path) -> String {
+        let root = root.to_path_buf();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                let mut h = String::new();
+                while reader.read_line(&mut h).unwrap_or(0) > 0 && h != "\r\n" {
+                    h.clear();
+                }
+                let mut parts = line.split_whitespace();
+                let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                let body = std::fs::read(root.join(path.trim_start_matches('/')))
+                    .ok()
+                    .filter(|_| !path.contains(".."));
+                let (status, body) = match body {
+                    Some(b) => ("200 OK", b),
+                    None => ("404 Not Found", Vec::new()),
+                };
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                if method == "GET" {
+                    let _ = conn.write_all(&body);
+                }
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn reads_fill_the_local_store_and_presence_stays_local() {
+        let dir = tempfile::tempdir().unwrap();
+        let far = FsStore::open(dir.path()).unwrap();
+        std::fs::write(
+            dir.path().join(remote::MARKER),
+            "cvmbuild binary cache, layout 1\n",
+        )
+        .unwrap();
+        let a = far.put_blob(&mut &b"hello from afar"[..]).unwrap();
+        let b = far.put_blob(&mut &b"damaged on the way"[..]).unwrap();
+        let tree = Tree::new(vec![Entry::root_owned("greeting", Node::file(&a), 0o644)]).unwrap();
+        let t = far.put_tree(&tree).unwrap();
+        let layers = [Substituter::new(
+            Remote::new(&serve(dir.path())).unwrap(),
+            Vec::new(),
+        )];
+        let near = MemStore::new();
+        let layered = Substituting::new(&near, &layers);
+
+        // Presence is the local store's: nothing is fetched for it.
+        assert!(!layered.has_tree(&t).unwrap());
+        assert!(!layered.has_blob(&a.hash).unwrap());
+        assert_eq!(layers[0].remote.fetched().objects, 0);
+
+        // A tree read brings its closure; then it is local.
+        assert_eq!(layered.get_tree(&t).unwrap(), tree);
+        assert!(near.has_tree(&t).unwrap() && near.has_blob(&a.hash).unwrap());
+        let mut text = String::new();
+        layered
+            .open_blob(&a.hash)
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text, "hello from afar");
+        // The cache marker, the tree, its blob.
+        assert_eq!(layers[0].remote.fetched().objects, 3);
+
+        // Not on the remote either: the local store's own answer.
+        let nowhere = Hash::of(b"nowhere");
+        assert!(matches!(
+            layered.open_blob(&nowhere),
+            Err(Error::Missing { .. })
+        ));
+        assert!(matches!(
+            layered.get_tree(&nowhere),
+            Err(Error::Missing { .. })
+        ));
+
+        // An object that does not hash to its name is refused, not stored.
+        let hex = b.hash.to_hex();
+        let path = dir.path().join("blobs").join(&hex[..2]).join(&hex);
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(&path, b"damaged on the wax").unwrap();
+        match layered.open_blob(&b.hash) {
+            Err(Error::Remote(e)) => assert!(
+                matches!(*e, remote::Error::Damaged { hash, .. } if hash == b.hash),
+                "{e}"
+            ),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("a damaged blob was served"),
+        }
+        assert!(!near.has_blob(&b.hash).unwrap());
+    }
+}
