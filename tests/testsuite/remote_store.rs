@@ -4,7 +4,10 @@
 //! and builds nothing. A tampered object, a record signed by an untrusted
 //! key, an unsigned record and a record changed after signing are each
 //! refused with a warning naming the remote and the derivation, and built
-//! locally instead; the local store always verifies clean.
+//! locally instead; the local store always verifies clean. Also: a
+//! one-package change substituting the unchanged parts, `copy --from`, a
+//! remote that vanishes mid-download, a full remote disk, and the cache
+//! on a second host (a network namespace) instead of loopback.
 
 use crate::support::fixture::{assert_verify_clean, text, Fixture};
 use crate::support::nginx::Nginx;
@@ -783,4 +786,165 @@ fn a_full_remote_disk_is_a_clear_error_and_a_later_push_completes() {
     let out = copy(&url);
     assert!(out.status.success(), "{}", text(&out));
     assert!(root.join("outputs").join(format!("{os_id}.json")).is_file());
+}
+
+/// The cache on a second host: nginx in its own network namespace, joined
+/// to this one by a veth pair (`ip netns`, `ip link … type veth`), reached
+/// at its own address rather than loopback. Dropping it stops nginx and
+/// deletes the namespace and the pair.
+struct SecondHost {
+    nginx: std::process::Child,
+    /// Dropped after nginx is stopped (fields drop after `Drop::drop`).
+    _net: Netns,
+    /// The address of the cache's host, as this host reaches it.
+    addr: String,
+    work: PathBuf,
+}
+
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ip {}: {} (this test needs CAP_NET_ADMIN for network namespaces)",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl SecondHost {
+    fn start(root: &Path, work: &Path) -> SecondHost {
+        // Unique per test process: names are global to the machine.
+        let pid = std::process::id();
+        let tag = format!("{pid:x}");
+        let (ns, host_if, peer_if) = (
+            format!("cvmb-{tag}"),
+            format!("cvh{tag}"),
+            format!("cvp{tag}"),
+        );
+        let net = format!("10.231.{}", pid % 250);
+        let addr = format!("{net}.2");
+        ip(&["netns", "add", &ns]);
+        let net_guard = Netns {
+            ns: ns.clone(),
+            host_if: host_if.clone(),
+        };
+        ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", &peer_if, "netns", &ns,
+        ]);
+        ip(&["addr", "add", &format!("{net}.1/30"), "dev", &host_if]);
+        ip(&["link", "set", &host_if, "up"]);
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{addr}/30"),
+            "dev",
+            &peer_if,
+        ]);
+        ip(&["-n", &ns, "link", "set", &peer_if, "up"]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        fs::create_dir_all(work).unwrap();
+        let w = work.display();
+        let conf = format!(
+            "user root;\nworker_processes 1;\npid {w}/nginx.pid;\nerror_log {w}/error.log;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{\n  access_log {w}/access.log;\n  client_body_temp_path {w}/body;\n\
+               default_type application/octet-stream;\n\
+               server {{ listen {addr}:80; root {root}; dav_methods PUT MKCOL; \
+               create_full_put_path on; client_max_body_size 0; }}\n}}\n",
+            root = root.display()
+        );
+        fs::write(work.join("nginx.conf"), conf).unwrap();
+        let nginx = std::process::Command::new("ip")
+            .args(["netns", "exec", &ns, "nginx", "-p"])
+            .arg(work)
+            .arg("-c")
+            .arg(work.join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .stdout(std::process::Stdio::null())
+            .stderr(fs::File::create(work.join("stderr.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let host = SecondHost {
+            nginx,
+            _net: net_guard,
+            addr: addr.clone(),
+            work: work.to_path_buf(),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while std::net::TcpStream::connect((addr.as_str(), 80)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nginx in {ns} did not start: {}",
+                fs::read_to_string(work.join("stderr.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        host
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    fn access_log(&self) -> String {
+        fs::read_to_string(self.work.join("access.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for SecondHost {
+    fn drop(&mut self) {
+        // `ip netns exec` execs nginx: this is the master's pid.
+        unsafe { libc::kill(self.nginx.id() as i32, libc::SIGTERM) };
+        let _ = self.nginx.wait();
+    }
+}
+
+/// A network namespace and this host's end of the veth pair into it,
+/// deleted when dropped.
+struct Netns {
+    ns: String,
+    host_if: String,
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.ns])
+            .status();
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// Machine A pushes to a cache on another host (a network namespace over
+/// a veth pair); machine B substitutes everything from it.
+#[test]
+fn a_cache_on_a_second_host_serves_a_fresh_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    fs::create_dir_all(&root).unwrap();
+    let host = SecondHost::start(&root, &dir.path().join("nginx"));
+    let url = host.url();
+    let p = push(&url, &[]);
+    let b = Fixture::new();
+    let (sb, stderr) = realize(&b, &substitute_args(&url, &p.pubkey));
+    assert_eq!(sb["built"], 0, "{sb}\n{stderr}");
+    assert_eq!(sb["substituted"], 2, "{sb}");
+    assert_eq!(sb["outputs"], p.summary["outputs"]);
+    assert_verify_clean(&b.store());
+    // The requests came over the veth pair, from this host's end of it.
+    let peer = format!("{}.1", host.addr.rsplit_once('.').unwrap().0);
+    let log = host.access_log();
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with(&format!("{peer} ")) && l.contains("\"GET /outputs/")),
+        "{log}"
+    );
 }
