@@ -168,7 +168,14 @@ fn pull(g: &Global, url: &str, a: &CopyArgs) -> Result<i32> {
         };
         let before = sub.remote.fetched();
         let here = crate::store::Store::lookup_output(&store, &id.0)?.is_some();
-        if !here && sub.substitute(&store, &id.0)?.is_none() {
+        // The remote itself, not the substituter: one failure ends the
+        // command anyway, with the remote's own error.
+        if !here
+            && sub
+                .remote
+                .substitute(&store, &id.0, &sub.trusted)?
+                .is_none()
+        {
             return Err(miette!(
                 code = "cli::not-on-remote",
                 help = "push it there with `cvmbuild copy --to` from the machine that built it",

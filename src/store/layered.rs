@@ -23,7 +23,7 @@
 //!   object (a tree with its closure) before answering from it.
 
 use super::remote::{self, Substituter};
-use super::{BlobRef, Error, Found, Hash, ObjectKind, Output, Result, Store, Tree, VerifyReport};
+use super::{BlobRef, Error, Found, Hash, Output, Result, Store, Tree, VerifyReport};
 use std::io::Read;
 use std::path::PathBuf;
 
@@ -38,12 +38,17 @@ impl<'a> Substituting<'a> {
         Substituting { local, layers }
     }
 
-    /// Fetches a missing object into the local store from the first layer
-    /// that has it. `Ok(false)`: none has it; a layer's failure is the
+    /// Fetches a missing object (`tree`: a tree with its closure, else a
+    /// blob) into the local store from the first layer that has it. `Ok(false)`: none has it; a layer's failure is the
     /// answer (a damaged or half-sent object is never stored).
-    fn fill(&self, kind: ObjectKind, hash: &Hash) -> Result<bool> {
+    fn fill(&self, tree: bool, hash: &Hash) -> Result<bool> {
         for s in self.layers {
-            match s.remote.fetch_object(self.local, kind, *hash) {
+            let r = if tree {
+                s.remote.fetch_missing_tree(self.local, *hash)
+            } else {
+                s.remote.fetch_missing_blob(self.local, *hash)
+            };
+            match r {
                 Ok(true) => return Ok(true),
                 Ok(false) => {}
                 Err(remote::Error::Store(e)) => return Err(e),
@@ -61,9 +66,7 @@ impl Store for Substituting<'_> {
 
     fn open_blob(&self, hash: &Hash) -> Result<Box<dyn Read + Send>> {
         match self.local.open_blob(hash) {
-            Err(Error::Missing { .. }) if self.fill(ObjectKind::Blob, hash)? => {
-                self.local.open_blob(hash)
-            }
+            Err(Error::Missing { .. }) if self.fill(false, hash)? => self.local.open_blob(hash),
             r => r,
         }
     }
@@ -82,9 +85,7 @@ impl Store for Substituting<'_> {
 
     fn get_tree(&self, hash: &Hash) -> Result<Tree> {
         match self.local.get_tree(hash) {
-            Err(Error::Missing { .. }) if self.fill(ObjectKind::Tree, hash)? => {
-                self.local.get_tree(hash)
-            }
+            Err(Error::Missing { .. }) if self.fill(true, hash)? => self.local.get_tree(hash),
             r => r,
         }
     }

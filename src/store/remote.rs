@@ -21,7 +21,7 @@
 //! [`Store::put_blob`]; the record's signature must be by a trusted key.
 //! The output is registered locally only once its whole closure is there.
 
-use super::{Hash, Node, ObjectKind, Output, Root, Store, Tree};
+use super::{Hash, Node, Output, Root, Store, Tree};
 use base64::Engine as _;
 use ed25519_dalek::{Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -796,17 +796,28 @@ impl Remote {
         })
     }
 
-    /// Fetches one object that `store` lacks (a tree with its closure),
-    /// verified, for a layered store reading through. `Ok(false)`: this
-    /// remote does not have it.
-    pub fn fetch_object(&self, store: &dyn Store, kind: ObjectKind, h: Hash) -> Result<bool> {
+    /// Fetches a tree that `store` lacks, with its closure, verified, for
+    /// a layered store reading through. `Ok(false)`: this remote does not
+    /// have it.
+    pub fn fetch_missing_tree(&self, store: &dyn Store, h: Hash) -> Result<bool> {
         if !self.usable()? {
             return Ok(false);
         }
-        let r = match kind {
-            ObjectKind::Tree => self.fetch_tree(store, h, 0, &mut HashSet::new()),
-            _ => self.fetch_blob(store, h, None),
-        };
+        self.found(h, self.fetch_tree(store, h, 0, &mut HashSet::new()))
+    }
+
+    /// [`Self::fetch_missing_tree`] for a blob (of unknown size, so at most
+    /// 1 GiB).
+    pub fn fetch_missing_blob(&self, store: &dyn Store, h: Hash) -> Result<bool> {
+        if !self.usable()? {
+            return Ok(false);
+        }
+        self.found(h, self.fetch_blob(store, h, None))
+    }
+
+    /// A fetch of `h` as "fetched" or "not there" (only `h` itself
+    /// missing: a missing child means an incomplete cache, an error).
+    fn found(&self, h: Hash, r: Result<()>) -> Result<bool> {
         match r {
             Ok(()) => Ok(true),
             Err(Error::Missing { hash, .. }) if hash == h => Ok(false),
