@@ -21,8 +21,8 @@ pub use state::BuildState;
 use crate::builders::{self, BuildCx, Env, Registry};
 use crate::drv::{Derivation, DrvId, Input};
 use crate::eval::Graph;
-use crate::store::remote::{self, Substituter};
-use crate::store::{Output, Store};
+use crate::store::remote;
+use crate::store::{Found, Output, Store};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
@@ -66,6 +66,9 @@ pub struct Options {
     pub jobs: usize,
     pub keep_going: bool,
     pub dry_run: bool,
+    /// Fail a derivation that no substituter supplied instead of building
+    /// it (those that must run here, `publish`, still run).
+    pub substitute_only: bool,
 }
 
 /// What a realize did.
@@ -80,7 +83,8 @@ pub struct Report {
     /// Fetched from a substituter instead of built.
     pub substituted: Vec<DrvId>,
     /// Substitutes refused (unsigned, untrusted, damaged, unreachable):
-    /// these derivations were built locally instead.
+    /// these derivations were built locally instead (or, with
+    /// `substitute_only`, failed).
     pub refused: Vec<(DrvId, remote::Error)>,
     /// Derivations that failed, with the error.
     pub failed: Vec<(DrvId, builders::Error)>,
@@ -92,7 +96,10 @@ pub struct Report {
 
 /// Everything a realize runs against.
 pub struct Realizer<'a> {
-    /// Where inputs are read and outputs written and registered.
+    /// Where inputs are read and outputs written and registered; a
+    /// [`crate::store::Substituting`] store also substitutes outputs from
+    /// binary caches (store-layout.md 2.11) through
+    /// [`Store::find_output`].
     pub store: &'a dyn Store,
     /// This machine's locks and logs.
     pub state: &'a dyn BuildState,
@@ -100,9 +107,6 @@ pub struct Realizer<'a> {
     pub env: &'a Env,
     pub reporter: &'a dyn Reporter,
     pub opts: Options,
-    /// Binary caches asked, in order, for a derivation's output before it
-    /// is built (store-layout.md 2.11).
-    pub substituters: &'a [Substituter],
 }
 
 /// A worker's answer; `None`: not attempted, because a failure cancelled
@@ -121,21 +125,27 @@ impl Realizer<'_> {
             if !seen.insert(id.clone()) {
                 continue;
             }
-            if let Some(out) = self.store.lookup_output(&id.0)? {
-                report.outputs.insert(id, out);
-                report.cached += 1;
-                continue;
-            }
-            let drv = graph
-                .get(&id)
-                .ok_or_else(|| Error::NotInGraph(id.clone()))?;
-            if !self.opts.dry_run && substitutable(drv) {
-                if let Some(out) = self.substitute(&id, &mut report) {
+            let drv = graph.get(&id);
+            let substitute = !self.opts.dry_run && drv.is_some_and(substitutable);
+            let mut refused = Vec::new();
+            let found = self.store.find_output(&id.0, substitute, &mut refused)?;
+            report
+                .refused
+                .extend(refused.into_iter().map(|e| (id.clone(), e)));
+            match found {
+                Found::Here(out) => {
+                    report.outputs.insert(id, out);
+                    report.cached += 1;
+                    continue;
+                }
+                Found::Substituted(out) => {
                     report.outputs.insert(id.clone(), out);
                     report.substituted.push(id);
                     continue;
                 }
+                Found::Absent => {}
             }
+            let drv = drv.ok_or_else(|| Error::NotInGraph(id.clone()))?;
             stack.extend(drv.input_drvs().cloned());
             needed.insert(id);
         }
@@ -252,19 +262,6 @@ impl Realizer<'_> {
         Ok(report)
     }
 
-    /// The first substituter's verified output of `id`, if any; every
-    /// refusal is kept in the report (the caller warns and builds).
-    fn substitute(&self, id: &DrvId, report: &mut Report) -> Option<Output> {
-        for s in self.substituters {
-            match s.substitute(self.store, &id.0) {
-                Ok(Some(out)) => return Some(out),
-                Ok(None) => {}
-                Err(e) => report.refused.push((id.clone(), e)),
-            }
-        }
-        None
-    }
-
     /// [`Self::build_one`], with a panic turned into this derivation's
     /// failure: a builder bug (or a library panicking on hostile input)
     /// must neither take the process down nor leave the scheduler waiting.
@@ -301,6 +298,14 @@ impl Realizer<'_> {
         let _lock = self.state.lock(&id.0)?;
         if let Some(out) = self.store.lookup_output(&id.0)? {
             return Ok((out, false));
+        }
+        if self.opts.substitute_only && substitutable(drv) {
+            let e = crate::store::Error::NotSubstituted {
+                drv_id: id.0.clone(),
+            };
+            self.state
+                .write_log(&id.0, &format!("derivation {id}\nfailed: {e}\n"));
+            return Err(e.into());
         }
         let builtin = self.registry.get(&drv.builder)?;
         let started = Instant::now();
@@ -480,6 +485,22 @@ mod tests {
         wanted: &[DrvId],
         keep_going: bool,
     ) -> (Report, Vec<String>) {
+        let opts = Options {
+            jobs: 2,
+            keep_going,
+            dry_run: false,
+            substitute_only: false,
+        };
+        run_with(store, builder, g, wanted, opts)
+    }
+
+    fn run_with(
+        store: &MemStore,
+        builder: &Fake,
+        g: &Graph,
+        wanted: &[DrvId],
+        opts: Options,
+    ) -> (Report, Vec<String>) {
         let registry = Registry::new(vec![builder]);
         let (state, reporter, env) = (MemState::default(), Record::default(), Env::default());
         let r = Realizer {
@@ -488,16 +509,42 @@ mod tests {
             registry: &registry,
             env: &env,
             reporter: &reporter,
-            opts: Options {
-                jobs: 2,
-                keep_going,
-                dry_run: false,
-            },
-            substituters: &[],
+            opts,
         };
         let report = r.realize(g, wanted).unwrap();
         let failed = reporter.failed.lock().unwrap().clone();
         (report, failed)
+    }
+
+    #[test]
+    fn substitute_only_fails_what_no_layer_supplied_and_builds_nothing() {
+        let (g, ids) = graph();
+        let store = MemStore::new();
+        // `a` is already here: it is found, not failed.
+        let blob = store.put_blob(&mut &b"a"[..]).unwrap();
+        let a_out = Output::blob(blob, []);
+        store.register_output(&ids["a"].0, &a_out).unwrap();
+        let f = fake("", "");
+        let opts = Options {
+            jobs: 2,
+            keep_going: true,
+            dry_run: false,
+            substitute_only: true,
+        };
+        let (report, mut failed) = run_with(&store, &f, &g, &[ids["d"].clone()], opts);
+        failed.sort();
+        assert!(f.order.lock().unwrap().is_empty(), "nothing is built");
+        assert_eq!(failed, ["b", "c"]);
+        for (id, e) in &report.failed {
+            match e {
+                BuildError::Store(crate::store::Error::NotSubstituted { drv_id }) => {
+                    assert_eq!(drv_id, &id.0)
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(report.skipped, [ids["d"].clone()]);
+        assert_eq!(report.outputs.get(&ids["a"]), Some(&a_out));
     }
 
     #[test]

@@ -60,8 +60,8 @@ Environment (every variable cvmbuild reads; README.md, section Environment):
                         bypass it
   CVMBUILD_SUBSTITUTERS binary caches for `realize` (space-separated URLs;
                         --substituter)
-  CVMBUILD_TRUSTED_KEYS public key files trusted for substitutes (space-
-                        separated; --trusted-key)
+  CVMBUILD_TRUSTED_KEYS public key files trusted for substitutes and
+                        `copy --from` (space-separated; --trusted-key)
   CVMBUILD_SIGN_KEY     secret key file of `copy` (--sign-key)
   TMPDIR                scratch directories of the image builders and of
                         scriptlet runs
@@ -109,7 +109,7 @@ pub enum Command {
     /// Store maintenance.
     #[command(subcommand)]
     Store(store::StoreCommand),
-    /// Push outputs and every object they reach to a binary cache, with signed output records (only what it lacks).
+    /// Push outputs and every object they reach to a binary cache, with signed output records (only what it lacks); or pull them (--from).
     Copy(remote::CopyArgs),
     /// Signing keys for binary caches.
     #[command(subcommand)]

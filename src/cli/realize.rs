@@ -67,6 +67,11 @@ pub struct RealizeArgs {
         value_delimiter = ' '
     )]
     pub trusted_keys: Vec<PathBuf>,
+    /// Build nothing that a substituter could supply: a derivation no
+    /// substituter has, or whose substitute is refused, fails (naming it)
+    /// instead of being built here. `publish` still runs.
+    #[arg(long)]
+    pub substitute_only: bool,
 }
 
 #[derive(Args, Debug)]
@@ -80,8 +85,8 @@ pub struct LogArgs {
 }
 
 /// `--substituter` URLs with the `--trusted-key`s every one of them is
-/// checked against.
-fn substituters(
+/// checked against (also what `copy --from` pulls with).
+pub(super) fn substituters(
     urls: &[String],
     keys: &[PathBuf],
 ) -> Result<Vec<crate::store::remote::Substituter>> {
@@ -103,10 +108,10 @@ fn substituters(
     }
     urls.into_iter()
         .map(|u| {
-            Ok(crate::store::remote::Substituter {
-                remote: crate::store::remote::Remote::new(u)?,
-                trusted: trusted.clone(),
-            })
+            Ok(crate::store::remote::Substituter::new(
+                crate::store::remote::Remote::new(u)?,
+                trusted.clone(),
+            ))
         })
         .collect()
 }
@@ -121,6 +126,13 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
     opts.keys_dir = Some(a.publish.keys_dir(g)?);
     let ev = eval::evaluate(&a.spec, &opts)?;
     let substituters = substituters(&a.substituters, &a.trusted_keys)?;
+    if a.substitute_only && substituters.is_empty() {
+        return Err(miette!(
+            code = "cli::no-substituter",
+            help = "pass --substituter URL (or CVMBUILD_SUBSTITUTERS) with --trusted-key FILE",
+            "--substitute-only needs a substituter: without one, nothing could be realized"
+        ));
+    }
     let store = crate::store::FsStore::open(&g.store_dir()?)?;
     if (a.out.is_some() || a.tar.is_some()) && ev.branches.len() > 1 {
         return Err(miette!(
@@ -205,24 +217,30 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
             jobs,
             keep_going: a.keep_going,
             dry_run: a.dry_run,
+            substitute_only: a.substitute_only,
         };
         let started = std::time::Instant::now();
         let registry = crate::builders::Registry::standard();
+        let layered = crate::store::Substituting::new(&store, &substituters);
         let realizer = crate::build::Realizer {
-            store: &store,
+            store: &layered,
             state: &store,
             registry: &registry,
             env: &env,
             reporter: &progress,
             opts: bopts,
-            substituters: &substituters,
         };
         let before: Vec<_> = substituters.iter().map(|s| s.remote.fetched()).collect();
         let mut report = realizer.realize(&b.graph, &wanted)?;
         for (id, why) in std::mem::take(&mut report.refused) {
             let name = b.graph.get(&id).map_or("?", |d| d.name.as_str());
+            let instead = if a.substitute_only {
+                "not building it (--substitute-only)"
+            } else {
+                "building it locally"
+            };
             eprintln!(
-                "warning: not substituting {name} ({}): {why}; building it locally",
+                "warning: not substituting {name} ({}): {why}; {instead}",
                 id.short()
             );
         }

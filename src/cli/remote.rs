@@ -1,26 +1,62 @@
 //! `copy` and `key`: push outputs to a binary cache (store-layout.md
-//! 2.11) and make the ed25519 keys that sign them.
+//! 2.11) or pull them from one, and make the ed25519 keys that sign them.
 
 use super::Global;
+use crate::eval::DrvId;
 use crate::store::remote::{Remote, SecretKey, Transfer};
 use clap::{Args, Subcommand};
 use miette::{miette, Result};
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct CopyArgs {
     /// The binary cache to push to (http[s]://…, written with WebDAV PUT).
+    #[arg(
+        long,
+        value_name = "URL",
+        conflicts_with = "from",
+        required_unless_present = "from"
+    )]
+    pub to: Option<String>,
+    /// The binary cache to pull from: each output with its closure, every
+    /// object verified, the record's signature checked against
+    /// `--trusted-key`.
     #[arg(long, value_name = "URL")]
-    pub to: String,
-    /// The secret key file (NAME:BASE64) that signs the output records.
+    pub from: Option<String>,
+    /// With `--to`: the secret key file (NAME:BASE64) that signs the
+    /// output records.
     #[arg(long, value_name = "FILE", env = "CVMBUILD_SIGN_KEY")]
-    pub sign_key: PathBuf,
+    pub sign_key: Option<PathBuf>,
+    /// With `--from`: a public key file (NAME:BASE64) whose signatures are
+    /// trusted; repeatable.
+    #[arg(
+        long = "trusted-key",
+        value_name = "FILE",
+        env = "CVMBUILD_TRUSTED_KEYS",
+        value_delimiter = ' '
+    )]
+    pub trusted_keys: Vec<PathBuf>,
     /// Derivation ids, output hashes (unique prefixes), GC root names or
-    /// output names (`os-tree`), as `cvmbuild log` takes them.
+    /// output names (`os-tree`), as `cvmbuild log` takes them; with
+    /// `--from`, also full derivation ids this store has never seen.
     #[arg(required = true, value_name = "ID|ROOT")]
     pub outputs: Vec<String>,
+    /// Also take the output names (`os-tree`, `meta-rpm`) of this spec's
+    /// branch, evaluated offline from its lock file, so a machine that
+    /// has never realized it can name what to pull.
+    #[arg(long, value_name = "SPEC")]
+    pub spec: Option<PathBuf>,
+    /// With `--spec`: the branch (needed when the spec has several).
+    #[arg(long, short, requires = "spec")]
+    pub branch: Option<String>,
+    /// With `--to`: push only the named outputs, not also those of the
+    /// derivations they were built from (which let another machine whose
+    /// build differs in one package substitute everything else).
+    #[arg(long)]
+    pub no_inputs: bool,
     /// Machine-readable summary on stdout.
     #[arg(long)]
     pub json: bool,
@@ -39,17 +75,43 @@ pub enum KeyCommand {
 }
 
 pub(super) fn copy_cmd(g: &Global, a: CopyArgs) -> Result<i32> {
-    let key = SecretKey::load(&a.sign_key)?;
-    let remote = Remote::new(&a.to)?;
+    match (&a.to, &a.from) {
+        (Some(url), _) => push(g, url, &a),
+        (None, Some(url)) => pull(g, url, &a),
+        (None, None) => unreachable!("clap requires --to or --from"),
+    }
+}
+
+fn push(g: &Global, url: &str, a: &CopyArgs) -> Result<i32> {
+    let key_file = a.sign_key.as_ref().ok_or_else(|| {
+        miette!(
+            code = "cli::no-sign-key",
+            help = "make one with `cvmbuild key generate NAME --out FILE`",
+            "copy --to needs --sign-key FILE (or CVMBUILD_SIGN_KEY): records on a cache are always signed"
+        )
+    })?;
+    let key = SecretKey::load(key_file)?;
+    let remote = Remote::new(url)?;
     let store = crate::store::FsStore::open(&g.store_dir()?)?;
     // Held while pushing, so `gc` cannot remove what is being sent.
     let _builds = store.lock_builds()?;
     let started = std::time::Instant::now();
     let mut total = Transfer::default();
     let mut pushed = Vec::new();
+    let inputs_of = |id: &str| -> std::result::Result<Option<Vec<String>>, String> {
+        if a.no_inputs {
+            return Ok(None);
+        }
+        crate::build::records::inputs_of(&store, id).map_err(|e| e.to_string())
+    };
+    let mut done = std::collections::HashSet::new();
+    let named = spec_roots(g, a)?;
     for k in &a.outputs {
-        let id = super::ids::resolve(&store, k, None)?;
-        let t = remote.push(&store, &id.0, &key)?;
+        let id = match named.get(k) {
+            Some(id) => id.clone(),
+            None => super::ids::resolve(&store, k, None)?,
+        };
+        let t = remote.push_closure(&store, &id.0, &inputs_of, &key, &mut done)?;
         if !a.json {
             eprintln!(
                 "copied {} ({}): {} objects, {} bytes sent; {} already there",
@@ -60,9 +122,7 @@ pub(super) fn copy_cmd(g: &Global, a: CopyArgs) -> Result<i32> {
                 t.present
             );
         }
-        total.objects += t.objects;
-        total.bytes += t.bytes;
-        total.present += t.present;
+        add(&mut total, &t);
         pushed.push(json!({"drv": id, "sent_objects": t.objects, "sent_bytes": t.bytes, "present": t.present}));
     }
     if a.json {
@@ -86,6 +146,129 @@ pub(super) fn copy_cmd(g: &Global, a: CopyArgs) -> Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// `copy --from`: what `realize --substituter` does for one derivation,
+/// for outputs named directly (nothing is evaluated or built). The pulled
+/// outputs get no GC root, as with a push: `realize` or `root add` keeps
+/// them.
+fn pull(g: &Global, url: &str, a: &CopyArgs) -> Result<i32> {
+    let subs = super::realize::substituters(&[url.to_string()], &a.trusted_keys)?;
+    let sub = &subs[0];
+    let store = crate::store::FsStore::open(&g.store_dir()?)?;
+    let _builds = store.lock_builds()?;
+    let started = std::time::Instant::now();
+    let mut total = Transfer::default();
+    let mut pulled = Vec::new();
+    let named = spec_roots(g, a)?;
+    for k in &a.outputs {
+        let id = match named.get(k) {
+            Some(id) => id.clone(),
+            None => pull_id(&store, k)?,
+        };
+        let before = sub.remote.fetched();
+        let here = crate::store::Store::lookup_output(&store, &id.0)?.is_some();
+        // The remote itself, not the substituter: one failure ends the
+        // command anyway, with the remote's own error.
+        if !here
+            && sub
+                .remote
+                .substitute(&store, &id.0, &sub.trusted)?
+                .is_none()
+        {
+            return Err(miette!(
+                code = "cli::not-on-remote",
+                help = "push it there with `cvmbuild copy --to` from the machine that built it",
+                "{} has no output record for {k} ({id})",
+                sub.remote.url()
+            ));
+        }
+        let now = sub.remote.fetched();
+        let t = Transfer {
+            objects: now.objects - before.objects,
+            bytes: now.bytes - before.bytes,
+            present: now.present - before.present,
+        };
+        if !a.json {
+            if here {
+                eprintln!("{k} ({}): already in the local store", id.short());
+            } else {
+                eprintln!(
+                    "pulled {k} ({}): {} objects, {} bytes received; {} already here",
+                    id.short(),
+                    t.objects,
+                    t.bytes,
+                    t.present
+                );
+            }
+        }
+        add(&mut total, &t);
+        pulled.push(json!({"drv": id, "already_here": here, "received_objects": t.objects, "received_bytes": t.bytes, "present": t.present}));
+    }
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "from": sub.remote.url(), "outputs": pulled,
+                "received_objects": total.objects, "received_bytes": total.bytes, "present": total.present,
+            }))
+            .expect("plain data")
+        );
+    } else {
+        println!(
+            "{} outputs from {}: {} objects, {} bytes received, {} already here, in {:.2} s",
+            a.outputs.len(),
+            sub.remote.url(),
+            total.objects,
+            total.bytes,
+            total.present,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(0)
+}
+
+/// The output names of `--spec`'s branch with their derivation ids
+/// (empty without `--spec`).
+fn spec_roots(g: &Global, a: &CopyArgs) -> Result<BTreeMap<String, DrvId>> {
+    let Some(spec) = &a.spec else {
+        return Ok(BTreeMap::new());
+    };
+    let ev = crate::eval::evaluate(spec, &g.eval_options(a.branch.clone(), true))?;
+    match ev.branches.as_slice() {
+        [b] => Ok(b.graph.roots.clone().into_iter().collect()),
+        many => Err(miette!(
+            code = "cli::branch",
+            help = format!(
+                "branches: {}",
+                many.iter()
+                    .map(|b| b.release.branch.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "{} has {} branches; pass --branch",
+            spec.display(),
+            many.len()
+        )),
+    }
+}
+
+/// What `copy --from` pulls for `key`: whatever `cvmbuild log` would name
+/// in this store, else `key` itself when it is spelled like a derivation
+/// id (64 lower-case hex digits), since a fresh machine has no records to
+/// resolve a name or a prefix against.
+fn pull_id(store: &crate::store::FsStore, key: &str) -> Result<DrvId> {
+    match super::ids::resolve(store, key, None) {
+        Ok(id) => Ok(id),
+        Err(_) if crate::store::Hash::from_hex(key).is_some() => Ok(DrvId(key.to_string())),
+        Err(e) => Err(e),
+    }
+}
+
+fn add(total: &mut Transfer, t: &Transfer) {
+    total.objects += t.objects;
+    total.bytes += t.bytes;
+    total.present += t.present;
 }
 
 pub(super) fn key_cmd(c: KeyCommand) -> Result<i32> {

@@ -12,6 +12,7 @@ mod drvs;
 mod export;
 mod fs;
 mod gc;
+mod layered;
 mod location;
 mod mem;
 pub mod remote;
@@ -32,6 +33,7 @@ pub use export::{
 };
 pub use fs::{DrvLock, FsStore};
 pub use gc::{gc, BuildsLock, GcReport, InputsOf};
+pub use layered::Substituting;
 pub use location::resolve_store_dir;
 pub use mem::MemStore;
 pub use roots::GcRoot;
@@ -210,6 +212,17 @@ pub enum Error {
     BadRoot { name: String, text: String },
     #[error("gc: {0}")]
     Gc(String),
+    #[error("not substituted, and --substitute-only forbids building {drv_id} here")]
+    #[diagnostic(
+        code(store::not_substituted),
+        help("no substituter has a usable output for it (refused substitutes are warned about above); push it with `cvmbuild copy --to`, or realize without --substitute-only")
+    )]
+    NotSubstituted { drv_id: String },
+    /// A read through a [`Substituting`] store that the remote could not
+    /// answer with a verified object.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Remote(Box<remote::Error>),
     #[error("export to {path}: {reason}")]
     Export { path: PathBuf, reason: String },
     #[error("export to {path}: the directory holds something else ({difference})")]
@@ -269,7 +282,26 @@ pub trait Store: Send + Sync {
     /// derivation id names one build result.
     fn register_output(&self, drv_id: &str, out: &Output) -> Result<()>;
 
+    /// The output registered in this store, without asking anyone else.
     fn lookup_output(&self, drv_id: &str) -> Result<Option<Output>>;
+
+    /// The scheduler's lookup: this store's own output, else, with
+    /// `substitute` and a store that has layers behind it
+    /// ([`Substituting`]), one fetched from them with its closure and now
+    /// registered here. A substitute that was refused (unsigned, untrusted,
+    /// damaged, unreachable) is a warning for the caller, so it goes to
+    /// `refused` and the lookup goes on; the error is only this store's.
+    fn find_output(
+        &self,
+        drv_id: &str,
+        substitute: bool,
+        refused: &mut Vec<remote::Error>,
+    ) -> Result<Found> {
+        let _ = (substitute, refused);
+        Ok(self
+            .lookup_output(drv_id)?
+            .map_or(Found::Absent, Found::Here))
+    }
 
     /// Re-hashes every object and checks every tree's and output's
     /// references; lists what is wrong instead of stopping at the first
@@ -281,6 +313,17 @@ pub trait Store: Send + Sync {
     fn local_blob_path(&self, _hash: &Hash) -> Option<PathBuf> {
         None
     }
+}
+
+/// What [`Store::find_output`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Found {
+    /// Registered in this store before the call.
+    Here(Output),
+    /// Fetched from a store behind this one, closure and all, verified,
+    /// and registered here now.
+    Substituted(Output),
+    Absent,
 }
 
 /// Checks the closure rule of [`Store::put_tree`]: every child is present

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -123,6 +123,21 @@ pub enum Error {
         kind: &'static str,
         hash: Hash,
     },
+    #[error("remote {remote}: {what}: HTTP 507, the remote has no space left")]
+    #[diagnostic(
+        code(remote::full),
+        help("free space on the cache's disk; what was sent is complete objects only, and no output record names them yet, so pushing again later resumes")
+    )]
+    Full { remote: String, what: String },
+    #[error("{cause}; not asking {remote} again in this run")]
+    #[diagnostic(code(remote::gone))]
+    Gone { remote: String, cause: Box<Error> },
+    #[error("derivation record {drv}: {reason}")]
+    #[diagnostic(
+        code(remote::local_record),
+        help("`cvmbuild store verify` lists damaged records; evaluating the spec again records it anew")
+    )]
+    LocalRecord { drv: String, reason: String },
     #[error("remote {remote}: {drv} already has a different output recorded there")]
     #[diagnostic(code(remote::conflict))]
     Conflict { remote: String, drv: String },
@@ -323,6 +338,8 @@ pub struct Remote {
     marker: OnceLock<bool>,
     fetched_objects: AtomicU64,
     fetched_bytes: AtomicU64,
+    /// Objects a fetch found already in the local store (not downloaded).
+    fetched_present: AtomicU64,
 }
 
 fn object_path(kind: &str, h: &Hash) -> String {
@@ -353,6 +370,7 @@ impl Remote {
             marker: OnceLock::new(),
             fetched_objects: AtomicU64::new(0),
             fetched_bytes: AtomicU64::new(0),
+            fetched_present: AtomicU64::new(0),
         })
     }
 
@@ -360,12 +378,13 @@ impl Remote {
         &self.url
     }
 
-    /// Objects and bytes fetched from this remote so far.
+    /// Objects and bytes fetched from this remote so far, and how many
+    /// objects it was not asked for because the local store had them.
     pub fn fetched(&self) -> Transfer {
         Transfer {
             objects: self.fetched_objects.load(Ordering::Relaxed),
             bytes: self.fetched_bytes.load(Ordering::Relaxed),
-            present: 0,
+            present: self.fetched_present.load(Ordering::Relaxed),
         }
     }
 
@@ -475,6 +494,10 @@ impl Remote {
         }
         match resp.status().as_u16() {
             200..=299 => Ok(()),
+            507 => Err(Error::Full {
+                remote: self.url.clone(),
+                what,
+            }),
             code => Err(self.http_err(&what, format!("HTTP {code}"))),
         }
     }
@@ -532,6 +555,8 @@ impl Remote {
             self.put(MARKER, MARKER_TEXT.as_bytes())?;
         }
         let rec_path = format!("outputs/{drv_id}.json");
+        let signature = key.sign(&signed_bytes(drv_id, &out));
+        let mut t = Transfer::default();
         if let Some(bytes) = self.get_bytes(&rec_path, RECORD_LIMIT)? {
             if let Ok(old) = serde_json::from_slice::<Record>(&bytes) {
                 if old.output != out {
@@ -540,9 +565,14 @@ impl Remote {
                         drv: drv_id.to_string(),
                     });
                 }
+                // ed25519 signatures are deterministic: this key signed
+                // this record already, and a record implies its closure.
+                if old.signatures.contains(&signature) {
+                    t.present += 1;
+                    return Ok(t);
+                }
             }
         }
-        let mut t = Transfer::default();
         let mut seen = HashSet::new();
         match out.root {
             Root::Tree { hash } => self.push_tree(store, hash, &mut seen, &mut t)?,
@@ -560,13 +590,56 @@ impl Remote {
         let record = Record {
             version: 1,
             drv: drv_id.to_string(),
-            signatures: vec![key.sign(&signed_bytes(drv_id, &out))],
+            signatures: vec![signature],
             output: out,
         };
         let body = serde_json::to_vec_pretty(&record).expect("plain data");
         self.put(&rec_path, &body)?;
         t.objects += 1;
         t.bytes += body.len() as u64;
+        Ok(t)
+    }
+
+    /// Pushes `drv_id`'s output and those of every derivation it was
+    /// built from (by the local derivation records, `inputs_of`) that the
+    /// local store holds, so that a machine whose build differs in one
+    /// package finds the unchanged parts on the remote. Inputs go first;
+    /// `done` spans calls, so shared inputs are pushed once.
+    pub fn push_closure(
+        &self,
+        store: &dyn Store,
+        drv_id: &str,
+        inputs_of: super::InputsOf,
+        key: &SecretKey,
+        done: &mut HashSet<String>,
+    ) -> Result<Transfer> {
+        let mut t = Transfer::default();
+        // Post-order without recursion: (id, inputs already expanded).
+        let mut stack = vec![(drv_id.to_string(), false)];
+        while let Some((id, expanded)) = stack.pop() {
+            if expanded {
+                if id == drv_id || store.lookup_output(&id)?.is_some() {
+                    let one = self.push(store, &id, key)?;
+                    t.objects += one.objects;
+                    t.bytes += one.bytes;
+                    t.present += one.present;
+                }
+                continue;
+            }
+            if !done.insert(id.clone()) {
+                continue;
+            }
+            stack.push((id.clone(), true));
+            let mut inputs = inputs_of(&id)
+                .map_err(|reason| Error::LocalRecord {
+                    drv: id.clone(),
+                    reason,
+                })?
+                .unwrap_or_default();
+            inputs.sort();
+            inputs.dedup();
+            stack.extend(inputs.into_iter().rev().map(|i| (i, false)));
+        }
         Ok(t)
     }
 
@@ -723,6 +796,35 @@ impl Remote {
         })
     }
 
+    /// Fetches a tree that `store` lacks, with its closure, verified, for
+    /// a layered store reading through. `Ok(false)`: this remote does not
+    /// have it.
+    pub fn fetch_missing_tree(&self, store: &dyn Store, h: Hash) -> Result<bool> {
+        if !self.usable()? {
+            return Ok(false);
+        }
+        self.found(h, self.fetch_tree(store, h, 0, &mut HashSet::new()))
+    }
+
+    /// [`Self::fetch_missing_tree`] for a blob (of unknown size, so at most
+    /// 1 GiB).
+    pub fn fetch_missing_blob(&self, store: &dyn Store, h: Hash) -> Result<bool> {
+        if !self.usable()? {
+            return Ok(false);
+        }
+        self.found(h, self.fetch_blob(store, h, None))
+    }
+
+    /// A fetch of `h` as "fetched" or "not there" (only `h` itself
+    /// missing: a missing child means an incomplete cache, an error).
+    fn found(&self, h: Hash, r: Result<()>) -> Result<bool> {
+        match r {
+            Ok(()) => Ok(true),
+            Err(Error::Missing { hash, .. }) if hash == h => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Fetches a tree and (first) whatever it names that `store` lacks.
     fn fetch_tree(
         &self,
@@ -731,7 +833,11 @@ impl Remote {
         depth: usize,
         seen: &mut HashSet<Hash>,
     ) -> Result<()> {
-        if store.has_tree(&h)? || !seen.insert(h) {
+        if !seen.insert(h) {
+            return Ok(());
+        }
+        if store.has_tree(&h)? {
+            self.fetched_present.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
         if depth > MAX_DEPTH {
@@ -764,6 +870,7 @@ impl Remote {
     /// size is known, re-hashed before it is stored.
     fn fetch_blob(&self, store: &dyn Store, h: Hash, size: Option<u64>) -> Result<()> {
         if store.has_blob(&h)? {
+            self.fetched_present.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
         let path = object_path("blobs", &h);
@@ -838,11 +945,39 @@ impl Remote {
 pub struct Substituter {
     pub remote: Remote,
     pub trusted: Vec<PublicKey>,
+    /// Set by the first transport failure: a remote that went away (or
+    /// answers errors) would otherwise cost every later derivation a
+    /// timeout and a warning.
+    gone: AtomicBool,
 }
 
 impl Substituter {
+    pub fn new(remote: Remote, trusted: Vec<PublicKey>) -> Substituter {
+        Substituter {
+            remote,
+            trusted,
+            gone: AtomicBool::new(false),
+        }
+    }
+
+    /// [`Remote::substitute`] with this substituter's keys. After an HTTP
+    /// failure (refused connection, cut transfer, a 5xx answer) it is
+    /// reported once, as [`Error::Gone`], and the remote is not asked
+    /// again: later calls answer "not there".
     pub fn substitute(&self, store: &dyn Store, drv_id: &str) -> Result<Option<Output>> {
-        self.remote.substitute(store, drv_id, &self.trusted)
+        if self.gone.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        match self.remote.substitute(store, drv_id, &self.trusted) {
+            Err(e @ Error::Http { .. }) => {
+                self.gone.store(true, Ordering::Relaxed);
+                Err(Error::Gone {
+                    remote: self.remote.url.clone(),
+                    cause: Box::new(e),
+                })
+            }
+            r => r,
+        }
     }
 }
 

@@ -4,7 +4,10 @@
 //! and builds nothing. A tampered object, a record signed by an untrusted
 //! key, an unsigned record and a record changed after signing are each
 //! refused with a warning naming the remote and the derivation, and built
-//! locally instead; the local store always verifies clean.
+//! locally instead; the local store always verifies clean. Also: a
+//! one-package change substituting the unchanged parts, `copy --from`, a
+//! remote that vanishes mid-download, a full remote disk, and the cache
+//! on a second host (a network namespace) instead of loopback.
 
 use crate::support::fixture::{assert_verify_clean, text, Fixture};
 use crate::support::nginx::Nginx;
@@ -53,7 +56,8 @@ struct Pushed {
     pubkey: PathBuf,
 }
 
-fn push(url: &str) -> Pushed {
+/// With `extra` (`--no-inputs`) added to every `copy`.
+fn push(url: &str, extra: &[&str]) -> Pushed {
     let a = Fixture::new();
     let (summary, _) = realize(&a, &[]);
     assert!(summary["built"].as_u64().unwrap() > 10, "{summary}");
@@ -77,6 +81,7 @@ fn push(url: &str) -> Pushed {
             key.to_str().unwrap(),
             "--json",
         ];
+        args.extend_from_slice(extra);
         args.extend(ids.iter().map(String::as_str));
         let out = a.run(&args);
         assert!(out.status.success(), "{}", text(&out));
@@ -85,10 +90,11 @@ fn push(url: &str) -> Pushed {
     let first = copy(&ids);
     assert!(first["sent_objects"].as_u64().unwrap() > 10, "{first}");
     assert!(first["sent_bytes"].as_u64().unwrap() > 10_000, "{first}");
-    // Again: every object is there already (HEAD); only the two records
-    // are written again.
+    // Again: every record is there already, signed by this key, so
+    // nothing is sent.
     let second = copy(&ids);
-    assert_eq!(second["sent_objects"], 2, "{second}");
+    assert_eq!(second["sent_objects"], 0, "{second}");
+    assert_eq!(second["sent_bytes"], 0, "{second}");
     assert!(second["present"].as_u64().unwrap() >= 2, "{second}");
     Pushed { a, summary, pubkey }
 }
@@ -102,7 +108,7 @@ fn record_path(cache: &Path, summary: &Value, root: &str) -> PathBuf {
 fn a_second_machine_substitutes_everything_and_builds_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (nginx, cache, url) = cache_server(dir.path());
-    let p = push(&url);
+    let p = push(&url, &[]);
     // The layout of store-layout.md 2.11, written by WebDAV PUT.
     assert!(cache.join("cvmbuild-cache").is_file());
     let os_tree = p.summary["outputs"]["os-tree"]["root"]["hash"]
@@ -190,7 +196,8 @@ fn a_second_machine_substitutes_everything_and_builds_nothing() {
 fn untrusted_unsigned_and_damaged_substitutes_are_refused_and_built_locally() {
     let dir = tempfile::tempdir().unwrap();
     let (_nginx, cache, url) = cache_server(dir.path());
-    let p = push(&url);
+    // Only the two records: refusing them must mean building everything.
+    let p = push(&url, &["--no-inputs"]);
     let built_all = p.summary["built"].as_u64().unwrap();
 
     // A record signed by a key B does not trust.
@@ -430,4 +437,514 @@ fn two_machines_pushing_the_same_outputs_at_once_both_succeed() {
     assert_eq!(sb["built"], 0, "{sb}\n{stderr}");
     assert_eq!(sb["substituted"], 2, "{sb}");
     assert_verify_clean(&b.store());
+}
+
+/// `realize SPEC --branch BRANCH --json ROOTS EXTRA…` (not offline: a new
+/// branch is solved), which may fail: its branch summary, stderr, success.
+fn realize_branch(m: &Fixture, spec: &Path, branch: &str, extra: &[&str]) -> (Value, String, bool) {
+    let mut args = vec![
+        "realize",
+        spec.to_str().unwrap(),
+        "--branch",
+        branch,
+        "--json",
+    ];
+    args.extend_from_slice(ROOTS);
+    args.extend_from_slice(extra);
+    let out = m.run(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let v: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    (v[0].clone(), stderr, out.status.success())
+}
+
+/// The example with a second branch that pins the other kernel: one
+/// package differs from `production`.
+fn two_branch_spec(m: &Fixture) -> PathBuf {
+    let spec = m.path("cernvm/two.cvm");
+    let text_spec = fs::read_to_string(m.spec()).unwrap()
+        + "\nbranch oldkernel = base // { pins = { kernel = \"2.6.*\" } }\n";
+    fs::write(&spec, text_spec).unwrap();
+    spec
+}
+
+fn ids(v: &Value) -> std::collections::BTreeSet<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A key made on `a` and its two outputs pushed with their inputs' (the
+/// public key file and the bytes sent).
+fn keygen_push(a: &Fixture, url: &str, roots: &Value) -> (PathBuf, u64) {
+    let key = a.path("farm.key");
+    keygen(a, "farm", &key);
+    let mut args = vec![
+        "copy",
+        "--to",
+        url,
+        "--sign-key",
+        key.to_str().unwrap(),
+        "--json",
+    ];
+    args.extend(
+        ["os-tree", "meta-rpm"]
+            .iter()
+            .map(|r| roots[r].as_str().unwrap()),
+    );
+    let out = a.run(&args);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    (a.path("farm.key.pub"), v["sent_bytes"].as_u64().unwrap())
+}
+
+/// Machine B realizes a branch that differs from what A pushed in one
+/// package: it builds exactly what A had to build for that change (the
+/// package's cone), substitutes the unchanged parts and rebuilds none of
+/// them. Machine C pulls A's outputs with `copy --from` and then
+/// realizes them from its own store.
+#[test]
+fn a_one_package_change_builds_only_its_cone_and_substitutes_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_nginx, _cache, url) = cache_server(dir.path());
+    let a = Fixture::new();
+    let spec_a = two_branch_spec(&a);
+    let (prod, stderr, ok) = realize_branch(&a, &spec_a, "production", &[]);
+    assert!(ok, "{stderr}");
+    let (pubkey, pushed) = keygen_push(&a, &url, &prod["roots"]);
+    let prod_built = ids(&prod["derivations"]["built"]);
+    // The cone, as A itself finds it with everything of production cached.
+    let (cone, stderr, ok) = realize_branch(&a, &spec_a, "oldkernel", &[]);
+    assert!(ok, "{stderr}");
+    let cone_built = ids(&cone["derivations"]["built"]);
+    assert!(!cone_built.is_empty() && cone_built.len() < prod_built.len() / 2);
+
+    let b = Fixture::new();
+    let spec_b = two_branch_spec(&b);
+    let (sb, stderr, ok) =
+        realize_branch(&b, &spec_b, "oldkernel", &substitute_args(&url, &pubkey));
+    assert!(ok, "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    assert_eq!(ids(&sb["derivations"]["built"]), cone_built, "{sb}");
+    let substituted = ids(&sb["derivations"]["substituted"]);
+    assert!(!substituted.is_empty(), "{sb}");
+    assert!(substituted.is_subset(&prod_built), "{sb}");
+    assert!(substituted.is_disjoint(&cone_built), "{sb}");
+    assert_eq!(sb["outputs"], cone["outputs"]);
+    let fetched = sb["substituters"][0]["bytes"].as_u64().unwrap();
+    assert!(fetched > 0 && fetched < pushed, "{sb}");
+    eprintln!(
+        "one-package change: {} built, {} substituted, {fetched} bytes fetched of {pushed} pushed",
+        cone_built.len(),
+        substituted.len()
+    );
+    assert_verify_clean(&b.store());
+
+    // `copy --from`: both outputs of production with their closures,
+    // named by output name through the spec (C has never evaluated it).
+    let c = Fixture::new();
+    let by_name = [
+        "copy",
+        "--from",
+        &url,
+        "--trusted-key",
+        pubkey.to_str().unwrap(),
+        "--json",
+        "--spec",
+        spec_a.to_str().unwrap(),
+        "--branch",
+        "production",
+        "os-tree",
+        "meta-rpm",
+    ];
+    let out = c.run(&by_name);
+    assert!(out.status.success(), "{}", text(&out));
+    let pulled: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        pulled["received_objects"].as_u64().unwrap() > 10,
+        "{pulled}"
+    );
+    assert!(
+        pulled["received_bytes"].as_u64().unwrap() > 10_000,
+        "{pulled}"
+    );
+    assert_eq!(pulled["outputs"][0]["drv"], prod["roots"]["os-tree"]);
+    assert_eq!(pulled["outputs"][1]["already_here"], false, "{pulled}");
+    assert_verify_clean(&c.store());
+    // Again, by derivation id: nothing to fetch.
+    let roots: Vec<&str> = ["os-tree", "meta-rpm"]
+        .iter()
+        .map(|r| prod["roots"][r].as_str().unwrap())
+        .collect();
+    let mut args = by_name[..6].to_vec();
+    args.extend_from_slice(&roots);
+    let out = c.run(&args);
+    assert!(out.status.success(), "{}", text(&out));
+    let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again["received_bytes"], 0, "{again}");
+    assert_eq!(again["outputs"][0]["already_here"], true, "{again}");
+    // They are C's now: realized from its store, without a substituter.
+    let spec_c = two_branch_spec(&c);
+    let (sc, stderr, ok) = realize_branch(&c, &spec_c, "production", &[]);
+    assert!(ok, "{stderr}");
+    assert_eq!(sc["built"], 0, "{sc}");
+    assert_eq!(sc["outputs"], prod["outputs"]);
+
+    // Without a trusted key, or for an output the cache lacks: errors.
+    let out = c.run(&["copy", "--from", &url, roots[0]]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("needs at least one trusted key"),
+        "{}",
+        text(&out)
+    );
+    let absent = "0".repeat(64);
+    let out = c.run(&[
+        "copy",
+        "--from",
+        &url,
+        "--trusted-key",
+        pubkey.to_str().unwrap(),
+        &absent,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains(&format!("has no output record for {absent}")),
+        "{}",
+        text(&out)
+    );
+}
+
+/// A cache server that goes away in the middle of a download: it serves
+/// `root` (GET and HEAD, one request per connection) until the first blob
+/// of at least two bytes, sends its headers and half its bytes, and then
+/// closes that connection and stops listening.
+fn vanishing_server(root: PathBuf) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+            }
+            let mut parts = line.split_whitespace();
+            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let file = root.join(path.trim_start_matches('/'));
+            let body = match fs::read(&file) {
+                Ok(b) if !path.contains("..") => b,
+                _ => {
+                    let _ = conn.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                    continue;
+                }
+            };
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(head.as_bytes());
+            if method == "HEAD" {
+                continue;
+            }
+            if path.starts_with("/blobs/") && body.len() >= 2 {
+                let _ = conn.write_all(&body[..body.len() / 2]);
+                let _ = conn.flush();
+                return; // the connection and the listener close here
+            }
+            let _ = conn.write_all(&body);
+        }
+    });
+    format!("http://127.0.0.1:{port}/")
+}
+
+/// The remote goes away while machine B downloads: with
+/// `--substitute-only` the realize fails naming a derivation, nothing of
+/// the cut download is stored and the store verifies clean; with the
+/// remote back, B substitutes everything and builds nothing.
+#[test]
+fn the_remote_going_away_mid_download_leaves_nothing_damaged_and_is_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_nginx, cache, url) = cache_server(dir.path());
+    let p = push(&url, &[]);
+    let flaky = vanishing_server(cache.clone());
+
+    let b = Fixture::new();
+    let spec = b.spec();
+    let args = substitute_only_args(&flaky, &p.pubkey);
+    let (sb, stderr, ok) = realize_branch(&b, &spec, "production", &args);
+    assert!(!ok, "{sb}\n{stderr}");
+    assert_eq!(sb["built"], 0, "{sb}");
+    assert_eq!(sb["substituted"], 0, "{sb}");
+    assert!(sb["failed"].as_u64().unwrap() >= 1, "{sb}");
+    // One warning, naming the remote, which is not asked again; then the
+    // derivations it did not supply fail, named.
+    assert_eq!(
+        stderr.matches("warning: not substituting").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "not asking {} again in this run; not building it (--substitute-only)",
+            flaky.trim_end_matches('/')
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(") failed: not substituted, and --substitute-only forbids building"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(": GET blobs/"),
+        "the cut download: {stderr}"
+    );
+    // Nothing registered; the half-received blob was never stored (it
+    // would be damage under its name).
+    assert!(sb["outputs"].as_object().unwrap().is_empty(), "{sb}");
+    assert_verify_clean(&b.store());
+
+    // The remote is back (nginx was serving the same cache all along).
+    let (sb, stderr, ok) = realize_branch(
+        &b,
+        &spec,
+        "production",
+        &substitute_only_args(&url, &p.pubkey),
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(sb["built"], 0, "{sb}");
+    assert_eq!(sb["substituted"], 2, "{sb}");
+    assert_eq!(sb["outputs"], p.summary["outputs"]);
+    assert_verify_clean(&b.store());
+}
+
+fn substitute_only_args<'a>(url: &'a str, key: &'a Path) -> Vec<&'a str> {
+    let mut v = substitute_args(url, key).to_vec();
+    v.push("--substitute-only");
+    v
+}
+
+/// A remote whose disk is full (WebDAV PUT answering 507): `copy --to`
+/// fails naming the remote, no output record appears, the local store is
+/// intact; with space again, the push completes.
+#[test]
+fn a_full_remote_disk_is_a_clear_error_and_a_later_push_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    fs::create_dir_all(&root).unwrap();
+    let full = Nginx::start_with(
+        &root,
+        &dir.path().join("nginx-full"),
+        "dav_methods PUT MKCOL; create_full_put_path on; client_max_body_size 0; \
+         location /blobs/ { if ($request_method = PUT) { return 507; } }",
+    );
+    let url = format!("http://127.0.0.1:{}/", full.port);
+    let a = Fixture::new();
+    let (s, _) = realize(&a, &[]);
+    let key = a.path("farm.key");
+    keygen(&a, "farm", &key);
+    let os_id = s["roots"]["os-tree"].as_str().unwrap();
+    let copy = |url: &str| {
+        a.run(&[
+            "copy",
+            "--to",
+            url,
+            "--sign-key",
+            key.to_str().unwrap(),
+            "--json",
+            os_id,
+        ])
+    };
+    let out = copy(&url);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("remote {}: PUT blobs/", url.trim_end_matches('/')))
+            && text(&out).contains("HTTP 507, the remote has no space left"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !root.join("outputs").exists(),
+        "a record without its objects"
+    );
+    assert_verify_clean(&a.store());
+    drop(full);
+
+    let (_n, _root, url) = cache_server(dir.path());
+    let out = copy(&url);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(root.join("outputs").join(format!("{os_id}.json")).is_file());
+}
+
+/// The cache on a second host: nginx in its own network namespace, joined
+/// to this one by a veth pair (`ip netns`, `ip link … type veth`), reached
+/// at its own address rather than loopback. Dropping it stops nginx and
+/// deletes the namespace and the pair.
+struct SecondHost {
+    nginx: std::process::Child,
+    /// Dropped after nginx is stopped (fields drop after `Drop::drop`).
+    _net: Netns,
+    /// The address of the cache's host, as this host reaches it.
+    addr: String,
+    work: PathBuf,
+}
+
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ip {}: {} (this test needs CAP_NET_ADMIN for network namespaces)",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl SecondHost {
+    fn start(root: &Path, work: &Path) -> SecondHost {
+        // Unique per test process: names are global to the machine.
+        let pid = std::process::id();
+        let tag = format!("{pid:x}");
+        let (ns, host_if, peer_if) = (
+            format!("cvmb-{tag}"),
+            format!("cvh{tag}"),
+            format!("cvp{tag}"),
+        );
+        let net = format!("10.231.{}", pid % 250);
+        let addr = format!("{net}.2");
+        ip(&["netns", "add", &ns]);
+        let net_guard = Netns {
+            ns: ns.clone(),
+            host_if: host_if.clone(),
+        };
+        ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", &peer_if, "netns", &ns,
+        ]);
+        ip(&["addr", "add", &format!("{net}.1/30"), "dev", &host_if]);
+        ip(&["link", "set", &host_if, "up"]);
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{addr}/30"),
+            "dev",
+            &peer_if,
+        ]);
+        ip(&["-n", &ns, "link", "set", &peer_if, "up"]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        fs::create_dir_all(work).unwrap();
+        let w = work.display();
+        let conf = format!(
+            "user root;\nworker_processes 1;\npid {w}/nginx.pid;\nerror_log {w}/error.log;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{\n  access_log {w}/access.log;\n  client_body_temp_path {w}/body;\n\
+               default_type application/octet-stream;\n\
+               server {{ listen {addr}:80; root {root}; dav_methods PUT MKCOL; \
+               create_full_put_path on; client_max_body_size 0; }}\n}}\n",
+            root = root.display()
+        );
+        fs::write(work.join("nginx.conf"), conf).unwrap();
+        let nginx = std::process::Command::new("ip")
+            .args(["netns", "exec", &ns, "nginx", "-p"])
+            .arg(work)
+            .arg("-c")
+            .arg(work.join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .stdout(std::process::Stdio::null())
+            .stderr(fs::File::create(work.join("stderr.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let host = SecondHost {
+            nginx,
+            _net: net_guard,
+            addr: addr.clone(),
+            work: work.to_path_buf(),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while std::net::TcpStream::connect((addr.as_str(), 80)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nginx in {ns} did not start: {}",
+                fs::read_to_string(work.join("stderr.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        host
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    fn access_log(&self) -> String {
+        fs::read_to_string(self.work.join("access.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for SecondHost {
+    fn drop(&mut self) {
+        // `ip netns exec` execs nginx: this is the master's pid.
+        unsafe { libc::kill(self.nginx.id() as i32, libc::SIGTERM) };
+        let _ = self.nginx.wait();
+    }
+}
+
+/// A network namespace and this host's end of the veth pair into it,
+/// deleted when dropped.
+struct Netns {
+    ns: String,
+    host_if: String,
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.ns])
+            .status();
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// Machine A pushes to a cache on another host (a network namespace over
+/// a veth pair); machine B substitutes everything from it.
+#[test]
+fn a_cache_on_a_second_host_serves_a_fresh_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    fs::create_dir_all(&root).unwrap();
+    let host = SecondHost::start(&root, &dir.path().join("nginx"));
+    let url = host.url();
+    let p = push(&url, &[]);
+    let b = Fixture::new();
+    let (sb, stderr) = realize(&b, &substitute_args(&url, &p.pubkey));
+    assert_eq!(sb["built"], 0, "{sb}\n{stderr}");
+    assert_eq!(sb["substituted"], 2, "{sb}");
+    assert_eq!(sb["outputs"], p.summary["outputs"]);
+    assert_verify_clean(&b.store());
+    // The requests came over the veth pair, from this host's end of it.
+    let peer = format!("{}.1", host.addr.rsplit_once('.').unwrap().0);
+    let log = host.access_log();
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with(&format!("{peer} ")) && l.contains("\"GET /outputs/")),
+        "{log}"
+    );
 }
