@@ -2,7 +2,8 @@
 # The cost of package signature checking in `realize`: N generated
 # packages (each a few files of ~40 KB), signed with an RSA 4096 key by
 # `rpmsign --addsign`, realized into a fresh store with and without
-# `gpgcheck`, R times each (alternating). Prints wall-clock and CPU seconds.
+# `gpgcheck`, R times each (alternating). Prints wall-clock and CPU seconds
+# of each run, the best of each setting and the ratio.
 # With N=example: the bundled example (examples/cernvm, branch production,
 # 50 RPMs) with its packages signed the same way.
 # Usage: bench/gpgcheck.sh [N=300|example] [R=3] [CVMBUILD=target/debug/cvmbuild]
@@ -20,19 +21,33 @@ bin=$work/cvmbuild
 gpg --batch --quiet --passphrase '' --quick-gen-key 'Bench <bench@test.invalid>' rsa4096 sign never
 gpg --batch --export --armor bench@test.invalid > "$work/key.asc"
 
-# realize SPEC_WITHOUT_SUFFIX EXTRA_ARGS...: R alternating timed runs.
+# realize SPEC_WITHOUT_SUFFIX EXTRA_ARGS...: R alternating timed runs, then
+# the best of each (the least disturbed by other load) and their ratio.
 measure() {
   local base=$1
   shift
+  local times=$work/times
+  : > "$times"
   for r in $(seq 1 "$rounds"); do
     for check in true false; do
       rm -rf "$work/store"
       # Wall clock and CPU (user + system) of the realize: on a shared
       # machine the CPU time is the steadier figure.
-      TIMEFORMAT="round $r gpgcheck=$check: wall %R s, user %U s, sys %S s"
-      time "$bin" realize "$base$check.cvm" --store "$work/store" "$@" >/dev/null 2>&1
+      TIMEFORMAT="%R %U %S"
+      { time "$bin" realize "$base$check.cvm" --store "$work/store" "$@" >/dev/null 2>&1; } 2> "$work/t"
+      read -r wall user sys < "$work/t"
+      echo "round $r gpgcheck=$check: wall $wall s, user $user s, sys $sys s"
+      echo "$check $wall $user $sys" >> "$times"
     done
   done
+  awk '
+    { w = $2; c = $3 + $4
+      if (!($1 in bw) || w < bw[$1]) bw[$1] = w
+      if (!($1 in bc) || c < bc[$1]) bc[$1] = c }
+    END {
+      printf "best of %d: gpgcheck=false wall %.2f s, cpu %.2f s; gpgcheck=true wall %.2f s, cpu %.2f s\n", NR / 2, bw["false"], bc["false"], bw["true"], bc["true"]
+      printf "ratio with/without gpgcheck: wall %.3fx, cpu %.3fx\n", bw["true"] / bw["false"], bc["true"] / bc["false"]
+    }' "$times"
 }
 
 if [ "$n" = example ]; then

@@ -117,6 +117,7 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
     let mut opts = g.eval_options(a.branch, a.offline);
     opts.locked = a.locked;
     let ev = eval::evaluate(&a.spec, &opts)?;
+    super::eval::report_signers(&ev);
     let substituters = substituters(&a.substituters, &a.trusted_keys)?;
     let store = crate::store::FsStore::open(&g.store_dir()?)?;
     if (a.out.is_some() || a.tar.is_some()) && ev.branches.len() > 1 {

@@ -54,6 +54,8 @@ pub struct Evaluation {
     pub lock_path: PathBuf,
     /// Whether the lock file on disk was rewritten.
     pub lock_written: bool,
+    /// Packages the rewritten lock records another signer for.
+    pub signer_changes: Vec<crate::gpg::signers::SignerChange>,
 }
 
 /// Evaluates a spec: loads it, pins each branch, plans each graph, and
@@ -77,12 +79,16 @@ pub fn evaluate(spec_path: &Path, opts: &Options) -> Result<Evaluation, Error> {
     let mut lockfile = LockFile::read(&lock_path)?;
     let mut out = Vec::new();
     let mut changed = false;
+    let mut signer_changes = Vec::new();
     for rel in selected {
         let (lock, repinned) = pin(&rel, &spec.sources, lockfile.branch.get(&rel.branch), opts)?;
         let metadata: Vec<String> = lock.repo.iter().map(|r| r.metadata.clone()).collect();
         let solve = plan::solve_derivation(&rel, &metadata);
         let graph = plan::plan(&rel, solve, &lock.package, &spec.sources)?;
         if repinned {
+            if let Some(old) = lockfile.branch.get(&rel.branch) {
+                signer_changes.extend(crate::gpg::signers::changes(old, &lock));
+            }
             changed = true;
             lockfile.branch.insert(rel.branch.clone(), lock.clone());
         }
@@ -94,6 +100,12 @@ pub fn evaluate(spec_path: &Path, opts: &Options) -> Result<Evaluation, Error> {
         });
     }
     if changed {
+        if opts.locked && !signer_changes.is_empty() {
+            return Err(Error::SignerChanged {
+                lock: lock_path,
+                changes: signer_changes,
+            });
+        }
         if opts.locked {
             return Err(Error::Locked {
                 lock: lock_path,
@@ -118,6 +130,7 @@ pub fn evaluate(spec_path: &Path, opts: &Options) -> Result<Evaluation, Error> {
         branches: out,
         lock_path,
         lock_written: changed,
+        signer_changes,
     })
 }
 
@@ -191,7 +204,7 @@ fn pin(
         _ => Vec::new(),
     };
     let closure = pinning::solve(rel, &pool, sources, opts.solve_timeout, &hold)?;
-    let packages: Vec<LockedPackage> = closure
+    let mut packages: Vec<LockedPackage> = closure
         .packages
         .iter()
         .map(|&id| {
@@ -206,9 +219,11 @@ fn pin(
                 location: p.location.to_string(),
                 checksum: format!("{}:{}", p.checksum.kind, p.checksum.hex),
                 size: p.size_package,
+                signer: None,
             }
         })
         .collect();
+    crate::gpg::signers::record(&rel.repos, current, &mut packages)?;
     let lock = BranchLock {
         solve: solve_id.0,
         spec: plan::spec_hash(&solve),
