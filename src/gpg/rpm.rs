@@ -437,4 +437,35 @@ mod tests {
         unsigned.extend(header(0, 0));
         assert!(verdict(&unsigned).contains("unsigned"));
     }
+
+    /// The signer claim reads the signature header alone, with the same
+    /// checks: a bare lead and signature header (no main header, no
+    /// payload) is enough to say "unsigned" or "malformed".
+    #[test]
+    fn claims_need_only_the_signature_header() {
+        let claim = |bytes: &[u8]| {
+            let mut f = tempfile::tempfile().unwrap();
+            f.write_all(bytes).unwrap();
+            claimed_signer(&ring(), &mut f).unwrap_err().to_string()
+        };
+        let mut unsigned = lead();
+        unsigned.extend(header(0, 0));
+        assert!(
+            claim(&unsigned).contains("unsigned"),
+            "{}",
+            claim(&unsigned)
+        );
+        let mut garbage = lead();
+        garbage.extend(header(1, 4));
+        garbage.extend(SIG_RSA.to_be_bytes());
+        garbage.extend(TYPE_BIN.to_be_bytes());
+        garbage.extend(0u32.to_be_bytes());
+        garbage.extend(4u32.to_be_bytes());
+        garbage.extend([0xff; 4]);
+        let c = claim(&garbage);
+        assert!(c.contains("not an OpenPGP signature packet"), "{c}");
+        let mut cut = lead();
+        cut.extend(header(1, 4000));
+        assert!(claim(&cut).contains("past the end"), "{}", claim(&cut));
+    }
 }
