@@ -373,7 +373,7 @@ mod tests {
     use std::io::Write;
 
     fn ring() -> Keyring {
-        Keyring { keys: Vec::new() }
+        Keyring::empty()
     }
 
     fn verdict(bytes: &[u8]) -> String {
