@@ -39,6 +39,7 @@ fn package(i: usize, upgraded: bool) -> LockedPackage {
         location: format!("Packages/pkg{i}-1.{i}-{release}.x86_64.rpm"),
         checksum: format!("sha256:{:064x}", i * 2 + upgraded as usize),
         size: 100_000 + i as u64 + if upgraded { 512 } else { 0 },
+        signer: None,
     }
 }
 

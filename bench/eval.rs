@@ -53,6 +53,7 @@ branch development = base // { version = "1.2.0.0", packages = base.packages -- 
             location: format!("Packages/pkg{i}-1.{i}-1.el6.x86_64.rpm"),
             checksum: format!("sha256:{:064x}", i),
             size: 1000 + i,
+            signer: None,
         })
         .collect();
     let mut branch = BTreeMap::new();

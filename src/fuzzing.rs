@@ -236,10 +236,23 @@ pub fn evr(data: &[u8]) {
 }
 
 /// The RPM header and payload reader: extraction never panics, and an RPM
-/// that extracts does so to the same tree twice.
+/// that extracts does so to the same tree twice. The signature reader
+/// (which sees every download of a `gpgcheck` repository first) never
+/// panics either, and what it calls unsigned, the signer claim `eval`
+/// reads from the signature header alone calls unsigned too.
 pub fn rpm(data: &[u8]) {
     let path = scratch_file("input.rpm");
     std::fs::write(&path, data).expect("write the input RPM");
+    let keys = crate::gpg::Keyring::empty();
+    let mut f = std::fs::File::open(&path).expect("open the input RPM");
+    let verdict = crate::gpg::rpm::verify(&keys, &mut f);
+    let claim = crate::gpg::rpm::claimed_signer(&keys, &mut f);
+    if let Err(crate::gpg::SigError::Unsigned { .. }) = verdict {
+        assert!(
+            matches!(claim, Err(crate::gpg::SigError::Unsigned { .. })),
+            "verify says unsigned, the claim says {claim:?}"
+        );
+    }
     let store = MemStore::new();
     let first = crate::builders::extract::extract(&store, &path);
     if let Ok(x) = first {

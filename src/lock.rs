@@ -62,6 +62,13 @@ pub struct LockedPackage {
     /// `ALGO:HEX` as the repository lists it (normally `sha256:...`).
     pub checksum: String,
     pub size: u64,
+    /// Fingerprint of the primary key whose signature the package carries
+    /// (its first OpenPGP signature, header signature first), for
+    /// packages of a repository with `gpgcheck`; read by `eval` when it
+    /// pins the package, enforced by the package's fetch. Absent without
+    /// `gpgcheck`, and in locks written before signers were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
 }
 
 impl LockedPackage {
@@ -168,6 +175,7 @@ mod tests {
             location: format!("{n}.rpm"),
             checksum: "sha256:00".into(),
             size: 1,
+            signer: None,
         };
         let mut lock = LockFile {
             version: VERSION,

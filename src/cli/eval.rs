@@ -102,6 +102,15 @@ pub(super) fn report_lock(ev: &Evaluation) {
         "unchanged:"
     };
     eprintln!("{what} {}", ev.lock_path.display());
+    report_signers(ev);
+}
+
+/// Warns on stderr of each package the rewritten lock says another key
+/// signed: that is worth a look in review even when the key is trusted.
+pub(super) fn report_signers(ev: &Evaluation) {
+    for c in &ev.signer_changes {
+        eprintln!("warning: new signer: {c}");
+    }
 }
 
 fn builder_counts(b: &BranchEval) -> BTreeMap<String, usize> {

@@ -125,6 +125,7 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
     // realize publishes with.
     opts.keys_dir = Some(a.publish.keys_dir(g)?);
     let ev = eval::evaluate(&a.spec, &opts)?;
+    super::eval::report_signers(&ev);
     let substituters = substituters(&a.substituters, &a.trusted_keys)?;
     if a.substitute_only && substituters.is_empty() {
         return Err(miette!(

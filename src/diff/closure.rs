@@ -166,6 +166,7 @@ mod tests {
             location: format!("{name}-{v}-{r}.{arch}.rpm"),
             checksum: format!("sha256:{name}{v}{r}"),
             size,
+            signer: None,
         }
     }
 

@@ -239,6 +239,7 @@ fn package(name: &str, epoch: u64, version: &str, release: &str) -> LockedPackag
         location: String::new(),
         checksum: String::new(),
         size: 0,
+        signer: None,
     }
 }
 
@@ -345,6 +346,7 @@ fn closure(g: &Graph) -> Vec<LockedPackage> {
                     location: s("location"),
                     checksum: s("checksum"),
                     size: p.get("size").and_then(Json::as_u64).unwrap_or(0),
+                    signer: p.get("signer").and_then(Json::as_str).map(str::to_string),
                 })
             })
             .collect();

@@ -51,6 +51,22 @@ pub enum Error {
         lock: PathBuf,
         branches: Vec<String>,
     },
+    /// With `--locked`, a re-pin would record another signer for packages
+    /// (a package re-signed, or a new version signed by another key).
+    #[error("{lock} is out of date: the signer of {} changed, and --locked forbids changing it: {}", plural(changes.len()), changes.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    #[diagnostic(
+        code(eval::signer),
+        help("if the new key is expected, run `cvmbuild eval` and commit the lock file")
+    )]
+    SignerChanged {
+        lock: PathBuf,
+        changes: Vec<crate::gpg::signers::SignerChange>,
+    },
+    /// A package of a repository with `gpgcheck` whose signer could not be
+    /// read when it was pinned.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Signer(#[from] crate::gpg::signers::SignerError),
     #[error("cannot write {path}: {source}")]
     #[diagnostic(code("eval::write-lock"))]
     WriteLock {
@@ -88,5 +104,13 @@ pub enum Error {
 impl From<RepoError> for Error {
     fn from(e: RepoError) -> Error {
         Error::Repo(Box::new(e))
+    }
+}
+
+fn plural(n: usize) -> String {
+    if n == 1 {
+        "1 package".into()
+    } else {
+        format!("{n} packages")
     }
 }

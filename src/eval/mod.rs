@@ -59,6 +59,8 @@ pub struct Evaluation {
     pub lock_path: PathBuf,
     /// Whether the lock file on disk was rewritten.
     pub lock_written: bool,
+    /// Packages the rewritten lock records another signer for.
+    pub signer_changes: Vec<crate::gpg::signers::SignerChange>,
 }
 
 /// Evaluates a spec: loads it, pins each branch, plans each graph, and
@@ -82,6 +84,7 @@ pub fn evaluate(spec_path: &Path, opts: &Options) -> Result<Evaluation, Error> {
     let mut lockfile = LockFile::read(&lock_path)?;
     let mut out = Vec::new();
     let mut changed = false;
+    let mut signer_changes = Vec::new();
     for rel in selected {
         let (lock, repinned) = pin(&rel, &spec.sources, lockfile.branch.get(&rel.branch), opts)?;
         let metadata: Vec<String> = lock.repo.iter().map(|r| r.metadata.clone()).collect();
@@ -94,6 +97,9 @@ pub fn evaluate(spec_path: &Path, opts: &Options) -> Result<Evaluation, Error> {
             opts.keys_dir.as_deref(),
         )?;
         if repinned {
+            if let Some(old) = lockfile.branch.get(&rel.branch) {
+                signer_changes.extend(crate::gpg::signers::changes(old, &lock));
+            }
             changed = true;
             lockfile.branch.insert(rel.branch.clone(), lock.clone());
         }
@@ -105,6 +111,12 @@ pub fn evaluate(spec_path: &Path, opts: &Options) -> Result<Evaluation, Error> {
         });
     }
     if changed {
+        if opts.locked && !signer_changes.is_empty() {
+            return Err(Error::SignerChanged {
+                lock: lock_path,
+                changes: signer_changes,
+            });
+        }
         if opts.locked {
             return Err(Error::Locked {
                 lock: lock_path,
@@ -129,6 +141,7 @@ pub fn evaluate(spec_path: &Path, opts: &Options) -> Result<Evaluation, Error> {
         branches: out,
         lock_path,
         lock_written: changed,
+        signer_changes,
     })
 }
 
@@ -202,7 +215,7 @@ fn pin(
         _ => Vec::new(),
     };
     let closure = pinning::solve(rel, &pool, sources, opts.solve_timeout, &hold)?;
-    let packages: Vec<LockedPackage> = closure
+    let mut packages: Vec<LockedPackage> = closure
         .packages
         .iter()
         .map(|&id| {
@@ -217,9 +230,11 @@ fn pin(
                 location: p.location.to_string(),
                 checksum: format!("{}:{}", p.checksum.kind, p.checksum.hex),
                 size: p.size_package,
+                signer: None,
             }
         })
         .collect();
+    crate::gpg::signers::record(&rel.repos, current, &mut packages)?;
     let lock = BranchLock {
         solve: solve_id.0,
         spec: plan::spec_hash(&solve),

@@ -117,6 +117,11 @@ pub fn plan(
                    "checksum": p.checksum, "size": p.size});
         if let Some(keys) = signers.get(p.repo.as_str()).filter(|k| !k.is_empty()) {
             params["gpgkeys"] = json!(keys);
+            // The locked signer: the fetch refuses a package another of
+            // the keys signed (see `gpg::signers`).
+            if let Some(s) = &p.signer {
+                params["signer"] = json!(s);
+            }
         }
         let fetch = g.add(Derivation::new(
             format!("fetch:{nevra}"),

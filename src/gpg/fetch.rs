@@ -1,6 +1,7 @@
 //! The fetch builder's signature step: a fetch derivation whose parameters
 //! name `gpgkeys` stores its download only after [`rpm::verify`] accepted
-//! it with exactly those keys.
+//! it with exactly those keys, and, when they name the locked `signer`,
+//! only if that key made the signature.
 
 use super::rpm;
 use crate::builders::BuildCx;
@@ -26,6 +27,18 @@ pub fn check(cx: &BuildCx, repo: &str, file: &mut std::fs::File) -> Result<Optio
         ));
     }
     let v = rpm::verify(keys, file).map_err(|e| format!("signature check failed: {e}"))?;
+    if let Some(locked) = cx.drv.params.get("signer") {
+        let locked = locked
+            .as_str()
+            .ok_or("parameter `signer` is not a string")?;
+        if v.signer.primary != locked {
+            return Err(format!(
+                "signed by key {} (key id {}), but the lock records signer {locked}; \
+                 run `cvmbuild eval` to pin the package again",
+                v.signer.primary, v.signer.key_id
+            ));
+        }
+    }
     cx.log(format!(
         "{} OpenPGP signature(s) verified; signer {} (key {})",
         v.signatures, v.signer.primary, v.signer.key_id

@@ -15,6 +15,7 @@
 pub mod fetch;
 pub mod repomd;
 pub mod rpm;
+pub mod signers;
 
 use pgp::composed::{Deserializable, DetachedSignature, SignedPublicKey};
 use pgp::packet::{Signature, SignatureType};
@@ -141,6 +142,13 @@ impl Keyring {
         Ok(Keyring { keys })
     }
 
+    /// A keyring without keys, for reading a package's signatures without
+    /// trusting any (every signature is by an unknown key): the fuzz
+    /// targets' view of a hostile package.
+    pub fn empty() -> Keyring {
+        Keyring { keys: Vec::new() }
+    }
+
     /// Adds the keys of another key file.
     pub fn extend(&mut self, other: Keyring) {
         for k in other.keys {
@@ -254,6 +262,17 @@ impl Keyring {
             primary: fingerprint(primary),
             key_id,
         })
+    }
+
+    /// The primary key fingerprint of the repository key that `sig` names
+    /// as its issuer, without verifying the signature.
+    pub fn issuer_of(&self, sig: &Signature) -> Result<String, SigError> {
+        self.find(sig)
+            .map(|(k, _)| fingerprint(k))
+            .ok_or_else(|| SigError::UnknownKey {
+                key_id: issuer(sig),
+                keys: self.describe(),
+            })
     }
 
     /// The key that may have made `sig`: named by its issuer fingerprint or

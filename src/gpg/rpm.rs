@@ -49,6 +49,12 @@ const SIG_GPG: u32 = 1005;
 const PAYLOAD_DIGEST: u32 = 5092;
 const PAYLOAD_DIGEST_ALGO: u32 = 5093;
 
+/// The OpenPGP signature tags in the order their signers count: header
+/// signatures first, then header+payload ones. The first present names
+/// the package's signer.
+const HEADER_SIGNATURES: [u32; 2] = [SIG_RSA, SIG_DSA];
+const FULL_SIGNATURES: [u32; 2] = [SIG_PGP, SIG_GPG];
+
 const TYPE_INT32: u32 = 4;
 const TYPE_STRING: u32 = 6;
 const TYPE_BIN: u32 = 7;
@@ -67,27 +73,18 @@ pub struct Verified {
 /// start; left at an unspecified position).
 pub fn verify(keys: &Keyring, f: &mut File) -> Result<Verified, SigError> {
     let len = f.metadata()?.len();
-    f.rewind()?;
-    let mut lead = [0u8; LEAD as usize];
-    f.read_exact(&mut lead)
-        .map_err(|_| SigError::Malformed("shorter than an RPM lead".into()))?;
-    if lead[..4] != [0xed, 0xab, 0xee, 0xdb] {
-        return Err(SigError::Malformed(
-            "not an RPM file (bad lead magic)".into(),
-        ));
-    }
-    let sig = Header::read(f, len, "signature")?;
+    let sig = signature_header(f, len)?;
     // The signature header is padded to a multiple of 8 bytes.
     let pad = (8 - sig.raw.len() % 8) % 8;
     f.seek(SeekFrom::Current(pad as i64))?;
     let main = Header::read(f, len, "main")?;
     let payload_start = f.stream_position()?;
 
-    let header_sigs: Vec<_> = [SIG_RSA, SIG_DSA]
+    let header_sigs: Vec<_> = HEADER_SIGNATURES
         .iter()
         .filter_map(|&t| sig.bin(t).transpose())
         .collect::<Result<_, _>>()?;
-    let full_sigs: Vec<_> = [SIG_PGP, SIG_GPG]
+    let full_sigs: Vec<_> = FULL_SIGNATURES
         .iter()
         .filter_map(|&t| sig.bin(t).transpose())
         .collect::<Result<_, _>>()?;
@@ -171,6 +168,49 @@ pub fn verify(keys: &Keyring, f: &mut File) -> Result<Verified, SigError> {
     Ok(Verified {
         signatures: signers.len(),
         signer: signers.swap_remove(0),
+    })
+}
+
+/// Reads the lead and the signature header of `f` (of `len` bytes) from
+/// its start.
+fn signature_header(f: &mut File, len: u64) -> Result<Header, SigError> {
+    f.rewind()?;
+    let mut lead = [0u8; LEAD as usize];
+    f.read_exact(&mut lead)
+        .map_err(|_| SigError::Malformed("shorter than an RPM lead".into()))?;
+    if lead[..4] != [0xed, 0xab, 0xee, 0xdb] {
+        return Err(SigError::Malformed(
+            "not an RPM file (bad lead magic)".into(),
+        ));
+    }
+    Header::read(f, len, "signature")
+}
+
+/// Bytes of a package's start that hold its lead and signature header:
+/// rpm reserves 4 KiB for signatures (rpm 4.16 and later) and a 4096-bit
+/// RSA signature with the digests is well under that; a signature header
+/// that does not fit is refused, not read further.
+pub const SIGNATURE_PREFIX: u64 = 64 << 10;
+
+/// The repository key a package *claims* as its signer, from the lead and
+/// signature header alone (`f` may hold just the package's first
+/// [`SIGNATURE_PREFIX`] bytes): the primary key fingerprint of the issuer
+/// of its first OpenPGP signature, the one [`verify`] reports as signer.
+/// Nothing is verified here (that needs the whole package and is the
+/// fetch's job); `eval` records the claim in the lock and the fetch then
+/// refuses a package whose verified signer is another key. Unsigned, or
+/// signed by a key that is not the repository's: an error, as `verify`
+/// would say.
+pub fn claimed_signer(keys: &Keyring, f: &mut File) -> Result<String, SigError> {
+    let len = f.metadata()?.len();
+    let sig = signature_header(f, len)?;
+    for tag in HEADER_SIGNATURES.iter().chain(&FULL_SIGNATURES) {
+        if let Some(bytes) = sig.bin(*tag)? {
+            return keys.issuer_of(&packet(bytes)?);
+        }
+    }
+    Err(SigError::Unsigned {
+        keys: keys.describe(),
     })
 }
 
@@ -333,7 +373,7 @@ mod tests {
     use std::io::Write;
 
     fn ring() -> Keyring {
-        Keyring { keys: Vec::new() }
+        Keyring::empty()
     }
 
     fn verdict(bytes: &[u8]) -> String {
@@ -396,5 +436,36 @@ mod tests {
         unsigned.extend(header(0, 0));
         unsigned.extend(header(0, 0));
         assert!(verdict(&unsigned).contains("unsigned"));
+    }
+
+    /// The signer claim reads the signature header alone, with the same
+    /// checks: a bare lead and signature header (no main header, no
+    /// payload) is enough to say "unsigned" or "malformed".
+    #[test]
+    fn claims_need_only_the_signature_header() {
+        let claim = |bytes: &[u8]| {
+            let mut f = tempfile::tempfile().unwrap();
+            f.write_all(bytes).unwrap();
+            claimed_signer(&ring(), &mut f).unwrap_err().to_string()
+        };
+        let mut unsigned = lead();
+        unsigned.extend(header(0, 0));
+        assert!(
+            claim(&unsigned).contains("unsigned"),
+            "{}",
+            claim(&unsigned)
+        );
+        let mut garbage = lead();
+        garbage.extend(header(1, 4));
+        garbage.extend(SIG_RSA.to_be_bytes());
+        garbage.extend(TYPE_BIN.to_be_bytes());
+        garbage.extend(0u32.to_be_bytes());
+        garbage.extend(4u32.to_be_bytes());
+        garbage.extend([0xff; 4]);
+        let c = claim(&garbage);
+        assert!(c.contains("not an OpenPGP signature packet"), "{c}");
+        let mut cut = lead();
+        cut.extend(header(1, 4000));
+        assert!(claim(&cut).contains("past the end"), "{}", claim(&cut));
     }
 }

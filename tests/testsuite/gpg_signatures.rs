@@ -566,17 +566,20 @@ fn realize_checks_package_signatures() {
     let plan = format!("{}{}", cli::stdout(&out), stderr(&out));
     assert!(plan.contains("fetch:a-1.0-1.noarch"), "{plan}");
 
-    // Unsigned package: refused, naming the package.
+    // Unsigned package: refused as soon as it is pinned (eval reads its
+    // signer for the lock), naming the package.
     let unsigned = build_rpms(&[pkg("a")], &dir.path().join("fresh"));
     fs::copy(&unsigned[0], &a).unwrap();
     createrepo(&repo, &RepoOptions::default());
-    let out = cli::cvmbuild_in(dir.path(), &["realize", "t.cvm"]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("a-1.0-1.noarch") && err.contains("unsigned"),
-        "{err}"
-    );
+    for cmd in ["eval", "realize"] {
+        let out = cli::cvmbuild_in(dir.path(), &[cmd, "t.cvm"]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("a-1.0-1.noarch") && err.contains("unsigned"),
+            "{cmd}: {err}"
+        );
+    }
 
     // With gpgcheck = false the same repository realizes, and the lock
     // has no keys.
@@ -587,6 +590,8 @@ fn realize_checks_package_signatures() {
     assert!(!lock.contains("gpgkeys"), "{lock}");
 
     // A different key is a different lock.
+    k.gpg.sign_rpm(&a, ED, false, None);
+    createrepo(&repo, &RepoOptions::default());
     fs::copy(k.file(&format!("{ED}.asc")), dir.path().join("keys.asc")).unwrap();
     write_spec(dir.path(), "./keys.asc", "");
     cli::ok(cli::cvmbuild_in(dir.path(), &["eval", "t.cvm"]));
@@ -594,6 +599,89 @@ fn realize_checks_package_signatures() {
     assert!(
         lock.contains(&format!("gpgkeys = [\"{}\"]", k.gpg.fingerprint(ED))),
         "{lock}"
+    );
+}
+
+/// The key that signed each package is in the lock. The repository
+/// re-signs `b` with another of its keys: `eval --locked` refuses naming
+/// the package and both keys, `eval` records the new signer with a
+/// warning and keeps `a`'s without reading `a` again; a lock whose signer
+/// is not the package's real one fails the fetch naming both keys.
+#[test]
+fn a_new_signer_is_a_lock_change() {
+    let k = keys();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    signed_repo(&repo);
+    fs::copy(k.file("trusted.asc"), dir.path().join("keys.asc")).unwrap();
+    write_spec(dir.path(), "./keys.asc", "");
+    let (ed, rsa) = (k.gpg.fingerprint(ED), k.gpg.fingerprint(RSA));
+    cli::ok(cli::cvmbuild_in(dir.path(), &["eval", "t.cvm"]));
+    let lock_path = dir.path().join("t.lock");
+    let lock = fs::read_to_string(&lock_path).unwrap();
+    assert_eq!(
+        lock.matches(&format!("signer = \"{ed}\"")).count(),
+        2,
+        "{lock}"
+    );
+
+    // The same package, re-signed by RSA (both keys are the repository's).
+    let b = build_rpms(&[pkg("b").requires("a")], &dir.path().join("fresh")).remove(0);
+    k.gpg.sign_rpm(&b, RSA, false, None);
+    fs::copy(&b, repo.join(pkg("b").file_name())).unwrap();
+    createrepo(&repo, &RepoOptions::default());
+    let out = cli::cvmbuild_in(dir.path(), &["eval", "t.cvm", "--locked"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("b.noarch was signed by {ed}, now by {rsa}")),
+        "{err}"
+    );
+    assert!(
+        err.contains("eval::signer") && !err.contains("a.noarch"),
+        "{err}"
+    );
+    assert_eq!(fs::read_to_string(&lock_path).unwrap(), lock);
+
+    // `a` is unchanged: its signer comes from the lock, so even an
+    // unreadable `a` does not stop the re-pin.
+    let a = repo.join(pkg("a").file_name());
+    let a_bytes = fs::read(&a).unwrap();
+    fs::write(&a, b"").unwrap();
+    let out = cli::ok(cli::cvmbuild_in(dir.path(), &["eval", "t.cvm"]));
+    fs::write(&a, a_bytes).unwrap();
+    assert!(
+        stderr(&out).contains(&format!(
+            "warning: new signer: b.noarch was signed by {ed}, now by {rsa}"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let lock = fs::read_to_string(&lock_path).unwrap();
+    assert!(lock.contains(&format!("signer = \"{rsa}\"")), "{lock}");
+    assert!(lock.contains(&format!("signer = \"{ed}\"")), "{lock}");
+    cli::ok(cli::cvmbuild_in(dir.path(), &["eval", "t.cvm", "--locked"]));
+    cli::ok(cli::cvmbuild_in(
+        dir.path(),
+        &["realize", "t.cvm", "--locked"],
+    ));
+
+    // A lock that names another signer than the package's real one (the
+    // lock still answers the spec, so nothing is re-read at eval): the
+    // fetch refuses it, naming the package and both keys.
+    let forged = lock.replace(
+        &format!("signer = \"{rsa}\""),
+        &format!("signer = \"{ed}\""),
+    );
+    fs::write(&lock_path, forged).unwrap();
+    let out = cli::cvmbuild_in(dir.path(), &["realize", "t.cvm"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("b-1.0-1.noarch")
+            && err.contains(&format!("signed by key {rsa}"))
+            && err.contains(&format!("the lock records signer {ed}")),
+        "{err}"
     );
 }
 
