@@ -379,7 +379,7 @@ fn publish_key(
         .map_err(|e| {
             sources.error(
                 b.span,
-                &format!("initrd.boot: the publish step's key for {}: {e}", b.repository),
+                format!("initrd.boot: the publish step's key for {}: {e}", b.repository),
                 "the keys directory holds <repository>.masterkey, .pub, .key and .crt (made by the first publish)",
             )
         })
