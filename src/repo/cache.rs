@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 const MAGIC: &[u8; 8] = b"CVMREPO\0";
 /// Bump whenever `Pool`/`Package` (or their parts) change shape, so entries
 /// written by an older build are ignored rather than misread.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 const HEADER: usize = MAGIC.len() + 4 + 32;
 
 fn entry_path(dir: &Path, metadata_hash: &str) -> PathBuf {
@@ -102,7 +102,12 @@ pub fn write(dir: &Path, metadata_hash: &str, pool: &Pool) -> Result<(), RepoErr
         path: path.clone(),
         reason,
     };
-    let payload = postcard::to_stdvec(pool).map_err(|e| fail(format!("cannot encode: {e}")))?;
+    // Grown from empty, the buffer is copied a dozen times on its way to
+    // the tens of megabytes of a large universe; the strings alone are a
+    // fair lower bound.
+    let guess = pool.names.bytes() + pool.packages.len() * 256;
+    let payload = postcard::to_extend(pool, Vec::with_capacity(guess))
+        .map_err(|e| fail(format!("cannot encode: {e}")))?;
     std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create directory: {e}")))?;
     // Unique per process and thread, so concurrent loads never share a
     // temporary file; the rename makes the last complete writer win.
@@ -117,7 +122,11 @@ pub fn write(dir: &Path, metadata_hash: &str, pool: &Pool) -> Result<(), RepoErr
         f.write_all(&FORMAT.to_le_bytes())?;
         f.write_all(blake3::hash(&payload).as_bytes())?;
         f.write_all(&payload)?;
-        f.sync_all()?;
+        // No fsync: a crash may leave a renamed entry with lost or partial
+        // content, but [`read`] checks the payload hash and treats it as
+        // absent, so the entry is only ever lost, never misread; a flush
+        // would cost a cold `eval` tens of milliseconds for nothing.
+        drop(f);
         std::fs::rename(&tmp, &path)
     })();
     result.map_err(|e| {

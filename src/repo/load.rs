@@ -329,7 +329,11 @@ pub fn load_filelists(pool: &mut Pool, paths: &[&str]) -> Result<usize, RepoErro
             }
         }
     }
-    pool.index();
+    // Most solves find no path in the lists; re-indexing then would redo
+    // the load's most expensive step for nothing.
+    if added > 0 {
+        pool.index();
+    }
     Ok(added)
 }
 
