@@ -6,6 +6,7 @@
 //! the binary metadata cache.
 
 use super::evr::{Evr, Range};
+use super::label::Label;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -189,8 +190,9 @@ pub enum Rich {
 /// Which digest a repository lists for a package file.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Checksum {
-    /// `sha256`, `sha1`, `sha512`, `md5`... as repodata spells it.
-    pub kind: Box<str>,
+    /// `sha256`, `sha1`, `sha512`, `md5`... as repodata spells it (short:
+    /// inline, no allocation per package).
+    pub kind: Label,
     pub hex: Box<str>,
 }
 
@@ -280,31 +282,29 @@ impl<T> Default for Csr<T> {
 }
 
 impl<T: Copy> Csr<T> {
-    /// Two passes over `entries` (a function, so it can be walked twice):
-    /// count per key, then place each item, keeping the order of `entries`
-    /// within a list.
-    fn build<I: Iterator<Item = (NameId, T)>>(keys: usize, entries: impl Fn() -> I) -> Self {
+    /// Two passes of `visit` (which calls `put(key, item)` for every
+    /// entry, the same entries in the same order both times): count per
+    /// key, then place each item, keeping the order of the visit within a
+    /// list.
+    fn build(keys: usize, visit: impl Fn(&mut dyn FnMut(NameId, T))) -> Self {
         let mut starts = vec![0u32; keys + 1];
-        let mut len = 0usize;
-        for (k, _) in entries() {
+        let mut first = None;
+        visit(&mut |k, v| {
             starts[k.0 as usize + 1] += 1;
-            len += 1;
-        }
+            first.get_or_insert(v);
+        });
         for i in 0..keys {
             starts[i + 1] += starts[i];
         }
         let mut next = starts.clone();
-        // Every slot is overwritten below (counts and placements come from
-        // the same entries); the first item only fills the vector.
-        let mut items = match entries().next() {
-            Some((_, first)) => vec![first; len],
-            None => Vec::new(),
-        };
-        for (k, v) in entries() {
+        // Every slot is overwritten below; the first item only fills the
+        // vector.
+        let mut items = first.map_or_else(Vec::new, |v| vec![v; starts[keys] as usize]);
+        visit(&mut |k, v| {
             let at = &mut next[k.0 as usize];
             items[*at as usize] = v;
             *at += 1;
-        }
+        });
         Csr { starts, items }
     }
 
@@ -349,26 +349,24 @@ impl Pool {
     pub fn index(&mut self) {
         let n = self.names.len();
         let packages = &self.packages;
-        let ids = || {
-            packages
-                .iter()
-                .enumerate()
-                .map(|(i, p)| (PackageId(i as u32), p))
-        };
         // Packages are visited in id order, so every list comes out sorted.
-        self.by_name = Csr::build(n, || ids().map(|(id, p)| (p.name, id)));
-        self.provides = Csr::build(n, || {
-            ids().flat_map(|(id, p)| {
+        self.by_name = Csr::build(n, |put| {
+            for (i, p) in packages.iter().enumerate() {
+                put(p.name, PackageId(i as u32));
+            }
+        });
+        self.provides = Csr::build(n, |put| {
+            for (i, p) in packages.iter().enumerate() {
+                let id = PackageId(i as u32);
                 // Every package provides its own name at its own label.
-                let label = std::iter::once((p.name, (id, Provide::Label)));
-                let listed = p
-                    .provides
-                    .iter()
-                    .enumerate()
-                    .map(move |(k, d)| (d.name, (id, Provide::Listed(k as u32))));
-                let files = p.files.iter().map(move |&f| (f, (id, Provide::File)));
-                label.chain(listed).chain(files)
-            })
+                put(p.name, (id, Provide::Label));
+                for (k, d) in p.provides.iter().enumerate() {
+                    put(d.name, (id, Provide::Listed(k as u32)));
+                }
+                for &f in &p.files {
+                    put(f, (id, Provide::File));
+                }
+            }
         });
     }
 
