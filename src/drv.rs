@@ -178,7 +178,14 @@ impl Derivation {
     }
 
     pub fn id(&self) -> DrvId {
-        DrvId(blake3::hash(&self.canonical_bytes()).to_hex().to_string())
+        self.id_and_bytes().0
+    }
+
+    /// The id and the canonical bytes it hashes, for callers that keep
+    /// both (the graph hands the bytes to the store's records).
+    pub fn id_and_bytes(&self) -> (DrvId, Vec<u8>) {
+        let bytes = self.canonical_bytes();
+        (DrvId(blake3::hash(&bytes).to_hex().to_string()), bytes)
     }
 
     /// Ids of the derivations this one consumes.

@@ -5,7 +5,9 @@
 //! unchanged repomd means unchanged packages, and a load can skip fetching
 //! and parsing primary entirely. Entries are written only after every
 //! checksum was verified, and atomically (temporary file + rename), so a
-//! reader sees a whole entry or none.
+//! reader sees a whole entry or none; they are not fsynced, because a
+//! crash can at worst leave an entry that fails its hash (below), which
+//! costs one parse.
 //!
 //! File layout: magic, format number, blake3 of the payload, payload
 //! (postcard of a one-repository [`Pool`]). A truncated or corrupt entry
