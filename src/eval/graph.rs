@@ -66,7 +66,20 @@ impl Graph {
     /// Records that `from` chose the parameters of `to` (see [`Edge::Pin`]).
     pub fn pin(&mut self, from: &DrvId, to: &DrvId) {
         let (a, b) = (self.index[from], self.index[to]);
-        self.dag.update_edge(a, b, Edge::Pin);
+        // `update_edge` would search the solve's outgoing edges, one per
+        // package, at every pin: quadratic in the closure. The pinned
+        // derivation has one or two incoming edges.
+        let existing = self
+            .dag
+            .edges_directed(b, petgraph::Direction::Incoming)
+            .find(|e| e.source() == a)
+            .map(|e| e.id());
+        match existing {
+            Some(e) => self.dag[e] = Edge::Pin,
+            None => {
+                self.dag.add_edge(a, b, Edge::Pin);
+            }
+        }
     }
 
     pub fn get(&self, id: &DrvId) -> Option<&Derivation> {
