@@ -5,7 +5,7 @@
 //! every generated one of 60,000 packages or more it then compares
 //! `cvmbuild eval` end to end with libsolv (`solve_e2e.rs`): cold against
 //! libsolv parsing the XML, warm against libsolv loading a `.solv` file,
-//! with our phases (parse, cache load, cone+encode, solve, graph, records,
+//! with our phases (parse, cache load, cone, encode, solve, graph, records,
 //! lock) timed one by one.
 //!
 //! ```text

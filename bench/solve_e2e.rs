@@ -293,6 +293,7 @@ pub fn compare(label: &str, repo_dir: &Path, list: &[String]) -> Result<(), Stri
     let (sol, solve_w, solve_c) = timed(|| pinning::solve(rel, &pool, sources, None, &[]));
     let sol = sol.map_err(|e| e.to_string())?;
     let prepare = sol.stats.prepare.as_secs_f64();
+    let cone = sol.stats.cone_time.as_secs_f64();
     // Graph: the lock is current now, so eval plans without solving.
     let opts = Options {
         cache: Some(cache),
@@ -309,8 +310,9 @@ pub fn compare(label: &str, repo_dir: &Path, list: &[String]) -> Result<(), Stri
     w.map_err(|e| e.to_string())?;
     println!(
         "{label}: phases wall (cpu) s: parse {parse_w:.3} ({parse_c:.3}), cache load {cache_w:.3} ({cache_c:.3}), \
-         cone+encode {prepare:.3}, solve {:.3}, solve total {solve_w:.3} ({solve_c:.3}), \
+         cone {cone:.3}, encode {:.3}, solve {:.3}, solve total {solve_w:.3} ({solve_c:.3}), \
          spec+graph {graph_w:.3} ({graph_c:.3}), records {rec_w:.3} ({rec_c:.3}) for {} derivations, lock {lock_w:.3} ({lock_c:.3})",
+        prepare - cone,
         sol.stats.time.as_secs_f64() - prepare,
         ev.branches[0].graph.len()
     );

@@ -8,28 +8,23 @@ use crate::drv::FORMAT;
 use crate::eval::{Derivation, DrvId, Graph};
 use crate::store::FsStore;
 
-/// The bytes of a record: the canonical serialisation without its format
-/// line, i.e. plain canonical JSON.
-fn record_bytes(drv: &Derivation) -> Vec<u8> {
-    drv.canonical_bytes()[FORMAT.len()..].to_vec()
-}
-
 /// Records every derivation of `graph` that is not recorded yet, in one
-/// store transaction; only the missing ones are serialised, so a no-op
-/// realize or a repeated eval writes nothing.
+/// store transaction; only the missing ones are copied, so a no-op
+/// realize or a repeated eval writes nothing. A record is the canonical
+/// serialisation without its format line, i.e. plain canonical JSON: the
+/// bytes the graph hashed for the id, so nothing is serialised again.
 pub fn record_graph(store: &FsStore, graph: &Graph) -> Result<(), crate::store::Error> {
-    let topo = graph.topo();
     let missing: std::collections::HashSet<&str> = store
-        .missing_drv_records(topo.iter().map(|(id, _)| id.0.as_str()))?
+        .missing_drv_records(graph.nodes().map(|(id, _, _)| id.0.as_str()))?
         .into_iter()
         .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    let batch: Vec<(&str, Vec<u8>)> = topo
-        .iter()
-        .filter(|(id, _)| missing.contains(&id.0.as_str()))
-        .map(|(id, drv)| (id.0.as_str(), record_bytes(drv)))
+    let batch: Vec<(&str, Vec<u8>)> = graph
+        .nodes()
+        .filter(|(id, _, _)| missing.contains(&id.0.as_str()))
+        .map(|(id, _, bytes)| (id.0.as_str(), bytes[FORMAT.len()..].to_vec()))
         .collect();
     store.put_drv_records(&batch)
 }

@@ -24,6 +24,10 @@ pub enum Edge {
 pub struct Graph {
     dag: DiGraph<Derivation, Edge>,
     index: HashMap<DrvId, NodeIndex>,
+    /// Per node, in the order added: its id and canonical bytes, computed
+    /// once when it is added (the id needs them) and reused by the store's
+    /// records instead of serialising every derivation a second time.
+    nodes: Vec<(DrvId, Vec<u8>)>,
     /// The outputs a user asks for by name (`os-tree`, `meta-rpm`, ...).
     pub roots: BTreeMap<String, DrvId>,
 }
@@ -33,7 +37,7 @@ impl Graph {
     /// and its input edges. Inputs must already be in the graph, which makes
     /// cycles impossible by construction.
     pub fn add(&mut self, drv: Derivation) -> DrvId {
-        let id = drv.id();
+        let (id, bytes) = drv.id_and_bytes();
         if self.index.contains_key(&id) {
             return id;
         }
@@ -44,13 +48,38 @@ impl Graph {
             self.dag.add_edge(from, node, Edge::Input);
         }
         self.index.insert(id.clone(), node);
+        debug_assert_eq!(node.index(), self.nodes.len());
+        self.nodes.push((id.clone(), bytes));
         id
+    }
+
+    /// Every derivation in the order added, with its canonical bytes
+    /// ([`Derivation::canonical_bytes`]); cheaper than [`Graph::topo`] when
+    /// the order does not matter.
+    pub fn nodes(&self) -> impl Iterator<Item = (&DrvId, &Derivation, &[u8])> {
+        self.nodes
+            .iter()
+            .zip(self.dag.node_weights())
+            .map(|((id, bytes), d)| (id, d, bytes.as_slice()))
     }
 
     /// Records that `from` chose the parameters of `to` (see [`Edge::Pin`]).
     pub fn pin(&mut self, from: &DrvId, to: &DrvId) {
         let (a, b) = (self.index[from], self.index[to]);
-        self.dag.update_edge(a, b, Edge::Pin);
+        // `update_edge` would search the solve's outgoing edges, one per
+        // package, at every pin: quadratic in the closure. The pinned
+        // derivation has one or two incoming edges.
+        let existing = self
+            .dag
+            .edges_directed(b, petgraph::Direction::Incoming)
+            .find(|e| e.source() == a)
+            .map(|e| e.id());
+        match existing {
+            Some(e) => self.dag[e] = Edge::Pin,
+            None => {
+                self.dag.add_edge(a, b, Edge::Pin);
+            }
+        }
     }
 
     pub fn get(&self, id: &DrvId) -> Option<&Derivation> {

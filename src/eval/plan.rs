@@ -34,7 +34,8 @@ pub fn solve_derivation(rel: &Release, metadata: &[String]) -> Derivation {
         .map(|p| json!([p.name, p.constraint]))
         .collect();
     // The shopping list is a set: its order is not meaningful.
-    packages.sort_by_key(|v| v.to_string());
+    // Cached: the key is a rendering, and a sort calls it n log n times.
+    packages.sort_by_cached_key(|v| v.to_string());
     let pins: BTreeMap<&str, &str> = rel
         .pins
         .iter()

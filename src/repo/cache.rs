@@ -5,7 +5,9 @@
 //! unchanged repomd means unchanged packages, and a load can skip fetching
 //! and parsing primary entirely. Entries are written only after every
 //! checksum was verified, and atomically (temporary file + rename), so a
-//! reader sees a whole entry or none.
+//! reader sees a whole entry or none; they are not fsynced, because a
+//! crash can at worst leave an entry that fails its hash (below), which
+//! costs one parse.
 //!
 //! File layout: magic, format number, blake3 of the payload, payload
 //! (postcard of a one-repository [`Pool`]). A truncated or corrupt entry
@@ -19,7 +21,7 @@ use std::path::{Path, PathBuf};
 const MAGIC: &[u8; 8] = b"CVMREPO\0";
 /// Bump whenever `Pool`/`Package` (or their parts) change shape, so entries
 /// written by an older build are ignored rather than misread.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 const HEADER: usize = MAGIC.len() + 4 + 32;
 
 fn entry_path(dir: &Path, metadata_hash: &str) -> PathBuf {
@@ -102,7 +104,12 @@ pub fn write(dir: &Path, metadata_hash: &str, pool: &Pool) -> Result<(), RepoErr
         path: path.clone(),
         reason,
     };
-    let payload = postcard::to_stdvec(pool).map_err(|e| fail(format!("cannot encode: {e}")))?;
+    // Grown from empty, the buffer is copied a dozen times on its way to
+    // the tens of megabytes of a large universe; the strings alone are a
+    // fair lower bound.
+    let guess = pool.names.bytes() + pool.packages.len() * 256;
+    let payload = postcard::to_extend(pool, Vec::with_capacity(guess))
+        .map_err(|e| fail(format!("cannot encode: {e}")))?;
     std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create directory: {e}")))?;
     // Unique per process and thread, so concurrent loads never share a
     // temporary file; the rename makes the last complete writer win.
@@ -117,7 +124,11 @@ pub fn write(dir: &Path, metadata_hash: &str, pool: &Pool) -> Result<(), RepoErr
         f.write_all(&FORMAT.to_le_bytes())?;
         f.write_all(blake3::hash(&payload).as_bytes())?;
         f.write_all(&payload)?;
-        f.sync_all()?;
+        // No fsync: a crash may leave a renamed entry with lost or partial
+        // content, but [`read`] checks the payload hash and treats it as
+        // absent, so the entry is only ever lost, never misread; a flush
+        // would cost a cold `eval` tens of milliseconds for nothing.
+        drop(f);
         std::fs::rename(&tmp, &path)
     })();
     result.map_err(|e| {

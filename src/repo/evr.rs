@@ -3,6 +3,7 @@
 //! labels (`rpmverCmp`), and range overlap for dependency matching
 //! (`rpmverOverlap`). Tests compare these against librpm itself.
 
+use super::label::Label;
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::fmt;
@@ -110,8 +111,8 @@ pub fn rpmvercmp(a: &str, b: &str) -> Ordering {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Evr {
     pub epoch: u64,
-    pub version: Box<str>,
-    pub release: Option<Box<str>>,
+    pub version: Label,
+    pub release: Option<Label>,
 }
 
 impl Evr {
@@ -272,33 +273,36 @@ impl Range {
     /// without a release matches any release when the other side includes
     /// equality.
     pub fn overlaps(&self, other: &Range) -> bool {
-        let (f1, f2) = (self.op.bits(), other.op.bits());
-        let (v1, v2) = (&self.evr, &other.evr);
-        let mut sense = v1.epoch.cmp(&v2.epoch);
-        if sense == Ordering::Equal {
-            sense = rpmvercmp(&v1.version, &v2.version);
-            if sense == Ordering::Equal {
-                match (&v1.release, &v2.release) {
-                    (Some(a), Some(b)) => sense = rpmvercmp(a, b),
-                    (Some(_), None) if f2 & Op::EQUAL != 0 => return true,
-                    (None, Some(_)) if f1 & Op::EQUAL != 0 => return true,
-                    _ => {}
-                }
-            }
-        }
-        match sense {
-            Ordering::Less => f1 & Op::GREATER != 0 || f2 & Op::LESS != 0,
-            Ordering::Greater => f1 & Op::LESS != 0 || f2 & Op::GREATER != 0,
-            Ordering::Equal => f1 & f2 & (Op::EQUAL | Op::LESS | Op::GREATER) != 0,
-        }
+        overlap(self.op, &self.evr, other.op, &other.evr)
     }
 
     /// Whether the package label `evr` (as `= evr`) falls in this range.
     pub fn contains(&self, evr: &Evr) -> bool {
-        self.overlaps(&Range {
-            op: Op::Eq,
-            evr: evr.clone(),
-        })
+        overlap(self.op, &self.evr, Op::Eq, evr)
+    }
+}
+
+/// [`Range::overlaps`] on borrowed parts, so that a package label can be
+/// tested as `= evr` without cloning it into a [`Range`] (the "what
+/// provides" index asks this for every package's own name).
+fn overlap(op1: Op, v1: &Evr, op2: Op, v2: &Evr) -> bool {
+    let (f1, f2) = (op1.bits(), op2.bits());
+    let mut sense = v1.epoch.cmp(&v2.epoch);
+    if sense == Ordering::Equal {
+        sense = rpmvercmp(&v1.version, &v2.version);
+        if sense == Ordering::Equal {
+            match (&v1.release, &v2.release) {
+                (Some(a), Some(b)) => sense = rpmvercmp(a, b),
+                (Some(_), None) if f2 & Op::EQUAL != 0 => return true,
+                (None, Some(_)) if f1 & Op::EQUAL != 0 => return true,
+                _ => {}
+            }
+        }
+    }
+    match sense {
+        Ordering::Less => f1 & Op::GREATER != 0 || f2 & Op::LESS != 0,
+        Ordering::Greater => f1 & Op::LESS != 0 || f2 & Op::GREATER != 0,
+        Ordering::Equal => f1 & f2 & (Op::EQUAL | Op::LESS | Op::GREATER) != 0,
     }
 }
 

@@ -329,7 +329,11 @@ pub fn load_filelists(pool: &mut Pool, paths: &[&str]) -> Result<usize, RepoErro
             }
         }
     }
-    pool.index();
+    // Most solves find no path in the lists; re-indexing then would redo
+    // the load's most expensive step for nothing.
+    if added > 0 {
+        pool.index();
+    }
     Ok(added)
 }
 
@@ -354,19 +358,24 @@ pub fn unprovided_file_requires(pool: &Pool) -> Vec<String> {
             }
         }
     }
-    let mut names = Vec::new();
+    // Distinct required names, by marking: sorting the few hundred
+    // thousand requires of a large universe cost more than the rest.
+    let mut required = vec![false; pool.names.len()];
+    let mut rich = Vec::new();
     for p in &pool.packages {
         for d in &p.requires {
             match d {
-                Dep::Simple(s) => names.push(s.name),
-                Dep::Rich(r) => walk(r, &mut names),
+                Dep::Simple(s) => required[s.name.0 as usize] = true,
+                Dep::Rich(r) => walk(r, &mut rich),
             }
         }
     }
-    names.sort_unstable();
-    names.dedup();
-    let mut out: Vec<String> = names
-        .into_iter()
+    for n in rich {
+        required[n.0 as usize] = true;
+    }
+    let mut out: Vec<String> = (0..required.len() as u32)
+        .map(NameId)
+        .filter(|n| required[n.0 as usize])
         .filter(|&n| pool.name(n).starts_with('/'))
         .filter(|&n| {
             pool.whatprovides(&SimpleDep {

@@ -12,6 +12,7 @@ pub mod error;
 pub mod evr;
 pub mod fetch;
 pub(crate) mod filelists;
+pub mod label;
 mod load;
 pub mod model;
 pub(crate) mod primary;
@@ -22,6 +23,7 @@ mod xml;
 pub use cache::{prune as prune_cache, Pruned};
 pub use error::RepoError;
 pub use evr::{rpmvercmp, Evr, Op, Range};
+pub use label::Label;
 pub use load::{load, load_filelists, metadata_hash, unprovided_file_requires, RepoSource};
 pub use model::{
     arch_compatible, Checksum, Dep, Interner, NameId, Package, PackageId, Pool, RepoId, RepoInfo,

@@ -6,9 +6,11 @@
 //! the binary metadata cache.
 
 use super::evr::{Evr, Range};
+use super::label::Label;
+use hashbrown::{DefaultHashBuilder, HashTable};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::fmt;
+use std::hash::BuildHasher;
 
 /// An interned string: a package name, a capability or a file path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -24,59 +26,132 @@ pub struct RepoId(pub u16);
 
 /// String interner. Ids are dense and assigned in first-seen order.
 ///
-/// Serialises as the plain list of strings; deserialising rebuilds the
-/// lookup map, so an interner read from the metadata cache interns new
-/// strings without duplicating old ones.
-#[derive(Default, Clone, Debug, Serialize, Deserialize)]
-#[serde(from = "Vec<Box<str>>", into = "Vec<Box<str>>")]
+/// The strings live back to back in one buffer and the lookup table holds
+/// only ids (hashing the buffer's slices), so a universe of 100,000+ names
+/// costs three allocations rather than two per name. That matters on the
+/// warm path: loading the metadata cache rebuilds the table, so that an
+/// interner read from it interns new strings without duplicating old ones.
+/// Serialises as the buffer and the end offsets.
+#[derive(Default, Clone, Serialize, Deserialize)]
+#[serde(from = "InternerParts", into = "InternerParts")]
 pub struct Interner {
-    names: Vec<Box<str>>,
-    map: HashMap<Box<str>, NameId>,
+    buf: String,
+    /// `ends[i]`: where string `i` ends in `buf` (it starts where `i - 1`
+    /// ends).
+    ends: Vec<u32>,
+    table: HashTable<NameId>,
+    hasher: DefaultHashBuilder,
 }
 
-impl From<Vec<Box<str>>> for Interner {
-    fn from(names: Vec<Box<str>>) -> Self {
-        let map = names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.clone(), NameId(i as u32)))
-            .collect();
-        Interner { names, map }
+/// What the metadata cache stores of an [`Interner`].
+#[derive(Serialize, Deserialize)]
+struct InternerParts {
+    buf: String,
+    ends: Vec<u32>,
+}
+
+impl From<InternerParts> for Interner {
+    fn from(parts: InternerParts) -> Self {
+        let mut i = Interner {
+            buf: parts.buf,
+            ends: parts.ends,
+            table: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+        };
+        // A cache entry passed its hash check, but a reader never trusts
+        // offsets it did not write: out-of-order or out-of-range ends, or
+        // a cut inside a character, make an empty interner (and the pool
+        // then finds no name) rather than a panic.
+        let mut start = 0usize;
+        let sound = i.ends.iter().all(|&e| {
+            let ok = (e as usize) >= start && i.buf.is_char_boundary(e as usize);
+            start = e as usize;
+            ok
+        }) && start <= i.buf.len();
+        if !sound {
+            return Interner::default();
+        }
+        i.table.reserve(i.ends.len(), |_| 0);
+        for id in 0..i.ends.len() as u32 {
+            let h = i.hasher.hash_one(i.resolve(NameId(id)));
+            let Interner {
+                table,
+                buf,
+                ends,
+                hasher,
+            } = &mut i;
+            table.insert_unique(h, NameId(id), |&n| hasher.hash_one(slice(buf, ends, n)));
+        }
+        i
     }
 }
 
-impl From<Interner> for Vec<Box<str>> {
+impl From<Interner> for InternerParts {
     fn from(i: Interner) -> Self {
-        i.names
+        InternerParts {
+            buf: i.buf,
+            ends: i.ends,
+        }
+    }
+}
+
+/// String `id` of an interner's buffer.
+fn slice<'a>(buf: &'a str, ends: &[u32], id: NameId) -> &'a str {
+    let i = id.0 as usize;
+    let start = if i == 0 { 0 } else { ends[i - 1] as usize };
+    &buf[start..ends[i] as usize]
+}
+
+impl fmt::Debug for Interner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries((0..self.len() as u32).map(|i| self.resolve(NameId(i))))
+            .finish()
     }
 }
 
 impl Interner {
     pub fn intern(&mut self, s: &str) -> NameId {
-        if let Some(&id) = self.map.get(s) {
+        if let Some(id) = self.get(s) {
             return id;
         }
-        let id = NameId(self.names.len() as u32);
-        self.names.push(s.into());
-        self.map.insert(s.into(), id);
+        let id = NameId(self.ends.len() as u32);
+        self.buf.push_str(s);
+        self.ends.push(self.buf.len() as u32);
+        let h = self.hasher.hash_one(s);
+        let Interner {
+            table,
+            buf,
+            ends,
+            hasher,
+        } = self;
+        table.insert_unique(h, id, |&n| hasher.hash_one(slice(buf, ends, n)));
         id
     }
 
     /// Looks a string up without interning it.
     pub fn get(&self, s: &str) -> Option<NameId> {
-        self.map.get(s).copied()
+        let h = self.hasher.hash_one(s);
+        self.table
+            .find(h, |&n| slice(&self.buf, &self.ends, n) == s)
+            .copied()
     }
 
     pub fn resolve(&self, id: NameId) -> &str {
-        &self.names[id.0 as usize]
+        slice(&self.buf, &self.ends, id)
     }
 
     pub fn len(&self) -> usize {
-        self.names.len()
+        self.ends.len()
+    }
+
+    /// Total length of the interned strings.
+    pub fn bytes(&self) -> usize {
+        self.buf.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+        self.ends.is_empty()
     }
 }
 
@@ -115,8 +190,9 @@ pub enum Rich {
 /// Which digest a repository lists for a package file.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Checksum {
-    /// `sha256`, `sha1`, `sha512`, `md5`... as repodata spells it.
-    pub kind: Box<str>,
+    /// `sha256`, `sha1`, `sha512`, `md5`... as repodata spells it (short:
+    /// inline, no allocation per package).
+    pub kind: Label,
     pub hex: Box<str>,
 }
 
@@ -162,19 +238,83 @@ pub struct RepoInfo {
     pub metadata_hash: String,
 }
 
+/// Which capability of a package an index entry stands for.
+#[derive(Clone, Copy, Debug)]
+enum Provide {
+    /// Its own name, at its own label (`= evr`).
+    Label,
+    /// `provides[k]`.
+    Listed(u32),
+    /// A file path it lists: unversioned.
+    File,
+}
+
 /// The package universe: every package of every enabled repository.
 #[derive(Default, Clone, Debug, Serialize, Deserialize)]
 pub struct Pool {
     pub names: Interner,
     pub repos: Vec<RepoInfo>,
     pub packages: Vec<Package>,
-    /// Indexed by `NameId`: ids are dense, so a vector spares the hashing
-    /// of a map on every one of the ~130,000 provides a large repository
-    /// indexes at each load (a warm `eval` is mostly this and the cache).
+    /// Packages providing each name, as one flat list cut by `NameId`
+    /// (ids are dense, so no hashing, and one allocation instead of one
+    /// per name: a warm `eval` is mostly the cache load and this index).
     #[serde(skip)]
-    provides: Vec<Vec<(PackageId, Option<Range>)>>,
+    provides: Csr<(PackageId, Provide)>,
     #[serde(skip)]
-    by_name: Vec<Vec<PackageId>>,
+    by_name: Csr<PackageId>,
+}
+
+/// Lists indexed by `NameId`, stored back to back: list `i` is
+/// `items[starts[i]..starts[i + 1]]`.
+#[derive(Clone, Debug)]
+struct Csr<T> {
+    starts: Vec<u32>,
+    items: Vec<T>,
+}
+
+impl<T> Default for Csr<T> {
+    fn default() -> Self {
+        Csr {
+            starts: vec![0],
+            items: Vec::new(),
+        }
+    }
+}
+
+impl<T: Copy> Csr<T> {
+    /// Two passes of `visit` (which calls `put(key, item)` for every
+    /// entry, the same entries in the same order both times): count per
+    /// key, then place each item, keeping the order of the visit within a
+    /// list.
+    fn build(keys: usize, visit: impl Fn(&mut dyn FnMut(NameId, T))) -> Self {
+        let mut starts = vec![0u32; keys + 1];
+        let mut first = None;
+        visit(&mut |k, v| {
+            starts[k.0 as usize + 1] += 1;
+            first.get_or_insert(v);
+        });
+        for i in 0..keys {
+            starts[i + 1] += starts[i];
+        }
+        let mut next = starts.clone();
+        // Every slot is overwritten below; the first item only fills the
+        // vector.
+        let mut items = first.map_or_else(Vec::new, |v| vec![v; starts[keys] as usize]);
+        visit(&mut |k, v| {
+            let at = &mut next[k.0 as usize];
+            items[*at as usize] = v;
+            *at += 1;
+        });
+        Csr { starts, items }
+    }
+
+    fn get(&self, key: NameId) -> &[T] {
+        let i = key.0 as usize;
+        match (self.starts.get(i), self.starts.get(i + 1)) {
+            (Some(&a), Some(&b)) => &self.items[a as usize..b as usize],
+            _ => &[],
+        }
+    }
 }
 
 impl Pool {
@@ -208,46 +348,53 @@ impl Pool {
     /// deserialising; queries on an unindexed pool find nothing.
     pub fn index(&mut self) {
         let n = self.names.len();
-        self.provides = vec![Vec::new(); n];
-        self.by_name = vec![Vec::new(); n];
+        let packages = &self.packages;
         // Packages are visited in id order, so every list comes out sorted.
-        for (i, p) in self.packages.iter().enumerate() {
-            let id = PackageId(i as u32);
-            self.by_name[p.name.0 as usize].push(id);
-            // Every package provides its own name at its own label.
-            self.provides[p.name.0 as usize].push((
-                id,
-                Some(Range {
-                    op: super::evr::Op::Eq,
-                    evr: p.evr.clone(),
-                }),
-            ));
-            for d in &p.provides {
-                self.provides[d.name.0 as usize].push((id, d.range.clone()));
+        self.by_name = Csr::build(n, |put| {
+            for (i, p) in packages.iter().enumerate() {
+                put(p.name, PackageId(i as u32));
             }
-            for &f in &p.files {
-                self.provides[f.0 as usize].push((id, None));
+        });
+        self.provides = Csr::build(n, |put| {
+            for (i, p) in packages.iter().enumerate() {
+                let id = PackageId(i as u32);
+                // Every package provides its own name at its own label.
+                put(p.name, (id, Provide::Label));
+                for (k, d) in p.provides.iter().enumerate() {
+                    put(d.name, (id, Provide::Listed(k as u32)));
+                }
+                for &f in &p.files {
+                    put(f, (id, Provide::File));
+                }
             }
-        }
+        });
     }
 
     /// Packages called `name`, in pool order.
     pub fn named(&self, name: NameId) -> &[PackageId] {
-        self.by_name.get(name.0 as usize).map_or(&[], Vec::as_slice)
+        self.by_name.get(name)
     }
 
     /// Packages whose provides (including their own name and listed files)
     /// satisfy `dep`, sorted and without duplicates. An unversioned provide
     /// satisfies any range, as in rpm.
     pub fn whatprovides(&self, dep: &SimpleDep) -> Vec<PackageId> {
-        let Some(cands) = self.provides.get(dep.name.0 as usize) else {
-            return Vec::new();
-        };
+        let cands = self.provides.get(dep.name);
         let mut out: Vec<PackageId> = cands
             .iter()
-            .filter(|(_, have)| match (&dep.range, have) {
-                (None, _) | (_, None) => true,
-                (Some(want), Some(have)) => want.overlaps(have),
+            .filter(|&&(id, have)| {
+                let Some(want) = &dep.range else {
+                    return true;
+                };
+                let p = self.package(id);
+                match have {
+                    Provide::Label => want.contains(&p.evr),
+                    Provide::Listed(k) => p.provides[k as usize]
+                        .range
+                        .as_ref()
+                        .is_none_or(|have| want.overlaps(have)),
+                    Provide::File => true,
+                }
             })
             .map(|(id, _)| *id)
             .collect();

@@ -337,7 +337,7 @@ fn finish<R>(
         files: p.files,
         location: location.into(),
         checksum: Checksum {
-            kind: p.checksum_kind.into(),
+            kind: p.checksum_kind.as_str().into(),
             hex: checksum.into(),
         },
         size_package: p.size_package,

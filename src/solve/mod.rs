@@ -233,6 +233,8 @@ pub struct Stats {
     /// packages, ranks of other packages, packages of a foreign arch
     /// (multilib only), package count.
     pub cost: [u64; 4],
+    /// Filtering and the cone (the first part of `prepare`).
+    pub cone_time: Duration,
     /// Filtering, cone and encoding.
     pub prepare: Duration,
     /// Everything: `prepare` plus SAT solving and optimisation.
@@ -308,6 +310,7 @@ pub fn solve(pool: &Pool, req: &Request) -> Result<Solution, SolveError> {
     let uni = universe::Universe::new(pool, req);
     let cands = uni.resolve_jobs(&req.jobs)?;
     let cone = uni.cone(&cands);
+    let cone_time = start.elapsed();
     let jobs: Vec<(usize, &[PackageId])> = cands
         .iter()
         .enumerate()
@@ -317,6 +320,7 @@ pub fn solve(pool: &Pool, req: &Request) -> Result<Solution, SolveError> {
     let mut stats = Stats {
         universe: uni.visible_count(),
         cone: cone.len(),
+        cone_time,
         ..Stats::default()
     };
     stats.prepare = start.elapsed();

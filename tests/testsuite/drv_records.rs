@@ -220,3 +220,49 @@ fn gc_follows_records_from_roots_and_drops_the_rest() {
     assert!(!show(&f, gone).status.success(), "collected record {gone}");
     assert_verify_clean(&f.store());
 }
+
+/// After `eval` alone (nothing realized), `diff` by id reads both sides
+/// from the records; a record cut short, as a torn write would leave it,
+/// is refused by `show`, `diff` and `store verify`, never read as a
+/// (different) derivation.
+#[test]
+fn diff_by_id_reads_records_and_a_cut_record_is_never_believed() {
+    let f = Fixture::new();
+    let prod = eval(&f, "production");
+    let dev = eval(&f, "development");
+    let meta = |v: &Value| {
+        v["branches"][0]["roots"]["meta-rpm"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (a, b) = (meta(&prod), meta(&dev));
+    assert_ne!(a, b);
+    let out = f.run(&["diff", &a[..16], &b, "--json"]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["a"]["drv"], a.as_str());
+    assert_eq!(r["b"]["drv"], b.as_str());
+
+    sqlite(
+        &index(&f),
+        &format!("UPDATE drvs SET json = substr(json, 1, length(json) / 2) WHERE id = '{a}'"),
+    );
+    let out = show(&f, &a);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(out.stdout.is_empty(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.contains("store::record") && err.contains(&a), "{err}");
+    let out = f.run(&["diff", &a, &b, "--json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(out.stdout.is_empty(), "{}", text(&out));
+    let out = f.run(&["store", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("record {a}")),
+        "{}",
+        text(&out)
+    );
+    // The other side's record is untouched and still shows.
+    assert!(show(&f, &b).status.success());
+}
