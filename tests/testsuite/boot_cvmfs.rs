@@ -581,7 +581,8 @@ fn one_iso_boots_each_branch_from_cvmfs_pins_updates_and_shuts_down_clean() {
         "the pinned reboot fetched more than the update check's history:\n{nginx_p}{squid_p}"
     );
     assert!(
-        serial.contains("update available: ") && serial.contains(&format!("points at revision")),
+        serial.contains("update available: ")
+            && serial.contains(&format!("root {dev}; this machine runs {prod}")),
         "{serial}"
     );
     assert!(
