@@ -957,28 +957,47 @@ fn lazy_loading_and_a_second_open_fetches_no_object() {
     // Lazy: the open fetches the root catalog only; a stat of a nested
     // catalog's mountpoint nothing; its listing that catalog; data only
     // when read.
-    let gets = |what: &str| {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains(what))
-            .count()
+    // nginx logs a request once it has sent the answer, which may be just
+    // after the client has it: wait (up to 5 s) for at least `want`, then
+    // a little longer for any request too many.
+    let gets = |what: &str, want: usize| {
+        let count = || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains(what))
+                .count()
+        };
+        for _ in 0..50 {
+            if count() >= want {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        count()
     };
     let repo = client::open(&cfg).unwrap();
-    assert_eq!(gets("C HTTP/1.1"), 1);
+    assert_eq!(gets("C HTTP/1.1", 1), 1);
     let usr = repo.resolve_path("/usr").unwrap();
-    assert_eq!(gets("C HTTP/1.1"), 1);
+    assert_eq!(gets("C HTTP/1.1", 1), 1);
     repo.readdir(usr.ino).unwrap();
-    assert_eq!(gets("C HTTP/1.1"), 2);
-    let data_before = gets("/data/");
+    assert_eq!(gets("C HTTP/1.1", 2), 2);
+    let data_before = gets("/data/", 0);
     let etc = repo.resolve_path("/etc").unwrap();
     repo.readdir(etc.ino).unwrap();
-    assert_eq!(gets("/data/"), data_before, "listing fetched objects");
+    assert_eq!(
+        gets("/data/", data_before),
+        data_before,
+        "listing fetched objects"
+    );
     let files = read_everything(&repo);
     assert!(files > 20);
+    let manifests = gets(".cvmfspublished", 1);
     let before = std::fs::read_to_string(&log).unwrap().lines().count();
     let repo = client::open(&cfg).unwrap();
     assert_same(&repo, &p.prod, "second open");
+    gets(".cvmfspublished", manifests + 1);
     let log_text = std::fs::read_to_string(&log).unwrap();
     let second: Vec<&str> = log_text.lines().skip(before).collect();
     assert!(second.iter().all(|l| !l.contains("/data/")), "{second:#?}");
