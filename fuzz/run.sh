@@ -34,5 +34,5 @@ for t in "${targets[@]}"; do
     echo "fuzz target $t failed; the input is in fuzz/artifacts/$t/" >&2
     exit 1
   fi
-  grep -E '^#[0-9]+ +DONE|^stat::(number_of_executed_units|peak_rss_mb)' "$log"
+  grep -E '^#[0-9]+[[:space:]]+DONE|^stat::(number_of_executed_units|peak_rss_mb)' "$log"
 done

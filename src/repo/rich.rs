@@ -211,6 +211,12 @@ impl Parser<'_, '_> {
         }
         let at = self.pos;
         let name = self.token().to_string();
+        // A name that whitespace ends inside a `(` could not be written
+        // back: `(f/(- )` would render as `(f/(-)`, another token.
+        if name.matches('(').count() != name.matches(')').count() {
+            self.pos = at;
+            return Err(self.err(&format!("unbalanced `(` in `{name}`")));
+        }
         if Word::parse(&name).is_some() {
             self.pos = at;
             return Err(self.err(&format!("missing operand before `{name}`")));

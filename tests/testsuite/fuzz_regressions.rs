@@ -114,3 +114,9 @@ fn rpm_entry_offset_past_the_header_is_an_error_not_a_panic() {
     assert!(err.to_string().contains("bad.rpm"), "{err}");
     fuzzing::rpm(&rpm);
 }
+
+/// libFuzzer (`rich`, session 6): `(f/(- )` must not panic.
+#[test]
+fn rich_dep_with_slash_and_empty_group_does_not_panic() {
+    fuzzing::rich(b"(f/(- )");
+}
