@@ -292,11 +292,15 @@ pub fn replicate_cmd(a: ReplicateArgs) -> Result<i32> {
     };
     let r = client::replicate::replicate(&opts, &a.dir)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&r).into_diagnostic()?);
+        outln!("{}", serde_json::to_string_pretty(&r).into_diagnostic()?);
     } else {
-        println!(
+        outln!(
             "{} revision {}: {} objects copied ({} bytes), {} already present",
-            r.fqrn, r.revision, r.objects_copied, r.bytes_copied, r.objects_present
+            r.fqrn,
+            r.revision,
+            r.objects_copied,
+            r.bytes_copied,
+            r.objects_present
         );
     }
     Ok(0)

@@ -99,7 +99,7 @@ pub(super) fn tag_cmd(g: &Global, a: TagArgs) -> Result<i32> {
     let (_, dir) = dirs.repo(g, repository.as_deref())?;
     let tags = crate::cvmfs::tags(&dir)?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&tags).expect("plain data")
         );
@@ -130,7 +130,7 @@ pub(super) fn tag_cmd(g: &Global, a: TagArgs) -> Result<i32> {
             .zip(widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", line.join("  ").trim_end());
+        outln!("{}", line.join("  ").trim_end());
     }
     Ok(0)
 }
@@ -181,7 +181,7 @@ pub(super) fn promote_cmd(g: &Global, a: PromoteArgs) -> Result<i32> {
     };
     let t = crate::cvmfs::promote(&fqrn, &a.release, &a.to, a.create, &opts)?;
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "repository": fqrn, "branch": t.name, "release": a.release,
@@ -190,9 +190,12 @@ pub(super) fn promote_cmd(g: &Global, a: PromoteArgs) -> Result<i32> {
             .expect("plain data")
         );
     } else {
-        println!(
+        outln!(
             "{fqrn}: {} -> {} (revision {}, {})",
-            t.name, a.release, t.revision, t.hash
+            t.name,
+            a.release,
+            t.revision,
+            t.hash
         );
     }
     Ok(0)

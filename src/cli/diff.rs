@@ -46,9 +46,9 @@ pub(super) fn diff_cmd(g: &Global, a: DiffArgs) -> Result<i32> {
         }
         Ok(Some(r)) => {
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&r).expect("plain data"));
+                outln!("{}", serde_json::to_string_pretty(&r).expect("plain data"));
             } else {
-                print!("{}", crate::diff::render::text(&r));
+                out!("{}", crate::diff::render::text(&r));
             }
             Ok(if r.identical { 0 } else { 1 })
         }

@@ -77,7 +77,7 @@ pub(super) fn eval_cmd(g: &Global, a: EvalArgs) -> Result<i32> {
     record_evaluation(g, &ev);
     if a.json {
         let branches: Vec<_> = ev.branches.iter().map(branch_json).collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "spec": ev.spec_path, "lock": ev.lock_path, "lock_written": ev.lock_written,
@@ -139,8 +139,8 @@ fn branch_json(b: &BranchEval) -> serde_json::Value {
 
 fn print_branch(b: &BranchEval) {
     let r = &b.release;
-    println!("branch {}: {} {} ({})", r.branch, r.name, r.version, r.arch);
-    println!(
+    outln!("branch {}: {} {} ({})", r.branch, r.name, r.version, r.arch);
+    outln!(
         "  closure: {} packages from {} repositories{}{}",
         b.lock.package.len(),
         b.lock.repo.len(),
@@ -155,13 +155,13 @@ fn print_branch(b: &BranchEval) {
         .iter()
         .map(|(k, n)| format!("{n} {k}"))
         .collect();
-    println!(
+    outln!(
         "  graph: {} derivations ({})",
         b.graph.len(),
         counts.join(", ")
     );
     for (name, id) in &b.graph.roots {
-        println!("  {name:<12} {}", id.short());
+        outln!("  {name:<12} {}", id.short());
     }
 }
 
@@ -221,29 +221,29 @@ pub(super) fn show_cmd(g: &Global, a: ShowArgs) -> Result<i32> {
     if a.json {
         let map: BTreeMap<&str, &eval::Derivation> =
             selected.iter().map(|(id, d)| (id.0.as_str(), *d)).collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&map).expect("plain data")
         );
     } else {
         for (id, d) in selected {
-            println!("{id}  {}", d.name);
-            println!("  builder: {}", d.builder);
+            outln!("{id}  {}", d.name);
+            outln!("  builder: {}", d.builder);
             for (role, input) in &d.inputs {
                 match input {
                     eval::Input::Drv { id } => {
                         let name = g.get(id).map_or("?", |d| d.name.as_str());
-                        println!("  input {role}: {} ({name})", id.short());
+                        outln!("  input {role}: {} ({name})", id.short());
                     }
                     eval::Input::Source { hash, origin } => {
-                        println!(
+                        outln!(
                             "  input {role}: {origin} (blake3 {})",
                             &hash[..12.min(hash.len())]
                         )
                     }
                 }
             }
-            println!("  params: {}", d.params);
+            outln!("  params: {}", d.params);
         }
     }
     Ok(0)
@@ -275,7 +275,7 @@ pub(super) fn graph_cmd(g: &Global, a: GraphArgs) -> Result<i32> {
     let b = one_branch(&ev)?;
     let format = if a.json { GraphFormat::Json } else { a.format };
     match format {
-        GraphFormat::Dot => print!("{}", b.graph.to_dot()),
+        GraphFormat::Dot => out!("{}", b.graph.to_dot()),
         GraphFormat::Json => {
             let nodes: BTreeMap<&str, &eval::Derivation> = b
                 .graph
@@ -289,7 +289,7 @@ pub(super) fn graph_cmd(g: &Global, a: GraphArgs) -> Result<i32> {
                 .into_iter()
                 .map(|(f, t, k)| json!({"from": f, "to": t, "kind": k}))
                 .collect();
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(
                     &json!({"nodes": nodes, "edges": edges, "roots": b.graph.roots})
@@ -327,33 +327,33 @@ fn show_recorded(g: &Global, prefix: &str, as_json: bool) -> Result<i32> {
     let d = load(&id.0)?.expect("found ids have records");
     if as_json {
         let map = BTreeMap::from([(id.0.as_str(), &d)]);
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&map).expect("plain data")
         );
         return Ok(0);
     }
-    println!("{id}  {}", d.name);
-    println!("  builder: {}", d.builder);
+    outln!("{id}  {}", d.name);
+    outln!("  builder: {}", d.builder);
     for (role, input) in &d.inputs {
         match input {
             eval::Input::Drv { id } => {
                 let name = load(&id.0)?.map_or("?".to_string(), |d| d.name);
-                println!("  input {role}: {} ({name})", id.short());
+                outln!("  input {role}: {} ({name})", id.short());
             }
-            eval::Input::Source { hash, origin } => println!(
+            eval::Input::Source { hash, origin } => outln!(
                 "  input {role}: {origin} (blake3 {})",
                 &hash[..12.min(hash.len())]
             ),
         }
     }
-    println!("  params: {}", d.params);
+    outln!("  params: {}", d.params);
     match store.lookup_output(&id.0)? {
-        Some(out) => println!(
+        Some(out) => outln!(
             "  output: {}",
             serde_json::to_string(&out).expect("plain data")
         ),
-        None => println!("  output: not built"),
+        None => outln!("  output: not built"),
     }
     Ok(0)
 }

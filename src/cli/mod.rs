@@ -8,7 +8,27 @@
 //! One file per group of subcommands (`eval`, `realize`, `pinning`,
 //! `diff`, `store`, `cvmfs`), each with its clap arguments next to the
 //! function that runs them; this file holds the command table and the
-//! options every subcommand shares ([`Global`]).
+//! options every subcommand shares ([`Global`]). Results go through
+//! [`outln!`]/[`out!`], never `println!`: a reader that goes away
+//! (`cvmbuild log DRV | head`) ends the program quietly, as it ends any
+//! Unix filter, where `println!` panics on the broken pipe.
+
+/// `println!` for results on stdout (see the module's doc).
+macro_rules! outln {
+    () => {
+        $crate::cli::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for results on stdout (see the module's doc).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!($($arg)*))
+    };
+}
 
 pub mod client;
 mod cvmfs;
@@ -164,6 +184,22 @@ pub fn main() -> i32 {
             eprintln!("{report:?}");
             1
         }
+    }
+}
+
+/// Writes a result to stdout. A closed pipe ends the program with
+/// status 0, as ripgrep does: the reader has all it wanted. Any other
+/// failure to write a result (a full disk behind a redirection) is an
+/// error.
+pub(crate) fn write_out(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(1);
     }
 }
 

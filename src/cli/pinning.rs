@@ -73,23 +73,23 @@ pub(super) fn why_cmd(g: &Global, a: WhyArgs) -> Result<i32> {
     let (line, _) = ev.sources.line_col(span);
     let at = format!("{}:{line}", ev.sources.path(span.file).display());
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({"package": a.package, "branch": b.release.branch,
                 "asked_at": at, "path": chain.path, "steps": chain.steps, "version": chain.version}))
             .expect("plain data")
         );
     } else {
-        println!(
+        outln!(
             "{} is in branch {} because the shopping list asks for `{}` ({at})",
             chain.path.last().map_or(a.package.as_str(), String::as_str),
             b.release.branch,
             req.jobs.get(chain.job).map_or("?", |j| j.name.as_str()),
         );
         for s in &chain.steps {
-            println!("  {s}");
+            outln!("  {s}");
         }
-        println!(
+        outln!(
             "version: {}",
             eval::pinning::locate(&chain.version, &b.release, &ev.sources)
         );
@@ -147,20 +147,20 @@ pub(super) fn update_cmd(g: &Global, a: UpdateArgs) -> Result<i32> {
         // One list in name order, as `diff` prints closures.
         for (name, evr) in &new {
             if added.contains_key(name) {
-                println!("{branch}: + {name} {evr}");
+                outln!("{branch}: + {name} {evr}");
             } else if let Some((o, _)) = changed.get(name) {
-                println!("{branch}: ~ {name} {o} -> {evr}");
+                outln!("{branch}: ~ {name} {o} -> {evr}");
             }
         }
         for (name, evr) in &removed {
-            println!("{branch}: - {name} {evr}");
+            outln!("{branch}: - {name} {evr}");
         }
         if added.len() + changed.len() + removed.len() == 0 {
-            println!("{branch}: closure unchanged");
+            outln!("{branch}: closure unchanged");
         }
     }
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&report).expect("plain data")
         );

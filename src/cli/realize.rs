@@ -253,13 +253,13 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
                 bytes += size.unwrap_or(0);
                 if !a.json {
                     match size {
-                        Some(s) => println!("would build {} ({s} bytes)", d.name),
-                        None => println!("would build {}", d.name),
+                        Some(s) => outln!("would build {} ({s} bytes)", d.name),
+                        None => outln!("would build {}", d.name),
                     }
                 }
             }
             if !a.json {
-                println!(
+                outln!(
                     "branch {}: {} to build, {} cached, {bytes} bytes to fetch",
                     b.release.branch,
                     report.plan.len(),
@@ -372,7 +372,7 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
                 "derivations": {"built": report.built, "found": found, "substituted": report.substituted, "failed": failed_ids, "skipped": report.skipped},
                 "out": exported}));
         } else {
-            println!(
+            outln!(
                 "branch {}: {} built, {} cached, {} substituted, {} failed in {:.2} s",
                 b.release.branch,
                 report.built.len(),
@@ -386,12 +386,12 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
                     crate::store::Root::Tree { hash } => format!("tree {hash}"),
                     crate::store::Root::Blob { hash, .. } => format!("blob {hash}"),
                 };
-                println!("  {n:<12} {what}{}", boot_note(out));
+                outln!("  {n:<12} {what}{}", boot_note(out));
             }
         }
     }
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&summaries).expect("plain data")
         );
@@ -497,13 +497,13 @@ pub(super) fn log_cmd(g: &Global, a: LogArgs) -> Result<i32> {
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             if a.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&json!({"drv": id, "log": text}))
                         .expect("plain data")
                 );
             } else {
-                print!("{text}");
+                out!("{text}");
             }
             Ok(0)
         }

@@ -126,7 +126,7 @@ fn push(g: &Global, url: &str, a: &CopyArgs) -> Result<i32> {
         pushed.push(json!({"drv": id, "sent_objects": t.objects, "sent_bytes": t.bytes, "present": t.present}));
     }
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "to": remote.url(), "key": key.name, "outputs": pushed,
@@ -135,7 +135,7 @@ fn push(g: &Global, url: &str, a: &CopyArgs) -> Result<i32> {
             .expect("plain data")
         );
     } else {
-        println!(
+        outln!(
             "{} outputs to {}: {} objects, {} bytes sent, {} already there, in {:.2} s",
             a.outputs.len(),
             remote.url(),
@@ -206,7 +206,7 @@ fn pull(g: &Global, url: &str, a: &CopyArgs) -> Result<i32> {
         pulled.push(json!({"drv": id, "already_here": here, "received_objects": t.objects, "received_bytes": t.bytes, "present": t.present}));
     }
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "from": sub.remote.url(), "outputs": pulled,
@@ -215,7 +215,7 @@ fn pull(g: &Global, url: &str, a: &CopyArgs) -> Result<i32> {
             .expect("plain data")
         );
     } else {
-        println!(
+        outln!(
             "{} outputs from {}: {} objects, {} bytes received, {} already here, in {:.2} s",
             a.outputs.len(),
             sub.remote.url(),

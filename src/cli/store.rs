@@ -30,7 +30,7 @@ pub(super) fn gc_cmd(g: &Global, a: GcArgs) -> Result<i32> {
     let c = crate::repo::prune_cache(&cache_dir, keep, a.dry_run)
         .map_err(|e| miette!("pruning {}: {e}", cache_dir.display()))?;
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "dry_run": a.dry_run, "bytes_freed": r.bytes_freed,
@@ -43,7 +43,7 @@ pub(super) fn gc_cmd(g: &Global, a: GcArgs) -> Result<i32> {
             .expect("plain data")
         );
     } else {
-        println!(
+        outln!(
             "{} {} blobs and {} trees ({} bytes), {} outputs, {} derivation records, {} logs; kept {} blobs and {} trees",
             if a.dry_run { "would remove" } else { "removed" },
             r.blobs_removed,
@@ -56,7 +56,7 @@ pub(super) fn gc_cmd(g: &Global, a: GcArgs) -> Result<i32> {
             r.live_trees
         );
         if c.entries > 0 {
-            println!(
+            outln!(
                 "{} {} repodata cache entries unused for {} days ({} bytes)",
                 if a.dry_run { "would remove" } else { "removed" },
                 c.entries,
@@ -117,7 +117,7 @@ pub(super) fn root_cmd(g: &Global, c: RootCommand) -> Result<i32> {
             store.add_gc_root(&name, &root)?;
             let (kind, what) = root_parts(&root);
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(
                         &json!({"name": name, "kind": kind, "target": what})
@@ -143,14 +143,14 @@ pub(super) fn root_cmd(g: &Global, c: RootCommand) -> Result<i32> {
                         json!({"name": name, "kind": kind, "target": what})
                     })
                     .collect();
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&list).expect("plain data")
                 );
             } else {
                 for (name, root) in &roots {
                     let (kind, what) = root_parts(root);
-                    println!("{name}\t{kind}\t{what}");
+                    outln!("{name}\t{kind}\t{what}");
                 }
             }
         }
@@ -190,7 +190,7 @@ pub(super) fn store_cmd(g: &Global, c: StoreCommand) -> Result<i32> {
             .iter()
             .map(|d| json!({"kind": format!("{:?}", d.kind).to_lowercase(), "id": d.id, "problem": d.problem}))
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "blobs": r.blobs, "trees": r.trees, "outputs": r.outputs,
@@ -200,7 +200,7 @@ pub(super) fn store_cmd(g: &Global, c: StoreCommand) -> Result<i32> {
         );
     } else {
         for d in &r.damage {
-            println!(
+            outln!(
                 "damaged {} {}: {}",
                 format!("{:?}", d.kind).to_lowercase(),
                 d.id,

@@ -158,9 +158,9 @@ fn check(a: CheckArgs) -> Result<i32> {
             "releases": now.aliases,
             "update": current,
         });
-        println!("{}", serde_json::to_string_pretty(&v).into_diagnostic()?);
+        outln!("{}", serde_json::to_string_pretty(&v).into_diagnostic()?);
     } else {
-        println!(
+        outln!(
             "{}{message}",
             if current { "update available: " } else { "" }
         );
@@ -196,7 +196,7 @@ fn apply(a: ApplyArgs) -> Result<i32> {
     let previous = PathBuf::from(format!("{}.previous", a.snapshot.display()));
     if !a.snapshot.exists() {
         if previous.exists() {
-            println!(
+            outln!(
                 "already applied: {} is released; the next boot takes the tag's current release",
                 a.snapshot.display()
             );
@@ -214,7 +214,7 @@ fn apply(a: ApplyArgs) -> Result<i32> {
     // SAFETY: sync has no preconditions; the rename must reach the disk
     // before a power-off.
     unsafe { libc::sync() };
-    println!(
+    outln!(
         "released the pin on {} (tag {}): the next boot mounts the tag's current release \
          and rebases the writable layer on it",
         pin.hash,

@@ -104,3 +104,30 @@ fn graph_dot_and_json() {
     }
     assert!(v["roots"]["os-tree"].is_string());
 }
+
+/// `cvmbuild graph … | head -1`: the reader goes away before the result
+/// is written; the program ends quietly with status 0 (as ripgrep does),
+/// no panic message on stderr.
+#[test]
+fn a_reader_that_goes_away_ends_the_program_quietly() {
+    let sandbox = tempfile::tempdir().unwrap();
+    let mut child = crate::support::cvmbuild(sandbox.path())
+        .args([
+            "graph",
+            "examples/cernvm/cernvm.cvm",
+            "--branch",
+            "production",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closed before the graph is evaluated, so its first write meets a
+    // pipe with no reader.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
