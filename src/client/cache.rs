@@ -8,6 +8,12 @@
 //!
 //! Only verified bytes reach [`Cache::insert`]: callers check the name
 //! first. The cache trusts its own directory (as upstream does).
+//!
+//! A cache can be *released* ([`Cache::release`]): from then on nothing
+//! is written or removed in its directory, and objects fetched later go
+//! to a spool directory instead. μCernVM's boot loader releases the cache
+//! on the scratch disk at power-off, so that the disk can go read-only
+//! while the client still serves the root file system.
 
 use super::Error;
 use std::collections::{HashMap, HashSet};
@@ -15,13 +21,16 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 /// The directory of one cache.
 pub struct Cache {
     dir: PathBuf,
     quota: Option<u64>,
     lru: Mutex<Lru>,
+    /// Where objects are written once released; held for reading by every
+    /// write, so that [`Cache::release`] waits for writes in flight.
+    spool: RwLock<Option<PathBuf>>,
 }
 
 #[derive(Default)]
@@ -81,12 +90,44 @@ impl Cache {
             dir: dir.to_path_buf(),
             quota,
             lru: Mutex::new(lru),
+            spool: RwLock::new(None),
         })
     }
 
-    /// The file of object `name` (`XX/REST<suffix>`).
+    /// Releases the cache's directory: waits for the writes in flight,
+    /// then sends every later write to `spool` (made if missing; the
+    /// cache's own layout) and stops removing objects. Objects already
+    /// cached are still read from the directory.
+    pub fn release(&self, spool: &Path) -> Result<(), Error> {
+        let mut guard = self.spool.write().unwrap_or_else(|p| p.into_inner());
+        for d in ["txn", "data", "manifests"] {
+            let d = spool.join(d);
+            fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
+        }
+        *guard = Some(spool.to_path_buf());
+        Ok(())
+    }
+
+    /// The file of object `name` (`XX/REST<suffix>`): in the spool if it
+    /// was written there after the release, else in the directory.
     pub fn path(&self, name: &str) -> PathBuf {
+        if let Some(spool) = self
+            .spool
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            let p = spool.join("data").join(name);
+            if p.exists() {
+                return p;
+            }
+        }
         self.dir.join("data").join(name)
+    }
+
+    /// The directory writes go to while `guard` is held.
+    fn write_dir<'a>(&'a self, guard: &'a Option<PathBuf>) -> &'a Path {
+        guard.as_deref().unwrap_or(&self.dir)
     }
 
     /// Opens a cached object, marking it used; `None` if absent.
@@ -111,11 +152,14 @@ impl Cache {
         name: &str,
         write: impl FnOnce(&mut fs::File) -> Result<u64, Error>,
     ) -> Result<u64, Error> {
-        let dest = self.path(name);
+        let guard = self.spool.read().unwrap_or_else(|p| p.into_inner());
+        let dir = self.write_dir(&guard);
+        let dest = dir.join("data").join(name);
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
-        let size = write_atomic(&self.dir.join("txn"), &dest, write)?;
+        let size = write_atomic(&dir.join("txn"), &dest, write)?;
+        drop(guard);
         self.account(name, size);
         Ok(size)
     }
@@ -135,14 +179,25 @@ impl Cache {
     }
 
     /// Moves the complete file `tmp` (from [`Cache::scratch`]) into place
-    /// as object `name`.
+    /// as object `name`. A scratch file begun before a release is copied
+    /// into the spool rather than renamed into the released directory.
     pub fn adopt(&self, name: &str, tmp: &Path) -> Result<(), Error> {
-        let dest = self.path(name);
+        let guard = self.spool.read().unwrap_or_else(|p| p.into_inner());
+        let dir = self.write_dir(&guard);
+        let dest = dir.join("data").join(name);
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
         let size = fs::metadata(tmp).map_err(|e| Error::io(tmp, e))?.len();
-        fs::rename(tmp, &dest).map_err(|e| Error::io(&dest, e))?;
+        if tmp.starts_with(dir) {
+            fs::rename(tmp, &dest).map_err(|e| Error::io(&dest, e))?;
+        } else {
+            write_atomic(&dir.join("txn"), &dest, |f| {
+                let mut from = fs::File::open(tmp).map_err(|e| Error::io(tmp, e))?;
+                std::io::copy(&mut from, f).map_err(|e| Error::io(tmp, e))
+            })?;
+        }
+        drop(guard);
         self.account(name, size);
         Ok(())
     }
@@ -165,7 +220,12 @@ impl Cache {
     /// (never `keep`, the one just stored for a reader) down to half.
     fn cleanup(&self, lru: &mut Lru, keep: &str) {
         let Some(quota) = self.quota else { return };
-        if lru.total <= quota {
+        let released = self
+            .spool
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        if released || lru.total <= quota {
             return;
         }
         let mut victims: Vec<(u64, String, u64)> = lru
@@ -188,22 +248,31 @@ impl Cache {
 
     /// The last verified manifest of `fqrn`, as received.
     pub fn manifest(&self, fqrn: &str) -> Option<Vec<u8>> {
-        fs::read(self.dir.join("manifests").join(fqrn)).ok()
+        let spooled = self
+            .spool
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(|s| fs::read(s.join("manifests").join(fqrn)).ok());
+        spooled.or_else(|| fs::read(self.dir.join("manifests").join(fqrn)).ok())
     }
 
     /// Records the verified manifest of `fqrn`.
     pub fn set_manifest(&self, fqrn: &str, bytes: &[u8]) -> Result<(), Error> {
-        let dest = self.dir.join("manifests").join(fqrn);
-        write_atomic(&self.dir.join("txn"), &dest, |f| {
+        let guard = self.spool.read().unwrap_or_else(|p| p.into_inner());
+        let dir = self.write_dir(&guard);
+        let dest = dir.join("manifests").join(fqrn);
+        write_atomic(&dir.join("txn"), &dest, |f| {
             f.write_all(bytes).map_err(|e| Error::io(&dest, e))?;
             Ok(bytes.len() as u64)
         })
         .map(|_| ())
     }
 
-    /// A scratch file path in the cache's own file system.
+    /// A scratch file path in the file system writes go to.
     pub fn scratch(&self) -> PathBuf {
-        temp_name(&self.dir.join("txn"))
+        let guard = self.spool.read().unwrap_or_else(|p| p.into_inner());
+        temp_name(&self.write_dir(&guard).join("txn"))
     }
 }
 

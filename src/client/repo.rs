@@ -14,6 +14,7 @@ use super::vfs::{self, Attr, FsError, Ino, Kind, ReadOnlyFs};
 use super::{Config, Error, Pin};
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Largest catalog accepted when no size is recorded for it.
@@ -420,6 +421,13 @@ impl Repository {
     /// The root catalog's revision.
     pub fn revision(&self) -> u64 {
         self.revision
+    }
+
+    /// Lets go of the cache directory: later fetches are kept in `spool`
+    /// (see [`Cache::release`]); returns once no write to the cache
+    /// directory is in flight.
+    pub fn release_cache(&self, spool: &Path) -> Result<(), Error> {
+        self.cache.release(spool)
     }
 
     /// Requests made and bytes received from servers since the open.

@@ -494,7 +494,8 @@ fn one_iso_boots_each_branch_from_cvmfs_pins_updates_and_shuts_down_clean() {
     // The OS ran the boot loader's shutdown step: the scratch disk was
     // left clean.
     assert!(
-        serial.contains("ucernvm: scratch disk read-only, clean"),
+        serial.contains("ucernvm: the client let go of its cache")
+            && serial.contains("ucernvm: scratch disk read-only, clean"),
         "{serial}"
     );
     assert_clean(&disk_a, "after the first boot");
@@ -628,6 +629,33 @@ fn one_iso_boots_each_branch_from_cvmfs_pins_updates_and_shuts_down_clean() {
     }
     assert_clean(&disk_a, "after the updated boot");
 
+    // 4b. A forced tag overrides the pin: A's release tag on the command
+    // line mounts A over the pin on B, pins A under that tag and rebases
+    // the writable layer again, keeping the local changes.
+    assert_eq!(tag_hash(dir, &store, "ucernvm-1.0.0"), prod);
+    let append = format!("{cmdline} cvmfs_force_tag=ucernvm-1.0.0");
+    let (serial, secs_forced) = boot(
+        &["-kernel", &k, "-initrd", &i, "-append", &append],
+        Some(&disk_a),
+        &net,
+    );
+    assert_eq!(
+        marker(&serial, "forced"),
+        format!("CVMBUILD-CVMFS-OK release=ucernvm-release-A pin={prod} root=overlay")
+    );
+    assert!(serial.contains("tag ucernvm-1.0.0 (forced)"), "{serial}");
+    assert!(
+        serial.contains(
+            "CVMBUILD-LOCAL-CHANGES /etc/local-change,/var/local-change,/root/local-change,"
+        ),
+        "{serial}"
+    );
+    assert_eq!(
+        debugfs_cat(&disk_a, "/aux/cvmfs_snapshot"),
+        format!("{prod}\nucernvm-1.0.0")
+    );
+    assert_clean(&disk_a, "after the forced boot");
+
     // 5. The image built for another key, and no disk at all: a tmpfs
     // scratch, said so, and the whitelist refused before any switch.
     let io = initrd_other.display().to_string();
@@ -690,7 +718,7 @@ fn one_iso_boots_each_branch_from_cvmfs_pins_updates_and_shuts_down_clean() {
     eprintln!(
         "sizes: iso {} initrd {} client {}; boots under TCG: A {secs_a:.1} s ({} objects, {} bytes), \
          B {secs_b:.1} s ({} objects, {} from squid's cache), pinned + update check {secs_pinned:.1} s \
-         ({} objects: the history), updated {secs_updated:.1} s, other key {secs_key:.1} s, tampered {secs_t:.1} s",
+         ({} objects: the history), updated {secs_updated:.1} s, forced tag {secs_forced:.1} s, other key {secs_key:.1} s, tampered {secs_t:.1} s",
         len(&iso),
         len(&initrd),
         len(&client),

@@ -662,3 +662,126 @@ fn special_files_owners_and_capabilities_through_fuse() {
     assert_eq!(code, Some(0), "{log}");
     assert!(!is_mounted(&mnt));
 }
+
+/// Every regular file below `root`, relative, sorted.
+fn regular_files(root: &Path) -> Vec<String> {
+    let mut out: Vec<String> = walkdir::WalkDir::new(root)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.path().strip_prefix(root).unwrap().display().to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Path, size and modification time of everything below `dir`.
+fn listing(dir: &Path) -> BTreeSet<(String, u64, i64)> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            let md = e.metadata().unwrap();
+            (e.path().display().to_string(), md.len(), md.mtime())
+        })
+        .collect()
+}
+
+/// SIGUSR1, as μCernVM's power-off sends it: the client waits for its
+/// cache writes, writes nothing more into the cache and goes on serving,
+/// with later objects kept in the spool. Proof: the cache directory is
+/// then made read-only (a read-only bind mount, as the boot loader makes
+/// the scratch disk read-only), and every file not read before still
+/// reads with the exported bytes, while the cache does not change.
+#[test]
+fn letting_go_of_the_cache_keeps_serving_and_writes_nothing_there() {
+    let f = Fixture::new();
+    let spec = f.spec();
+    let out = f.path("production");
+    let o = f.run(&[
+        "realize",
+        spec.to_str().unwrap(),
+        "--branch",
+        "production",
+        "--offline",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "realize:\n{}", text(&o));
+    let nginx = Nginx::start(&f.store().join("cvmfs"), &f.path("nginx"));
+    let key = f.store().join(format!("cvmfs-keys/{FQRN}.pub"));
+    let server = format!("http://127.0.0.1:{}/@fqrn@", nginx.port);
+    let cache = f.path("cache");
+    std::fs::create_dir(&cache).unwrap();
+    let cache = cache.canonicalize().unwrap();
+    let spool = f.path("spool");
+    let mnt = f.path("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let mnt = mnt.canonicalize().unwrap();
+    let args = [
+        "--server",
+        &server,
+        "--key",
+        key.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+        "--tag",
+        "production",
+        "--spool",
+        spool.to_str().unwrap(),
+    ];
+    let mut m = mount(CLIENT_BIN, &mnt, &args, &f.path("mount.log"));
+    let files = regular_files(&out);
+    let (first, rest) = files.split_first().expect("the tree has files");
+    assert_eq!(
+        std::fs::read(mnt.join(first)).unwrap(),
+        std::fs::read(out.join(first)).unwrap()
+    );
+
+    unsafe { libc::kill(m.child.id() as i32, libc::SIGUSR1) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !m.log().contains("let go of the cache") {
+        assert!(
+            Instant::now() < deadline,
+            "no answer to SIGUSR1:\n{}",
+            m.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = listing(&cache);
+    let ro = |opts: &str| {
+        let st = Command::new("mount")
+            .args(["-o", opts])
+            .arg(&cache)
+            .arg(&cache)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount -o {opts} on the cache");
+    };
+    ro("bind");
+    struct Unbind(PathBuf);
+    impl Drop for Unbind {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unbind = Unbind(cache.clone());
+    ro("remount,bind,ro");
+
+    for file in rest {
+        assert_eq!(
+            std::fs::read(mnt.join(file)).unwrap_or_else(|e| panic!("{file}: {e}\n{}", m.log())),
+            std::fs::read(out.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    assert_eq!(listing(&cache), before, "the released cache changed");
+    assert!(
+        !regular_files(&spool.join("data")).is_empty(),
+        "the objects read after the release are not in the spool"
+    );
+    assert!(m.child.try_wait().unwrap().is_none(), "{}", m.log());
+    unsafe { libc::kill(m.child.id() as i32, libc::SIGTERM) };
+    let (code, log) = m.wait_exit();
+    assert_eq!(code, Some(0), "{log}");
+}
