@@ -12,6 +12,7 @@
 //!  -> cvmfs / image (published outputs)
 //!  -> diff (compares two releases)
 //! client (reads a published repository back over HTTP: mount, ls, cat, replicate)
+//! ext4 (the μCernVM scratch disk: busybox mke2fs's ext2 turned into ext4 at boot)
 //! ```
 //!
 //! `drv` (derivations and their ids) and `store` are what everything else
@@ -26,6 +27,7 @@ pub mod cvmfs;
 pub mod diff;
 pub mod drv;
 pub mod eval;
+pub mod ext4;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gpg;

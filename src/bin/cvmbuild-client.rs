@@ -1,6 +1,6 @@
 //! `cvmbuild-client`: the CernVM-FS client alone, for the μCernVM initrd.
 //!
-//! It reaches only `cli::mount` and `cli::update` (and through it `client`, `cli::client`'s
+//! It reaches only `cli::mount`, `cli::update` and `ext4` (and through them `client`, `cli::client`'s
 //! shared options and the FUSE layer): the solver, builders and image code
 //! are never called, so the linker drops them. Built for size with
 //! `cargo build --profile client --bin cvmbuild-client` (see `[profile.client]`
@@ -9,6 +9,7 @@
 use clap::{Parser, Subcommand};
 use cvmbuild::cli::mount::{mount_cmd, MountArgs};
 use cvmbuild::cli::update::{os_update_cmd, OsUpdateCommand};
+use cvmbuild::ext4::Outcome;
 
 /// Mounts CernVM-FS repositories over HTTP, verified end to end.
 #[derive(Parser, Debug)]
@@ -25,6 +26,25 @@ enum Command {
     /// On a machine the boot loader pinned: is its tag at a newer release (check), release the pin (apply).
     #[command(subcommand)]
     OsUpdate(OsUpdateCommand),
+    /// Turn the clean ext2 file system busybox's mke2fs just made on DEVICE into ext4 (a journal, extents), as tune2fs -j -O extent would.
+    MakeExt4 {
+        /// The block device (or image file) holding the file system.
+        device: std::path::PathBuf,
+    },
+}
+
+fn make_ext4(device: &std::path::Path) -> miette::Result<i32> {
+    match cvmbuild::ext4::make_ext4(device)? {
+        Outcome::Journaled { blocks, extents } => eprintln!(
+            "cvmbuild-client: {}: now ext4, journal of {blocks} blocks in {extents} extent(s)",
+            device.display()
+        ),
+        Outcome::AlreadyJournaled => eprintln!(
+            "cvmbuild-client: {}: has a journal already, left as it is",
+            device.display()
+        ),
+    }
+    Ok(0)
 }
 
 fn main() {
@@ -38,6 +58,7 @@ fn main() {
     let result = match cli.command {
         Command::Mount(a) => mount_cmd(*a),
         Command::OsUpdate(c) => os_update_cmd(c),
+        Command::MakeExt4 { device } => make_ext4(&device),
     };
     std::process::exit(match result {
         Ok(code) => code,

@@ -19,6 +19,7 @@ mod diff_ids;
 mod diff_releases;
 mod drv_records;
 mod eval_ids;
+mod ext4_scratch;
 mod extract_caps;
 mod extract_hostile;
 mod extract_rpm;
