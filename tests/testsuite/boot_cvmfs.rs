@@ -290,9 +290,9 @@ fn debugfs_cat(disk: &Path, path: &str) -> String {
         .stderr(Stdio::null()))
 }
 
-/// The scratch disk was left clean at power-off: its superblock says so
-/// (`e2fsck -n` alone passes an ext2 file system that was never
-/// unmounted), and `e2fsck -fn` finds nothing to fix.
+/// The scratch disk is ext4 (a journal, extents) and was left clean at
+/// power-off: its superblock says so (`e2fsck -n` alone passes a file
+/// system that was never unmounted), and `e2fsck -fn` finds nothing to fix.
 fn assert_clean(disk: &Path, when: &str) {
     let sb = run(Command::new("dumpe2fs")
         .arg("-h")
@@ -306,6 +306,16 @@ fn assert_clean(disk: &Path, when: &str) {
         state,
         Some("clean"),
         "{when}: the scratch disk is not clean:\n{sb}"
+    );
+    let features = sb
+        .lines()
+        .find_map(|l| l.strip_prefix("Filesystem features:"))
+        .unwrap_or_default();
+    assert!(
+        ["has_journal", "extent"]
+            .iter()
+            .all(|f| features.split_whitespace().any(|x| x == *f)),
+        "{when}: the scratch disk is not ext4: {features}"
     );
     let out = Command::new("e2fsck")
         .arg("-fn")
