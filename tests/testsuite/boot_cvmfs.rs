@@ -33,6 +33,7 @@
 use crate::support::rpmrepo::{build_rpms, createrepo, Pkg, RepoOptions};
 use crate::support::squid::{Squid, Upstream};
 use serde_json::Value;
+use sha2::Digest;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::TcpListener;
@@ -347,6 +348,44 @@ fn config_drive(dir: &Path, user_data: &str) -> String {
 }
 
 /// Root catalog hash of `tag`, as `cvmbuild tag list --json` gives it.
+/// `/var/lib/rpm/rpmdb.sqlite` of `tag`, read from the repository over
+/// HTTP by `cvmbuild cat` (verified as any client read).
+fn release_rpmdb(sandbox: &Path, port: u16, key: &Path, tag: &str) -> Vec<u8> {
+    let out = crate::support::cvmbuild(sandbox)
+        .args(["cat", FQRN, "/var/lib/rpm/rpmdb.sqlite", "--tag", tag])
+        .arg("--server")
+        .arg(format!("http://127.0.0.1:{port}/@fqrn@"))
+        .arg("--key")
+        .arg(key)
+        .arg("--cache")
+        .arg(sandbox.join("cat-cache"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cvmbuild cat rpmdb.sqlite: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// The package names the host's rpm lists from database `db`, put in an
+/// otherwise empty root `root`.
+fn rpm_names(root: &Path, db: &[u8]) -> Vec<String> {
+    std::fs::create_dir_all(root.join("var/lib/rpm")).unwrap();
+    std::fs::write(root.join("var/lib/rpm/rpmdb.sqlite"), db).unwrap();
+    let qa = run(Command::new("rpm").arg("--root").arg(root).args([
+        "--dbpath",
+        "/var/lib/rpm",
+        "-qa",
+        "--qf",
+        "%{NAME}\n",
+    ]));
+    let mut names: Vec<String> = qa.lines().map(str::to_string).collect();
+    names.sort();
+    names
+}
+
 fn tag_hash(sandbox: &Path, store: &Path, tag: &str) -> String {
     let out = run(crate::support::cvmbuild(sandbox)
         .arg("--store")
@@ -509,6 +548,23 @@ fn one_iso_boots_each_branch_from_cvmfs_pins_updates_and_shuts_down_clean() {
         "{serial}"
     );
     assert_clean(&disk_a, "after the first boot");
+    // The release carries its rpm database: the booted OS read, through
+    // CernVM-FS, the very file in which the host's rpm finds the closure
+    // and the meta RPM.
+    let db = release_rpmdb(dir, port, &key, "production");
+    assert!(
+        serial.contains(&format!(
+            "CVMBUILD-RPMDB sha256={}",
+            hex::encode(sha2::Sha256::digest(&db))
+        )),
+        "the booted OS read another rpm database:\n{serial}"
+    );
+    let names = rpm_names(&dir.join("rpmdb-production"), &db);
+    assert_eq!(
+        names,
+        ["busybox", "kernel", "os-init", "release-a", "ucernvm"],
+        "rpm -qa of the published release: the closure and the meta RPM"
+    );
 
     // 2. Release B: the same kernel and initrd, a fresh scratch disk, a
     // config drive whose user data names the development tag; the command

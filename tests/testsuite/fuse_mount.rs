@@ -343,6 +343,26 @@ fn mounted_tags_equal_their_exports() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut m = mount(super::support::BIN, &mnt, &args, &f.path("mount1.log"));
     compare(&mnt, &f.path("production"), &f.path("production.unpacked"));
+    // The published release carries its rpm database: the host's rpm
+    // reads it through the mount (read-only), finds the packages the
+    // export's database has, and verifies every file it owns through it.
+    assert_eq!(
+        rpm_qa(&mnt),
+        rpm_qa(&f.path("production")),
+        "rpm -qa through the mount"
+    );
+    let va = Command::new("rpm")
+        .arg("--root")
+        .arg(&mnt)
+        .args(["--dbpath", "/var/lib/rpm", "-Va", "--nodeps", "--nomtime"])
+        .output()
+        .unwrap();
+    assert!(
+        va.status.success() && va.stdout.is_empty(),
+        "rpm -Va through the mount:\n{}{}",
+        String::from_utf8_lossy(&va.stdout),
+        String::from_utf8_lossy(&va.stderr)
+    );
     let (revision, root_hash) = &tags[tag];
     assert_eq!(getfattr(&mnt, "user.fqrn"), FQRN);
     assert_eq!(getfattr(&mnt, "user.tag"), tag);
@@ -390,6 +410,30 @@ fn mounted_tags_equal_their_exports() {
     let (code, log) = m.wait_exit();
     assert_eq!(code, Some(0), "{log}");
     assert!(!is_mounted(&mnt));
+}
+
+/// `rpm -qa` (NEVRA per line) of the tree at `root`, sorted; at least
+/// the meta RPM.
+fn rpm_qa(root: &Path) -> Vec<String> {
+    let out = Command::new("rpm")
+        .arg("--root")
+        .arg(root)
+        .args(["--dbpath", "/var/lib/rpm", "-qa"])
+        .output()
+        .expect("rpm is installed (.ci/deps)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut v: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    assert!(v.iter().any(|p| p.starts_with("cernvm-system-")), "{v:?}");
+    v
 }
 
 /// A v2 `security.capability` value: cap_net_raw=ep.
