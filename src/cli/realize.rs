@@ -49,7 +49,7 @@ pub struct RealizeArgs {
     pub json: bool,
     #[command(flatten)]
     pub publish: PublishDirs,
-    /// A binary cache (http[s]://…, store-layout.md 2.11) asked for each
+    /// A binary cache (http[s]://… or s3://BUCKET[/PREFIX], store-layout.md 2.11) asked for each
     /// derivation's output before building it; repeatable, tried in order.
     #[arg(
         long = "substituter",

@@ -13,7 +13,8 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct CopyArgs {
-    /// The binary cache to push to (http[s]://…, written with WebDAV PUT).
+    /// The binary cache to push to: http[s]://… (written with WebDAV PUT)
+    /// or s3://BUCKET[/PREFIX] (AWS_* environment, store-layout.md 2.11).
     #[arg(
         long,
         value_name = "URL",
