@@ -106,7 +106,7 @@ fn push(g: &Global, url: &str, a: &CopyArgs) -> Result<i32> {
         crate::build::records::inputs_of(&store, id).map_err(|e| e.to_string())
     };
     let mut done = std::collections::HashSet::new();
-    let named = spec_roots(g, a)?;
+    let (named, _) = spec_roots(g, a)?;
     for k in &a.outputs {
         let id = match named.get(k) {
             Some(id) => id.clone(),
@@ -150,9 +150,11 @@ fn push(g: &Global, url: &str, a: &CopyArgs) -> Result<i32> {
 }
 
 /// `copy --from`: what `realize --substituter` does for one derivation,
-/// for outputs named directly (nothing is evaluated or built). The pulled
-/// outputs get no GC root, as with a push: `realize` or `root add` keeps
-/// them.
+/// for outputs named directly (nothing is evaluated or built). Each pulled
+/// output gets a GC root, as `realize` gives what it realizes (a pull
+/// that the next `gc` deleted would have been for nothing): named as
+/// `realize` names it when the output is named through `--spec` (so a
+/// later realize of that branch replaces it), else `pulled-ID`.
 fn pull(g: &Global, url: &str, a: &CopyArgs) -> Result<i32> {
     let subs = super::realize::substituters(&[url.to_string()], &a.trusted_keys)?;
     let sub = &subs[0];
@@ -161,12 +163,17 @@ fn pull(g: &Global, url: &str, a: &CopyArgs) -> Result<i32> {
     let started = std::time::Instant::now();
     let mut total = Transfer::default();
     let mut pulled = Vec::new();
-    let named = spec_roots(g, a)?;
+    let (named, root_prefix) = spec_roots(g, a)?;
     for k in &a.outputs {
-        let id = match named.get(k) {
-            Some(id) => id.clone(),
-            None => pull_id(&store, k)?,
+        let (id, root) = match (named.get(k), &root_prefix) {
+            (Some(id), Some(prefix)) => (id.clone(), format!("{prefix}-{k}")),
+            _ => {
+                let id = pull_id(&store, k)?;
+                let root = format!("pulled-{}", id.0);
+                (id, root)
+            }
         };
+        let root = root.replace(':', "-");
         let before = sub.remote.fetched();
         let here = crate::store::Store::lookup_output(&store, &id.0)?.is_some();
         // The remote itself, not the substituter: one failure ends the
@@ -184,6 +191,7 @@ fn pull(g: &Global, url: &str, a: &CopyArgs) -> Result<i32> {
                 sub.remote.url()
             ));
         }
+        store.add_gc_root(&root, &crate::store::GcRoot::Drv(id.0.clone()))?;
         let now = sub.remote.fetched();
         let t = Transfer {
             objects: now.objects - before.objects,
@@ -192,10 +200,13 @@ fn pull(g: &Global, url: &str, a: &CopyArgs) -> Result<i32> {
         };
         if !a.json {
             if here {
-                eprintln!("{k} ({}): already in the local store", id.short());
+                eprintln!(
+                    "{k} ({}): already in the local store; GC root {root}",
+                    id.short()
+                );
             } else {
                 eprintln!(
-                    "pulled {k} ({}): {} objects, {} bytes received; {} already here",
+                    "pulled {k} ({}): {} objects, {} bytes received; {} already here; GC root {root}",
                     id.short(),
                     t.objects,
                     t.bytes,
@@ -204,7 +215,7 @@ fn pull(g: &Global, url: &str, a: &CopyArgs) -> Result<i32> {
             }
         }
         add(&mut total, &t);
-        pulled.push(json!({"drv": id, "already_here": here, "received_objects": t.objects, "received_bytes": t.bytes, "present": t.present}));
+        pulled.push(json!({"drv": id, "root": root, "already_here": here, "received_objects": t.objects, "received_bytes": t.bytes, "present": t.present}));
     }
     if a.json {
         println!(
@@ -229,15 +240,22 @@ fn pull(g: &Global, url: &str, a: &CopyArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// The output names of `--spec`'s branch with their derivation ids
-/// (empty without `--spec`).
-fn spec_roots(g: &Global, a: &CopyArgs) -> Result<BTreeMap<String, DrvId>> {
+/// The output names of `--spec`'s branch with their derivation ids, and
+/// the prefix of the GC root names `realize` gives that branch's outputs
+/// (empty and `None` without `--spec`).
+fn spec_roots(g: &Global, a: &CopyArgs) -> Result<(BTreeMap<String, DrvId>, Option<String>)> {
     let Some(spec) = &a.spec else {
-        return Ok(BTreeMap::new());
+        return Ok((BTreeMap::new(), None));
     };
     let ev = crate::eval::evaluate(spec, &g.eval_options(a.branch.clone(), true))?;
     match ev.branches.as_slice() {
-        [b] => Ok(b.graph.roots.clone().into_iter().collect()),
+        [b] => Ok((
+            b.graph.roots.clone().into_iter().collect(),
+            Some(super::realize::root_prefix(
+                &ev.spec_path,
+                &b.release.branch,
+            )),
+        )),
         many => Err(miette!(
             code = "cli::branch",
             help = format!(

@@ -585,6 +585,35 @@ fn a_one_package_change_builds_only_its_cone_and_substitutes_the_rest() {
     let again: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(again["received_bytes"], 0, "{again}");
     assert_eq!(again["outputs"][0]["already_here"], true, "{again}");
+    // Pulled outputs are GC roots, named as `realize` names them when
+    // named through the spec, so `gc` keeps them.
+    assert_eq!(
+        pulled["outputs"][0]["root"],
+        format!(
+            "{}-production-os-tree",
+            spec_a.file_stem().unwrap().to_str().unwrap()
+        )
+    );
+    let out = c.run(&["root", "list", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (name, id) in [
+        (pulled["outputs"][0]["root"].as_str().unwrap(), roots[0]),
+        (again["outputs"][1]["root"].as_str().unwrap(), roots[1]),
+    ] {
+        assert!(
+            listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["name"] == name && r["kind"] == "drv" && r["target"] == id),
+            "{name} {id}: {listed}"
+        );
+    }
+    assert_eq!(again["outputs"][1]["root"], format!("pulled-{}", roots[1]));
+    let out = c.run(&["gc"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_verify_clean(&c.store());
     // They are C's now: realized from its store, without a substituter.
     let spec_c = two_branch_spec(&c);
     let (sc, stderr, ok) = realize_branch(&c, &spec_c, "production", &[]);
