@@ -58,6 +58,13 @@ pub struct CopyArgs {
     /// build differs in one package substitute everything else).
     #[arg(long)]
     pub no_inputs: bool,
+    /// With `--to`: among the inputs, also push the outputs of `fetch`
+    /// derivations (the downloaded RPM files). Left out by default: a
+    /// substituting machine takes the extracted packages instead and
+    /// needs an RPM only to extract a package that changed, which is not
+    /// on the cache anyway; they are most of the bytes.
+    #[arg(long, conflicts_with = "no_inputs")]
+    pub with_fetched: bool,
     /// Machine-readable summary on stdout.
     #[arg(long)]
     pub json: bool,
@@ -103,7 +110,17 @@ fn push(g: &Global, url: &str, a: &CopyArgs) -> Result<i32> {
         if a.no_inputs {
             return Ok(None);
         }
-        crate::build::records::inputs_of(&store, id).map_err(|e| e.to_string())
+        let Some(drv) = crate::build::records::load(&store, id).map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        let mut inputs = Vec::new();
+        for i in drv.input_drvs() {
+            if !a.with_fetched && is_fetch(&store, &i.0)? {
+                continue;
+            }
+            inputs.push(i.0.clone());
+        }
+        Ok(Some(inputs))
     };
     let mut done = std::collections::HashSet::new();
     let (named, _) = spec_roots(g, a)?;
@@ -282,6 +299,15 @@ fn pull_id(store: &crate::store::FsStore, key: &str) -> Result<DrvId> {
         Err(_) if crate::store::Hash::from_hex(key).is_some() => Ok(DrvId(key.to_string())),
         Err(e) => Err(e),
     }
+}
+
+/// Whether `id` is recorded as a `fetch` derivation (its output: an RPM
+/// file as downloaded).
+fn is_fetch(store: &crate::store::FsStore, id: &str) -> std::result::Result<bool, String> {
+    let drv = crate::build::records::load(store, id).map_err(|e| e.to_string())?;
+    Ok(drv.is_some_and(|d| {
+        matches!(&d.builder, crate::drv::Builder::Builtin { name, .. } if name == crate::builders::names::FETCH)
+    }))
 }
 
 fn add(total: &mut Transfer, t: &Transfer) {
