@@ -413,10 +413,15 @@ impl Remote {
     /// environment, see [`s3`]).
     pub fn new(url: &str) -> Result<Remote> {
         let trimmed = url.trim_end_matches('/');
+        // A bad URL is named as it was given, not as trimmed.
+        let given = |e| match e {
+            Error::BadUrl(_) => Error::BadUrl(url.to_string()),
+            e => e,
+        };
         let transport: Box<dyn Transport> = if trimmed.starts_with("s3://") {
-            Box::new(s3::S3::new(trimmed, &|k| std::env::var(k).ok())?)
+            Box::new(s3::S3::new(trimmed, &|k| std::env::var(k).ok()).map_err(given)?)
         } else {
-            Box::new(http::Http::new(trimmed)?)
+            Box::new(http::Http::new(trimmed).map_err(given)?)
         };
         Ok(Remote {
             url: trimmed.to_string(),
@@ -1001,6 +1006,7 @@ mod tests {
             Err(Error::Unsigned { .. })
         ));
         assert!(Remote::new("ftp://x").is_err());
-        assert!(Remote::new("http://").is_err());
+        assert!(matches!(Remote::new("http://"), Err(Error::BadUrl(u)) if u == "http://"));
+        assert!(matches!(Remote::new("s3:///x/"), Err(Error::BadUrl(u)) if u == "s3:///x/"));
     }
 }
