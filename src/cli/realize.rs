@@ -49,7 +49,7 @@ pub struct RealizeArgs {
     pub json: bool,
     #[command(flatten)]
     pub publish: PublishDirs,
-    /// A binary cache (http[s]://…, store-layout.md 2.11) asked for each
+    /// A binary cache (http[s]://… or s3://BUCKET[/PREFIX], store-layout.md 2.11) asked for each
     /// derivation's output before building it; repeatable, tried in order.
     #[arg(
         long = "substituter",
@@ -314,7 +314,7 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
         for (n, id) in names.iter().zip(&wanted) {
             if let Some(out) = report.outputs.get(id) {
                 // Keep realized outputs alive across `gc` (roots/).
-                let root_name = format!("{}-{}-{n}", file_stem(&ev.spec_path), b.release.branch);
+                let root_name = format!("{}-{n}", root_prefix(&ev.spec_path, &b.release.branch));
                 store.add_gc_root(
                     &root_name.replace(':', "-"),
                     &crate::store::GcRoot::Drv(id.0.clone()),
@@ -483,6 +483,12 @@ fn boot_note(out: &crate::store::Output) -> String {
         }
         _ => String::new(),
     }
+}
+
+/// `SPECSTEM-BRANCH`: what the GC roots of a branch's outputs are named
+/// by (`copy --from --spec` names what it pulls the same way).
+pub(super) fn root_prefix(spec: &std::path::Path, branch: &str) -> String {
+    format!("{}-{branch}", file_stem(spec))
 }
 
 fn file_stem(p: &std::path::Path) -> String {

@@ -13,7 +13,8 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct CopyArgs {
-    /// The binary cache to push to (http[s]://…, written with WebDAV PUT).
+    /// The binary cache to push to: http[s]://… (written with WebDAV PUT)
+    /// or s3://BUCKET[/PREFIX] (AWS_* environment, store-layout.md 2.11).
     #[arg(
         long,
         value_name = "URL",
@@ -57,6 +58,13 @@ pub struct CopyArgs {
     /// build differs in one package substitute everything else).
     #[arg(long)]
     pub no_inputs: bool,
+    /// With `--to`: among the inputs, also push the outputs of `fetch`
+    /// derivations (the downloaded RPM files). Left out by default: a
+    /// substituting machine takes the extracted packages instead and
+    /// needs an RPM only to extract a package that changed, which is not
+    /// on the cache anyway; they are most of the bytes.
+    #[arg(long, conflicts_with = "no_inputs")]
+    pub with_fetched: bool,
     /// Machine-readable summary on stdout.
     #[arg(long)]
     pub json: bool,
@@ -102,10 +110,20 @@ fn push(g: &Global, url: &str, a: &CopyArgs) -> Result<i32> {
         if a.no_inputs {
             return Ok(None);
         }
-        crate::build::records::inputs_of(&store, id).map_err(|e| e.to_string())
+        let Some(drv) = crate::build::records::load(&store, id).map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        let mut inputs = Vec::new();
+        for i in drv.input_drvs() {
+            if !a.with_fetched && is_fetch(&store, &i.0)? {
+                continue;
+            }
+            inputs.push(i.0.clone());
+        }
+        Ok(Some(inputs))
     };
     let mut done = std::collections::HashSet::new();
-    let named = spec_roots(g, a)?;
+    let (named, _) = spec_roots(g, a)?;
     for k in &a.outputs {
         let id = match named.get(k) {
             Some(id) => id.clone(),
@@ -149,9 +167,11 @@ fn push(g: &Global, url: &str, a: &CopyArgs) -> Result<i32> {
 }
 
 /// `copy --from`: what `realize --substituter` does for one derivation,
-/// for outputs named directly (nothing is evaluated or built). The pulled
-/// outputs get no GC root, as with a push: `realize` or `root add` keeps
-/// them.
+/// for outputs named directly (nothing is evaluated or built). Each pulled
+/// output gets a GC root, as `realize` gives what it realizes (a pull
+/// that the next `gc` deleted would have been for nothing): named as
+/// `realize` names it when the output is named through `--spec` (so a
+/// later realize of that branch replaces it), else `pulled-ID`.
 fn pull(g: &Global, url: &str, a: &CopyArgs) -> Result<i32> {
     let subs = super::realize::substituters(&[url.to_string()], &a.trusted_keys)?;
     let sub = &subs[0];
@@ -160,12 +180,17 @@ fn pull(g: &Global, url: &str, a: &CopyArgs) -> Result<i32> {
     let started = std::time::Instant::now();
     let mut total = Transfer::default();
     let mut pulled = Vec::new();
-    let named = spec_roots(g, a)?;
+    let (named, root_prefix) = spec_roots(g, a)?;
     for k in &a.outputs {
-        let id = match named.get(k) {
-            Some(id) => id.clone(),
-            None => pull_id(&store, k)?,
+        let (id, root) = match (named.get(k), &root_prefix) {
+            (Some(id), Some(prefix)) => (id.clone(), format!("{prefix}-{k}")),
+            _ => {
+                let id = pull_id(&store, k)?;
+                let root = format!("pulled-{}", id.0);
+                (id, root)
+            }
         };
+        let root = root.replace(':', "-");
         let before = sub.remote.fetched();
         let here = crate::store::Store::lookup_output(&store, &id.0)?.is_some();
         // The remote itself, not the substituter: one failure ends the
@@ -183,6 +208,7 @@ fn pull(g: &Global, url: &str, a: &CopyArgs) -> Result<i32> {
                 sub.remote.url()
             ));
         }
+        store.add_gc_root(&root, &crate::store::GcRoot::Drv(id.0.clone()))?;
         let now = sub.remote.fetched();
         let t = Transfer {
             objects: now.objects - before.objects,
@@ -191,10 +217,13 @@ fn pull(g: &Global, url: &str, a: &CopyArgs) -> Result<i32> {
         };
         if !a.json {
             if here {
-                eprintln!("{k} ({}): already in the local store", id.short());
+                eprintln!(
+                    "{k} ({}): already in the local store; GC root {root}",
+                    id.short()
+                );
             } else {
                 eprintln!(
-                    "pulled {k} ({}): {} objects, {} bytes received; {} already here",
+                    "pulled {k} ({}): {} objects, {} bytes received; {} already here; GC root {root}",
                     id.short(),
                     t.objects,
                     t.bytes,
@@ -203,7 +232,7 @@ fn pull(g: &Global, url: &str, a: &CopyArgs) -> Result<i32> {
             }
         }
         add(&mut total, &t);
-        pulled.push(json!({"drv": id, "already_here": here, "received_objects": t.objects, "received_bytes": t.bytes, "present": t.present}));
+        pulled.push(json!({"drv": id, "root": root, "already_here": here, "received_objects": t.objects, "received_bytes": t.bytes, "present": t.present}));
     }
     if a.json {
         outln!(
@@ -228,15 +257,22 @@ fn pull(g: &Global, url: &str, a: &CopyArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// The output names of `--spec`'s branch with their derivation ids
-/// (empty without `--spec`).
-fn spec_roots(g: &Global, a: &CopyArgs) -> Result<BTreeMap<String, DrvId>> {
+/// The output names of `--spec`'s branch with their derivation ids, and
+/// the prefix of the GC root names `realize` gives that branch's outputs
+/// (empty and `None` without `--spec`).
+fn spec_roots(g: &Global, a: &CopyArgs) -> Result<(BTreeMap<String, DrvId>, Option<String>)> {
     let Some(spec) = &a.spec else {
-        return Ok(BTreeMap::new());
+        return Ok((BTreeMap::new(), None));
     };
     let ev = crate::eval::evaluate(spec, &g.eval_options(a.branch.clone(), true))?;
     match ev.branches.as_slice() {
-        [b] => Ok(b.graph.roots.clone().into_iter().collect()),
+        [b] => Ok((
+            b.graph.roots.clone().into_iter().collect(),
+            Some(super::realize::root_prefix(
+                &ev.spec_path,
+                &b.release.branch,
+            )),
+        )),
         many => Err(miette!(
             code = "cli::branch",
             help = format!(
@@ -263,6 +299,15 @@ fn pull_id(store: &crate::store::FsStore, key: &str) -> Result<DrvId> {
         Err(_) if crate::store::Hash::from_hex(key).is_some() => Ok(DrvId(key.to_string())),
         Err(e) => Err(e),
     }
+}
+
+/// Whether `id` is recorded as a `fetch` derivation (its output: an RPM
+/// file as downloaded).
+fn is_fetch(store: &crate::store::FsStore, id: &str) -> std::result::Result<bool, String> {
+    let drv = crate::build::records::load(store, id).map_err(|e| e.to_string())?;
+    Ok(drv.is_some_and(|d| {
+        matches!(&d.builder, crate::drv::Builder::Builtin { name, .. } if name == crate::builders::names::FETCH)
+    }))
 }
 
 fn add(total: &mut Transfer, t: &Transfer) {

@@ -41,6 +41,7 @@ mod realize_bad_input;
 mod realize_crash;
 mod realize_http;
 mod realize_store;
+mod remote_s3;
 mod remote_store;
 mod repo_errors;
 mod repo_fixture;

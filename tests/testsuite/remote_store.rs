@@ -500,6 +500,90 @@ fn keygen_push(a: &Fixture, url: &str, roots: &Value) -> (PathBuf, u64) {
     (a.path("farm.key.pub"), v["sent_bytes"].as_u64().unwrap())
 }
 
+/// The records (`outputs/*.json`) on a cache, by derivation id.
+fn records(cache: &Path) -> std::collections::BTreeMap<String, Value> {
+    fs::read_dir(cache.join("outputs"))
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let id = p.file_stem().unwrap().to_str().unwrap().to_string();
+            (id, serde_json::from_slice(&fs::read(&p).unwrap()).unwrap())
+        })
+        .collect()
+}
+
+/// Whether a record's output is a blob on the cache that is an RPM file
+/// (the lead's magic).
+fn is_rpm(cache: &Path, rec: &Value) -> bool {
+    let root = &rec["output"]["root"];
+    let Some(h) = root["hash"].as_str().filter(|_| root["kind"] == "blob") else {
+        return false;
+    };
+    fs::read(cache.join("blobs").join(&h[..2]).join(h)).unwrap()[..4] == [0xed, 0xab, 0xee, 0xdb]
+}
+
+/// A push with inputs leaves out the downloaded RPMs (`fetch` outputs)
+/// unless `--with-fetched`: every record the second push adds is one,
+/// and none of the first push's is.
+#[test]
+fn a_push_leaves_out_fetched_rpms_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_nginx, cache, url) = cache_server(dir.path());
+    let p = push(&url, &[]);
+    let first = records(&cache);
+    assert!(first.len() > 10, "{}", first.len());
+    // The only RPM among them: the meta RPM, a root itself.
+    let meta = p.summary["roots"]["meta-rpm"].as_str().unwrap();
+    let rpms: Vec<&String> = first
+        .iter()
+        .filter(|(_, r)| is_rpm(&cache, r))
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(rpms, [meta]);
+    let sent = |v: &Value| v["sent_bytes"].as_u64().unwrap();
+    let key = p.a.path("farm-a.key");
+    let mut args = vec![
+        "copy",
+        "--to",
+        &url,
+        "--sign-key",
+        key.to_str().unwrap(),
+        "--json",
+    ];
+    args.push("--with-fetched");
+    let ids: Vec<&str> = ["os-tree", "meta-rpm"]
+        .iter()
+        .map(|r| p.summary["roots"][r].as_str().unwrap())
+        .collect();
+    args.extend(&ids);
+    let out = p.a.run(&args);
+    assert!(out.status.success(), "{}", text(&out));
+    let with: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let all = records(&cache);
+    let added: Vec<&Value> = all
+        .iter()
+        .filter(|(id, _)| !first.contains_key(*id))
+        .map(|(_, r)| r)
+        .collect();
+    assert!(!added.is_empty());
+    assert!(added.iter().all(|r| is_rpm(&cache, r)), "{added:?}");
+    // Each added record with its blob: objects sent are twice the records.
+    assert_eq!(
+        with["sent_objects"].as_u64().unwrap(),
+        2 * added.len() as u64,
+        "{with}"
+    );
+    let rpm_bytes = sent(&with);
+    let cache_bytes: u64 = walkdir(&cache).iter().map(|(_, n)| n).sum();
+    eprintln!(
+        "push with inputs: {} records; --with-fetched adds {} RPM files, {rpm_bytes} bytes \
+         ({:.0}% of the {cache_bytes} bytes then on the cache)",
+        first.len(),
+        added.len(),
+        100.0 * rpm_bytes as f64 / cache_bytes as f64
+    );
+}
+
 /// Machine B realizes a branch that differs from what A pushed in one
 /// package: it builds exactly what A had to build for that change (the
 /// package's cone), substitutes the unchanged parts and rebuilds none of
@@ -585,6 +669,35 @@ fn a_one_package_change_builds_only_its_cone_and_substitutes_the_rest() {
     let again: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(again["received_bytes"], 0, "{again}");
     assert_eq!(again["outputs"][0]["already_here"], true, "{again}");
+    // Pulled outputs are GC roots, named as `realize` names them when
+    // named through the spec, so `gc` keeps them.
+    assert_eq!(
+        pulled["outputs"][0]["root"],
+        format!(
+            "{}-production-os-tree",
+            spec_a.file_stem().unwrap().to_str().unwrap()
+        )
+    );
+    let out = c.run(&["root", "list", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (name, id) in [
+        (pulled["outputs"][0]["root"].as_str().unwrap(), roots[0]),
+        (again["outputs"][1]["root"].as_str().unwrap(), roots[1]),
+    ] {
+        assert!(
+            listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["name"] == name && r["kind"] == "drv" && r["target"] == id),
+            "{name} {id}: {listed}"
+        );
+    }
+    assert_eq!(again["outputs"][1]["root"], format!("pulled-{}", roots[1]));
+    let out = c.run(&["gc"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_verify_clean(&c.store());
     // They are C's now: realized from its store, without a substituter.
     let spec_c = two_branch_spec(&c);
     let (sc, stderr, ok) = realize_branch(&c, &spec_c, "production", &[]);

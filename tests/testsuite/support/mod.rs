@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod fixture;
+pub mod moto;
 pub mod nginx;
 pub mod rpm_fixture;
 pub mod rpmrepo;
