@@ -59,12 +59,12 @@ pub struct Launch {
     pub argv: Vec<String>,
 }
 
-/// rpm's name for a scriptlet in its Lua chunk names (`%prein(NEVRA)`).
-fn rpm_tag(kind: &str) -> String {
+/// rpm's name for a scriptlet in its Lua chunk names (`%prein(NEVRA)`,
+/// `%post(NEVRA)`).
+fn rpm_tag(kind: &str) -> &str {
     match kind {
-        "pre" => "prein".into(),
-        "post" => "postin".into(),
-        k => k.into(),
+        "pre" => "prein",
+        k => k,
     }
 }
 

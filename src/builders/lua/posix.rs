@@ -2,6 +2,7 @@
 //! calls into the C library with lposix's conventions, which packages'
 //! scriptlets test for. A call that fails returns `nil`, the error's
 //! text and its errno; one that succeeds returns `0` (or its value).
+//! Numbers are Lua floats (`0.0`), as lposix pushes them.
 //! Modes are strings (`"755"`, `"u+x,go-w"`, `stat`'s `"rwxr-xr-x"`).
 //! User and group names are looked up in the tree's own `/etc/passwd`
 //! and `/etc/group` (the sandbox's `/`), never through the host's NSS.
@@ -26,7 +27,7 @@ pub(super) fn error(lua: &Lua, info: Option<&str>, code: i32) -> Result<MultiVal
         Some(i) => format!("{i}: {text}"),
         None => text,
     };
-    (Value::Nil, text, code).into_lua_multi(lua)
+    (Value::Nil, text, f64::from(code)).into_lua_multi(lua)
 }
 
 /// lposix's `pushresult`: the value, or the error when it is -1.
@@ -34,7 +35,7 @@ fn result(lua: &Lua, r: i64, info: Option<&str>) -> Result<MultiValue> {
     if r == -1 {
         error(lua, info, errno())
     } else {
-        r.into_lua_multi(lua)
+        (r as f64).into_lua_multi(lua)
     }
 }
 
@@ -220,15 +221,15 @@ fn stat_table(lua: &Lua, st: &libc::stat) -> Result<Table> {
         _ => "?",
     };
     t.set("mode", mode_string(st.st_mode))?;
-    t.set("ino", st.st_ino as i64)?;
-    t.set("dev", st.st_dev as i64)?;
-    t.set("nlink", st.st_nlink as i64)?;
-    t.set("uid", i64::from(st.st_uid))?;
-    t.set("gid", i64::from(st.st_gid))?;
-    t.set("size", st.st_size)?;
-    t.set("atime", st.st_atime)?;
-    t.set("mtime", st.st_mtime)?;
-    t.set("ctime", st.st_ctime)?;
+    t.set("ino", st.st_ino as f64)?;
+    t.set("dev", st.st_dev as f64)?;
+    t.set("nlink", st.st_nlink as f64)?;
+    t.set("uid", f64::from(st.st_uid))?;
+    t.set("gid", f64::from(st.st_gid))?;
+    t.set("size", st.st_size as f64)?;
+    t.set("atime", st.st_atime as f64)?;
+    t.set("mtime", st.st_mtime as f64)?;
+    t.set("ctime", st.st_ctime as f64)?;
     t.set("type", kind)?;
     Ok(t)
 }
@@ -323,7 +324,8 @@ pub(super) fn module(lua: &Lua) -> Result<Table> {
     })?;
     add(lua, &t, "errno", |lua, ()| {
         let e = errno();
-        (std::io::Error::from_raw_os_error(e).to_string(), e).into_lua_multi(lua)
+        let text = error(lua, None, e)?.into_iter().nth(1);
+        (text, f64::from(e)).into_lua_multi(lua)
     })?;
     add(
         lua,
@@ -351,7 +353,7 @@ pub(super) fn module(lua: &Lua) -> Result<Table> {
     })?;
     add(lua, &t, "sleep", |_, secs: u32| {
         // SAFETY: a plain int.
-        Ok(i64::from(unsafe { libc::sleep(secs) }))
+        Ok(f64::from(unsafe { libc::sleep(secs) }))
     })?;
     add(lua, &t, "getcwd", |lua, ()| match std::env::current_dir() {
         Ok(d) => {
@@ -404,7 +406,7 @@ pub(super) fn module(lua: &Lua) -> Result<Table> {
     })?;
     add(lua, &t, "getprocessid", |lua, sel: Option<String>| {
         // SAFETY: these calls cannot fail.
-        let ids: [(&str, i64); 7] = unsafe {
+        let ids: [(&str, f64); 7] = unsafe {
             [
                 ("egid", libc::getegid().into()),
                 ("euid", libc::geteuid().into()),
@@ -431,23 +433,12 @@ pub(super) fn module(lua: &Lua) -> Result<Table> {
             }
         }
     })?;
-    add(
-        lua,
-        &t,
-        "link",
-        |lua, (a, b, sym): (Bytes, Bytes, Option<bool>)| {
-            let (ca, cb) = (cstr(&a.as_bytes())?, cstr(&b.as_bytes())?);
-            // SAFETY: NUL-terminated paths.
-            let r = unsafe {
-                if sym.unwrap_or(false) {
-                    libc::symlink(ca.as_ptr(), cb.as_ptr())
-                } else {
-                    libc::link(ca.as_ptr(), cb.as_ptr())
-                }
-            };
-            result(lua, r.into(), Some(&b.to_string_lossy()))
-        },
-    )?;
+    add(lua, &t, "link", |lua, (a, b): (Bytes, Bytes)| {
+        let (ca, cb) = (cstr(&a.as_bytes())?, cstr(&b.as_bytes())?);
+        // SAFETY: NUL-terminated paths.
+        let r = unsafe { libc::link(ca.as_ptr(), cb.as_ptr()) };
+        result(lua, r.into(), Some(&b.to_string_lossy()))
+    })?;
     add(lua, &t, "symlink", |lua, (a, b): (Bytes, Bytes)| {
         let (ca, cb) = (cstr(&a.as_bytes())?, cstr(&b.as_bytes())?);
         // SAFETY: NUL-terminated paths.
@@ -473,11 +464,12 @@ pub(super) fn module(lua: &Lua) -> Result<Table> {
             result(lua, call(&c).into(), Some(&p.to_string_lossy()))
         })?;
     }
+    // lposix's `stat` does not follow a symbolic link.
     add(lua, &t, "stat", |lua, (p, sel): (Bytes, Option<String>)| {
         let c = cstr(&p.as_bytes())?;
         // SAFETY: a NUL-terminated path and a stat buffer of the right type.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        if unsafe { libc::stat(c.as_ptr(), &mut st) } == -1 {
+        if unsafe { libc::lstat(c.as_ptr(), &mut st) } == -1 {
             return error(lua, Some(&p.to_string_lossy()), errno());
         }
         let t = stat_table(lua, &st)?;

@@ -288,8 +288,8 @@ fn execute(lua: &Lua, prog: &str, args: &[String]) -> Result<MultiValue> {
     // SAFETY: flushing every C stream has no preconditions.
     unsafe { libc::fflush(std::ptr::null_mut()) };
     match std::process::Command::new(prog).args(args).status() {
-        Ok(st) if st.success() => 0.into_lua_multi(lua),
-        Ok(st) => (Value::Nil, "exit code", st.into_raw()).into_lua_multi(lua),
+        Ok(st) if st.success() => 0.0.into_lua_multi(lua),
+        Ok(st) => (Value::Nil, "exit code", f64::from(st.into_raw())).into_lua_multi(lua),
         Err(e) => super::posix::error(
             lua,
             Some("posix_spawnp"),

@@ -1,0 +1,227 @@
+//! rpm's built-in `<lua>` scriptlets, run by `assemble` inside the
+//! sandbox through cvmbuild's embedded Lua, compared with the real rpm
+//! (Debian's rpm 4.18 has Lua built in) installing the very same RPM
+//! files: a `%pretrans` making directories and links with `posix` in a
+//! tree that has no shell at all, a `%post` using `rpm.expand` and
+//! `io.open`, one reading `arg`, a failing `%post` (reported, the build
+//! goes on), a scriptlet trying to write on the host (it cannot), and a
+//! failing `%pre` (the build stops, naming package, scriptlet and the Lua
+//! error as rpm words it).
+
+use crate::scriptlets_sandbox::{all_logs, listing, realize, spec};
+use crate::support::rpmrepo::{build_repo, Pkg, RepoOptions};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A unique host path a scriptlet tries to write (it must not appear).
+fn host_marker(tmp: &Path) -> PathBuf {
+    tmp.join("lua-host-marker")
+}
+
+/// Scriptlet bodies go through rpmbuild's macro expansion: `%%` leaves
+/// a `%` for the scriptlet's own `rpm.expand` at install time.
+fn packages(tmp: &Path) -> Vec<Pkg> {
+    let marker = host_marker(tmp);
+    vec![
+        Pkg::new("base", "1.0", "1")
+            .file("/usr/share/base/readme", b"base\n")
+            .script(
+                "pretrans -p <lua>",
+                r#"posix.mkdir("/usr")
+posix.mkdir("/usr/bin")
+posix.mkdir("/usr/lib64")
+posix.symlink("usr/bin", "/bin")
+posix.symlink("usr/lib64", "/lib64")
+posix.mkdir("/run")
+posix.mkdir("/var")
+assert(posix.symlink("../run", "/var/run"))
+assert(posix.stat("/var/run", "type") == "link")
+assert(posix.readlink("/bin") == "usr/bin")
+assert(posix.chmod("/run", "755") == 0)
+print("base made the layout")"#,
+            ),
+        Pkg::new("luapost", "1.0", "1").script(
+            "post -p <lua>",
+            r#"local path = rpm.expand("%%{_sysconfdir}/luapost.conf")
+posix.mkdir(rpm.expand("%%{_sysconfdir}"))
+rpm.define("luapost_greeting hello from %%{_datadir}")
+local f = assert(io.open(path, "w"))
+f:write(rpm.expand("%%{_prefix} %%{_bindir} %%{_libdir} %%{_localstatedir} %%_sbindir %%%%\n"))
+f:write(rpm.expand("%%{luapost_greeting} [%%{?nosuch:x}] %%{!?nosuch:unset}\n"))
+f:write(tostring(rpm.isdefined("luapost_greeting")), " ", rpm.vercmp("1.0-1", "1.0-2"), " ", rpm.vercmp("2:1", "1:9"), "\n")
+f:close()
+assert(posix.chmod(path, "640") == 0)
+io.write("luapost wrote ", path, "\n")"#,
+        ),
+        Pkg::new("luaarg", "1.0", "1").script(
+            "post -p <lua>",
+            r#"posix.mkdir("/var/lib")
+posix.mkdir("/var/lib/luaarg")
+local f = assert(io.open("/var/lib/luaarg/args", "w"))
+f:write(#arg, " ", arg[1], " ", tostring(arg[2]), " ", type(arg[2]), "\n")
+f:close()
+if arg[2] == 1 then print("luaarg: fresh install") end"#,
+        ),
+        Pkg::new("luabadpost", "1.0", "1")
+            .file("/usr/share/luabadpost/f", b"f\n")
+            .script("post -p <lua>", "print(\"about to fail\")\nerror(\"lua-post-boom\")"),
+        Pkg::new("luaescape", "1.0", "1").script(
+            "post -p <lua>",
+            &format!(
+                r#"local host = io.open("{m}", "w")
+local exe = io.open("/dev/.cvmbuild-host/cvmbuild", "a")
+local f = assert(io.open("/escape-lua", "w"))
+f:write(tostring(host ~= nil), " ", tostring(exe ~= nil), "\n")
+f:close()"#,
+                m = marker.display()
+            ),
+        ),
+    ]
+}
+
+fn rpm_install(root: &Path, rpms: &[PathBuf]) -> Output {
+    std::fs::create_dir_all(root).unwrap();
+    Command::new("rpm")
+        .arg("--root")
+        .arg(root)
+        .args(["--dbpath", "/var/lib/rpm", "-i", "--nodeps"])
+        .args(rpms)
+        .output()
+        .unwrap()
+}
+
+fn rpms_in(repo: &Path, names: &[&str]) -> Vec<PathBuf> {
+    let mut rpms: Vec<PathBuf> = std::fs::read_dir(repo)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.ends_with(".rpm") && names.iter().any(|w| n.starts_with(&format!("{w}-")))
+        })
+        .collect();
+    rpms.sort();
+    assert_eq!(rpms.len(), names.len(), "{rpms:?}");
+    rpms
+}
+
+#[test]
+fn lua_scriptlets_run_in_the_sandbox_and_match_rpm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let repo = t.join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    build_repo(&repo, &packages(t), &RepoOptions::default());
+    let names = ["base", "luapost", "luaarg", "luabadpost", "luaescape"];
+
+    let s = spec(t, &names, "");
+    let ours = t.join("ours");
+    let out = realize(t, &s, &ours);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "realize failed:\n{err}");
+
+    // No shell anywhere: the layout comes from the Lua %pretrans.
+    assert!(!ours.join("usr/bin/sh").exists());
+    assert_eq!(
+        std::fs::read_link(ours.join("bin")).unwrap(),
+        Path::new("usr/bin")
+    );
+    assert_eq!(
+        std::fs::read_link(ours.join("var/run")).unwrap(),
+        Path::new("../run")
+    );
+    assert_eq!(
+        std::fs::read_to_string(ours.join("etc/luapost.conf")).unwrap(),
+        "/usr /usr/bin /usr/lib64 /var /usr/sbin %\n\
+         hello from /usr/share [] unset\ntrue -1 1\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ours.join("var/lib/luaarg/args")).unwrap(),
+        "2 <lua> 1 number\n"
+    );
+    // Neither the host nor the interpreter bound into the sandbox.
+    assert_eq!(
+        std::fs::read_to_string(ours.join("escape-lua")).unwrap(),
+        "false false\n"
+    );
+    assert!(!host_marker(t).exists(), "the scriptlet wrote on the host");
+    assert!(!ours.join("dev").exists() && !ours.join("proc").exists());
+
+    // Output and the failing %post, named, in the build log.
+    let logs = all_logs(t);
+    for line in [
+        "base-1.0-1.noarch %pretrans: base made the layout",
+        "luapost-1.0-1.noarch %post: luapost wrote /etc/luapost.conf",
+        "luaarg-1.0-1.noarch %post: luaarg: fresh install",
+        "luabadpost-1.0-1.noarch %post: about to fail",
+        "luabadpost-1.0-1.noarch %post: error: lua script failed: \
+         [string \"%post(luabadpost-1.0-1.noarch)\"]:2: lua-post-boom",
+        "luabadpost-1.0-1.noarch %post: exited with status 1; continuing",
+    ] {
+        assert!(logs.contains(line), "log lacks {line:?}:\n{logs}");
+    }
+
+    // The peer: rpm itself, its own Lua, the very same RPM files.
+    let peer = t.join("peer");
+    let st = rpm_install(&peer, &rpms_in(&repo, &names));
+    let rpm_err = String::from_utf8_lossy(&st.stderr);
+    assert!(
+        rpm_err.contains(
+            "lua script failed: [string \"%post(luabadpost-1.0-1.noarch)\"]:2: lua-post-boom"
+        ),
+        "{rpm_err}"
+    );
+    // rpm's scratch directory for scriptlet files, if it made one.
+    let _ = std::fs::remove_dir(peer.join("var/tmp"));
+    let (a, b) = (listing(&ours), listing(&peer));
+    let only = |x: &std::collections::BTreeMap<String, String>,
+                y: &std::collections::BTreeMap<String, String>| {
+        x.iter()
+            .filter(|(k, v)| y.get(*k) != Some(v))
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        a == b,
+        "trees differ:\nonly/different in ours: {:#?}\nonly/different in rpm's: {:#?}",
+        only(&a, &b),
+        only(&b, &a)
+    );
+}
+
+#[test]
+fn failing_lua_pre_stops_the_build_with_the_lua_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let repo = t.join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let mut pkgs = packages(t);
+    pkgs.push(
+        Pkg::new("luabadpre", "2.0", "1")
+            .file("/usr/share/luabadpre/f", b"f\n")
+            .script(
+                "pre -p <lua>",
+                "print(\"checking\")\nerror(\"lua-pre-boom\")",
+            ),
+    );
+    build_repo(&repo, &pkgs, &RepoOptions::default());
+
+    let s = spec(t, &["base", "luabadpre"], "");
+    let out = realize(t, &s, &t.join("bad"));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "a failing %pre must stop the build");
+    assert!(
+        err.contains("luabadpre-2.0-1.noarch: %pre scriptlet exited with status 1"),
+        "{err}"
+    );
+    assert!(err.contains("checking"), "{err}");
+    // rpm's words for the same failure.
+    let lua_err = "lua script failed: [string \"%prein(luabadpre-2.0-1.noarch)\"]:2: lua-pre-boom";
+    assert!(err.contains(lua_err), "{err}");
+    assert!(!t.join("bad").exists(), "nothing exported");
+
+    let st = rpm_install(&t.join("peer"), &rpms_in(&repo, &["luabadpre"]));
+    assert!(!st.status.success());
+    let rpm_err = String::from_utf8_lossy(&st.stderr);
+    assert!(rpm_err.contains(lua_err), "{rpm_err}");
+    assert!(!t.join("peer/usr/share/luabadpre").exists());
+}
