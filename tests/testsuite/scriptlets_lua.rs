@@ -59,6 +59,13 @@ io.write("luapost wrote ", path, "\n")"#,
 posix.mkdir("/var/lib/luaarg")
 local f = assert(io.open("/var/lib/luaarg/args", "w"))
 f:write(#arg, " ", arg[1], " ", tostring(arg[2]), " ", type(arg[2]), "\n")
+local function show(...)
+  local t = table.pack(...)
+  for i = 1, t.n do t[i] = tostring(t[i]) end
+  return table.concat(t, " ")
+end
+f:write(show(posix.mkdir("/run")), "\n", show(rpm.execute("/no/such")), "\n")
+f:write(show(posix.stat("/run", "mode")), " ", show(posix.access("/run", "rw")), "\n")
 f:close()
 if arg[2] == 1 then print("luaarg: fresh install") end"#,
         ),
@@ -136,7 +143,10 @@ fn lua_scriptlets_run_in_the_sandbox_and_match_rpm() {
     );
     assert_eq!(
         std::fs::read_to_string(ours.join("var/lib/luaarg/args")).unwrap(),
-        "2 <lua> 1 number\n"
+        "2 <lua> 1 number\n\
+         nil /run: File exists 17.0\n\
+         nil posix_spawnp: No such file or directory 2.0\n\
+         rwxr-xr-x 0.0\n"
     );
     // Neither the host nor the interpreter bound into the sandbox.
     assert_eq!(
