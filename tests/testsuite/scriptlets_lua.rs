@@ -235,3 +235,78 @@ fn failing_lua_pre_stops_the_build_with_the_lua_error() {
     assert!(rpm_err.contains(lua_err), "{rpm_err}");
     assert!(!t.join("peer/usr/share/luabadpre").exists());
 }
+
+/// The patterns of real `<lua>` scriptlets (setup's and glibc's `%post`):
+/// `posix.fork`/`exec`/`wait` with `redirect2null`, `rpm.execute`,
+/// `posix.access` before running a helper, `os.remove`, against rpm.
+#[test]
+fn fork_exec_and_execute_as_distribution_scriptlets_use_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let repo = t.join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let mut shell = Pkg::new("shell", "1.0", "1")
+        .arch("x86_64")
+        .copy("/bin/busybox", "/bin/busybox", 0o755)
+        .file("/etc/passwd.rpmnew", b"stale\n")
+        .dir("/var/lib/helpers");
+    for a in ["sh", "echo", "touch"] {
+        shell = shell.symlink(&format!("/bin/{a}"), "busybox");
+    }
+    let pkgs = vec![
+        shell,
+        Pkg::new("helpers", "1.0", "1")
+            .preamble("Requires(post): shell")
+            .script(
+                "post -p <lua>",
+                r#"local function post_exec(program, ...)
+  local pid = posix.fork()
+  if pid == 0 then
+    posix.redirect2null(2)
+    assert(posix.exec(program, ...))
+  elseif pid > 0 then
+    posix.wait(pid)
+  end
+end
+if posix.access("/bin/busybox", "x") then
+  post_exec("/bin/busybox", "sh", "-c", "echo forked $1 > /var/lib/helpers/forked", "sh", "x")
+end
+if posix.access("/usr/bin/newaliases", "x") then
+  post_exec("/usr/bin/newaliases")
+end
+local r = rpm.execute("/bin/touch", "/var/lib/helpers/executed")
+local f = assert(io.open("/var/lib/helpers/results", "w"))
+f:write(tostring(r), " ", tostring(rpm.execute("/bin/sh", "-c", "exit 3")), "\n")
+f:close()
+for _, name in ipairs({"passwd", "shadow"}) do
+  os.remove("/etc/" .. name .. ".rpmnew")
+end
+print("helpers ran")"#,
+            ),
+    ];
+    build_repo(&repo, &pkgs, &RepoOptions::default());
+
+    let s = spec(t, &["shell", "helpers"], "");
+    let ours = t.join("ours");
+    let out = realize(t, &s, &ours);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "realize failed:\n{err}");
+    let helpers = ours.join("var/lib/helpers");
+    assert_eq!(
+        std::fs::read_to_string(helpers.join("forked")).unwrap(),
+        "forked x\n"
+    );
+    assert!(helpers.join("executed").is_file());
+    assert_eq!(
+        std::fs::read_to_string(helpers.join("results")).unwrap(),
+        "0.0 nil\n"
+    );
+    assert!(!ours.join("etc/passwd.rpmnew").exists());
+    assert!(all_logs(t).contains("helpers-1.0-1.noarch %post: helpers ran"));
+
+    let peer = t.join("peer");
+    let st = rpm_install(&peer, &rpms_in(&repo, &["shell", "helpers"]));
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let _ = std::fs::remove_dir(peer.join("var/tmp"));
+    assert_eq!(listing(&ours), listing(&peer));
+}
