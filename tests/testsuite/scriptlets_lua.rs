@@ -67,7 +67,10 @@ end
 f:write(show(posix.mkdir("/run")), "\n", show(rpm.execute("/no/such")), "\n")
 f:write(show(posix.stat("/run", "mode")), " ", show(posix.access("/run", "rw")), "\n")
 f:close()
-if arg[2] == 1 then print("luaarg: fresh install") end"#,
+if arg[2] == 1 then print("luaarg: fresh install") end
+local g = assert(io.open("/var/lib/luaarg/random", "w"))
+g:write(math.random(1, 1000000000), "\n")
+g:close()"#,
         ),
         Pkg::new("luabadpost", "1.0", "1")
             .file("/usr/share/luabadpost/f", b"f\n")
@@ -154,6 +157,7 @@ fn lua_scriptlets_run_in_the_sandbox_and_match_rpm() {
         "false false\n"
     );
     assert!(!host_marker(t).exists(), "the scriptlet wrote on the host");
+    let random = std::fs::read_to_string(ours.join("var/lib/luaarg/random")).unwrap();
     assert!(!ours.join("dev").exists() && !ours.join("proc").exists());
 
     // Output and the failing %post, named, in the build log.
@@ -182,7 +186,11 @@ fn lua_scriptlets_run_in_the_sandbox_and_match_rpm() {
     );
     // rpm's scratch directory for scriptlet files, if it made one.
     let _ = std::fs::remove_dir(peer.join("var/tmp"));
-    let (a, b) = (listing(&ours), listing(&peer));
+    // rpm seeds `math.random` from the clock, cvmbuild from the epoch.
+    let mut a = listing(&ours);
+    let mut b = listing(&peer);
+    assert!(a.remove("var/lib/luaarg/random").is_some());
+    assert!(b.remove("var/lib/luaarg/random").is_some());
     let only = |x: &std::collections::BTreeMap<String, String>,
                 y: &std::collections::BTreeMap<String, String>| {
         x.iter()
@@ -196,6 +204,19 @@ fn lua_scriptlets_run_in_the_sandbox_and_match_rpm() {
         only(&a, &b),
         only(&b, &a)
     );
+
+    // A build from scratch draws the same random number, and the same tree.
+    let t2 = tempfile::tempdir().unwrap();
+    std::fs::create_dir(t2.path().join("repo")).unwrap();
+    crate::support::cli::copy_dir(&repo, &t2.path().join("repo"));
+    let s2 = spec(t2.path(), &names, "");
+    let ours2 = t2.path().join("ours");
+    assert!(realize(t2.path(), &s2, &ours2).status.success());
+    assert_eq!(
+        std::fs::read_to_string(ours2.join("var/lib/luaarg/random")).unwrap(),
+        random
+    );
+    assert_eq!(listing(&ours), listing(&ours2));
 }
 
 #[test]
@@ -306,7 +327,11 @@ print("helpers ran")"#,
 
     let peer = t.join("peer");
     let st = rpm_install(&peer, &rpms_in(&repo, &["shell", "helpers"]));
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     let _ = std::fs::remove_dir(peer.join("var/tmp"));
     assert_eq!(listing(&ours), listing(&peer));
 }

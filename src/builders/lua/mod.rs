@@ -208,6 +208,14 @@ fn scriptlet(args: &[OsString]) -> i32 {
         lua.globals().set("arg", arg)?;
         lua.globals().set("posix", posix::module(&lua)?)?;
         rpm::install(&lua)?;
+        // Lua seeds `math.random` from the clock and addresses; the build
+        // seeds it from SOURCE_DATE_EPOCH so the same inputs draw the same.
+        let seed = std::env::var("SOURCE_DATE_EPOCH")
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+            .unwrap_or(0);
+        let math: mlua::Table = lua.globals().get("math")?;
+        math.get::<mlua::Function>("randomseed")?.call::<()>(seed)?;
         lua.load(&body[..]).set_name(name.to_string_lossy()).exec()
     };
     let result = run();
