@@ -26,6 +26,7 @@ mod rpm;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use mlua::{Lua, Value};
 
@@ -68,9 +69,29 @@ fn rpm_tag(kind: &str) -> &str {
     }
 }
 
+/// The binds and argv prefix for this executable, found once per process
+/// (reading a 60 MB debug build for every scriptlet would dominate).
+static HOST: OnceLock<Launch> = OnceLock::new();
+
 impl Launch {
     /// The launch of `nevra`'s `%kind` scriptlet by this very executable.
     pub fn new(nevra: &str, kind: &str) -> Result<Launch, LuaError> {
+        let host = match HOST.get() {
+            Some(h) => h,
+            None => {
+                let h = Launch::host()?;
+                HOST.get_or_init(|| h)
+            }
+        };
+        let mut argv = host.argv.clone();
+        argv.push(format!("%{}({nevra})", rpm_tag(kind)));
+        Ok(Launch {
+            bwrap_args: host.bwrap_args.clone(),
+            argv,
+        })
+    }
+
+    fn host() -> Result<Launch, LuaError> {
         let exe_path = PathBuf::from("/proc/self/exe");
         let exe = std::fs::canonicalize(&exe_path).map_err(|source| LuaError::Io {
             path: exe_path,
@@ -109,11 +130,7 @@ impl Launch {
                 lib_dir,
             ]);
         }
-        argv.extend([
-            host_exe,
-            MODE.into(),
-            format!("%{}({nevra})", rpm_tag(kind)),
-        ]);
+        argv.extend([host_exe, MODE.into()]);
         Ok(Launch { bwrap_args, argv })
     }
 }
@@ -173,9 +190,16 @@ fn loaded_libraries(exe: &Path) -> Result<BTreeMap<String, PathBuf>, LuaError> {
 
 /// `Some(exit status)` when this process was started in [`MODE`].
 pub fn dispatch() -> Option<i32> {
-    let mut args = std::env::args_os().skip(1);
+    let mut args = std::env::args_os();
+    let argv0 = args.next()?;
     if args.next()? != MODE {
         return None;
+    }
+    // Package code never runs on the host: only the sandbox starts the
+    // executable under this name.
+    if argv0 != Path::new(HOST_DIR).join("cvmbuild").as_os_str() {
+        eprintln!("cvmbuild: {MODE} runs only inside the scriptlet sandbox");
+        return Some(2);
     }
     Some(scriptlet(&args.collect::<Vec<_>>()))
 }
