@@ -4,9 +4,10 @@
 //! files: a `%pretrans` making directories and links with `posix` in a
 //! tree that has no shell at all, a `%post` using `rpm.expand` and
 //! `io.open`, one reading `arg`, a failing `%post` (reported, the build
-//! goes on), a scriptlet trying to write on the host (it cannot), and a
+//! goes on), a scriptlet trying to write on the host (it cannot), a
 //! failing `%pre` (the build stops, naming package, scriptlet and the Lua
-//! error as rpm words it).
+//! error as rpm words it), a Lua loop killed at the time limit, and the
+//! fork/exec/execute patterns of distribution scriptlets.
 
 use crate::scriptlets_sandbox::{all_logs, listing, realize, spec};
 use crate::support::rpmrepo::{build_repo, Pkg, RepoOptions};
@@ -220,7 +221,7 @@ fn lua_scriptlets_run_in_the_sandbox_and_match_rpm() {
 }
 
 #[test]
-fn failing_lua_pre_stops_the_build_with_the_lua_error() {
+fn failing_or_hanging_lua_pre_stops_the_build_naming_the_lua_error() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
     let repo = t.join("repo");
@@ -234,7 +235,32 @@ fn failing_lua_pre_stops_the_build_with_the_lua_error() {
                 "print(\"checking\")\nerror(\"lua-pre-boom\")",
             ),
     );
+    pkgs.push(Pkg::new("luahang", "1.0", "1").script("pre -p <lua>", "while true do end"));
     build_repo(&repo, &pkgs, &RepoOptions::default());
+
+    // A Lua loop is killed at the time limit like any scriptlet, and its
+    // interpreter does not outlive the sandbox.
+    let s = spec(t, &["luahang"], "");
+    let out = crate::support::cvmbuild(t)
+        .env("CVMBUILD_SCRIPTLET_TIMEOUT", "2")
+        .arg("realize")
+        .arg(&s)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("luahang-1.0-1.noarch: %pre scriptlet was killed after the time limit of 2 s"),
+        "{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("%prein(luahang-1.0-1.noarch)"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 
     let s = spec(t, &["base", "luabadpre"], "");
     let out = realize(t, &s, &t.join("bad"));
