@@ -12,11 +12,16 @@
 //! and `--inhibit-cache`: the tree's `ld.so.cache` and libraries are never
 //! consulted.
 //!
+//! The executable that runs `assemble` must be one whose `main` calls
+//! [`dispatch`] first (cvmbuild's does); the mode refuses to start
+//! anywhere but at its path inside the sandbox.
+//!
 //! Inside, a Lua 5.4 state gets what rpm 4.18 gives a scriptlet: the
-//! standard libraries, `arg` (`arg[1]` is `"<lua>"`, `arg[2]` the `$1`
+//! standard libraries (mlua's safe set: no `debug`, no C modules), `arg` (`arg[1]` is `"<lua>"`, `arg[2]` the `$1`
 //! number, as rpm ≥ 4.17 passes them), the `posix` module ([`posix`]),
 //! the `rpm` module and the `macros` table ([`rpm`]). `print` and
-//! `io.write` go to the scriptlet's output. A Lua error is printed as rpm
+//! `io.write` go to the scriptlet's output; `math.random` is seeded from
+//! `SOURCE_DATE_EPOCH`. A Lua error is printed as rpm
 //! prints it (`lua script failed: …`) and is the scriptlet's failure
 //! (exit status 1), which `scriptlets` treats by rpm's rules.
 
