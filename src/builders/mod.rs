@@ -17,6 +17,7 @@ pub mod filecaps;
 pub mod image;
 pub mod initrd;
 pub mod kernel;
+pub mod lua;
 pub mod meta_rpm;
 pub mod publish;
 pub mod rootfs;

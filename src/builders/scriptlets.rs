@@ -242,11 +242,16 @@ fn run_one(
     } else {
         s.program.clone()
     };
+    let mut host_binds = Vec::new();
     if argv[0] == "<lua>" {
-        return Ok(Err((
-            "uses rpm's built-in Lua, which cvmbuild does not run".into(),
-            String::new(),
-        )));
+        // An empty Lua chunk does nothing.
+        if s.body.is_empty() {
+            return Ok(Ok(()));
+        }
+        let launch = super::lua::Launch::new(&p.nevra, &s.kind)
+            .map_err(|e| ScriptletError::Sandbox(e.to_string()))?;
+        host_binds = launch.bwrap_args;
+        argv = launch.argv;
     }
     if !argv[0].starts_with('/') {
         return Ok(Err((
@@ -275,6 +280,7 @@ fn run_one(
         .arg("--ro-bind")
         .arg(&script)
         .arg(SCRIPT_PATH)
+        .args(&host_binds)
         .args(["--unshare-all", "--die-with-parent", "--new-session"])
         .args(["--clearenv", "--chdir", "/"])
         .args(["--setenv", "PATH", PATH, "--setenv", "LANG", "C"])

@@ -67,7 +67,7 @@ fn packages(tmp: &Path, port: u16) -> Vec<Pkg> {
     ]
 }
 
-fn spec(dir: &Path, packages: &[&str], extra: &str) -> PathBuf {
+pub(crate) fn spec(dir: &Path, packages: &[&str], extra: &str) -> PathBuf {
     let list: Vec<String> = packages.iter().map(|p| format!("\"{p}\"")).collect();
     let text = format!(
         r#"let r = repo {{ name = "r", url = "repo" }}
@@ -87,7 +87,7 @@ branch main = release {{
     p
 }
 
-fn realize(dir: &Path, spec: &Path, out: &Path) -> Output {
+pub(crate) fn realize(dir: &Path, spec: &Path, out: &Path) -> Output {
     crate::support::cvmbuild(dir)
         .arg("realize")
         .arg(spec)
@@ -99,7 +99,7 @@ fn realize(dir: &Path, spec: &Path, out: &Path) -> Output {
 
 /// Every path below `root` (but rpm's database and logs) with its kind,
 /// permission bits, and content or target.
-fn listing(root: &Path) -> BTreeMap<String, String> {
+pub(crate) fn listing(root: &Path) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     fn walk(root: &Path, dir: &Path, m: &mut BTreeMap<String, String>) {
         let mut names: Vec<_> = std::fs::read_dir(dir)
@@ -143,7 +143,7 @@ fn md5ish(b: &[u8]) -> u64 {
 }
 
 /// Every build log under `dir` (the sandboxed store's `logs/`).
-fn all_logs(dir: &Path) -> String {
+pub(crate) fn all_logs(dir: &Path) -> String {
     let out = Command::new("sh")
         .arg("-c")
         .arg("find . -path '*/logs/*.log' -exec cat {} +")
