@@ -93,10 +93,16 @@ fn make_repo(dir: &Path) {
     let pkgs: Vec<Pkg> = ["a", "b"]
         .iter()
         .map(|r| {
-            Pkg::new(&format!("release-{r}"), "1.0", "1").file(
-                "/etc/cernvm-release",
-                format!("ucernvm-release-{}\n", r.to_uppercase()).as_bytes(),
-            )
+            Pkg::new(&format!("release-{r}"), "1.0", "1")
+                .file(
+                    "/etc/cernvm-release",
+                    format!("ucernvm-release-{}\n", r.to_uppercase()).as_bytes(),
+                )
+                // Read by the OS only after its shutdown sweep.
+                .file(
+                    "/usr/share/release/probe",
+                    format!("served after the sweep ({})\n", r.to_uppercase()).as_bytes(),
+                )
         })
         .collect();
     build_rpms(&pkgs, &dir.join("Packages"));
@@ -542,6 +548,12 @@ fn one_iso_boots_each_branch_from_cvmfs_pins_updates_and_shuts_down_clean() {
     assert_eq!(data(&nginx_a).len(), fetched_a.len(), "{nginx_a}");
     // The OS ran the boot loader's shutdown step: the scratch disk was
     // left clean.
+    // The client lived through the OS's shutdown sweep (argv[0] `@…`)
+    // and served a file first read after it.
+    assert!(
+        serial.contains("CVMBUILD-SWEEP survived, read: served after the sweep (A)"),
+        "{serial}"
+    );
     assert!(
         serial.contains("ucernvm: the client let go of its cache")
             && serial.contains("ucernvm: scratch disk read-only, clean"),
