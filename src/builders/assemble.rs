@@ -384,6 +384,7 @@ pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
         let (tree, report) = super::scriptlets::run(
             cx.store,
             &a.tree,
+            &a.owners,
             &transaction,
             epoch,
             super::scriptlets::time_limit(),

@@ -4,19 +4,18 @@
 //! minimal `/dev` and `/proc`, a fixed environment and a time limit.
 //!
 //! The transaction follows rpm's order for a fresh install: `%pretrans`
-//! of every package, then package by package (dependency order) `%pre`
-//! and `%post`, then `%posttrans` of every package; `$1` is 1. One
-//! difference stays: the assembled tree already holds every package's
-//! files when the first scriptlet runs, where rpm unpacks a package's
-//! files between its `%pre` and `%post`.
+//! of every package (before any file is on disk), then package by
+//! package (dependency order) `%pre`, that package's files, `%post`, then
+//! `%posttrans` of every package; `$1` is 1.
 //!
 //! A failing `%pretrans` or `%pre` stops the build (rpm does not install
 //! that package); a failing `%post` or `%posttrans` is reported and the
 //! transaction goes on, as in rpm.
 //!
-//! The tree is materialised into a temporary directory (copies, never
-//! links into the store), the scriptlets run, and the directory is read
-//! back as a tree: an entry whose inode and change time did not move keeps
+//! The assembled tree is materialised into a staging directory (copies,
+//! never links into the store) and moved into the root package by
+//! package as the transaction goes; the root is then read back as a
+//! tree: an entry that did not change since it was placed keeps
 //! its stored entry exactly (owner, setuid bits, capabilities, flags);
 //! anything new or changed is read from disk, owned by the name the tree's
 //! own `/etc/passwd` and `/etc/group` give its ids.
@@ -176,33 +175,86 @@ pub fn order(pkgs: &[Package]) -> Vec<usize> {
     out
 }
 
-/// Runs the transaction's scriptlets in the tree `root`; returns the tree
-/// after them. `epoch` is `SOURCE_DATE_EPOCH`.
+/// Runs the transaction in the tree `root`, whose paths `owners` maps to
+/// the packages shipping them; returns the tree after it. `epoch` is
+/// `SOURCE_DATE_EPOCH`.
 pub fn run(
     store: &dyn Store,
     root: &Hash,
+    owners: &BTreeMap<String, Vec<String>>,
     pkgs: &[Package],
     epoch: i64,
     limit: Duration,
 ) -> Result<(Hash, Report), ScriptletError> {
     let tmp = tempfile::tempdir().map_err(io_err(Path::new("temporary directory")))?;
+    let stage = tmp.path().join("stage");
+    store::export_tree_copies(store, root, &stage)?;
     let dir = tmp.path().join("root");
-    store::export_tree_copies(store, root, &dir)?;
-    let snapshot = snapshot(&dir)?;
-    let mut report = Report::default();
+    fs::create_dir(&dir).map_err(io_err(&dir))?;
+    let mut tx = Transaction {
+        stage,
+        dir,
+        tmp: tmp.path(),
+        snap: Snapshot::new(),
+        epoch,
+        limit,
+        report: Report::default(),
+    };
     let seq = order(pkgs);
-    let mut steps: Vec<(usize, &str)> = Vec::new();
-    for phase in [&["pretrans"][..], &["pre", "post"], &["posttrans"]] {
-        for &i in &seq {
-            for k in phase {
-                steps.push((i, k));
-            }
+    // Each path is placed with the first package (in install order)
+    // shipping it; paths no package ships (the rpm database) come first,
+    // as rpm opens its database before the transaction.
+    let rank: HashMap<&str, usize> = seq
+        .iter()
+        .enumerate()
+        .map(|(r, &i)| (pkgs[i].nevra.as_str(), r))
+        .collect();
+    let mut files: Vec<Vec<&str>> = vec![Vec::new(); pkgs.len()];
+    let mut unowned = Vec::new();
+    for (path, by) in owners {
+        match by.iter().filter_map(|n| rank.get(n.as_str())).min() {
+            Some(&r) => files[seq[r]].push(path.as_str()),
+            None => unowned.push(path.as_str()),
         }
     }
-    for (i, kind) in steps {
+    tx.place(&unowned)?;
+    for &i in &seq {
+        tx.scripts(&pkgs[i], "pretrans")?;
+    }
+    for &i in &seq {
         let p = &pkgs[i];
+        tx.scripts(p, "pre")?;
+        tx.place(&files[i])?;
+        tx.scripts(p, "post")?;
+    }
+    for &i in &seq {
+        tx.scripts(&pkgs[i], "posttrans")?;
+    }
+    let owners = Ids::read(&tx.dir);
+    let orig = store.get_tree(root)?;
+    let tree = import(store, &tx.dir, Some(&orig), "", &tx.snap, &owners)?;
+    Ok((tree, tx.report))
+}
+
+/// A transaction under way: the exported tree waiting in `stage`, the
+/// installed root `dir`, and what was placed there.
+struct Transaction<'a> {
+    stage: PathBuf,
+    dir: PathBuf,
+    tmp: &'a Path,
+    snap: Snapshot,
+    epoch: i64,
+    limit: Duration,
+    report: Report,
+}
+
+impl Transaction<'_> {
+    /// Runs the package's scriptlets of `kind`: a failing `%pretrans` or
+    /// `%pre` is the build's error, others are reported.
+    fn scripts(&mut self, p: &Package, kind: &str) -> Result<(), ScriptletError> {
         for s in p.scripts.iter().filter(|s| s.kind == kind) {
-            let result = run_one(&dir, tmp.path(), p, s, epoch, limit, &mut report)?;
+            let (dir, tmp, epoch, limit) = (&self.dir, self.tmp, self.epoch, self.limit);
+            let result = run_one(dir, tmp, p, s, epoch, limit, &mut self.report)?;
             if let Err((why, output)) = result {
                 if matches!(kind, "pre" | "pretrans") {
                     return Err(ScriptletError::Failed {
@@ -212,17 +264,99 @@ pub fn run(
                         output,
                     });
                 }
-                report
+                self.report
                     .log
                     .push(format!("{} %{kind}: {why}; continuing", p.nevra));
-                report.failed.push(format!("{} %{kind}: {why}", p.nevra));
+                self.report
+                    .failed
+                    .push(format!("{} %{kind}: {why}", p.nevra));
             }
         }
+        Ok(())
     }
-    let owners = Ids::read(&dir);
-    let orig = store.get_tree(root)?;
-    let tree = import(store, &dir, Some(&orig), "", &snapshot, &owners)?;
-    Ok((tree, report))
+
+    /// Moves `paths` (absolute, parents before children) from the stage
+    /// into the root, as rpm unpacks a package: a directory is made (or,
+    /// if a scriptlet made it, given the package's mode), anything else
+    /// replaces what is there. Missing parents are made as the stage has
+    /// them. Paths the export did not create (ghosts, devices) are left to
+    /// the import, which keeps their stored entries.
+    fn place(&mut self, paths: &[&str]) -> Result<(), ScriptletError> {
+        let mut placed = Vec::new();
+        for path in paths {
+            let rel = path.trim_start_matches('/');
+            let mut at = String::new();
+            for part in Path::new(rel).parent().into_iter().flat_map(Path::iter) {
+                if !at.is_empty() {
+                    at.push('/');
+                }
+                at.push_str(&part.to_string_lossy());
+                let dst = self.dir.join(&at);
+                if fs::symlink_metadata(&dst).is_err() {
+                    self.make_dir(&at)?;
+                    placed.push(at.clone());
+                }
+            }
+            let src = self.stage.join(rel);
+            let Ok(md) = fs::symlink_metadata(&src) else {
+                continue;
+            };
+            let dst = self.dir.join(rel);
+            let there = fs::symlink_metadata(&dst).ok();
+            if md.is_dir() {
+                match there {
+                    Some(t) if t.is_dir() => set_mode(&dst, md.mode())?,
+                    Some(_) => {
+                        fs::remove_file(&dst).map_err(io_err(&dst))?;
+                        self.make_dir(rel)?;
+                    }
+                    None => self.make_dir(rel)?,
+                }
+            } else if there.is_some_and(|t| t.is_dir()) {
+                return Err(ScriptletError::Io {
+                    path: PathBuf::from(path),
+                    source: std::io::Error::other(
+                        "a scriptlet made a directory where the package ships a file",
+                    ),
+                });
+            } else {
+                fs::rename(&src, &dst).map_err(io_err(&dst))?;
+            }
+            placed.push(rel.to_string());
+        }
+        // Stamped once all are placed: a later name of a hardlinked file
+        // changes the change time of the earlier ones.
+        for rel in placed {
+            self.stamp(&rel)?;
+            if let Some(parent) = Path::new(&rel)
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+            {
+                self.stamp(&parent.to_string_lossy())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn make_dir(&self, rel: &str) -> Result<(), ScriptletError> {
+        let dst = self.dir.join(rel);
+        let src = self.stage.join(rel);
+        let mode = fs::symlink_metadata(&src).map_or(0o755, |m| m.mode());
+        fs::create_dir(&dst).map_err(io_err(&dst))?;
+        set_mode(&dst, mode)
+    }
+
+    fn stamp(&mut self, rel: &str) -> Result<(), ScriptletError> {
+        let path = self.dir.join(rel);
+        let md = fs::symlink_metadata(&path).map_err(io_err(&path))?;
+        self.snap.insert(format!("/{rel}"), Stamp::of(&md));
+        Ok(())
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), ScriptletError> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o7777)).map_err(io_err(path))
 }
 
 type Outcome = Result<(), (String, String)>;
@@ -327,28 +461,45 @@ fn run_one(
     })
 }
 
-/// Per path below the root: inode and change time after the export.
-type Snapshot = HashMap<String, (u64, i64, i64)>;
+/// How a placed path looked when placed: a directory by its inode, mode
+/// and owner (its change time moves whenever a later package adds to it),
+/// anything else by inode and change time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stamp {
+    Dir {
+        ino: u64,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    Other {
+        ino: u64,
+        ctime: i64,
+        nsec: i64,
+    },
+}
 
-fn snapshot(dir: &Path) -> Result<Snapshot, ScriptletError> {
-    let mut s = Snapshot::new();
-    fn walk(dir: &Path, rel: &str, s: &mut Snapshot) -> Result<(), ScriptletError> {
-        for e in fs::read_dir(dir).map_err(io_err(dir))? {
-            let e = e.map_err(io_err(dir))?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            let path = e.path();
-            let md = fs::symlink_metadata(&path).map_err(io_err(&path))?;
-            let r = format!("{rel}/{name}");
-            s.insert(r.clone(), (md.ino(), md.ctime(), md.ctime_nsec()));
-            if md.is_dir() {
-                walk(&path, &r, s)?;
+impl Stamp {
+    fn of(md: &fs::Metadata) -> Stamp {
+        if md.is_dir() {
+            Stamp::Dir {
+                ino: md.ino(),
+                mode: md.mode(),
+                uid: md.uid(),
+                gid: md.gid(),
+            }
+        } else {
+            Stamp::Other {
+                ino: md.ino(),
+                ctime: md.ctime(),
+                nsec: md.ctime_nsec(),
             }
         }
-        Ok(())
     }
-    walk(dir, "", &mut s)?;
-    Ok(s)
 }
+
+/// Per placed path below the root (`/etc/passwd`): its [`Stamp`].
+type Snapshot = HashMap<String, Stamp>;
 
 /// User and group names by id, from the tree's own databases.
 struct Ids {
@@ -429,7 +580,7 @@ fn import(
             continue;
         }
         seen.insert(name.clone());
-        let untouched = snap.get(&r) == Some(&(md.ino(), md.ctime(), md.ctime_nsec()));
+        let untouched = snap.get(&r) == Some(&Stamp::of(&md));
         let entry = if md.is_dir() {
             let sub_orig = match old.map(|e| &e.node) {
                 Some(Node::Directory { tree }) => Some(store.get_tree(tree)?),

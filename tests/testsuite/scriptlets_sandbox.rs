@@ -4,7 +4,8 @@
 //! it, `%posttrans`, a failing `%post` (reported, the build goes on), a
 //! failing `%pre` (the build stops, naming package, scriptlet, output), a
 //! scriptlet trying to reach the network and the host's file system (it
-//! cannot), and `scriptlets = false`.
+//! cannot), package files placed between `%pre` and `%post`, and
+//! `scriptlets = false`.
 
 use crate::support::rpmrepo::{build_repo, Pkg, RepoOptions};
 use std::collections::BTreeMap;
@@ -49,6 +50,23 @@ fn packages(tmp: &Path, port: u16) -> Vec<Pkg> {
                  touch /var/lib/acct/owned\nchown svc:svc /var/lib/acct/owned",
             )
             .script("posttrans", "echo done > /etc/acct.posttrans"),
+        // Installed before `seer` (which requires it); `late` after it.
+        Pkg::new("early", "1.0", "1").file("/usr/share/early/data", b"early-data\n"),
+        Pkg::new("seer", "1.0", "1")
+            .preamble("Requires(pre): shell")
+            .preamble("Requires(post): shell")
+            .requires("early")
+            .file("/usr/share/seer/f", b"from-package\n")
+            .script("pre", "mkdir -p /usr/share/seer\necho from-pre > /usr/share/seer/f")
+            .script(
+                "post",
+                "{ cat /usr/share/early/data; cat /usr/share/seer/f\n\
+                 if [ -e /usr/share/late/data ]; then echo sees-late; else echo no-late; fi\n\
+                 } > /var/seer.post",
+            ),
+        Pkg::new("late", "1.0", "1")
+            .requires("seer")
+            .file("/usr/share/late/data", b"late-data\n"),
         Pkg::new("badpost", "1.0", "1")
             .preamble("Requires(post): shell")
             .file("/usr/share/badpost/f", b"f\n")
@@ -66,6 +84,11 @@ fn packages(tmp: &Path, port: u16) -> Vec<Pkg> {
             ),
     ]
 }
+
+/// The peer test's closure.
+const ALL: &[&str] = &[
+    "shell", "acct", "early", "seer", "late", "badpost", "escape",
+];
 
 fn spec(dir: &Path, packages: &[&str], extra: &str) -> PathBuf {
     let list: Vec<String> = packages.iter().map(|p| format!("\"{p}\"")).collect();
@@ -165,7 +188,7 @@ fn scriptlets_run_sandboxed_and_match_rpm_installing_the_same_files() {
     std::fs::create_dir(&repo).unwrap();
     build_repo(&repo, &packages(t, port), &RepoOptions::default());
 
-    let s = spec(t, &["shell", "acct", "badpost", "escape"], "");
+    let s = spec(t, ALL, "");
     let ours = t.join("ours");
     let out = realize(t, &s, &ours);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -185,6 +208,13 @@ fn scriptlets_run_sandboxed_and_match_rpm_installing_the_same_files() {
     assert_eq!(
         std::fs::read_to_string(ours.join("etc/acct.posttrans")).unwrap(),
         "done\n"
+    );
+    // A package's files are placed between its %pre and %post: %post
+    // sees the files of packages installed before it and its own (over
+    // what its %pre made there), not those of packages installed after.
+    assert_eq!(
+        std::fs::read_to_string(ours.join("var/seer.post")).unwrap(),
+        "early-data\nfrom-package\nno-late\n"
     );
     // No network, no host file system.
     assert_eq!(
@@ -280,7 +310,7 @@ fn scriptlets_run_sandboxed_and_match_rpm_installing_the_same_files() {
     let t2 = tempfile::tempdir().unwrap();
     std::fs::create_dir(t2.path().join("repo")).unwrap();
     crate::support::cli::copy_dir(&repo, &t2.path().join("repo"));
-    let s2 = spec(t2.path(), &["shell", "acct", "badpost", "escape"], "");
+    let s2 = spec(t2.path(), ALL, "");
     let ours2 = t2.path().join("ours");
     assert!(realize(t2.path(), &s2, &ours2).status.success());
     assert_eq!(listing(&ours), listing(&ours2));
