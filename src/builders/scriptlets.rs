@@ -28,8 +28,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::repo::evr::Evr;
 use crate::rpmdb::Deps;
 use crate::store::{self, Entry, Flags, Hash, Node, Store, Tree};
+
+pub mod triggers;
+use triggers::{Class, Trigger, When};
 
 /// The longest a scriptlet may run before the sandbox is killed.
 pub const TIME_LIMIT: Duration = Duration::from_secs(300);
@@ -53,7 +57,8 @@ const PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 /// One scriptlet of one package.
 #[derive(Clone, Debug)]
 pub struct Script {
-    /// `pretrans`, `pre`, `post` or `posttrans` (others are not run).
+    /// `pretrans`, `pre`, `post` or `posttrans` (others are not run), or
+    /// a trigger's section name (`triggerin`, `filetriggerin`).
     pub kind: String,
     /// The interpreter and its arguments; empty means `/bin/sh`.
     pub program: Vec<String>,
@@ -64,8 +69,11 @@ pub struct Script {
 #[derive(Clone, Debug)]
 pub struct Package {
     pub nevra: String,
+    /// The package's epoch, version and release, for versioned triggers.
+    pub evr: Option<Evr>,
     pub deps: Deps,
     pub scripts: Vec<Script>,
+    pub triggers: Vec<Trigger>,
 }
 
 /// What a run did, for the build log and the output's summary.
@@ -221,15 +229,22 @@ pub fn run(
     for &i in &seq {
         tx.scripts(&pkgs[i], "pretrans")?;
     }
+    let mut installed = Vec::new();
     for &i in &seq {
         let p = &pkgs[i];
+        tx.package_triggers(pkgs, i, &installed, When::PreIn)?;
         tx.scripts(p, "pre")?;
         tx.place(&files[i])?;
+        installed.push(i);
+        tx.file_triggers(pkgs, i, &installed, true)?;
         tx.scripts(p, "post")?;
+        tx.package_triggers(pkgs, i, &installed, When::In)?;
+        tx.file_triggers(pkgs, i, &installed, false)?;
     }
     for &i in &seq {
         tx.scripts(&pkgs[i], "posttrans")?;
     }
+    tx.trans_file_triggers(pkgs, &installed)?;
     let owners = Ids::read(&tx.dir);
     let orig = store.get_tree(root)?;
     let tree = import(store, &tx.dir, Some(&orig), "", &tx.snap, &owners)?;
@@ -249,27 +264,150 @@ struct Transaction<'a> {
 }
 
 impl Transaction<'_> {
-    /// Runs the package's scriptlets of `kind`: a failing `%pretrans` or
-    /// `%pre` is the build's error, others are reported.
+    /// Runs the package's scriptlets of `kind` (`$1` is 1).
     fn scripts(&mut self, p: &Package, kind: &str) -> Result<(), ScriptletError> {
         for s in p.scripts.iter().filter(|s| s.kind == kind) {
-            let (dir, tmp, epoch, limit) = (&self.dir, self.tmp, self.epoch, self.limit);
-            let result = run_one(dir, tmp, p, s, epoch, limit, &mut self.report)?;
-            if let Err((why, output)) = result {
-                if matches!(kind, "pre" | "pretrans") {
-                    return Err(ScriptletError::Failed {
-                        nevra: p.nevra.clone(),
-                        kind: kind.to_string(),
-                        why,
-                        output,
-                    });
+            self.script(p, s, &["1"], None)?;
+        }
+        Ok(())
+    }
+
+    /// Runs one scriptlet (`args` its `$1`, `$2`, `stdin` its input): a
+    /// failing `%pretrans` or `%pre` is the build's error, other failures
+    /// are reported and the transaction goes on.
+    fn script(
+        &mut self,
+        p: &Package,
+        s: &Script,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Result<(), ScriptletError> {
+        let (dir, tmp, epoch, limit) = (&self.dir, self.tmp, self.epoch, self.limit);
+        let run = Run {
+            args,
+            stdin,
+            epoch,
+            limit,
+        };
+        if let Err((why, output)) = run_one(dir, tmp, p, s, &run, &mut self.report)? {
+            let kind = &s.kind;
+            if matches!(kind.as_str(), "pre" | "pretrans") {
+                return Err(ScriptletError::Failed {
+                    nevra: p.nevra.clone(),
+                    kind: kind.to_string(),
+                    why,
+                    output,
+                });
+            }
+            self.report
+                .log
+                .push(format!("{} %{kind}: {why}; continuing", p.nevra));
+            self.report
+                .failed
+                .push(format!("{} %{kind}: {why}", p.nevra));
+        }
+        Ok(())
+    }
+
+    /// Package triggers of `when` around installing `pkgs[i]`: first
+    /// those of installed packages that name it, then its own that name
+    /// an installed package (each script once). `$1` and `$2` count the
+    /// trigger's package and the target as installed (in the database)
+    /// at that point.
+    fn package_triggers(
+        &mut self,
+        pkgs: &[Package],
+        i: usize,
+        installed: &[usize],
+        when: When,
+    ) -> Result<(), ScriptletError> {
+        let p = &pkgs[i];
+        let count = |j: usize| if installed.contains(&j) { "1" } else { "0" };
+        let fits = |t: &&Trigger| t.class == Class::Package && t.when == when;
+        for &q in installed.iter().filter(|&&q| q != i) {
+            let source = &pkgs[q];
+            for t in source.triggers.iter().filter(fits) {
+                if t.names(&p.deps.name, p.evr.as_ref()) {
+                    self.script(source, &t.script, &[count(q), count(i)], None)?;
                 }
-                self.report
-                    .log
-                    .push(format!("{} %{kind}: {why}; continuing", p.nevra));
-                self.report
-                    .failed
-                    .push(format!("{} %{kind}: {why}", p.nevra));
+            }
+        }
+        for t in p.triggers.iter().filter(fits) {
+            let set_off = installed
+                .iter()
+                .any(|&q| q != i && t.names(&pkgs[q].deps.name, pkgs[q].evr.as_ref()));
+            if set_off {
+                self.script(p, &t.script, &[count(i), "1"], None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `%filetriggerin` of the `early` (priority above
+    /// [`triggers::EARLY_PRIORITY`], before `%post`) or late band once
+    /// `pkgs[i]` is installed: the triggers of every installed package
+    /// (its own too) matching its files, then its own triggers matching
+    /// the files of the other installed packages (in install order).
+    fn file_triggers(
+        &mut self,
+        pkgs: &[Package],
+        i: usize,
+        installed: &[usize],
+        early: bool,
+    ) -> Result<(), ScriptletError> {
+        let band = |t: &&Trigger| {
+            t.class == Class::File
+                && t.when == When::In
+                && (t.priority > triggers::EARLY_PRIORITY) == early
+        };
+        let p = &pkgs[i];
+        let theirs = installed
+            .iter()
+            .flat_map(|&q| pkgs[q].triggers.iter().filter(band).map(move |t| (q, t)))
+            .collect();
+        for (q, t) in triggers::by_priority(theirs) {
+            let paths = lines(t.matching(&p.deps.files));
+            if !paths.is_empty() {
+                self.script(&pkgs[q], &t.script, &["0"], Some(&paths))?;
+            }
+        }
+        let mine = p.triggers.iter().filter(band).map(|t| ((), t)).collect();
+        for ((), t) in triggers::by_priority(mine) {
+            let others = installed.iter().filter(|&&q| q != i);
+            let paths = lines(others.flat_map(|&q| t.matching(&pkgs[q].deps.files)));
+            if !paths.is_empty() {
+                self.script(p, &t.script, &["0"], Some(&paths))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `%transfiletriggerin` after `%posttrans`: each trigger of an
+    /// installed package once, by priority, with every installed file it
+    /// matches (in install order).
+    fn trans_file_triggers(
+        &mut self,
+        pkgs: &[Package],
+        installed: &[usize],
+    ) -> Result<(), ScriptletError> {
+        let all = installed
+            .iter()
+            .flat_map(|&q| {
+                pkgs[q]
+                    .triggers
+                    .iter()
+                    .filter(|t| t.class == Class::TransFile && t.when == When::In)
+                    .map(move |t| (q, t))
+            })
+            .collect();
+        for (q, t) in triggers::by_priority(all) {
+            let paths = lines(
+                installed
+                    .iter()
+                    .flat_map(|&j| t.matching(&pkgs[j].deps.files)),
+            );
+            if !paths.is_empty() {
+                self.script(&pkgs[q], &t.script, &["0"], Some(&paths))?;
             }
         }
         Ok(())
@@ -354,6 +492,11 @@ impl Transaction<'_> {
     }
 }
 
+/// Paths as a file trigger reads them: one a line.
+fn lines<'a>(paths: impl Iterator<Item = &'a String>) -> String {
+    paths.map(|p| format!("{p}\n")).collect()
+}
+
 fn set_mode(path: &Path, mode: u32) -> Result<(), ScriptletError> {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o7777)).map_err(io_err(path))
@@ -361,15 +504,25 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), ScriptletError> {
 
 type Outcome = Result<(), (String, String)>;
 
+/// How one scriptlet is invoked.
+struct Run<'a> {
+    /// Its arguments after the script (`$1`, `$2`).
+    args: &'a [&'a str],
+    /// Its standard input (file triggers' paths); else `/dev/null`.
+    stdin: Option<&'a str>,
+    epoch: i64,
+    limit: Duration,
+}
+
 fn run_one(
     dir: &Path,
     tmp: &Path,
     p: &Package,
     s: &Script,
-    epoch: i64,
-    limit: Duration,
+    run: &Run,
     report: &mut Report,
 ) -> Result<Outcome, ScriptletError> {
+    let (epoch, limit) = (run.epoch, run.limit);
     let name = format!("{} %{}", p.nevra, s.kind);
     let mut argv: Vec<String> = if s.program.is_empty() {
         vec!["/bin/sh".into()]
@@ -393,7 +546,15 @@ fn run_one(
     if !s.body.is_empty() {
         argv.push(SCRIPT_PATH.into());
     }
-    argv.push("1".into());
+    argv.extend(run.args.iter().map(|a| a.to_string()));
+    let stdin = match run.stdin {
+        Some(text) => {
+            let path = tmp.join("stdin");
+            fs::write(&path, text).map_err(io_err(&path))?;
+            Stdio::from(File::open(&path).map_err(io_err(&path))?)
+        }
+        None => Stdio::null(),
+    };
     let out_path = tmp.join("output");
     let out = File::create(&out_path).map_err(io_err(&out_path))?;
     let err = out.try_clone().map_err(io_err(&out_path))?;
@@ -416,7 +577,7 @@ fn run_one(
         .args(["--setenv", "SOURCE_DATE_EPOCH", &epoch.to_string()])
         .arg("--")
         .args(&argv)
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(out)
         .stderr(err);
     let mut child = cmd
@@ -681,6 +842,8 @@ mod tests {
                 files: vec![format!("/usr/bin/{name}")],
             },
             scripts: vec![],
+            evr: None,
+            triggers: vec![],
         }
     }
 

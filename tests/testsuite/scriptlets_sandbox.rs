@@ -4,7 +4,8 @@
 //! it, `%posttrans`, a failing `%post` (reported, the build goes on), a
 //! failing `%pre` (the build stops, naming package, scriptlet, output), a
 //! scriptlet trying to reach the network and the host's file system (it
-//! cannot), package files placed between `%pre` and `%post`, and
+//! cannot), package files placed between `%pre` and `%post`, package
+//! triggers and file triggers (order, priorities, `$1`/`$2`, input), and
 //! `scriptlets = false`.
 
 use crate::support::rpmrepo::{build_repo, Pkg, RepoOptions};
@@ -14,8 +15,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const APPLETS: &[&str] = &[
-    "sh", "cat", "echo", "mkdir", "touch", "chown", "wget", "ls", "id", "grep", "sleep",
+    "sh", "cat", "echo", "mkdir", "touch", "chown", "wget", "ls", "id", "grep", "sleep", "tr",
 ];
+
+/// A scriptlet line logging its name, arguments and input (its paths,
+/// for file triggers) to `/var/log/order`, which the peer comparison
+/// then compares with rpm's.
+fn logs(what: &str) -> String {
+    format!("echo \"{what} $* $(tr '\\n' ' ')\" >> /var/trigger.log")
+}
 
 /// A unique host path a scriptlet tries to write (it must not appear).
 fn host_marker(tmp: &Path) -> PathBuf {
@@ -67,6 +75,39 @@ fn packages(tmp: &Path, port: u16) -> Vec<Pkg> {
         Pkg::new("late", "1.0", "1")
             .requires("seer")
             .file("/usr/share/late/data", b"late-data\n"),
+        // Triggers: `trg` is installed after `tgta` and before `tgtb`.
+        Pkg::new("tgta", "1.0", "1")
+            .preamble("Requires(post): shell")
+            .file("/usr/lib/tgta/libtgta.so", b"a\n")
+            .script("post", &logs("tgta post")),
+        Pkg::new("trg", "1.0", "1")
+            .preamble("Requires(pre): shell")
+            .preamble("Requires(post): shell")
+            .requires("tgta")
+            .file("/usr/lib/trg/libtrg.so", b"t\n")
+            .script("pre", &logs("trg pre"))
+            .script("post", &logs("trg post"))
+            .script("triggerprein -- tgta, tgtb", &logs("trg triggerprein"))
+            .script("triggerin -- tgta, tgtb", &logs("trg triggerin"))
+            .script("triggerin -- tgta >= 1.0", &logs("trg triggerin-tgta>=1.0"))
+            .script("triggerin -- tgtb > 1.0", &logs("trg triggerin-tgtb>1.0"))
+            .script(
+                "filetriggerin -- /usr/lib/tgta /usr/lib/tgtb",
+                &logs("trg filetriggerin"),
+            )
+            .script("filetriggerin -P 2000000 -- /usr/lib", &logs("trg filetriggerin-P2000000"))
+            .script("filetriggerin -P 10 -- /usr/lib/tgt", &logs("trg filetriggerin-P10"))
+            .script("transfiletriggerin -- /usr/lib", &logs("trg transfiletriggerin"))
+            .script(
+                "transfiletriggerin -P 10 -- /usr/lib/tgtb",
+                &logs("trg transfiletriggerin-P10"),
+            )
+            .script("triggerun -- tgta", &logs("trg triggerun")),
+        Pkg::new("tgtb", "1.0", "1")
+            .preamble("Requires(pre): shell")
+            .requires("trg")
+            .file("/usr/lib/tgtb/libtgtb.so", b"b\n")
+            .script("pre", &logs("tgtb pre")),
         Pkg::new("badpost", "1.0", "1")
             .preamble("Requires(post): shell")
             .file("/usr/share/badpost/f", b"f\n")
@@ -87,7 +128,7 @@ fn packages(tmp: &Path, port: u16) -> Vec<Pkg> {
 
 /// The peer test's closure.
 const ALL: &[&str] = &[
-    "shell", "acct", "early", "seer", "late", "badpost", "escape",
+    "shell", "acct", "early", "seer", "late", "tgta", "trg", "tgtb", "badpost", "escape",
 ];
 
 fn spec(dir: &Path, packages: &[&str], extra: &str) -> PathBuf {
@@ -266,6 +307,10 @@ fn scriptlets_run_sandboxed_and_match_rpm_installing_the_same_files() {
         .next()
         .is_none());
     std::fs::remove_dir(peer.join("var/tmp")).unwrap();
+    // Triggers fired in rpm's order with rpm's arguments and inputs.
+    let fired = |root: &Path| std::fs::read_to_string(root.join("var/trigger.log")).unwrap();
+    assert_eq!(fired(&ours), fired(&peer));
+    assert!(fired(&ours).contains("trg transfiletriggerin-P10 0 /usr/lib/tgtb"));
     let (a, b) = (listing(&ours), listing(&peer));
     let only = |x: &BTreeMap<String, String>, y: &BTreeMap<String, String>| -> Vec<String> {
         x.iter()
