@@ -1,12 +1,15 @@
 //! Running the closure's install scriptlets inside the assembled tree, in
-//! a bubblewrap sandbox: the tree as `/` (writable), every namespace
-//! unshared (no network, own pids, so no daemon outlives a scriptlet), a
-//! minimal `/dev` and `/proc`, a fixed environment and a time limit.
+//! a bubblewrap sandbox: the tree as `/` (writable), every namespace but
+//! the user one unshared (no network, own pids, so no daemon outlives a
+//! scriptlet), a minimal `/dev` and `/proc`, a fixed environment and a
+//! time limit.
 //!
 //! The transaction follows rpm's order for a fresh install: `%pretrans`
 //! of every package (before any file is on disk), then package by
 //! package (dependency order) `%pre`, that package's files, `%post`, then
-//! `%posttrans` of every package; `$1` is 1.
+//! `%posttrans` of every package; `$1` is 1. Triggers fire as rpm fires
+//! them ([`triggers`]). As rpm, no `%ghost` file or directory is made, nor
+//! a directory no header lists that would hold nothing installed.
 //!
 //! A failing `%pretrans` or `%pre` stops the build (rpm does not install
 //! that package); a failing `%post` or `%posttrans` is reported and the
@@ -20,7 +23,7 @@
 //! anything new or changed is read from disk, owned by the name the tree's
 //! own `/etc/passwd` and `/etc/group` give its ids.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
@@ -204,6 +207,7 @@ pub fn run(
         dir,
         tmp: tmp.path(),
         snap: Snapshot::new(),
+        unmade: HashSet::new(),
         epoch,
         limit,
         report: Report::default(),
@@ -225,6 +229,12 @@ pub fn run(
             None => unowned.push(path.as_str()),
         }
     }
+    let listed: HashSet<&str> = pkgs
+        .iter()
+        .flat_map(|p| p.deps.files.iter().map(String::as_str))
+        .collect();
+    let orig = store.get_tree(root)?;
+    unmade_dirs(store, &orig, "", &listed, &mut tx.unmade)?;
     tx.place(&unowned)?;
     for &i in &seq {
         tx.scripts(&pkgs[i], "pretrans")?;
@@ -246,7 +256,6 @@ pub fn run(
     }
     tx.trans_file_triggers(pkgs, &installed)?;
     let owners = Ids::read(&tx.dir);
-    let orig = store.get_tree(root)?;
     let tree = import(store, &tx.dir, Some(&orig), "", &tx.snap, &owners)?;
     Ok((tree, tx.report))
 }
@@ -258,6 +267,8 @@ struct Transaction<'a> {
     dir: PathBuf,
     tmp: &'a Path,
     snap: Snapshot,
+    /// Directories rpm would not make (see [`unmade_dirs`]).
+    unmade: HashSet<String>,
     epoch: i64,
     limit: Duration,
     report: Report,
@@ -421,8 +432,12 @@ impl Transaction<'_> {
     /// the import, which keeps their stored entries.
     fn place(&mut self, paths: &[&str]) -> Result<(), ScriptletError> {
         let mut placed = Vec::new();
-        for path in paths {
+        for path in paths.iter().filter(|p| !self.unmade.contains(**p)) {
             let rel = path.trim_start_matches('/');
+            let src = self.stage.join(rel);
+            let Ok(md) = fs::symlink_metadata(&src) else {
+                continue;
+            };
             let mut at = String::new();
             for part in Path::new(rel).parent().into_iter().flat_map(Path::iter) {
                 if !at.is_empty() {
@@ -435,10 +450,6 @@ impl Transaction<'_> {
                     placed.push(at.clone());
                 }
             }
-            let src = self.stage.join(rel);
-            let Ok(md) = fs::symlink_metadata(&src) else {
-                continue;
-            };
             let dst = self.dir.join(rel);
             let there = fs::symlink_metadata(&dst).ok();
             if md.is_dir() {
@@ -490,6 +501,37 @@ impl Transaction<'_> {
         self.snap.insert(format!("/{rel}"), Stamp::of(&md));
         Ok(())
     }
+}
+
+/// Collects into `unmade` the directories below `tree` (at `at`) that rpm
+/// does not create on a fresh install: `%ghost` directories, and
+/// directories no header lists (parents the extraction implied) unless
+/// they hold something installed; `%ghost` files are never created.
+/// Returns whether anything in `tree` is installed.
+fn unmade_dirs(
+    store: &dyn Store,
+    tree: &Tree,
+    at: &str,
+    listed: &HashSet<&str>,
+    unmade: &mut HashSet<String>,
+) -> Result<bool, ScriptletError> {
+    let mut any = false;
+    for e in tree.entries() {
+        let path = format!("{at}/{}", e.name);
+        let made = match &e.node {
+            Node::Directory { tree } => {
+                let inner = unmade_dirs(store, &store.get_tree(tree)?, &path, listed, unmade)?;
+                let made = inner || (!e.flags.ghost && listed.contains(path.as_str()));
+                if !made {
+                    unmade.insert(path);
+                }
+                made
+            }
+            _ => !e.flags.ghost,
+        };
+        any |= made;
+    }
+    Ok(any)
 }
 
 /// Paths as a file trigger reads them: one a line.
@@ -570,7 +612,11 @@ fn run_one(
         .arg("--ro-bind")
         .arg(&script)
         .arg(SCRIPT_PATH)
-        .args(["--unshare-all", "--die-with-parent", "--new-session"])
+        // Every namespace but the user one: a new user namespace maps only
+        // root, so a `chown` to an account a `%pre` made would fail.
+        .args(["--unshare-ipc", "--unshare-pid", "--unshare-net"])
+        .args(["--unshare-uts", "--unshare-cgroup-try"])
+        .args(["--die-with-parent", "--new-session"])
         .args(["--clearenv", "--chdir", "/"])
         .args(["--setenv", "PATH", PATH, "--setenv", "LANG", "C"])
         .args(["--setenv", "HOME", "/root"])

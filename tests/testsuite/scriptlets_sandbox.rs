@@ -5,8 +5,8 @@
 //! failing `%pre` (the build stops, naming package, scriptlet, output), a
 //! scriptlet trying to reach the network and the host's file system (it
 //! cannot), package files placed between `%pre` and `%post`, package
-//! triggers and file triggers (order, priorities, `$1`/`$2`, input), and
-//! `scriptlets = false`.
+//! triggers and file triggers (order, priorities, `$1`/`$2`, input),
+//! `%ghost` and `%config(noreplace)` files, and `scriptlets = false`.
 
 use crate::support::rpmrepo::{build_repo, Pkg, RepoOptions};
 use std::collections::BTreeMap;
@@ -108,6 +108,19 @@ fn packages(tmp: &Path, port: u16) -> Vec<Pkg> {
             .requires("trg")
             .file("/usr/lib/tgtb/libtgtb.so", b"b\n")
             .script("pre", &logs("tgtb pre")),
+        // On a fresh install rpm creates no %ghost file or directory (nor
+        // their parents) and installs %config files as any other.
+        Pkg::new("ghosts", "1.0", "1")
+            .custom(
+                "mkdir -p $RPM_BUILD_ROOT/etc $RPM_BUILD_ROOT/srv/gdir2 $RPM_BUILD_ROOT/srv/log\n\
+                 echo conf > $RPM_BUILD_ROOT/etc/g.conf\n\
+                 echo conf2 > $RPM_BUILD_ROOT/etc/g2.conf\n\
+                 echo there > $RPM_BUILD_ROOT/srv/log/present.log",
+                "%config(noreplace) /etc/g.conf\n%config /etc/g2.conf\n\
+                 %ghost /srv/log/absent.log\n%ghost /srv/log/present.log\n\
+                 %ghost %dir /srv/gdir\n%ghost %dir /srv/gdir2\n\
+                 %ghost %attr(0700,root,root) /srv/gfile",
+            ),
         Pkg::new("badpost", "1.0", "1")
             .preamble("Requires(post): shell")
             .file("/usr/share/badpost/f", b"f\n")
@@ -128,7 +141,7 @@ fn packages(tmp: &Path, port: u16) -> Vec<Pkg> {
 
 /// The peer test's closure.
 const ALL: &[&str] = &[
-    "shell", "acct", "early", "seer", "late", "tgta", "trg", "tgtb", "badpost", "escape",
+    "shell", "acct", "early", "seer", "late", "tgta", "trg", "tgtb", "ghosts", "badpost", "escape",
 ];
 
 fn spec(dir: &Path, packages: &[&str], extra: &str) -> PathBuf {
@@ -257,6 +270,13 @@ fn scriptlets_run_sandboxed_and_match_rpm_installing_the_same_files() {
         std::fs::read_to_string(ours.join("var/seer.post")).unwrap(),
         "early-data\nfrom-package\nno-late\n"
     );
+    // %config files installed as any other; no %ghost file or directory
+    // (nor a parent holding only ghosts) made.
+    assert_eq!(
+        std::fs::read_to_string(ours.join("etc/g.conf")).unwrap(),
+        "conf\n"
+    );
+    assert!(!ours.join("srv").exists());
     // No network, no host file system.
     assert_eq!(
         std::fs::read_to_string(ours.join("escape-net")).unwrap(),
@@ -278,6 +298,8 @@ fn scriptlets_run_sandboxed_and_match_rpm_installing_the_same_files() {
         "{logs}"
     );
     assert!(logs.contains("acct-1.0-1.noarch %pre: made svc"), "{logs}");
+    // The chown to the account %pre made works in the sandbox.
+    assert!(!logs.contains("acct-1.0-1.noarch %post: exited"), "{logs}");
 
     // The peer: rpm itself installs the very same RPM files.
     let peer = t.join("peer");
