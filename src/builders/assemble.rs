@@ -409,7 +409,7 @@ pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
             &a.owners,
             &transaction,
             epoch,
-            super::scriptlets::time_limit(),
+            super::scriptlets::Limits::from_env(),
         )?;
         for l in report.log {
             cx.log(l);

@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -40,22 +41,50 @@ use triggers::{Class, Trigger, When};
 
 /// The longest a scriptlet may run before the sandbox is killed.
 pub const TIME_LIMIT: Duration = Duration::from_secs(300);
+/// The largest file a scriptlet may write (`RLIMIT_FSIZE`).
+pub const FILE_SIZE_LIMIT: u64 = 1 << 30;
 
-/// [`TIME_LIMIT`], or `CVMBUILD_SCRIPTLET_TIMEOUT` seconds when set (a
-/// limit only decides whether a build fails, never what it makes, so it
-/// is not part of the derivation).
-pub fn time_limit() -> Duration {
-    std::env::var("CVMBUILD_SCRIPTLET_TIMEOUT")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .map_or(TIME_LIMIT, Duration::from_secs)
+/// What a scriptlet may use. Limits only decide whether a build fails,
+/// never what it makes, so they are not part of the derivation.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub time: Duration,
+    /// Bytes; a process writing past it gets `SIGXFSZ` (or `EFBIG`).
+    pub file_size: u64,
 }
+
+impl Limits {
+    /// [`TIME_LIMIT`] and [`FILE_SIZE_LIMIT`], or
+    /// `CVMBUILD_SCRIPTLET_TIMEOUT` seconds and
+    /// `CVMBUILD_SCRIPTLET_FILE_SIZE` bytes when set.
+    pub fn from_env() -> Limits {
+        let var = |name: &str| std::env::var(name).ok().and_then(|s| s.parse().ok());
+        Limits {
+            time: var("CVMBUILD_SCRIPTLET_TIMEOUT").map_or(TIME_LIMIT, Duration::from_secs),
+            file_size: var("CVMBUILD_SCRIPTLET_FILE_SIZE").unwrap_or(FILE_SIZE_LIMIT),
+        }
+    }
+}
+
 /// The most output kept (and logged) per scriptlet.
 const MAX_OUTPUT: u64 = 64 * 1024;
 /// Where the scriptlet's body is bound inside the sandbox (on the
 /// sandbox's own `/dev`, so no mount point is made in the tree).
 const SCRIPT_PATH: &str = "/dev/.cvmbuild-scriptlet";
 const PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+/// The capabilities a scriptlet keeps: owning, reading and writing any
+/// file of the tree, changing ids, file capabilities and signals.
+const CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_SETUID",
+    "CAP_SETGID",
+    "CAP_SETFCAP",
+    "CAP_KILL",
+];
 
 /// One scriptlet of one package.
 #[derive(Clone, Debug)]
@@ -110,6 +139,14 @@ pub enum ScriptletError {
         help("scriptlets run in bubblewrap (`bwrap`, Debian package `bubblewrap`) as root")
     )]
     Sandbox(String),
+    #[error(
+        "a scriptlet left {path}, of {size} bytes, at or past the file size limit of {limit} bytes"
+    )]
+    #[diagnostic(
+        code(build::scriptlet_file_size),
+        help("set CVMBUILD_SCRIPTLET_FILE_SIZE (bytes) if the file is meant to be that large")
+    )]
+    TooLarge { path: String, size: u64, limit: u64 },
     #[error("{}: {source}", path.display())]
     #[diagnostic(code(build::scriptlet_io))]
     Io {
@@ -195,7 +232,7 @@ pub fn run(
     owners: &BTreeMap<String, Vec<String>>,
     pkgs: &[Package],
     epoch: i64,
-    limit: Duration,
+    limits: Limits,
 ) -> Result<(Hash, Report), ScriptletError> {
     let tmp = tempfile::tempdir().map_err(io_err(Path::new("temporary directory")))?;
     let stage = tmp.path().join("stage");
@@ -209,7 +246,7 @@ pub fn run(
         snap: Snapshot::new(),
         unmade: HashSet::new(),
         epoch,
-        limit,
+        limits,
         report: Report::default(),
     };
     let seq = order(pkgs);
@@ -256,7 +293,12 @@ pub fn run(
     }
     tx.trans_file_triggers(pkgs, &installed)?;
     let owners = Ids::read(&tx.dir);
-    let tree = import(store, &tx.dir, Some(&orig), "", &tx.snap, &owners)?;
+    let cx = ImportCx {
+        snap: &tx.snap,
+        ids: &owners,
+        limit: limits.file_size,
+    };
+    let tree = import(store, &tx.dir, Some(&orig), "", &cx)?;
     Ok((tree, tx.report))
 }
 
@@ -270,7 +312,7 @@ struct Transaction<'a> {
     /// Directories rpm would not make (see [`unmade_dirs`]).
     unmade: HashSet<String>,
     epoch: i64,
-    limit: Duration,
+    limits: Limits,
     report: Report,
 }
 
@@ -293,12 +335,12 @@ impl Transaction<'_> {
         args: &[&str],
         stdin: Option<&str>,
     ) -> Result<(), ScriptletError> {
-        let (dir, tmp, epoch, limit) = (&self.dir, self.tmp, self.epoch, self.limit);
+        let (dir, tmp, epoch, limits) = (&self.dir, self.tmp, self.epoch, self.limits);
         let run = Run {
             args,
             stdin,
             epoch,
-            limit,
+            limits,
         };
         if let Err((why, output)) = run_one(dir, tmp, p, s, &run, &mut self.report)? {
             let kind = &s.kind;
@@ -553,7 +595,7 @@ struct Run<'a> {
     /// Its standard input (file triggers' paths); else `/dev/null`.
     stdin: Option<&'a str>,
     epoch: i64,
-    limit: Duration,
+    limits: Limits,
 }
 
 fn run_one(
@@ -564,7 +606,7 @@ fn run_one(
     run: &Run,
     report: &mut Report,
 ) -> Result<Outcome, ScriptletError> {
-    let (epoch, limit) = (run.epoch, run.limit);
+    let (epoch, limit) = (run.epoch, run.limits.time);
     let name = format!("{} %{}", p.nevra, s.kind);
     let mut argv: Vec<String> = if s.program.is_empty() {
         vec!["/bin/sh".into()]
@@ -597,9 +639,11 @@ fn run_one(
         }
         None => Stdio::null(),
     };
-    let out_path = tmp.join("output");
-    let out = File::create(&out_path).map_err(io_err(&out_path))?;
-    let err = out.try_clone().map_err(io_err(&out_path))?;
+    // Output through a pipe, of which the first MAX_OUTPUT bytes are
+    // kept and the rest read and dropped: nothing grows on disk.
+    let pipe_err = |e| ScriptletError::Sandbox(format!("cannot make a pipe: {e}"));
+    let (reader, out) = std::io::pipe().map_err(pipe_err)?;
+    let err = out.try_clone().map_err(pipe_err)?;
     report
         .log
         .push(format!("running {name}: {}", argv.join(" ")));
@@ -614,9 +658,14 @@ fn run_one(
         .arg(SCRIPT_PATH)
         // Every namespace but the user one: a new user namespace maps only
         // root, so a `chown` to an account a `%pre` made would fail.
+        // Instead the capabilities are cut to what installing files
+        // needs (no mounts, no device nodes, no raw I/O).
         .args(["--unshare-ipc", "--unshare-pid", "--unshare-net"])
-        .args(["--unshare-uts", "--unshare-cgroup-try"])
-        .args(["--die-with-parent", "--new-session"])
+        .args(["--unshare-uts", "--unshare-cgroup-try", "--cap-drop", "ALL"]);
+    for cap in CAPS {
+        cmd.args(["--cap-add", cap]);
+    }
+    cmd.args(["--die-with-parent", "--new-session"])
         .args(["--clearenv", "--chdir", "/"])
         .args(["--setenv", "PATH", PATH, "--setenv", "LANG", "C"])
         .args(["--setenv", "HOME", "/root"])
@@ -626,9 +675,26 @@ fn run_one(
         .stdin(stdin)
         .stdout(out)
         .stderr(err);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| ScriptletError::Sandbox(format!("cannot start bwrap: {e}")))?;
+    let fsize = run.limits.file_size;
+    // SAFETY: setrlimit is async-signal-safe and touches no memory of
+    // the parent.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: fsize,
+                rlim_max: fsize,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let spawned = cmd.spawn();
+    drop(cmd); // our ends of the pipe's write side
+    let mut child =
+        spawned.map_err(|e| ScriptletError::Sandbox(format!("cannot start bwrap: {e}")))?;
+    let collector = std::thread::spawn(move || collect(reader));
     let start = Instant::now();
     let status = loop {
         if let Some(st) = child
@@ -645,19 +711,38 @@ fn run_one(
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    let mut output = String::new();
-    File::open(&out_path)
-        .and_then(|f| f.take(MAX_OUTPUT).read_to_string(&mut output))
-        .map_err(io_err(&out_path))?;
+    let (output, cut) = collector
+        .join()
+        .map_err(|_| ScriptletError::Sandbox("the output reader failed".into()))?;
     for line in output.lines() {
         report.log.push(format!("{name}: {line}"));
     }
+    if cut {
+        report.log.push(format!(
+            "{name}: (output cut after {} KiB)",
+            MAX_OUTPUT / 1024
+        ));
+    }
+    // A process killed for writing past RLIMIT_FSIZE (the shell reports
+    // 128 + SIGXFSZ).
+    let xfsz = |st: &std::process::ExitStatus| {
+        st.signal() == Some(libc::SIGXFSZ) || st.code() == Some(128 + libc::SIGXFSZ)
+    };
     Ok(match status {
         None => Err((
             format!("was killed after the time limit of {} s", limit.as_secs()),
             output,
         )),
         Some(st) if st.success() => Ok(()),
+        // Whatever the scriptlet, a truncated file must not be installed.
+        Some(st) if xfsz(&st) => {
+            return Err(ScriptletError::Failed {
+                nevra: p.nevra.clone(),
+                kind: s.kind.clone(),
+                why: format!("wrote a file past the limit of {fsize} bytes (killed by SIGXFSZ)"),
+                output,
+            })
+        }
         Some(st) => Err((
             match st.code() {
                 Some(c) => format!("exited with status {c}"),
@@ -703,6 +788,15 @@ impl Stamp {
             }
         }
     }
+}
+
+/// Reads the scriptlet's output to its end, keeping the first
+/// [`MAX_OUTPUT`] bytes; says whether more came.
+fn collect(mut reader: std::io::PipeReader) -> (String, bool) {
+    let mut kept = Vec::new();
+    let _ = (&mut reader).take(MAX_OUTPUT).read_to_end(&mut kept);
+    let more = std::io::copy(&mut reader, &mut std::io::sink()).unwrap_or(0) > 0;
+    (String::from_utf8_lossy(&kept).into_owned(), more)
 }
 
 /// Per placed path below the root (`/etc/passwd`): its [`Stamp`].
@@ -754,15 +848,23 @@ impl Ids {
     }
 }
 
+/// What [`import`] compares against.
+struct ImportCx<'a> {
+    snap: &'a Snapshot,
+    ids: &'a Ids,
+    /// [`Limits::file_size`]: a file written up to it was cut short.
+    limit: u64,
+}
+
 /// Reads the directory back as a tree (see the module documentation).
 fn import(
     store: &dyn Store,
     dir: &Path,
     orig: Option<&Tree>,
     rel: &str,
-    snap: &Snapshot,
-    ids: &Ids,
+    cx: &ImportCx,
 ) -> Result<Hash, ScriptletError> {
+    let (snap, ids) = (cx.snap, cx.ids);
     let mut entries = Vec::new();
     let mut seen = BTreeSet::new();
     let mut names: Vec<_> = fs::read_dir(dir)
@@ -793,7 +895,7 @@ fn import(
                 Some(Node::Directory { tree }) => Some(store.get_tree(tree)?),
                 _ => None,
             };
-            let tree = import(store, &path, sub_orig.as_ref(), &r, snap, ids)?;
+            let tree = import(store, &path, sub_orig.as_ref(), &r, cx)?;
             match old {
                 Some(e) if untouched && sub_orig.is_some() => Entry {
                     node: Node::Directory { tree },
@@ -810,6 +912,13 @@ fn import(
             };
             new_entry(&name, node, &md, old, ids)
         } else if md.is_file() {
+            if md.len() >= cx.limit {
+                return Err(ScriptletError::TooLarge {
+                    path: r,
+                    size: md.len(),
+                    limit: cx.limit,
+                });
+            }
             let mut f = File::open(&path).map_err(io_err(&path))?;
             let blob = store.put_blob(&mut f)?;
             new_entry(&name, Node::file(&blob), &md, old, ids)

@@ -16,6 +16,7 @@ use std::process::{Command, Output};
 
 const APPLETS: &[&str] = &[
     "sh", "cat", "echo", "mkdir", "touch", "chown", "wget", "ls", "id", "grep", "sleep", "tr",
+    "dd", "mknod", "true",
 ];
 
 /// A scriptlet line logging its name, arguments and input (its paths,
@@ -444,7 +445,7 @@ fn running(needle: &str) -> Vec<String> {
 }
 
 #[test]
-fn hanging_daemonising_and_uninterpretable_scriptlets() {
+fn hanging_daemonising_flooding_and_uninterpretable_scriptlets() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
     let repo = t.join("repo");
@@ -460,6 +461,35 @@ fn hanging_daemonising_and_uninterpretable_scriptlets() {
             .preamble("Requires(pre): shell")
             .script("pre", "echo hanging\nsleep 4244"),
     );
+    pkgs.push(
+        Pkg::new("nodev", "1.0", "1")
+            .preamble("Requires(post): shell")
+            .script(
+                "post",
+                "if mknod /disk b 8 0; then echo made; else echo refused; fi > /mknod",
+            ),
+    );
+    // 20 MB of output: logged up to 64 KiB, nothing kept on disk.
+    pkgs.push(
+        Pkg::new("noisy", "1.0", "1")
+            .preamble("Requires(post): shell")
+            .script(
+                "post",
+                "dd if=/dev/zero bs=1024 count=20000 2>/dev/null | tr '\\0' x",
+            ),
+    );
+    // Files past the size limit: dd is killed by SIGXFSZ; in `filler2`
+    // the script goes on and exits 0, leaving the cut file.
+    pkgs.push(
+        Pkg::new("filler", "1.0", "1")
+            .preamble("Requires(post): shell")
+            .script("post", "dd if=/dev/zero of=/big bs=1024 count=4096"),
+    );
+    pkgs.push(
+        Pkg::new("filler2", "1.0", "1")
+            .preamble("Requires(post): shell")
+            .script("post", "dd if=/dev/zero of=/big2 bs=1024 count=4096\ntrue"),
+    );
     // (rpmbuild makes the interpreter a requirement; the package says it
     // provides it, so the solver lets it through.)
     pkgs.push(
@@ -469,16 +499,55 @@ fn hanging_daemonising_and_uninterpretable_scriptlets() {
     );
     build_repo(&repo, &pkgs, &RepoOptions::default());
 
-    // A daemon a %post forks does not outlive its sandbox.
-    let s = spec(t, &["shell", "daemon"], "");
+    // A daemon a %post forks does not outlive its sandbox; no device
+    // node can be made; output is bounded.
+    let s = spec(t, &["shell", "daemon", "nodev", "noisy"], "");
     let out = realize(t, &s, &t.join("d"));
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(all_logs(t).contains("daemon-1.0-1.noarch %post: started"));
+    let logs = all_logs(t);
+    assert!(logs.contains("daemon-1.0-1.noarch %post: started"));
     assert_eq!(running("sleep 4243"), Vec::<String>::new());
+    assert_eq!(
+        std::fs::read_to_string(t.join("d/mknod")).unwrap(),
+        "refused\n"
+    );
+    assert!(
+        logs.contains("noisy-1.0-1.noarch %post: (output cut after 64 KiB)"),
+        "{logs}"
+    );
+    assert!(logs.len() < 1 << 20, "{} bytes of logs", logs.len());
+
+    // A file past the size limit stops the build, naming the scriptlet
+    // (killed) or the file (the script went on); nothing is exported.
+    for (pkg, wanted) in [
+        (
+            "filler",
+            "filler-1.0-1.noarch: %post scriptlet wrote a file past the limit of 1048576 bytes",
+        ),
+        (
+            "filler2",
+            "a scriptlet left /big2, of 1048576 bytes, at or past the file size limit",
+        ),
+    ] {
+        let s = spec(t, &["shell", pkg], "");
+        let dest = t.join(pkg);
+        let out = crate::support::cvmbuild(t)
+            .env("CVMBUILD_SCRIPTLET_FILE_SIZE", "1048576")
+            .arg("realize")
+            .arg(&s)
+            .arg("--out")
+            .arg(&dest)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{pkg}: {err}");
+        assert!(err.contains(wanted), "{err}");
+        assert!(!dest.exists());
+    }
 
     // A hanging %pre is killed at the limit, named, and stops the build.
     let s = spec(t, &["shell", "hang"], "");
