@@ -363,10 +363,11 @@ impl Transaction<'_> {
     }
 
     /// Package triggers of `when` around installing `pkgs[i]`: first
-    /// those of installed packages that name it, then its own that name
-    /// an installed package (each script once). `$1` and `$2` count the
-    /// trigger's package and the target as installed (in the database)
-    /// at that point.
+    /// those of installed packages (itself too, once in the database)
+    /// that name it, then its own that name an installed package (itself
+    /// too), each package's in the order of its header's conditions,
+    /// each script once per package. `$1` and `$2` count the trigger's
+    /// package and the target as installed (in the database) then.
     fn package_triggers(
         &mut self,
         pkgs: &[Package],
@@ -377,21 +378,34 @@ impl Transaction<'_> {
         let p = &pkgs[i];
         let count = |j: usize| if installed.contains(&j) { "1" } else { "0" };
         let fits = |t: &&Trigger| t.class == Class::Package && t.when == when;
-        for &q in installed.iter().filter(|&&q| q != i) {
+        for &q in installed {
             let source = &pkgs[q];
-            for t in source.triggers.iter().filter(fits) {
-                if t.names(&p.deps.name, p.evr.as_ref()) {
-                    self.script(source, &t.script, &[count(q), count(i)], None)?;
-                }
+            let mut set_off: Vec<(usize, &Trigger)> = source
+                .triggers
+                .iter()
+                .filter(fits)
+                .filter_map(|t| Some((t.names(&p.deps.name, p.evr.as_ref())?, t)))
+                .collect();
+            set_off.sort_by_key(|(pos, _)| *pos);
+            for (_, t) in set_off {
+                self.script(source, &t.script, &[count(q), count(i)], None)?;
             }
         }
-        for t in p.triggers.iter().filter(fits) {
-            let set_off = installed
-                .iter()
-                .any(|&q| q != i && t.names(&pkgs[q].deps.name, pkgs[q].evr.as_ref()));
-            if set_off {
-                self.script(p, &t.script, &[count(i), "1"], None)?;
-            }
+        let mut mine: Vec<(usize, &Trigger)> = p
+            .triggers
+            .iter()
+            .filter(fits)
+            .filter_map(|t| {
+                let pos = installed
+                    .iter()
+                    .filter_map(|&q| t.names(&pkgs[q].deps.name, pkgs[q].evr.as_ref()))
+                    .min()?;
+                Some((pos, t))
+            })
+            .collect();
+        mine.sort_by_key(|(pos, _)| *pos);
+        for (_, t) in mine {
+            self.script(p, &t.script, &[count(i), "1"], None)?;
         }
         Ok(())
     }

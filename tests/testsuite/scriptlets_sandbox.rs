@@ -103,7 +103,9 @@ fn packages(tmp: &Path, port: u16) -> Vec<Pkg> {
                 "transfiletriggerin -P 10 -- /usr/lib/tgtb",
                 &logs("trg transfiletriggerin-P10"),
             )
-            .script("triggerun -- tgta", &logs("trg triggerun")),
+            .script("triggerun -- tgta", &logs("trg triggerun"))
+            // On itself: rpm runs it twice (as a target and as a source).
+            .script("triggerin -- trg", &logs("trg self-triggerin")),
         Pkg::new("tgtb", "1.0", "1")
             .preamble("Requires(pre): shell")
             .requires("trg")

@@ -58,9 +58,19 @@ pub struct Trigger {
     pub script: Script,
     /// Package triggers: target names with their version ranges. File
     /// triggers: path prefixes (no range).
-    pub conds: Vec<(String, Option<Range>)>,
+    pub conds: Vec<Cond>,
     /// File triggers' priority (higher runs first); 0 for package ones.
     pub priority: u32,
+}
+
+/// One condition of a trigger.
+#[derive(Clone, Debug)]
+pub struct Cond {
+    /// Its place in the header's condition list, the order rpm checks
+    /// a package's triggers in.
+    pub pos: usize,
+    pub name: String,
+    pub range: Option<Range>,
 }
 
 /// The tags of one family: scripts, programs, names, versions, flags,
@@ -148,7 +158,11 @@ pub fn read(blob: &[u8], what: &str) -> Result<Vec<Trigger>, RpmdbError> {
                     .filter(|v| !v.is_empty())
                     .and_then(|v| Some((op(fl)?, Evr::parse(v).ok()?)))
                     .map(|(op, evr)| Range { op, evr });
-                conds.push((name.clone(), range));
+                conds.push(Cond {
+                    pos: j,
+                    name: name.clone(),
+                    range,
+                });
             }
             let when = if sense & SENSE_PREIN != 0 {
                 When::PreIn
@@ -200,16 +214,21 @@ fn op(flags: u32) -> Option<Op> {
 }
 
 impl Trigger {
-    /// Whether this package trigger names the package `name` at `evr`.
-    pub fn names(&self, name: &str, evr: Option<&Evr>) -> bool {
-        self.conds.iter().any(|(n, range)| {
-            n == name
-                && match (range, evr) {
-                    (None, _) => true,
-                    (Some(r), Some(e)) => r.contains(e),
-                    (Some(_), None) => false,
-                }
-        })
+    /// The first condition (by [`Cond::pos`]) of this package trigger
+    /// naming the package `name` at `evr`.
+    pub fn names(&self, name: &str, evr: Option<&Evr>) -> Option<usize> {
+        self.conds
+            .iter()
+            .filter(|c| {
+                c.name == name
+                    && match (&c.range, evr) {
+                        (None, _) => true,
+                        (Some(r), Some(e)) => r.contains(e),
+                        (Some(_), None) => false,
+                    }
+            })
+            .map(|c| c.pos)
+            .min()
     }
 
     /// The paths of `files` under one of this file trigger's prefixes
@@ -217,7 +236,7 @@ impl Trigger {
     pub fn matching<'a>(&'a self, files: &'a [String]) -> impl Iterator<Item = &'a String> + 'a {
         files
             .iter()
-            .filter(|f| self.conds.iter().any(|(p, _)| f.starts_with(p.as_str())))
+            .filter(|f| self.conds.iter().any(|c| f.starts_with(c.name.as_str())))
     }
 }
 
