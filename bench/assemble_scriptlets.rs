@@ -151,7 +151,7 @@ fn write_package(dir: &Path, i: usize, version: &str) -> PathBuf {
         .requires(rpm::Dependency::script_pre("shell"))
         .requires(rpm::Dependency::script_post("shell"))
         .post_install_script(format!("echo \"$1\" > /var/lib/{name}.post"));
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         b.pre_install_script(format!("echo {name} >> /var/lib/pre.log"));
     }
     for k in 0..FILES_PER_PACKAGE {
