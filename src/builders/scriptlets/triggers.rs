@@ -246,3 +246,58 @@ pub fn by_priority<T>(mut triggers: Vec<(T, &Trigger)>) -> Vec<(T, &Trigger)> {
     triggers.sort_by_key(|(_, t)| Reverse(t.priority));
     triggers
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trigger(conds: &[(&str, u32, &str)]) -> Trigger {
+        Trigger {
+            class: Class::Package,
+            when: When::In,
+            script: Script {
+                kind: "triggerin".into(),
+                program: vec![],
+                body: String::new(),
+            },
+            conds: conds
+                .iter()
+                .enumerate()
+                .map(|(pos, (name, flags, v))| Cond {
+                    pos: pos + 3,
+                    name: name.to_string(),
+                    range: Some((op(*flags), Evr::parse(v).ok()))
+                        .and_then(|(o, e)| Some(Range { op: o?, evr: e? })),
+                })
+                .collect(),
+            priority: 0,
+        }
+    }
+
+    #[test]
+    fn package_conditions_match_name_and_version_range() {
+        let t = trigger(&[
+            ("a", 0, ""),
+            ("b", GREATER | EQUAL, "2.0"),
+            ("b", LESS, "1.0"),
+        ]);
+        let evr = |s: &str| Evr::parse(s).unwrap();
+        assert_eq!(t.names("a", Some(&evr("0.1-1"))), Some(3));
+        assert_eq!(t.names("b", Some(&evr("2.0-1"))), Some(4));
+        assert_eq!(t.names("b", Some(&evr("0.5-1"))), Some(5));
+        assert_eq!(t.names("b", Some(&evr("1.5-1"))), None);
+        assert_eq!(t.names("c", Some(&evr("1"))), None);
+    }
+
+    #[test]
+    fn file_conditions_are_plain_string_prefixes() {
+        let mut t = trigger(&[("/usr/lib", 0, "")]);
+        t.class = Class::File;
+        let files: Vec<String> = ["/usr/lib", "/usr/lib64/x", "/usr/libexec", "/usr/bin/x"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let m: Vec<&String> = t.matching(&files).collect();
+        assert_eq!(m, ["/usr/lib", "/usr/lib64/x", "/usr/libexec"]);
+    }
+}
