@@ -247,13 +247,13 @@ struct Ent {
 }
 
 /// A parsed header blob (borrowing its data).
-struct Blob<'a> {
+pub(crate) struct Blob<'a> {
     entries: Vec<Ent>,
     data: &'a [u8],
 }
 
 impl<'a> Blob<'a> {
-    fn parse(b: &'a [u8], what: &str) -> Result<Blob<'a>, RpmdbError> {
+    pub(crate) fn parse(b: &'a [u8], what: &str) -> Result<Blob<'a>, RpmdbError> {
         if b.len() < 8 {
             return Err(bad(what, "header truncated"));
         }
@@ -316,7 +316,7 @@ impl<'a> Blob<'a> {
         Ok(&rest[..len])
     }
 
-    fn strings(&self, tag: u32, what: &str) -> Result<Vec<&'a [u8]>, RpmdbError> {
+    pub(crate) fn strings(&self, tag: u32, what: &str) -> Result<Vec<&'a [u8]>, RpmdbError> {
         let Some(e) = self.find(tag) else {
             return Ok(vec![]);
         };
@@ -332,7 +332,7 @@ impl<'a> Blob<'a> {
         Ok(v)
     }
 
-    fn u32s(&self, tag: u32, what: &str) -> Result<Vec<u32>, RpmdbError> {
+    pub(crate) fn u32s(&self, tag: u32, what: &str) -> Result<Vec<u32>, RpmdbError> {
         match self.find(tag) {
             Some(e) if e.ty == INT32 => {
                 Ok(self.entry_bytes(e, what)?.chunks(4).map(be32).collect())

@@ -9,6 +9,8 @@
 //! content, mode and owner; anything else is a conflict naming both
 //! packages and the path, unless the spec's `prefer` map names the winner.
 
+use super::scriptlets::triggers;
+use crate::repo::evr::Evr;
 use crate::rpmdb::RpmHeaders;
 use crate::store::{self, Entry, Hash, Node, Output, Root, Store, Tree};
 use serde::Serialize;
@@ -324,6 +326,11 @@ pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
             let manifest: super::extract::Manifest = serde_json::from_slice(&bytes)?;
             let mut run = Vec::new();
             for s in manifest.scriptlets {
+                // Triggers are read from the header below, with their
+                // conditions.
+                if run_scriptlets && TRIGGER_KINDS.contains(&s.kind.as_str()) {
+                    continue;
+                }
                 if run_scriptlets && RUN_KINDS.contains(&s.kind.as_str()) {
                     run.push(super::scriptlets::Script {
                         kind: s.kind,
@@ -336,8 +343,10 @@ pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
             }
             transaction.push(super::scriptlets::Package {
                 nevra: nevra.to_string(),
+                evr: None,
                 deps: Default::default(),
                 scripts: run,
+                triggers: vec![],
             });
         }
         let Some(h) = out.meta.get("headers").and_then(|h| Hash::from_hex(h)) else {
@@ -351,6 +360,16 @@ pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
             .map_err(|e| e.to_string())?;
         if let Some(t) = transaction.last_mut().filter(|t| t.nevra == nevra) {
             t.deps = crate::rpmdb::deps(&blob, nevra).map_err(|e| e.to_string())?;
+            t.evr = evr_of(nevra, &t.deps.name);
+            if run_scriptlets {
+                for tr in triggers::read(&blob, nevra).map_err(|e| e.to_string())? {
+                    if matches!(tr.when, triggers::When::PreIn | triggers::When::In) {
+                        t.triggers.push(tr);
+                    } else {
+                        scriptlets.push(format!("{nevra} %{}", tr.script.kind));
+                    }
+                }
+            }
         }
         installed.push((nevra.to_string(), blob));
         packages.push(PackageTree {
@@ -380,13 +399,17 @@ pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
     let db_entry = Entry::root_owned("rpmdb.sqlite", Node::file(&db), 0o644);
     let mut a = assemble_with(cx.store, &packages, &prefer, Some((RPMDB_PATH, db_entry)))?;
     let mut failed = Vec::new();
-    if transaction.iter().any(|t| !t.scripts.is_empty()) {
+    if transaction
+        .iter()
+        .any(|t| !t.scripts.is_empty() || !t.triggers.is_empty())
+    {
         let (tree, report) = super::scriptlets::run(
             cx.store,
             &a.tree,
+            &a.owners,
             &transaction,
             epoch,
-            super::scriptlets::time_limit(),
+            super::scriptlets::Limits::from_env(),
         )?;
         for l in report.log {
             cx.log(l);
@@ -428,13 +451,23 @@ pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
     })
 }
 
-/// The scriptlets a fresh install runs (erase-time ones and triggers are
-/// recorded as not run).
+/// The scriptlets a fresh install runs (erase-time ones are recorded as
+/// not run, and so are erase-time triggers).
 const RUN_KINDS: &[&str] = &["pretrans", "pre", "post", "posttrans"];
+
+/// The manifest's kinds for trigger scripts (read from the header instead).
+const TRIGGER_KINDS: &[&str] = &["trigger", "filetrigger", "transfiletrigger"];
 
 /// Where the rpm database goes (the directories rpm's own package owns;
 /// made root-owned 0755 when no package ships them).
 const RPMDB_PATH: &[&str] = &["var", "lib", "rpm"];
+
+/// The epoch, version and release of a `name-[epoch:]version-release.arch`
+/// label whose name is `name`.
+fn evr_of(nevra: &str, name: &str) -> Option<Evr> {
+    let no_arch = nevra.rsplit_once('.').map_or(nevra, |(a, _)| a);
+    Evr::parse(no_arch.strip_prefix(name)?.strip_prefix('-')?).ok()
+}
 
 /// `name` of a `name-[epoch:]version-release.arch` label: version and
 /// release never contain `-`, names may.

@@ -1,60 +1,96 @@
 //! Running the closure's install scriptlets inside the assembled tree, in
-//! a bubblewrap sandbox: the tree as `/` (writable), every namespace
-//! unshared (no network, own pids, so no daemon outlives a scriptlet), a
-//! minimal `/dev` and `/proc`, a fixed environment and a time limit.
+//! a bubblewrap sandbox: the tree as `/` (writable), every namespace but
+//! the user one unshared (no network, own pids, so no daemon outlives a
+//! scriptlet), a minimal `/dev` and `/proc`, a fixed environment and a
+//! time limit.
 //!
 //! The transaction follows rpm's order for a fresh install: `%pretrans`
-//! of every package, then package by package (dependency order) `%pre`
-//! and `%post`, then `%posttrans` of every package; `$1` is 1. One
-//! difference stays: the assembled tree already holds every package's
-//! files when the first scriptlet runs, where rpm unpacks a package's
-//! files between its `%pre` and `%post`.
+//! of every package (before any file is on disk), then package by
+//! package (dependency order) `%pre`, that package's files, `%post`, then
+//! `%posttrans` of every package; `$1` is 1. Triggers fire as rpm fires
+//! them ([`triggers`]). As rpm, no `%ghost` file or directory is made, nor
+//! a directory no header lists that would hold nothing installed.
 //!
 //! A failing `%pretrans` or `%pre` stops the build (rpm does not install
 //! that package); a failing `%post` or `%posttrans` is reported and the
 //! transaction goes on, as in rpm.
 //!
-//! The tree is materialised into a temporary directory (copies, never
-//! links into the store), the scriptlets run, and the directory is read
-//! back as a tree: an entry whose inode and change time did not move keeps
+//! The assembled tree is materialised into a staging directory (copies,
+//! never links into the store) and moved into the root package by
+//! package as the transaction goes; the root is then read back as a
+//! tree: an entry that did not change since it was placed keeps
 //! its stored entry exactly (owner, setuid bits, capabilities, flags);
 //! anything new or changed is read from disk, owned by the name the tree's
 //! own `/etc/passwd` and `/etc/group` give its ids.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::repo::evr::Evr;
 use crate::rpmdb::Deps;
 use crate::store::{self, Entry, Flags, Hash, Node, Store, Tree};
 
+pub mod triggers;
+use triggers::{Class, Trigger, When};
+
 /// The longest a scriptlet may run before the sandbox is killed.
 pub const TIME_LIMIT: Duration = Duration::from_secs(300);
+/// The largest file a scriptlet may write (`RLIMIT_FSIZE`).
+pub const FILE_SIZE_LIMIT: u64 = 1 << 30;
 
-/// [`TIME_LIMIT`], or `CVMBUILD_SCRIPTLET_TIMEOUT` seconds when set (a
-/// limit only decides whether a build fails, never what it makes, so it
-/// is not part of the derivation).
-pub fn time_limit() -> Duration {
-    std::env::var("CVMBUILD_SCRIPTLET_TIMEOUT")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .map_or(TIME_LIMIT, Duration::from_secs)
+/// What a scriptlet may use. Limits only decide whether a build fails,
+/// never what it makes, so they are not part of the derivation.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub time: Duration,
+    /// Bytes; a process writing past it gets `SIGXFSZ` (or `EFBIG`).
+    pub file_size: u64,
 }
+
+impl Limits {
+    /// [`TIME_LIMIT`] and [`FILE_SIZE_LIMIT`], or
+    /// `CVMBUILD_SCRIPTLET_TIMEOUT` seconds and
+    /// `CVMBUILD_SCRIPTLET_FILE_SIZE` bytes when set.
+    pub fn from_env() -> Limits {
+        let var = |name: &str| std::env::var(name).ok().and_then(|s| s.parse().ok());
+        Limits {
+            time: var("CVMBUILD_SCRIPTLET_TIMEOUT").map_or(TIME_LIMIT, Duration::from_secs),
+            file_size: var("CVMBUILD_SCRIPTLET_FILE_SIZE").unwrap_or(FILE_SIZE_LIMIT),
+        }
+    }
+}
+
 /// The most output kept (and logged) per scriptlet.
 const MAX_OUTPUT: u64 = 64 * 1024;
 /// Where the scriptlet's body is bound inside the sandbox (on the
 /// sandbox's own `/dev`, so no mount point is made in the tree).
 const SCRIPT_PATH: &str = "/dev/.cvmbuild-scriptlet";
 const PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+/// The capabilities a scriptlet keeps: owning, reading and writing any
+/// file of the tree, changing ids, file capabilities and signals.
+const CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_SETUID",
+    "CAP_SETGID",
+    "CAP_SETFCAP",
+    "CAP_KILL",
+];
 
 /// One scriptlet of one package.
 #[derive(Clone, Debug)]
 pub struct Script {
-    /// `pretrans`, `pre`, `post` or `posttrans` (others are not run).
+    /// `pretrans`, `pre`, `post` or `posttrans` (others are not run), or
+    /// a trigger's section name (`triggerin`, `filetriggerin`).
     pub kind: String,
     /// The interpreter and its arguments; empty means `/bin/sh`.
     pub program: Vec<String>,
@@ -65,8 +101,11 @@ pub struct Script {
 #[derive(Clone, Debug)]
 pub struct Package {
     pub nevra: String,
+    /// The package's epoch, version and release, for versioned triggers.
+    pub evr: Option<Evr>,
     pub deps: Deps,
     pub scripts: Vec<Script>,
+    pub triggers: Vec<Trigger>,
 }
 
 /// What a run did, for the build log and the output's summary.
@@ -100,6 +139,14 @@ pub enum ScriptletError {
         help("scriptlets run in bubblewrap (`bwrap`, Debian package `bubblewrap`) as root")
     )]
     Sandbox(String),
+    #[error(
+        "a scriptlet left {path}, of {size} bytes, at or past the file size limit of {limit} bytes"
+    )]
+    #[diagnostic(
+        code(build::scriptlet_file_size),
+        help("set CVMBUILD_SCRIPTLET_FILE_SIZE (bytes) if the file is meant to be that large")
+    )]
+    TooLarge { path: String, size: u64, limit: u64 },
     #[error("{}: {source}", path.display())]
     #[diagnostic(code(build::scriptlet_io))]
     Io {
@@ -176,66 +223,404 @@ pub fn order(pkgs: &[Package]) -> Vec<usize> {
     out
 }
 
-/// Runs the transaction's scriptlets in the tree `root`; returns the tree
-/// after them. `epoch` is `SOURCE_DATE_EPOCH`.
+/// Runs the transaction in the tree `root`, whose paths `owners` maps to
+/// the packages shipping them; returns the tree after it. `epoch` is
+/// `SOURCE_DATE_EPOCH`.
 pub fn run(
     store: &dyn Store,
     root: &Hash,
+    owners: &BTreeMap<String, Vec<String>>,
     pkgs: &[Package],
     epoch: i64,
-    limit: Duration,
+    limits: Limits,
 ) -> Result<(Hash, Report), ScriptletError> {
     let tmp = tempfile::tempdir().map_err(io_err(Path::new("temporary directory")))?;
+    let stage = tmp.path().join("stage");
+    store::export_tree_copies(store, root, &stage)?;
     let dir = tmp.path().join("root");
-    store::export_tree_copies(store, root, &dir)?;
-    let snapshot = snapshot(&dir)?;
-    let mut report = Report::default();
+    fs::create_dir(&dir).map_err(io_err(&dir))?;
+    let mut tx = Transaction {
+        stage,
+        dir,
+        tmp: tmp.path(),
+        snap: Snapshot::new(),
+        unmade: HashSet::new(),
+        epoch,
+        limits,
+        report: Report::default(),
+    };
     let seq = order(pkgs);
-    let mut steps: Vec<(usize, &str)> = Vec::new();
-    for phase in [&["pretrans"][..], &["pre", "post"], &["posttrans"]] {
-        for &i in &seq {
-            for k in phase {
-                steps.push((i, k));
-            }
+    // Each path is placed with the first package (in install order)
+    // shipping it; paths no package ships (the rpm database) come first,
+    // as rpm opens its database before the transaction.
+    let rank: HashMap<&str, usize> = seq
+        .iter()
+        .enumerate()
+        .map(|(r, &i)| (pkgs[i].nevra.as_str(), r))
+        .collect();
+    let mut files: Vec<Vec<&str>> = vec![Vec::new(); pkgs.len()];
+    let mut unowned = Vec::new();
+    for (path, by) in owners {
+        match by.iter().filter_map(|n| rank.get(n.as_str())).min() {
+            Some(&r) => files[seq[r]].push(path.as_str()),
+            None => unowned.push(path.as_str()),
         }
     }
-    for (i, kind) in steps {
-        let p = &pkgs[i];
-        for s in p.scripts.iter().filter(|s| s.kind == kind) {
-            let result = run_one(&dir, tmp.path(), p, s, epoch, limit, &mut report)?;
-            if let Err((why, output)) = result {
-                if matches!(kind, "pre" | "pretrans") {
-                    return Err(ScriptletError::Failed {
-                        nevra: p.nevra.clone(),
-                        kind: kind.to_string(),
-                        why,
-                        output,
-                    });
-                }
-                report
-                    .log
-                    .push(format!("{} %{kind}: {why}; continuing", p.nevra));
-                report.failed.push(format!("{} %{kind}: {why}", p.nevra));
-            }
-        }
-    }
-    let owners = Ids::read(&dir);
+    let listed: HashSet<&str> = pkgs
+        .iter()
+        .flat_map(|p| p.deps.files.iter().map(String::as_str))
+        .collect();
     let orig = store.get_tree(root)?;
-    let tree = import(store, &dir, Some(&orig), "", &snapshot, &owners)?;
-    Ok((tree, report))
+    unmade_dirs(store, &orig, "", &listed, &mut tx.unmade)?;
+    tx.place(&unowned)?;
+    for &i in &seq {
+        tx.scripts(&pkgs[i], "pretrans")?;
+    }
+    let mut installed = Vec::new();
+    for &i in &seq {
+        let p = &pkgs[i];
+        tx.package_triggers(pkgs, i, &installed, When::PreIn)?;
+        tx.scripts(p, "pre")?;
+        tx.place(&files[i])?;
+        installed.push(i);
+        tx.file_triggers(pkgs, i, &installed, true)?;
+        tx.scripts(p, "post")?;
+        tx.package_triggers(pkgs, i, &installed, When::In)?;
+        tx.file_triggers(pkgs, i, &installed, false)?;
+    }
+    for &i in &seq {
+        tx.scripts(&pkgs[i], "posttrans")?;
+    }
+    tx.trans_file_triggers(pkgs, &installed)?;
+    let owners = Ids::read(&tx.dir);
+    let cx = ImportCx {
+        snap: &tx.snap,
+        ids: &owners,
+        limit: limits.file_size,
+    };
+    let tree = import(store, &tx.dir, Some(&orig), "", &cx)?;
+    Ok((tree, tx.report))
+}
+
+/// A transaction under way: the exported tree waiting in `stage`, the
+/// installed root `dir`, and what was placed there.
+struct Transaction<'a> {
+    stage: PathBuf,
+    dir: PathBuf,
+    tmp: &'a Path,
+    snap: Snapshot,
+    /// Directories rpm would not make (see [`unmade_dirs`]).
+    unmade: HashSet<String>,
+    epoch: i64,
+    limits: Limits,
+    report: Report,
+}
+
+impl Transaction<'_> {
+    /// Runs the package's scriptlets of `kind` (`$1` is 1).
+    fn scripts(&mut self, p: &Package, kind: &str) -> Result<(), ScriptletError> {
+        for s in p.scripts.iter().filter(|s| s.kind == kind) {
+            self.script(p, s, &["1"], None)?;
+        }
+        Ok(())
+    }
+
+    /// Runs one scriptlet (`args` its `$1`, `$2`, `stdin` its input): a
+    /// failing `%pretrans` or `%pre` is the build's error, other failures
+    /// are reported and the transaction goes on.
+    fn script(
+        &mut self,
+        p: &Package,
+        s: &Script,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Result<(), ScriptletError> {
+        let (dir, tmp, epoch, limits) = (&self.dir, self.tmp, self.epoch, self.limits);
+        let run = Run {
+            args,
+            stdin,
+            epoch,
+            limits,
+        };
+        if let Err((why, output)) = run_one(dir, tmp, p, s, &run, &mut self.report)? {
+            let kind = &s.kind;
+            if matches!(kind.as_str(), "pre" | "pretrans") {
+                return Err(ScriptletError::Failed {
+                    nevra: p.nevra.clone(),
+                    kind: kind.to_string(),
+                    why,
+                    output,
+                });
+            }
+            self.report
+                .log
+                .push(format!("{} %{kind}: {why}; continuing", p.nevra));
+            self.report
+                .failed
+                .push(format!("{} %{kind}: {why}", p.nevra));
+        }
+        Ok(())
+    }
+
+    /// Package triggers of `when` around installing `pkgs[i]`: first
+    /// those of installed packages (itself too, once in the database)
+    /// that name it, then its own that name an installed package (itself
+    /// too), each package's in the order of its header's conditions,
+    /// each script once per package. `$1` and `$2` count the trigger's
+    /// package and the target as installed (in the database) then.
+    fn package_triggers(
+        &mut self,
+        pkgs: &[Package],
+        i: usize,
+        installed: &[usize],
+        when: When,
+    ) -> Result<(), ScriptletError> {
+        let p = &pkgs[i];
+        let count = |j: usize| if installed.contains(&j) { "1" } else { "0" };
+        let fits = |t: &&Trigger| t.class == Class::Package && t.when == when;
+        for &q in installed {
+            let source = &pkgs[q];
+            let mut set_off: Vec<(usize, &Trigger)> = source
+                .triggers
+                .iter()
+                .filter(fits)
+                .filter_map(|t| Some((t.names(&p.deps.name, p.evr.as_ref())?, t)))
+                .collect();
+            set_off.sort_by_key(|(pos, _)| *pos);
+            for (_, t) in set_off {
+                self.script(source, &t.script, &[count(q), count(i)], None)?;
+            }
+        }
+        let mut mine: Vec<(usize, &Trigger)> = p
+            .triggers
+            .iter()
+            .filter(fits)
+            .filter_map(|t| {
+                let pos = installed
+                    .iter()
+                    .filter_map(|&q| t.names(&pkgs[q].deps.name, pkgs[q].evr.as_ref()))
+                    .min()?;
+                Some((pos, t))
+            })
+            .collect();
+        mine.sort_by_key(|(pos, _)| *pos);
+        for (_, t) in mine {
+            self.script(p, &t.script, &[count(i), "1"], None)?;
+        }
+        Ok(())
+    }
+
+    /// `%filetriggerin` of the `early` (priority above
+    /// [`triggers::EARLY_PRIORITY`], before `%post`) or late band once
+    /// `pkgs[i]` is installed: the triggers of every installed package
+    /// (its own too) matching its files, then its own triggers matching
+    /// the files of the other installed packages (in install order).
+    fn file_triggers(
+        &mut self,
+        pkgs: &[Package],
+        i: usize,
+        installed: &[usize],
+        early: bool,
+    ) -> Result<(), ScriptletError> {
+        let band = |t: &&Trigger| {
+            t.class == Class::File
+                && t.when == When::In
+                && (t.priority > triggers::EARLY_PRIORITY) == early
+        };
+        let p = &pkgs[i];
+        let theirs = installed
+            .iter()
+            .flat_map(|&q| pkgs[q].triggers.iter().filter(band).map(move |t| (q, t)))
+            .collect();
+        for (q, t) in triggers::by_priority(theirs) {
+            let paths = lines(t.matching(&p.deps.files));
+            if !paths.is_empty() {
+                self.script(&pkgs[q], &t.script, &["0"], Some(&paths))?;
+            }
+        }
+        let mine = p.triggers.iter().filter(band).map(|t| ((), t)).collect();
+        for ((), t) in triggers::by_priority(mine) {
+            let others = installed.iter().filter(|&&q| q != i);
+            let paths = lines(others.flat_map(|&q| t.matching(&pkgs[q].deps.files)));
+            if !paths.is_empty() {
+                self.script(p, &t.script, &["0"], Some(&paths))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `%transfiletriggerin` after `%posttrans`: each trigger of an
+    /// installed package once, by priority, with every installed file it
+    /// matches (in install order).
+    fn trans_file_triggers(
+        &mut self,
+        pkgs: &[Package],
+        installed: &[usize],
+    ) -> Result<(), ScriptletError> {
+        let all = installed
+            .iter()
+            .flat_map(|&q| {
+                pkgs[q]
+                    .triggers
+                    .iter()
+                    .filter(|t| t.class == Class::TransFile && t.when == When::In)
+                    .map(move |t| (q, t))
+            })
+            .collect();
+        for (q, t) in triggers::by_priority(all) {
+            let paths = lines(
+                installed
+                    .iter()
+                    .flat_map(|&j| t.matching(&pkgs[j].deps.files)),
+            );
+            if !paths.is_empty() {
+                self.script(&pkgs[q], &t.script, &["0"], Some(&paths))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves `paths` (absolute, parents before children) from the stage
+    /// into the root, as rpm unpacks a package: a directory is made (or,
+    /// if a scriptlet made it, given the package's mode), anything else
+    /// replaces what is there. Missing parents are made as the stage has
+    /// them. Paths the export did not create (ghosts, devices) are left to
+    /// the import, which keeps their stored entries.
+    fn place(&mut self, paths: &[&str]) -> Result<(), ScriptletError> {
+        let mut placed = Vec::new();
+        for path in paths.iter().filter(|p| !self.unmade.contains(**p)) {
+            let rel = path.trim_start_matches('/');
+            let src = self.stage.join(rel);
+            let Ok(md) = fs::symlink_metadata(&src) else {
+                continue;
+            };
+            let mut at = String::new();
+            for part in Path::new(rel).parent().into_iter().flat_map(Path::iter) {
+                if !at.is_empty() {
+                    at.push('/');
+                }
+                at.push_str(&part.to_string_lossy());
+                let dst = self.dir.join(&at);
+                if fs::symlink_metadata(&dst).is_err() {
+                    self.make_dir(&at)?;
+                    placed.push(at.clone());
+                }
+            }
+            let dst = self.dir.join(rel);
+            let there = fs::symlink_metadata(&dst).ok();
+            if md.is_dir() {
+                match there {
+                    Some(t) if t.is_dir() => set_mode(&dst, md.mode())?,
+                    Some(_) => {
+                        fs::remove_file(&dst).map_err(io_err(&dst))?;
+                        self.make_dir(rel)?;
+                    }
+                    None => self.make_dir(rel)?,
+                }
+            } else if there.is_some_and(|t| t.is_dir()) {
+                return Err(ScriptletError::Io {
+                    path: PathBuf::from(path),
+                    source: std::io::Error::other(
+                        "a scriptlet made a directory where the package ships a file",
+                    ),
+                });
+            } else {
+                fs::rename(&src, &dst).map_err(io_err(&dst))?;
+            }
+            placed.push(rel.to_string());
+        }
+        // Stamped once all are placed: a later name of a hardlinked file
+        // changes the change time of the earlier ones.
+        for rel in placed {
+            self.stamp(&rel)?;
+            if let Some(parent) = Path::new(&rel)
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+            {
+                self.stamp(&parent.to_string_lossy())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn make_dir(&self, rel: &str) -> Result<(), ScriptletError> {
+        let dst = self.dir.join(rel);
+        let src = self.stage.join(rel);
+        let mode = fs::symlink_metadata(&src).map_or(0o755, |m| m.mode());
+        fs::create_dir(&dst).map_err(io_err(&dst))?;
+        set_mode(&dst, mode)
+    }
+
+    fn stamp(&mut self, rel: &str) -> Result<(), ScriptletError> {
+        let path = self.dir.join(rel);
+        let md = fs::symlink_metadata(&path).map_err(io_err(&path))?;
+        self.snap.insert(format!("/{rel}"), Stamp::of(&md));
+        Ok(())
+    }
+}
+
+/// Collects into `unmade` the directories below `tree` (at `at`) that rpm
+/// does not create on a fresh install: `%ghost` directories, and
+/// directories no header lists (parents the extraction implied) unless
+/// they hold something installed; `%ghost` files are never created.
+/// Returns whether anything in `tree` is installed.
+fn unmade_dirs(
+    store: &dyn Store,
+    tree: &Tree,
+    at: &str,
+    listed: &HashSet<&str>,
+    unmade: &mut HashSet<String>,
+) -> Result<bool, ScriptletError> {
+    let mut any = false;
+    for e in tree.entries() {
+        let path = format!("{at}/{}", e.name);
+        let made = match &e.node {
+            Node::Directory { tree } => {
+                let inner = unmade_dirs(store, &store.get_tree(tree)?, &path, listed, unmade)?;
+                let made = inner || (!e.flags.ghost && listed.contains(path.as_str()));
+                if !made {
+                    unmade.insert(path);
+                }
+                made
+            }
+            _ => !e.flags.ghost,
+        };
+        any |= made;
+    }
+    Ok(any)
+}
+
+/// Paths as a file trigger reads them: one a line.
+fn lines<'a>(paths: impl Iterator<Item = &'a String>) -> String {
+    paths.map(|p| format!("{p}\n")).collect()
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), ScriptletError> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o7777)).map_err(io_err(path))
 }
 
 type Outcome = Result<(), (String, String)>;
+
+/// How one scriptlet is invoked.
+struct Run<'a> {
+    /// Its arguments after the script (`$1`, `$2`).
+    args: &'a [&'a str],
+    /// Its standard input (file triggers' paths); else `/dev/null`.
+    stdin: Option<&'a str>,
+    epoch: i64,
+    limits: Limits,
+}
 
 fn run_one(
     dir: &Path,
     tmp: &Path,
     p: &Package,
     s: &Script,
-    epoch: i64,
-    limit: Duration,
+    run: &Run,
     report: &mut Report,
 ) -> Result<Outcome, ScriptletError> {
+    let (epoch, limit) = (run.epoch, run.limits.time);
     let name = format!("{} %{}", p.nevra, s.kind);
     let mut argv: Vec<String> = if s.program.is_empty() {
         vec!["/bin/sh".into()]
@@ -264,10 +649,20 @@ fn run_one(
     if !s.body.is_empty() {
         argv.push(SCRIPT_PATH.into());
     }
-    argv.push("1".into());
-    let out_path = tmp.join("output");
-    let out = File::create(&out_path).map_err(io_err(&out_path))?;
-    let err = out.try_clone().map_err(io_err(&out_path))?;
+    argv.extend(run.args.iter().map(|a| a.to_string()));
+    let stdin = match run.stdin {
+        Some(text) => {
+            let path = tmp.join("stdin");
+            fs::write(&path, text).map_err(io_err(&path))?;
+            Stdio::from(File::open(&path).map_err(io_err(&path))?)
+        }
+        None => Stdio::null(),
+    };
+    // Output through a pipe, of which the first MAX_OUTPUT bytes are
+    // kept and the rest read and dropped: nothing grows on disk.
+    let pipe_err = |e| ScriptletError::Sandbox(format!("cannot make a pipe: {e}"));
+    let (reader, out) = std::io::pipe().map_err(pipe_err)?;
+    let err = out.try_clone().map_err(pipe_err)?;
     report
         .log
         .push(format!("running {name}: {}", argv.join(" ")));
@@ -280,20 +675,46 @@ fn run_one(
         .arg("--ro-bind")
         .arg(&script)
         .arg(SCRIPT_PATH)
+        // Every namespace but the user one: a new user namespace maps only
+        // root, so a `chown` to an account a `%pre` made would fail.
+        // Instead the capabilities are cut to what installing files
+        // needs (no mounts, no device nodes, no raw I/O).
         .args(&host_binds)
-        .args(["--unshare-all", "--die-with-parent", "--new-session"])
+        .args(["--unshare-ipc", "--unshare-pid", "--unshare-net"])
+        .args(["--unshare-uts", "--unshare-cgroup-try", "--cap-drop", "ALL"]);
+    for cap in CAPS {
+        cmd.args(["--cap-add", cap]);
+    }
+    cmd.args(["--die-with-parent", "--new-session"])
         .args(["--clearenv", "--chdir", "/"])
         .args(["--setenv", "PATH", PATH, "--setenv", "LANG", "C"])
         .args(["--setenv", "HOME", "/root"])
         .args(["--setenv", "SOURCE_DATE_EPOCH", &epoch.to_string()])
         .arg("--")
         .args(&argv)
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(out)
         .stderr(err);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| ScriptletError::Sandbox(format!("cannot start bwrap: {e}")))?;
+    let fsize = run.limits.file_size;
+    // SAFETY: setrlimit is async-signal-safe and touches no memory of
+    // the parent.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: fsize,
+                rlim_max: fsize,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let spawned = cmd.spawn();
+    drop(cmd); // our ends of the pipe's write side
+    let mut child =
+        spawned.map_err(|e| ScriptletError::Sandbox(format!("cannot start bwrap: {e}")))?;
+    let collector = std::thread::spawn(move || collect(reader));
     let start = Instant::now();
     let status = loop {
         if let Some(st) = child
@@ -310,19 +731,38 @@ fn run_one(
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    let mut output = String::new();
-    File::open(&out_path)
-        .and_then(|f| f.take(MAX_OUTPUT).read_to_string(&mut output))
-        .map_err(io_err(&out_path))?;
+    let (output, cut) = collector
+        .join()
+        .map_err(|_| ScriptletError::Sandbox("the output reader failed".into()))?;
     for line in output.lines() {
         report.log.push(format!("{name}: {line}"));
     }
+    if cut {
+        report.log.push(format!(
+            "{name}: (output cut after {} KiB)",
+            MAX_OUTPUT / 1024
+        ));
+    }
+    // A process killed for writing past RLIMIT_FSIZE (the shell reports
+    // 128 + SIGXFSZ).
+    let xfsz = |st: &std::process::ExitStatus| {
+        st.signal() == Some(libc::SIGXFSZ) || st.code() == Some(128 + libc::SIGXFSZ)
+    };
     Ok(match status {
         None => Err((
             format!("was killed after the time limit of {} s", limit.as_secs()),
             output,
         )),
         Some(st) if st.success() => Ok(()),
+        // Whatever the scriptlet, a truncated file must not be installed.
+        Some(st) if xfsz(&st) => {
+            return Err(ScriptletError::Failed {
+                nevra: p.nevra.clone(),
+                kind: s.kind.clone(),
+                why: format!("wrote a file past the limit of {fsize} bytes (killed by SIGXFSZ)"),
+                output,
+            })
+        }
         Some(st) => Err((
             match st.code() {
                 Some(c) => format!("exited with status {c}"),
@@ -333,28 +773,54 @@ fn run_one(
     })
 }
 
-/// Per path below the root: inode and change time after the export.
-type Snapshot = HashMap<String, (u64, i64, i64)>;
+/// How a placed path looked when placed: a directory by its inode, mode
+/// and owner (its change time moves whenever a later package adds to it),
+/// anything else by inode and change time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stamp {
+    Dir {
+        ino: u64,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    Other {
+        ino: u64,
+        ctime: i64,
+        nsec: i64,
+    },
+}
 
-fn snapshot(dir: &Path) -> Result<Snapshot, ScriptletError> {
-    let mut s = Snapshot::new();
-    fn walk(dir: &Path, rel: &str, s: &mut Snapshot) -> Result<(), ScriptletError> {
-        for e in fs::read_dir(dir).map_err(io_err(dir))? {
-            let e = e.map_err(io_err(dir))?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            let path = e.path();
-            let md = fs::symlink_metadata(&path).map_err(io_err(&path))?;
-            let r = format!("{rel}/{name}");
-            s.insert(r.clone(), (md.ino(), md.ctime(), md.ctime_nsec()));
-            if md.is_dir() {
-                walk(&path, &r, s)?;
+impl Stamp {
+    fn of(md: &fs::Metadata) -> Stamp {
+        if md.is_dir() {
+            Stamp::Dir {
+                ino: md.ino(),
+                mode: md.mode(),
+                uid: md.uid(),
+                gid: md.gid(),
+            }
+        } else {
+            Stamp::Other {
+                ino: md.ino(),
+                ctime: md.ctime(),
+                nsec: md.ctime_nsec(),
             }
         }
-        Ok(())
     }
-    walk(dir, "", &mut s)?;
-    Ok(s)
 }
+
+/// Reads the scriptlet's output to its end, keeping the first
+/// [`MAX_OUTPUT`] bytes; says whether more came.
+fn collect(mut reader: std::io::PipeReader) -> (String, bool) {
+    let mut kept = Vec::new();
+    let _ = (&mut reader).take(MAX_OUTPUT).read_to_end(&mut kept);
+    let more = std::io::copy(&mut reader, &mut std::io::sink()).unwrap_or(0) > 0;
+    (String::from_utf8_lossy(&kept).into_owned(), more)
+}
+
+/// Per placed path below the root (`/etc/passwd`): its [`Stamp`].
+type Snapshot = HashMap<String, Stamp>;
 
 /// User and group names by id, from the tree's own databases.
 struct Ids {
@@ -402,15 +868,23 @@ impl Ids {
     }
 }
 
+/// What [`import`] compares against.
+struct ImportCx<'a> {
+    snap: &'a Snapshot,
+    ids: &'a Ids,
+    /// [`Limits::file_size`]: a file written up to it was cut short.
+    limit: u64,
+}
+
 /// Reads the directory back as a tree (see the module documentation).
 fn import(
     store: &dyn Store,
     dir: &Path,
     orig: Option<&Tree>,
     rel: &str,
-    snap: &Snapshot,
-    ids: &Ids,
+    cx: &ImportCx,
 ) -> Result<Hash, ScriptletError> {
+    let (snap, ids) = (cx.snap, cx.ids);
     let mut entries = Vec::new();
     let mut seen = BTreeSet::new();
     let mut names: Vec<_> = fs::read_dir(dir)
@@ -435,13 +909,13 @@ fn import(
             continue;
         }
         seen.insert(name.clone());
-        let untouched = snap.get(&r) == Some(&(md.ino(), md.ctime(), md.ctime_nsec()));
+        let untouched = snap.get(&r) == Some(&Stamp::of(&md));
         let entry = if md.is_dir() {
             let sub_orig = match old.map(|e| &e.node) {
                 Some(Node::Directory { tree }) => Some(store.get_tree(tree)?),
                 _ => None,
             };
-            let tree = import(store, &path, sub_orig.as_ref(), &r, snap, ids)?;
+            let tree = import(store, &path, sub_orig.as_ref(), &r, cx)?;
             match old {
                 Some(e) if untouched && sub_orig.is_some() => Entry {
                     node: Node::Directory { tree },
@@ -458,6 +932,13 @@ fn import(
             };
             new_entry(&name, node, &md, old, ids)
         } else if md.is_file() {
+            if md.len() >= cx.limit {
+                return Err(ScriptletError::TooLarge {
+                    path: r,
+                    size: md.len(),
+                    limit: cx.limit,
+                });
+            }
             let mut f = File::open(&path).map_err(io_err(&path))?;
             let blob = store.put_blob(&mut f)?;
             new_entry(&name, Node::file(&blob), &md, old, ids)
@@ -536,6 +1017,8 @@ mod tests {
                 files: vec![format!("/usr/bin/{name}")],
             },
             scripts: vec![],
+            evr: None,
+            triggers: vec![],
         }
     }
 

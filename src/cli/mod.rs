@@ -70,6 +70,9 @@ Environment (every variable cvmbuild reads; README.md, section Environment):
   CVMBUILD_SCRIPTLET_TIMEOUT
                         seconds a package scriptlet may run before its
                         sandbox is killed (default 300)
+  CVMBUILD_SCRIPTLET_FILE_SIZE
+                        bytes of the largest file a package scriptlet may
+                        write (default 1073741824)
   SOURCE_DATE_EPOCH     mtime of every entry of `realize --tar` (default: the
                         release's epoch)
   NO_COLOR              set (to anything): no colours, even on a terminal

@@ -4,7 +4,9 @@
 //! it, `%posttrans`, a failing `%post` (reported, the build goes on), a
 //! failing `%pre` (the build stops, naming package, scriptlet, output), a
 //! scriptlet trying to reach the network and the host's file system (it
-//! cannot), and `scriptlets = false`.
+//! cannot), package files placed between `%pre` and `%post`, package
+//! triggers and file triggers (order, priorities, `$1`/`$2`, input),
+//! `%ghost` and `%config(noreplace)` files, and `scriptlets = false`.
 
 use crate::support::rpmrepo::{build_repo, Pkg, RepoOptions};
 use std::collections::BTreeMap;
@@ -13,8 +15,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const APPLETS: &[&str] = &[
-    "sh", "cat", "echo", "mkdir", "touch", "chown", "wget", "ls", "id", "grep", "sleep",
+    "sh", "cat", "echo", "mkdir", "touch", "chown", "wget", "ls", "id", "grep", "sleep", "tr",
+    "dd", "mknod", "true",
 ];
+
+/// A scriptlet line logging its name, arguments and input (its paths,
+/// for file triggers) to `/var/log/order`, which the peer comparison
+/// then compares with rpm's.
+fn logs(what: &str) -> String {
+    format!("echo \"{what} $* $(tr '\\n' ' ')\" >> /var/trigger.log")
+}
 
 /// A unique host path a scriptlet tries to write (it must not appear).
 fn host_marker(tmp: &Path) -> PathBuf {
@@ -49,6 +59,71 @@ fn packages(tmp: &Path, port: u16) -> Vec<Pkg> {
                  touch /var/lib/acct/owned\nchown svc:svc /var/lib/acct/owned",
             )
             .script("posttrans", "echo done > /etc/acct.posttrans"),
+        // Installed before `seer` (which requires it); `late` after it.
+        Pkg::new("early", "1.0", "1").file("/usr/share/early/data", b"early-data\n"),
+        Pkg::new("seer", "1.0", "1")
+            .preamble("Requires(pre): shell")
+            .preamble("Requires(post): shell")
+            .requires("early")
+            .file("/usr/share/seer/f", b"from-package\n")
+            .script("pre", "mkdir -p /usr/share/seer\necho from-pre > /usr/share/seer/f")
+            .script(
+                "post",
+                "{ cat /usr/share/early/data; cat /usr/share/seer/f\n\
+                 if [ -e /usr/share/late/data ]; then echo sees-late; else echo no-late; fi\n\
+                 } > /var/seer.post",
+            ),
+        Pkg::new("late", "1.0", "1")
+            .requires("seer")
+            .file("/usr/share/late/data", b"late-data\n"),
+        // Triggers: `trg` is installed after `tgta` and before `tgtb`.
+        Pkg::new("tgta", "1.0", "1")
+            .preamble("Requires(post): shell")
+            .file("/usr/lib/tgta/libtgta.so", b"a\n")
+            .script("post", &logs("tgta post")),
+        Pkg::new("trg", "1.0", "1")
+            .preamble("Requires(pre): shell")
+            .preamble("Requires(post): shell")
+            .requires("tgta")
+            .file("/usr/lib/trg/libtrg.so", b"t\n")
+            .script("pre", &logs("trg pre"))
+            .script("post", &logs("trg post"))
+            .script("triggerprein -- tgta, tgtb", &logs("trg triggerprein"))
+            .script("triggerin -- tgta, tgtb", &logs("trg triggerin"))
+            .script("triggerin -- tgta >= 1.0", &logs("trg triggerin-tgta>=1.0"))
+            .script("triggerin -- tgtb > 1.0", &logs("trg triggerin-tgtb>1.0"))
+            .script(
+                "filetriggerin -- /usr/lib/tgta /usr/lib/tgtb",
+                &logs("trg filetriggerin"),
+            )
+            .script("filetriggerin -P 2000000 -- /usr/lib", &logs("trg filetriggerin-P2000000"))
+            .script("filetriggerin -P 10 -- /usr/lib/tgt", &logs("trg filetriggerin-P10"))
+            .script("transfiletriggerin -- /usr/lib", &logs("trg transfiletriggerin"))
+            .script(
+                "transfiletriggerin -P 10 -- /usr/lib/tgtb",
+                &logs("trg transfiletriggerin-P10"),
+            )
+            .script("triggerun -- tgta", &logs("trg triggerun"))
+            // On itself: rpm runs it twice (as a target and as a source).
+            .script("triggerin -- trg", &logs("trg self-triggerin")),
+        Pkg::new("tgtb", "1.0", "1")
+            .preamble("Requires(pre): shell")
+            .requires("trg")
+            .file("/usr/lib/tgtb/libtgtb.so", b"b\n")
+            .script("pre", &logs("tgtb pre")),
+        // On a fresh install rpm creates no %ghost file or directory (nor
+        // their parents) and installs %config files as any other.
+        Pkg::new("ghosts", "1.0", "1")
+            .custom(
+                "mkdir -p $RPM_BUILD_ROOT/etc $RPM_BUILD_ROOT/srv/gdir2 $RPM_BUILD_ROOT/srv/log\n\
+                 echo conf > $RPM_BUILD_ROOT/etc/g.conf\n\
+                 echo conf2 > $RPM_BUILD_ROOT/etc/g2.conf\n\
+                 echo there > $RPM_BUILD_ROOT/srv/log/present.log",
+                "%config(noreplace) /etc/g.conf\n%config /etc/g2.conf\n\
+                 %ghost /srv/log/absent.log\n%ghost /srv/log/present.log\n\
+                 %ghost %dir /srv/gdir\n%ghost %dir /srv/gdir2\n\
+                 %ghost %attr(0700,root,root) /srv/gfile",
+            ),
         Pkg::new("badpost", "1.0", "1")
             .preamble("Requires(post): shell")
             .file("/usr/share/badpost/f", b"f\n")
@@ -66,6 +141,11 @@ fn packages(tmp: &Path, port: u16) -> Vec<Pkg> {
             ),
     ]
 }
+
+/// The peer test's closure.
+const ALL: &[&str] = &[
+    "shell", "acct", "early", "seer", "late", "tgta", "trg", "tgtb", "ghosts", "badpost", "escape",
+];
 
 pub(crate) fn spec(dir: &Path, packages: &[&str], extra: &str) -> PathBuf {
     let list: Vec<String> = packages.iter().map(|p| format!("\"{p}\"")).collect();
@@ -165,7 +245,7 @@ fn scriptlets_run_sandboxed_and_match_rpm_installing_the_same_files() {
     std::fs::create_dir(&repo).unwrap();
     build_repo(&repo, &packages(t, port), &RepoOptions::default());
 
-    let s = spec(t, &["shell", "acct", "badpost", "escape"], "");
+    let s = spec(t, ALL, "");
     let ours = t.join("ours");
     let out = realize(t, &s, &ours);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -186,6 +266,20 @@ fn scriptlets_run_sandboxed_and_match_rpm_installing_the_same_files() {
         std::fs::read_to_string(ours.join("etc/acct.posttrans")).unwrap(),
         "done\n"
     );
+    // A package's files are placed between its %pre and %post: %post
+    // sees the files of packages installed before it and its own (over
+    // what its %pre made there), not those of packages installed after.
+    assert_eq!(
+        std::fs::read_to_string(ours.join("var/seer.post")).unwrap(),
+        "early-data\nfrom-package\nno-late\n"
+    );
+    // %config files installed as any other; no %ghost file or directory
+    // (nor a parent holding only ghosts) made.
+    assert_eq!(
+        std::fs::read_to_string(ours.join("etc/g.conf")).unwrap(),
+        "conf\n"
+    );
+    assert!(!ours.join("srv").exists());
     // No network, no host file system.
     assert_eq!(
         std::fs::read_to_string(ours.join("escape-net")).unwrap(),
@@ -207,6 +301,8 @@ fn scriptlets_run_sandboxed_and_match_rpm_installing_the_same_files() {
         "{logs}"
     );
     assert!(logs.contains("acct-1.0-1.noarch %pre: made svc"), "{logs}");
+    // The chown to the account %pre made works in the sandbox.
+    assert!(!logs.contains("acct-1.0-1.noarch %post: exited"), "{logs}");
 
     // The peer: rpm itself installs the very same RPM files.
     let peer = t.join("peer");
@@ -236,6 +332,10 @@ fn scriptlets_run_sandboxed_and_match_rpm_installing_the_same_files() {
         .next()
         .is_none());
     std::fs::remove_dir(peer.join("var/tmp")).unwrap();
+    // Triggers fired in rpm's order with rpm's arguments and inputs.
+    let fired = |root: &Path| std::fs::read_to_string(root.join("var/trigger.log")).unwrap();
+    assert_eq!(fired(&ours), fired(&peer));
+    assert!(fired(&ours).contains("trg transfiletriggerin-P10 0 /usr/lib/tgtb"));
     let (a, b) = (listing(&ours), listing(&peer));
     let only = |x: &BTreeMap<String, String>, y: &BTreeMap<String, String>| -> Vec<String> {
         x.iter()
@@ -276,11 +376,40 @@ fn scriptlets_run_sandboxed_and_match_rpm_installing_the_same_files() {
     theirs.sort();
     assert_eq!(qa(&ours), theirs);
 
+    // `rpm -Va` finds in ours what it finds in rpm's own install (the
+    // accounts %pre added), but for mtimes: the exported tree carries
+    // none (store trees have no mtimes), so that column is masked.
+    let verify = |root: &Path| -> String {
+        let o = Command::new("rpm")
+            .arg("--root")
+            .arg(root)
+            .args(["--dbpath", "/var/lib/rpm", "-Va"])
+            .output()
+            .unwrap();
+        let mut lines: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| {
+                let mut c: Vec<char> = l.chars().collect();
+                if c.len() > 7 && c[7] == 'T' {
+                    c[7] = '.';
+                }
+                c.into_iter().collect::<String>()
+            })
+            .filter(|l| !l.starts_with("........."))
+            .collect();
+        lines.sort();
+        lines.join("\n")
+    };
+    assert_eq!(verify(&ours), verify(&peer));
+    assert_eq!(
+        verify(&ours),
+        "S.5......    /etc/group\nS.5......    /etc/passwd"
+    );
     // Two builds from scratch: the same tree.
     let t2 = tempfile::tempdir().unwrap();
     std::fs::create_dir(t2.path().join("repo")).unwrap();
     crate::support::cli::copy_dir(&repo, &t2.path().join("repo"));
-    let s2 = spec(t2.path(), &["shell", "acct", "badpost", "escape"], "");
+    let s2 = spec(t2.path(), ALL, "");
     let ours2 = t2.path().join("ours");
     assert!(realize(t2.path(), &s2, &ours2).status.success());
     assert_eq!(listing(&ours), listing(&ours2));
@@ -347,7 +476,7 @@ fn running(needle: &str) -> Vec<String> {
 }
 
 #[test]
-fn hanging_daemonising_and_uninterpretable_scriptlets() {
+fn hanging_daemonising_flooding_and_uninterpretable_scriptlets() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
     let repo = t.join("repo");
@@ -363,6 +492,35 @@ fn hanging_daemonising_and_uninterpretable_scriptlets() {
             .preamble("Requires(pre): shell")
             .script("pre", "echo hanging\nsleep 4244"),
     );
+    pkgs.push(
+        Pkg::new("nodev", "1.0", "1")
+            .preamble("Requires(post): shell")
+            .script(
+                "post",
+                "if mknod /disk b 8 0; then echo made; else echo refused; fi > /mknod",
+            ),
+    );
+    // 20 MB of output: logged up to 64 KiB, nothing kept on disk.
+    pkgs.push(
+        Pkg::new("noisy", "1.0", "1")
+            .preamble("Requires(post): shell")
+            .script(
+                "post",
+                "dd if=/dev/zero bs=1024 count=20000 2>/dev/null | tr '\\0' x",
+            ),
+    );
+    // Files past the size limit: dd is killed by SIGXFSZ; in `filler2`
+    // the script goes on and exits 0, leaving the cut file.
+    pkgs.push(
+        Pkg::new("filler", "1.0", "1")
+            .preamble("Requires(post): shell")
+            .script("post", "dd if=/dev/zero of=/big bs=1024 count=4096"),
+    );
+    pkgs.push(
+        Pkg::new("filler2", "1.0", "1")
+            .preamble("Requires(post): shell")
+            .script("post", "dd if=/dev/zero of=/big2 bs=1024 count=4096\ntrue"),
+    );
     // (rpmbuild makes the interpreter a requirement; the package says it
     // provides it, so the solver lets it through.)
     pkgs.push(
@@ -372,16 +530,55 @@ fn hanging_daemonising_and_uninterpretable_scriptlets() {
     );
     build_repo(&repo, &pkgs, &RepoOptions::default());
 
-    // A daemon a %post forks does not outlive its sandbox.
-    let s = spec(t, &["shell", "daemon"], "");
+    // A daemon a %post forks does not outlive its sandbox; no device
+    // node can be made; output is bounded.
+    let s = spec(t, &["shell", "daemon", "nodev", "noisy"], "");
     let out = realize(t, &s, &t.join("d"));
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(all_logs(t).contains("daemon-1.0-1.noarch %post: started"));
+    let logs = all_logs(t);
+    assert!(logs.contains("daemon-1.0-1.noarch %post: started"));
     assert_eq!(running("sleep 4243"), Vec::<String>::new());
+    assert_eq!(
+        std::fs::read_to_string(t.join("d/mknod")).unwrap(),
+        "refused\n"
+    );
+    assert!(
+        logs.contains("noisy-1.0-1.noarch %post: (output cut after 64 KiB)"),
+        "{logs}"
+    );
+    assert!(logs.len() < 1 << 20, "{} bytes of logs", logs.len());
+
+    // A file past the size limit stops the build, naming the scriptlet
+    // (killed) or the file (the script went on); nothing is exported.
+    for (pkg, wanted) in [
+        (
+            "filler",
+            "filler-1.0-1.noarch: %post scriptlet wrote a file past the limit of 1048576 bytes",
+        ),
+        (
+            "filler2",
+            "a scriptlet left /big2, of 1048576 bytes, at or past the file size limit",
+        ),
+    ] {
+        let s = spec(t, &["shell", pkg], "");
+        let dest = t.join(pkg);
+        let out = crate::support::cvmbuild(t)
+            .env("CVMBUILD_SCRIPTLET_FILE_SIZE", "1048576")
+            .arg("realize")
+            .arg(&s)
+            .arg("--out")
+            .arg(&dest)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{pkg}: {err}");
+        assert!(err.contains(wanted), "{err}");
+        assert!(!dest.exists());
+    }
 
     // A hanging %pre is killed at the limit, named, and stops the build.
     let s = spec(t, &["shell", "hang"], "");

@@ -47,6 +47,9 @@ pub struct Pkg {
     pub copies: Vec<(String, String, u32)>,
     /// Further preamble lines, verbatim (`Recommends: x`, `Requires(pre): y`).
     pub preamble: Vec<String>,
+    /// Verbatim (`%install` commands, `%files` line) pairs, for what the
+    /// other fields cannot say (`%ghost`, `%config(noreplace)`).
+    pub custom: Vec<(String, String)>,
 }
 
 impl Pkg {
@@ -69,6 +72,7 @@ impl Pkg {
             caps: vec![],
             preamble: vec![],
             copies: vec![],
+            custom: vec![],
         }
     }
     pub fn epoch(mut self, e: u64) -> Pkg {
@@ -120,6 +124,12 @@ impl Pkg {
 
     pub fn copy(mut self, path: &str, host: &str, mode: u32) -> Pkg {
         self.copies.push((path.into(), host.into(), mode));
+        self
+    }
+    /// `install` (shell, `$RPM_BUILD_ROOT` is the build root; may be
+    /// empty) run in `%install`, and `files` put in `%files` verbatim.
+    pub fn custom(mut self, install: &str, files: &str) -> Pkg {
+        self.custom.push((install.into(), files.into()));
         self
     }
     pub fn preamble(mut self, line: &str) -> Pkg {
@@ -188,6 +198,9 @@ impl Pkg {
             let _ = writeln!(s, "mkdir -p %{{buildroot}}{}", parent(path));
             let _ = writeln!(s, "ln -s '{target}' %{{buildroot}}{path}");
         }
+        for (install, _) in &self.custom {
+            let _ = writeln!(s, "{install}");
+        }
         for (section, body) in &self.scripts {
             let _ = writeln!(s, "%{section}\n{body}");
         }
@@ -206,6 +219,9 @@ impl Pkg {
         }
         for (path, _) in &self.symlinks {
             let _ = writeln!(s, "{path}");
+        }
+        for (_, files) in &self.custom {
+            let _ = writeln!(s, "{files}");
         }
         s
     }
