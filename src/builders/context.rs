@@ -6,7 +6,7 @@ use crate::drv::{Derivation, DrvId};
 use crate::repo::fetch::Location;
 use crate::store::{Output, Root, Store};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// What builders may need beyond their inputs: where repositories are (for
@@ -85,15 +85,89 @@ impl<'a> BuildCx<'a> {
             .ok_or_else(|| format!("{}: missing parameter `{key}`", self.drv.name).into())
     }
 
-    /// The single input blob of role `role`, as a local file path (the
-    /// file-system store keeps blobs as files; a remote backend would spool
-    /// to a temporary file here).
-    pub fn input_blob_path(&self, role: &str) -> Result<PathBuf, Error> {
+    /// The single input blob of role `role`, as a file on local disk.
+    pub fn input_blob_file(&self, role: &str) -> Result<BlobFile, Error> {
         match self.inputs.get(role).map(|o| &o.root) {
-            Some(Root::Blob { hash, .. }) => self.store.local_blob_path(hash).ok_or_else(|| {
-                format!("{}: input `{role}` is not on local disk", self.drv.name).into()
-            }),
+            Some(Root::Blob { hash, .. }) => self.blob_file(hash),
             _ => Err(format!("{}: input `{role}` is not a file", self.drv.name).into()),
         }
+    }
+
+    /// Blob `hash` as a file on local disk, for builders whose tools read
+    /// files: the store's own file when it keeps one; else the blob read
+    /// through the store (a layered store fetches it from a remote,
+    /// verified, and keeps it locally) and, if the store still has no file
+    /// of it, spooled to a temporary file.
+    pub fn blob_file(&self, hash: &crate::store::Hash) -> Result<BlobFile, Error> {
+        if let Some(p) = self.store.local_blob_path(hash) {
+            return Ok(BlobFile::Local(p));
+        }
+        let mut reader = self.store.open_blob(hash)?;
+        if let Some(p) = self.store.local_blob_path(hash) {
+            return Ok(BlobFile::Local(p));
+        }
+        let mut tmp = tempfile::Builder::new()
+            .prefix("cvmbuild-blob-")
+            .tempfile()?;
+        std::io::copy(&mut reader, &mut tmp)?;
+        Ok(BlobFile::Spooled(tmp))
+    }
+}
+
+/// A blob as a file a builder's tools can open ([`BuildCx::blob_file`]).
+pub enum BlobFile {
+    /// The store's own file of it.
+    Local(PathBuf),
+    /// A temporary copy, removed on drop.
+    Spooled(tempfile::NamedTempFile),
+}
+
+impl BlobFile {
+    pub fn path(&self) -> &Path {
+        match self {
+            BlobFile::Local(p) => p,
+            BlobFile::Spooled(t) => t.path(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemStore;
+
+    /// A store that keeps no files (as a remote-only backend) gets its
+    /// blob spooled, byte for byte, to a file that goes away with it.
+    #[test]
+    fn a_blob_without_a_local_file_is_spooled() {
+        let store = MemStore::new();
+        let bytes = b"an rpm, say".repeat(1000);
+        let blob = store.put_blob(&mut bytes.as_slice()).unwrap();
+        let drv = Derivation {
+            name: "extract:x".into(),
+            builder: crate::drv::Builder::builtin("extract", 1),
+            inputs: BTreeMap::new(),
+            params: serde_json::json!({}),
+            outputs: vec!["out".into()],
+        };
+        let id = drv.id();
+        let env = Env::default();
+        let inputs = BTreeMap::from([(
+            "rpm".to_string(),
+            Output {
+                root: Root::Blob {
+                    hash: blob.hash,
+                    size: bytes.len() as u64,
+                },
+                meta: BTreeMap::new(),
+            },
+        )]);
+        let cx = BuildCx::new(&store, &id, &drv, inputs, BTreeMap::new(), &env);
+        let file = cx.input_blob_file("rpm").unwrap();
+        assert!(matches!(file, BlobFile::Spooled(_)));
+        let path = file.path().to_path_buf();
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        drop(file);
+        assert!(!path.exists());
     }
 }

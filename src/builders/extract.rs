@@ -723,12 +723,13 @@ fn scriptlets(metadata: &PackageMetadata) -> Vec<Scriptlet> {
 /// The `extract` builder: the `rpm` input's payload as a store tree, with
 /// its manifest (files, owners, scriptlets) as a blob.
 pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
-    let path = cx.input_blob_path("rpm")?;
+    let file = cx.input_blob_file("rpm")?;
+    let path = file.path();
     let repo = cx.inputs["rpm"]
         .meta
         .get("repo")
         .map_or("?", String::as_str);
-    let x = extract(cx.store, &path)
+    let x = extract(cx.store, path)
         .map_err(|e| format!("{} from repository `{repo}`: {e}", cx.drv.name))?;
     cx.log(format!(
         "{}: {} paths, {} scriptlets recorded (not run)",

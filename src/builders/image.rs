@@ -37,21 +37,18 @@ pub fn build(cx: &BuildCx) -> Result<Output, BuildError> {
         return Err(format!("{name}: the kernel input is not a tree").into());
     };
     let vmlinuz = match paths::lookup(cx.store, &ktree, "vmlinuz")?.map(|e| e.node) {
-        Some(Node::File { blob: Some(h), .. }) => cx
-            .store
-            .local_blob_path(&h)
-            .ok_or_else(|| format!("{name}: vmlinuz is not on local disk"))?,
+        Some(Node::File { blob: Some(h), .. }) => cx.blob_file(&h)?,
         _ => return Err(format!("{name}: the kernel output has no vmlinuz").into()),
     };
-    let initrd = cx.input_blob_path("initrd")?;
+    let initrd = cx.input_blob_file("initrd")?;
 
     let work = tempfile::Builder::new()
         .prefix("cvmbuild-image-")
         .tempdir()?;
     let out = work.path().join(format!("image.{format}"));
     let files = disk::BootFiles {
-        vmlinuz: &vmlinuz,
-        initrd: &initrd,
+        vmlinuz: vmlinuz.path(),
+        initrd: initrd.path(),
         cmdline: &cmdline,
         epoch,
     };
