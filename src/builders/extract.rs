@@ -740,8 +740,8 @@ pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
     // The headers as the file has them, for the rpm database `assemble`
     // writes (extract has validated their structure above).
     let what = x.manifest.nevra.clone();
-    let headers = crate::rpmdb::RpmHeaders::read(&mut File::open(&path)?, &what)
-        .map_err(|e| e.to_string())?;
+    let headers =
+        crate::rpmdb::RpmHeaders::read(&mut File::open(path)?, &what).map_err(|e| e.to_string())?;
     let blob = cx.store.put_blob(&mut headers.encode().as_slice())?;
     let mut out = x.to_output(cx.store)?;
     out.meta.insert("headers".to_owned(), blob.hash.to_hex());
