@@ -86,6 +86,13 @@ Environment (every variable cvmbuild reads; README.md, section Environment):
   CVMBUILD_TRUSTED_KEYS public key files trusted for substitutes and
                         `copy --from` (space-separated; --trusted-key)
   CVMBUILD_SIGN_KEY     secret key file of `copy` (--sign-key)
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN
+                        credentials of s3:// caches
+  AWS_REGION, AWS_DEFAULT_REGION
+                        their region (default us-east-1)
+  AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL
+                        another S3-compatible server (MinIO, Ceph RGW,
+                        moto), addressed path-style
   TMPDIR                scratch directories of the image builders and of
                         scriptlet runs
   PATH                  where the image builders find mksquashfs, xorriso,
