@@ -24,7 +24,9 @@ pub struct ManArgs {
 /// Prints the completion script, e.g. `source <(cvmbuild completions bash)`.
 pub(super) fn completions_cmd(a: CompletionsArgs) -> Result<i32> {
     let mut cmd = Cli::command();
-    clap_complete::generate(a.shell, &mut cmd, "cvmbuild", &mut std::io::stdout());
+    let mut script = Vec::new();
+    clap_complete::generate(a.shell, &mut cmd, "cvmbuild", &mut script);
+    out!("{}", String::from_utf8_lossy(&script));
     Ok(0)
 }
 
@@ -48,10 +50,7 @@ pub(super) fn man_cmd(a: ManArgs) -> Result<i32> {
             clap_mangen::Man::new(cmd)
                 .render(&mut out)
                 .map_err(|e| miette!(code = "cli::man", "rendering the man page: {e}"))?;
-            use std::io::Write;
-            std::io::stdout()
-                .write_all(&out)
-                .map_err(|e| miette!("writing the man page: {e}"))?;
+            out!("{}", String::from_utf8_lossy(&out));
         }
     }
     Ok(0)
