@@ -421,6 +421,8 @@ pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
         ));
         a.tree = tree;
         failed = report.failed;
+    } else {
+        a.tree = super::scriptlets::without_unmade_dirs(cx.store, &a.tree, &transaction)?;
     }
     let manifest = cx
         .store

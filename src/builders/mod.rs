@@ -90,7 +90,7 @@ pub const EXTRACT: Def = Def {
 };
 pub const ASSEMBLE: Def = Def {
     name: names::ASSEMBLE,
-    version: 3,
+    version: 4,
     run: assemble::build,
 };
 pub const META_RPM: Def = Def {

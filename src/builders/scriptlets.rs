@@ -559,6 +559,48 @@ impl Transaction<'_> {
     }
 }
 
+/// The merged tree as a fresh install without a transaction leaves it
+/// (`scriptlets = false`, or nothing to run): the directories rpm does
+/// not make (see [`unmade_dirs`]) left out, as [`run`] leaves them out.
+pub fn without_unmade_dirs(
+    store: &dyn Store,
+    root: &Hash,
+    pkgs: &[Package],
+) -> Result<Hash, ScriptletError> {
+    let listed: HashSet<&str> = pkgs
+        .iter()
+        .flat_map(|p| p.deps.files.iter().map(String::as_str))
+        .collect();
+    let orig = store.get_tree(root)?;
+    let mut unmade = HashSet::new();
+    unmade_dirs(store, &orig, "", &listed, &mut unmade)?;
+    if unmade.is_empty() {
+        return Ok(*root);
+    }
+    fn rebuild(
+        store: &dyn Store,
+        tree: &Tree,
+        at: &str,
+        unmade: &HashSet<String>,
+    ) -> Result<Hash, ScriptletError> {
+        let mut entries = Vec::with_capacity(tree.entries().len());
+        for e in tree.entries() {
+            let path = format!("{at}/{}", e.name);
+            if unmade.contains(&path) {
+                continue;
+            }
+            let mut e = e.clone();
+            if let Node::Directory { tree: sub } = &e.node {
+                let sub = rebuild(store, &store.get_tree(sub)?, &path, unmade)?;
+                e.node = Node::Directory { tree: sub };
+            }
+            entries.push(e);
+        }
+        Ok(store.put_tree(&Tree::new(entries)?)?)
+    }
+    rebuild(store, &orig, "", &unmade)
+}
+
 /// Collects into `unmade` the directories below `tree` (at `at`) that rpm
 /// does not create on a fresh install: `%ghost` directories, and
 /// directories no header lists (parents the extraction implied) unless

@@ -445,7 +445,11 @@ fn failing_pre_stops_the_build_and_scriptlets_false_runs_none() {
     assert!(err.contains("oops-pre"), "{err}");
     assert!(!t.join("bad").exists(), "nothing exported");
 
-    let s = spec(t, &["shell", "acct", "badpre"], "\n  scriptlets = false");
+    let s = spec(
+        t,
+        &["shell", "acct", "badpre", "ghosts"],
+        "\n  scriptlets = false",
+    );
     let off = t.join("off");
     let out = realize(t, &s, &off);
     assert!(
@@ -459,6 +463,13 @@ fn failing_pre_stops_the_build_and_scriptlets_false_runs_none() {
     );
     assert!(!off.join("var/lib/acct").exists());
     assert!(off.join("var/lib/rpm/rpmdb.sqlite").exists());
+    // Without a transaction the files are still placed as rpm places
+    // them: no %ghost directory, nor a parent holding only ghosts.
+    assert_eq!(
+        std::fs::read_to_string(off.join("etc/g.conf")).unwrap(),
+        "conf\n"
+    );
+    assert!(!off.join("srv").exists());
 }
 
 /// Processes on the host whose command line contains `needle`.
