@@ -82,15 +82,28 @@ pub fn record(
             ))
         })
         .collect();
-    for p in packages.iter_mut() {
-        p.signer = None;
-        let Some((repo, keys)) = checked.get(p.repo.as_str()) else {
-            continue;
-        };
-        p.signer = Some(match known.get(&*p) {
-            Some(s) => (*s).to_string(),
-            None => read(repo, keys, p)?,
-        });
+    // One read per package new to the lock (its first 64 KiB, a request
+    // each over HTTP), in parallel; the first failure in package order is
+    // the one reported.
+    use rayon::prelude::*;
+    let signers: Vec<Result<Option<String>, SignerError>> = packages
+        .par_iter()
+        .map(|p| {
+            let Some((repo, keys)) = checked.get(p.repo.as_str()) else {
+                return Ok(None);
+            };
+            let unsigned = LockedPackage {
+                signer: None,
+                ..p.clone()
+            };
+            Ok(Some(match known.get(&unsigned) {
+                Some(s) => (*s).to_string(),
+                None => read(repo, keys, p)?,
+            }))
+        })
+        .collect();
+    for (p, signer) in packages.iter_mut().zip(signers) {
+        p.signer = signer?;
     }
     Ok(())
 }

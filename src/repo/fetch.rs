@@ -231,7 +231,14 @@ impl Location {
                 let url = self.display(&rel);
                 with_retries(repo, &url, || {
                     reset(dest)?;
-                    let mut resp = agent().get(&url).call()?;
+                    let mut request = agent().get(&url);
+                    // Only the first `limit` bytes are read: ask for no
+                    // more (a server that ignores Range answers 200 with
+                    // the whole file, of which as much is read).
+                    if limit < u64::MAX {
+                        request = request.header("Range", format!("bytes=0-{}", limit - 1));
+                    }
+                    let mut resp = request.call()?;
                     let body = resp.body_mut().with_config().limit(u64::MAX).reader();
                     Ok(std::io::copy(&mut MinRate::new(body).take(limit), dest)?)
                 })

@@ -780,3 +780,66 @@ fn keys_change_only_the_ids_that_must() {
         assert_eq!(&plain[name] != id, must_change, "{name}");
     }
 }
+
+/// Over HTTP, eval reads each package's signer from its first 64 KiB and
+/// asks the server for no more (a Range request, answered 206 by nginx),
+/// however large the package.
+#[test]
+fn signers_are_read_with_a_range_request() {
+    let k = keys();
+    let dir = tempfile::tempdir().unwrap();
+    let served = dir.path().join("www");
+    let repo = served.join("repo");
+    // `big` is larger than the 64 KiB read: bytes that do not compress.
+    let mut noise = vec![0u8; 300_000];
+    blake3::Hasher::new()
+        .update(b"noise")
+        .finalize_xof()
+        .fill(&mut noise);
+    let rpms = build_rpms(
+        &[
+            pkg("a"),
+            pkg("big")
+                .file("/usr/share/big/noise", &noise)
+                .requires("a"),
+            pkg("b").requires("big"),
+        ],
+        &repo,
+    );
+    for r in &rpms {
+        k.gpg.sign_rpm(r, ED, false, None);
+    }
+    createrepo(&repo, &RepoOptions::default());
+    let big = rpms
+        .iter()
+        .find(|r| r.file_name().unwrap().to_string_lossy().starts_with("big-"))
+        .unwrap();
+    assert!(fs::metadata(big).unwrap().len() > 200_000);
+    let nginx = crate::support::nginx::Nginx::start(&served, &dir.path().join("nginx"));
+    let url = format!("http://127.0.0.1:{}", nginx.port);
+    fs::copy(k.file("trusted.asc"), served.join("keys.asc")).unwrap();
+    let text = SPEC
+        .replace("url = \"repo\"", &format!("url = \"{url}/repo\""))
+        .replace("KEY EXTRA", &format!("\"{url}/keys.asc\""));
+    fs::write(dir.path().join("t.cvm"), text).unwrap();
+    let out = cli::cvmbuild_in(dir.path(), &["eval", "t.cvm"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lock = fs::read_to_string(dir.path().join("t.lock")).unwrap();
+    assert_eq!(
+        lock.matches(&format!("signer = \"{}\"", k.gpg.fingerprint(ED)))
+            .count(),
+        3,
+        "a signer per package: {lock}"
+    );
+    let log = nginx.log("access.log");
+    let reads: Vec<&str> = log.lines().filter(|l| l.contains(".rpm HTTP")).collect();
+    assert_eq!(reads.len(), 3, "{log}");
+    for l in reads {
+        // `"GET /repo/x.rpm HTTP/1.1" 206 BYTES`
+        let after = l.split("\" ").nth(1).unwrap_or_default();
+        let mut f = after.split_whitespace();
+        let (status, bytes) = (f.next().unwrap(), f.next().unwrap());
+        assert_eq!(status, "206", "{l}");
+        assert!(bytes.parse::<u64>().unwrap() <= 65_536, "{l}");
+    }
+}
