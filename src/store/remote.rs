@@ -524,6 +524,9 @@ impl Remote {
         let rec_path = format!("outputs/{drv_id}.json");
         let signature = key.sign(&signed_bytes(drv_id, &out));
         let mut t = Transfer::default();
+        // Another machine's signatures of the same output are kept: a
+        // realizing machine may trust only one of the signers.
+        let mut signatures = Vec::new();
         if let Some(bytes) = self.get_bytes(&rec_path, RECORD_LIMIT)? {
             if let Ok(old) = serde_json::from_slice::<Record>(&bytes) {
                 if old.output != out {
@@ -538,8 +541,10 @@ impl Remote {
                     t.present += 1;
                     return Ok(t);
                 }
+                signatures = old.signatures;
             }
         }
+        signatures.push(signature);
         let mut seen = HashSet::new();
         match out.root {
             Root::Tree { hash } => self.push_tree(store, hash, &mut seen, &mut t)?,
@@ -557,7 +562,7 @@ impl Remote {
         let record = Record {
             version: 1,
             drv: drv_id.to_string(),
-            signatures: vec![signature],
+            signatures,
             output: out,
         };
         let body = serde_json::to_vec_pretty(&record).expect("plain data");

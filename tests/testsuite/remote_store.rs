@@ -1061,3 +1061,41 @@ fn a_cache_on_a_second_host_serves_a_fresh_machine() {
         "{log}"
     );
 }
+
+/// Two machines sign the same outputs, each with its own key: the record
+/// keeps both signatures, so a machine that trusts either key alone
+/// substitutes everything.
+#[test]
+fn a_second_signer_adds_its_signature_to_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_nginx, cache, url) = cache_server(dir.path());
+    let mut summary = Value::Null;
+    for i in 0..2 {
+        let m = Fixture::new();
+        let key = dir.path().join(format!("farm{i}.key"));
+        keygen(&m, &format!("farm{i}"), &key);
+        let (s, _) = realize(&m, &[]);
+        let mut args = vec!["copy", "--to", &url, "--sign-key", key.to_str().unwrap()];
+        args.extend(["os-tree", "meta-rpm"].map(|r| s["roots"][r].as_str().unwrap()));
+        let out = m.run(&args);
+        assert!(out.status.success(), "{}", text(&out));
+        summary = s;
+    }
+    let record: Value =
+        serde_json::from_slice(&fs::read(record_path(&cache, &summary, "os-tree")).unwrap())
+            .unwrap();
+    let signers: Vec<&str> = record["signatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(signers, ["farm0", "farm1"], "{record}");
+    for i in 0..2 {
+        let c = Fixture::new();
+        let pubkey = dir.path().join(format!("farm{i}.key.pub"));
+        let (sc, stderr) = realize(&c, &substitute_args(&url, &pubkey));
+        assert_eq!(sc["built"], 0, "trusting farm{i} only: {sc}\n{stderr}");
+        assert_eq!(sc["substituted"], 2, "{sc}");
+    }
+}
