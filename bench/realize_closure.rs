@@ -6,13 +6,13 @@
 //!
 //! Run: `cargo bench --bench realize_closure`
 
+#[path = "generated.rs"]
+mod generated;
+
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-const PACKAGES: usize = 320;
-const FILES_PER_PACKAGE: usize = 12;
 
 fn main() {
     let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
@@ -20,10 +20,10 @@ fn main() {
     fs::create_dir_all(&repo).unwrap();
     let t = Instant::now();
     let mut payload = 0u64;
-    for i in 0..PACKAGES {
-        payload += write_package(&repo, i, "1.0");
+    for i in 0..generated::PACKAGES {
+        payload += generated::write_package(&repo, i, "1.0");
     }
-    write_package(&repo, 0, "2.0");
+    generated::write_package(&repo, 0, "2.0");
     run(Command::new("createrepo_c").args(["--quiet"]).arg(&repo));
     let repo_bytes: u64 = fs::read_dir(repo.join("Packages"))
         .unwrap()
@@ -33,28 +33,15 @@ fn main() {
         .sum();
     println!(
         "generated {} packages ({} files, {:.1} MB of file contents, {:.1} MB of RPMs) in {:.1} s",
-        PACKAGES + 1,
-        PACKAGES * FILES_PER_PACKAGE,
+        generated::PACKAGES + 1,
+        generated::PACKAGES * generated::FILES_PER_PACKAGE,
         payload as f64 / 1e6,
         repo_bytes as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );
 
-    let names: Vec<String> = (0..PACKAGES).map(|i| format!("\"pkg{i:03}\"")).collect();
     let spec = work.path().join("big.cvm");
-    fs::write(
-        &spec,
-        format!(
-            "let r = repo {{ name = \"bench\", url = \"./repo\" }}\n\
-             let base = release {{\n  name = \"bench-system\"\n  version = \"1.0.0.0\"\n  \
-             arch = \"x86_64\"\n  repos = [r]\n  packages = [{}]\n  pins = {{ pkg000 = \"1.*\" }}\n  \
-             epoch = 1400000000\n}}\n\
-             branch one = base\n\
-             branch two = base // {{ pins = {{ pkg000 = \"2.*\" }} }}\n",
-            names.join(", ")
-        ),
-    )
-    .unwrap();
+    generated::write_spec(&spec);
     let bin = env!("CARGO_BIN_EXE_cvmbuild");
     let store = |name: &str| work.path().join(name);
     run(Command::new(bin)
@@ -112,51 +99,6 @@ fn main() {
         built.len(),
         built.join(", ")
     );
-}
-
-/// Writes `pkgNNN-VERSION-1.x86_64.rpm` (zstd payload, the default of
-/// current distributions) and returns the bytes of its file contents. File
-/// bytes are a deterministic mix of compressible text and random data.
-fn write_package(repo: &Path, i: usize, version: &str) -> u64 {
-    let name = format!("pkg{i:03}");
-    let mut b = rpm::PackageBuilder::new(&name, version, "MIT", "x86_64", "benchmark package");
-    b.using_config(
-        rpm::BuildConfig::default()
-            .compression(rpm::CompressionType::Zstd)
-            .source_date(1_400_000_000u32),
-    )
-    .release("1")
-    .description("generated for bench/realize_closure.rs");
-    let mut total = 0u64;
-    for k in 0..FILES_PER_PACKAGE {
-        let seed = format!("{name}-{version}-{k}");
-        let size = 1024 + (blake3::hash(seed.as_bytes()).as_bytes()[0] as usize) * 160;
-        let mut bytes = vec![0u8; size];
-        if k % 2 == 0 {
-            blake3::Hasher::new()
-                .update(seed.as_bytes())
-                .finalize_xof()
-                .fill(&mut bytes);
-        } else {
-            for (j, c) in bytes.iter_mut().enumerate() {
-                *c = b"the quick brown fox jumps over the lazy dog\n"[(j + i) % 44];
-            }
-        }
-        total += size as u64;
-        let path = match k {
-            0 => format!("/usr/bin/{name}"),
-            1 => format!("/etc/{name}.conf"),
-            _ => format!("/usr/share/{name}/data{k}"),
-        };
-        let opts = rpm::FileOptions::new(path).permissions(if k == 0 { 0o755 } else { 0o644 });
-        b.with_file_contents(bytes, opts).unwrap();
-    }
-    let pkg = b.build().unwrap();
-    let dir = repo.join("Packages");
-    fs::create_dir_all(&dir).unwrap();
-    pkg.write_file(dir.join(format!("{name}-{version}-1.x86_64.rpm")))
-        .unwrap();
-    total
 }
 
 /// Runs a command that must succeed; returns its stderr (progress lines).

@@ -11,6 +11,9 @@
 //! Run: `cargo bench --bench substitute` (needs nginx with the dav module:
 //! Debian's nginx-light, `bash .ci/deps`).
 
+#[path = "generated.rs"]
+mod generated;
+
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,8 +21,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cvmbuild");
-const PACKAGES: usize = 320;
-const FILES_PER_PACKAGE: usize = 12;
 
 /// nginx serving `root` with WebDAV writes, stopped on drop.
 struct Nginx(Child);
@@ -219,31 +220,18 @@ fn main() {
 
     // The generated release: branch `one`, and `two` with pkg000 at 2.0.
     let repo = w.join("repo");
-    for i in 0..PACKAGES {
-        write_package(&repo, i, "1.0");
+    for i in 0..generated::PACKAGES {
+        generated::write_package(&repo, i, "1.0");
     }
-    write_package(&repo, 0, "2.0");
+    generated::write_package(&repo, 0, "2.0");
     let st = Command::new("createrepo_c")
         .arg("--quiet")
         .arg(&repo)
         .status()
         .unwrap();
     assert!(st.success(), "createrepo_c");
-    let names: Vec<String> = (0..PACKAGES).map(|i| format!("\"pkg{i:03}\"")).collect();
     let spec = w.join("big.cvm");
-    fs::write(
-        &spec,
-        format!(
-            "let r = repo {{ name = \"bench\", url = \"./repo\" }}\n\
-             let base = release {{\n  name = \"bench-system\"\n  version = \"1.0.0.0\"\n  \
-             arch = \"x86_64\"\n  repos = [r]\n  packages = [{}]\n  pins = {{ pkg000 = \"1.*\" }}\n  \
-             epoch = 1400000000\n}}\n\
-             branch one = base\n\
-             branch two = base // {{ pins = {{ pkg000 = \"2.*\" }} }}\n",
-            names.join(", ")
-        ),
-    )
-    .unwrap();
+    generated::write_spec(&spec);
     cvmbuild(&w.join("eval-cache"), &["eval", spec.to_str().unwrap()]);
     let roots = ["os-tree"];
     let (big_row, _, big_b) = case(w, "release-320", &spec, "one", &roots, &url, &key);
@@ -293,46 +281,4 @@ fn main() {
         100.0 * change_bytes as f64 / big_row.bytes as f64,
         big_row.bytes
     );
-}
-
-/// Writes `pkgNNN-VERSION-1.x86_64.rpm` (zstd payload): file contents a
-/// deterministic mix of random and compressible bytes.
-fn write_package(repo: &Path, i: usize, version: &str) {
-    let name = format!("pkg{i:03}");
-    let mut b = rpm::PackageBuilder::new(&name, version, "MIT", "x86_64", "benchmark package");
-    b.using_config(
-        rpm::BuildConfig::default()
-            .compression(rpm::CompressionType::Zstd)
-            .source_date(1_400_000_000u32),
-    )
-    .release("1")
-    .description("generated for bench/substitute.rs");
-    for k in 0..FILES_PER_PACKAGE {
-        let seed = format!("{name}-{version}-{k}");
-        let size = 1024 + (blake3::hash(seed.as_bytes()).as_bytes()[0] as usize) * 160;
-        let mut bytes = vec![0u8; size];
-        if k % 2 == 0 {
-            blake3::Hasher::new()
-                .update(seed.as_bytes())
-                .finalize_xof()
-                .fill(&mut bytes);
-        } else {
-            for (j, c) in bytes.iter_mut().enumerate() {
-                *c = b"the quick brown fox jumps over the lazy dog\n"[(j + i) % 44];
-            }
-        }
-        let path = match k {
-            0 => format!("/usr/bin/{name}"),
-            1 => format!("/etc/{name}.conf"),
-            _ => format!("/usr/share/{name}/data{k}"),
-        };
-        let opts = rpm::FileOptions::new(path).permissions(if k == 0 { 0o755 } else { 0o644 });
-        b.with_file_contents(bytes, opts).unwrap();
-    }
-    let dir = repo.join("Packages");
-    fs::create_dir_all(&dir).unwrap();
-    b.build()
-        .unwrap()
-        .write_file(dir.join(format!("{name}-{version}-1.x86_64.rpm")))
-        .unwrap();
 }

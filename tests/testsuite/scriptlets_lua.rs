@@ -9,7 +9,7 @@
 //! error as rpm words it), a Lua loop killed at the time limit, and the
 //! fork/exec/execute patterns of distribution scriptlets.
 
-use crate::scriptlets_sandbox::{all_logs, listing, realize, spec};
+use crate::scriptlets_sandbox::{all_logs, listing, realize, running, spec};
 use crate::support::rpmrepo::{build_repo, Pkg, RepoOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -253,13 +253,7 @@ fn failing_or_hanging_lua_pre_stops_the_build_naming_the_lua_error() {
         err.contains("luahang-1.0-1.noarch: %pre scriptlet was killed after the time limit of 2 s"),
         "{err}"
     );
-    let left: Vec<_> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains("%prein(luahang-1.0-1.noarch)"))
-        .collect();
+    let left = running("%prein(luahang-1.0-1.noarch)");
     assert!(left.is_empty(), "{left:?}");
 
     let s = spec(t, &["base", "luabadpre"], "");

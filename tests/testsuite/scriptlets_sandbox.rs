@@ -473,7 +473,7 @@ fn failing_pre_stops_the_build_and_scriptlets_false_runs_none() {
 }
 
 /// Processes on the host whose command line contains `needle`.
-fn running(needle: &str) -> Vec<String> {
+pub(crate) fn running(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
