@@ -266,12 +266,8 @@ pub fn run(
             None => unowned.push(path.as_str()),
         }
     }
-    let listed: HashSet<&str> = pkgs
-        .iter()
-        .flat_map(|p| p.deps.files.iter().map(String::as_str))
-        .collect();
     let orig = store.get_tree(root)?;
-    unmade_dirs(store, &orig, "", &listed, &mut tx.unmade)?;
+    tx.unmade = unmade(store, &orig, pkgs)?;
     tx.place(&unowned)?;
     for &i in &seq {
         tx.scripts(&pkgs[i], "pretrans")?;
@@ -567,13 +563,8 @@ pub fn without_unmade_dirs(
     root: &Hash,
     pkgs: &[Package],
 ) -> Result<Hash, ScriptletError> {
-    let listed: HashSet<&str> = pkgs
-        .iter()
-        .flat_map(|p| p.deps.files.iter().map(String::as_str))
-        .collect();
     let orig = store.get_tree(root)?;
-    let mut unmade = HashSet::new();
-    unmade_dirs(store, &orig, "", &listed, &mut unmade)?;
+    let unmade = unmade(store, &orig, pkgs)?;
     if unmade.is_empty() {
         return Ok(*root);
     }
@@ -599,6 +590,22 @@ pub fn without_unmade_dirs(
         Ok(store.put_tree(&Tree::new(entries)?)?)
     }
     rebuild(store, &orig, "", &unmade)
+}
+
+/// The directories of `root` that rpm does not make for `pkgs` (see
+/// [`unmade_dirs`]).
+fn unmade(
+    store: &dyn Store,
+    root: &Tree,
+    pkgs: &[Package],
+) -> Result<HashSet<String>, ScriptletError> {
+    let listed: HashSet<&str> = pkgs
+        .iter()
+        .flat_map(|p| p.deps.files.iter().map(String::as_str))
+        .collect();
+    let mut unmade = HashSet::new();
+    unmade_dirs(store, root, "", &listed, &mut unmade)?;
+    Ok(unmade)
 }
 
 /// Collects into `unmade` the directories below `tree` (at `at`) that rpm
