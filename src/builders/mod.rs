@@ -85,12 +85,12 @@ pub const FETCH: Def = Def {
 };
 pub const EXTRACT: Def = Def {
     name: names::EXTRACT,
-    version: 3,
+    version: 4,
     run: extract::build,
 };
 pub const ASSEMBLE: Def = Def {
     name: names::ASSEMBLE,
-    version: 4,
+    version: 5,
     run: assemble::build,
 };
 pub const META_RPM: Def = Def {
@@ -120,7 +120,7 @@ pub const IMAGE: Def = Def {
 };
 pub const PUBLISH: Def = Def {
     name: names::PUBLISH,
-    version: 1,
+    version: 2,
     run: publish::build,
 };
 

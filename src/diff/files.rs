@@ -28,7 +28,8 @@ pub struct FileChange {
     /// For `changed`: which attributes differ, from `type`, `content`,
     /// `target`, `device`, `mode`, `owner`, `group`, `flags`, `hardlink`
     /// (became or stopped being a name of a hardlinked file), `xattrs`
-    /// (extended attributes such as file capabilities).
+    /// (extended attributes such as file capabilities), `mtime` (the time
+    /// the package gives the file; before the release's epoch clamps it).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub what: Vec<&'static str>,
     /// Packages shipping the path (B's for added and changed, A's for
@@ -257,6 +258,9 @@ impl Walk<'_> {
         }
         if x.xattrs != y.xattrs {
             what.push("xattrs");
+        }
+        if x.mtime != y.mtime {
+            what.push("mtime");
         }
         match (&x.node, &y.node) {
             (Node::Directory { tree: ta }, Node::Directory { tree: tb }) => {

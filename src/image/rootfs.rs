@@ -36,7 +36,9 @@ pub fn squashfs(
     out: &Path,
 ) -> Result<Vec<String>, Error> {
     let root = work.join("root");
-    export_tree_copies(store, tree, &root).map_err(|e| format!("exporting the OS tree: {e}"))?;
+    // mksquashfs gives every inode SOURCE_DATE_EPOCH (tools::run sets it).
+    export_tree_copies(store, tree, &root, epoch.max(0) as u64)
+        .map_err(|e| format!("exporting the OS tree: {e}"))?;
     let owners =
         Owners::from_tree(store, tree).map_err(|e| format!("reading the tree's owners: {e}"))?;
     let mut p = Pseudo {
