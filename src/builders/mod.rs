@@ -110,7 +110,7 @@ pub const INITRD: Def = Def {
 };
 pub const ROOTFS: Def = Def {
     name: names::ROOTFS,
-    version: 2,
+    version: 3,
     run: rootfs::build,
 };
 pub const IMAGE: Def = Def {

@@ -70,7 +70,12 @@ pub enum IfDifferent {
 /// ([`super::Entry::mtime_at`]), so a store object is hardlinked only when
 /// it already has that time. Names of one hardlinked file
 /// ([`super::Flags::hardlink`]) are hard links to each other.
-pub fn export_tree(store: &dyn Store, root: &Hash, dest: &Path, epoch: u64) -> Result<ExportReport> {
+pub fn export_tree(
+    store: &dyn Store,
+    root: &Hash,
+    dest: &Path,
+    epoch: u64,
+) -> Result<ExportReport> {
     export_tree_with(store, root, dest, epoch, IfDifferent::Refuse)
 }
 
@@ -528,7 +533,9 @@ fn export_file(
         // Changing a hardlink's mode or time would change the store
         // object (and every other export of it).
         let same_inode_attrs = fs::metadata(&src)
-            .map(|m| m.permissions().mode() & 0o7777 == u32::from(mode) && m.mtime() == mtime as i64)
+            .map(|m| {
+                m.permissions().mode() & 0o7777 == u32::from(mode) && m.mtime() == mtime as i64
+            })
             .unwrap_or(false);
         if same_inode_attrs && fs::hard_link(&src, path).is_ok() {
             report.hardlinked += 1;

@@ -110,8 +110,14 @@ fn extract_matches_rpm2cpio_for_every_compression() {
             .map(|(t, p)| (p.to_string(), t.parse().unwrap()))
             .collect();
         for (rel, (kind, ..)) in &expected {
-            let t = fs::symlink_metadata(exported.join(&rel[1..])).unwrap().mtime();
-            let want = if *kind == 'd' { 4_000_000_000 } else { header[rel] };
+            let t = fs::symlink_metadata(exported.join(&rel[1..]))
+                .unwrap()
+                .mtime();
+            let want = if *kind == 'd' {
+                4_000_000_000
+            } else {
+                header[rel]
+            };
             assert_eq!(t, want, "mtime of {rel}");
         }
 

@@ -872,7 +872,11 @@ fn export_reports_what_it_skips_and_recognises_its_own_tree() {
     let r = export_tree_with(&store, &root, &out, 1_400_000_000, IfDifferent::Replace).unwrap();
     assert!(!r.unchanged);
     assert_eq!(std::fs::read(&motd).unwrap(), b"hello\n");
-    assert!(export_tree(&store, &root, &out, 1_400_000_000).unwrap().unchanged);
+    assert!(
+        export_tree(&store, &root, &out, 1_400_000_000)
+            .unwrap()
+            .unchanged
+    );
     assert!(leftovers(&out).is_empty(), "{:?}", leftovers(&out));
 }
 

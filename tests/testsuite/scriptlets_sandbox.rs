@@ -408,7 +408,9 @@ fn scriptlets_run_sandboxed_and_match_rpm_installing_the_same_files() {
         assert_eq!(ours_t.get(path), Some(&want), "mtime of {path}");
         checked += 1;
     }
-    assert!(theirs.get("etc/passwd").is_some_and(|t| *t >= recent as i64));
+    assert!(theirs
+        .get("etc/passwd")
+        .is_some_and(|t| *t >= recent as i64));
     assert!(checked > 20, "{checked} files compared");
 
     // `rpm -Va` finds in ours what it finds in rpm's own install (the
@@ -448,10 +450,7 @@ fn scriptlets_run_sandboxed_and_match_rpm_installing_the_same_files() {
         .output()
         .unwrap();
     let va = String::from_utf8_lossy(&va.stdout).into_owned();
-    assert!(
-        va.lines().all(|l| l.chars().nth(7) != Some('T')),
-        "{va}"
-    );
+    assert!(va.lines().all(|l| l.chars().nth(7) != Some('T')), "{va}");
     // Two builds from scratch: the same tree.
     let t2 = tempfile::tempdir().unwrap();
     std::fs::create_dir(t2.path().join("repo")).unwrap();
@@ -539,7 +538,10 @@ fn a_package_shipping_the_rpm_database_is_refused_and_a_ghost_one_owns_it() {
     let s = spec(t, &["shell", "baddb"], "");
     let out = realize(t, &s, &t.join("bad"));
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "a package's database must be refused");
+    assert!(
+        !out.status.success(),
+        "a package's database must be refused"
+    );
     assert!(
         err.contains("/var/lib/rpm/rpmdb.sqlite: baddb-1.0-1.noarch ships it"),
         "{err}"
@@ -570,10 +572,18 @@ fn a_package_shipping_the_rpm_database_is_refused_and_a_ghost_one_owns_it() {
     let qf = Command::new("rpm")
         .arg("--root")
         .arg(&ours)
-        .args(["--dbpath", "/var/lib/rpm", "-qf", "/var/lib/rpm/rpmdb.sqlite"])
+        .args([
+            "--dbpath",
+            "/var/lib/rpm",
+            "-qf",
+            "/var/lib/rpm/rpmdb.sqlite",
+        ])
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&qf.stdout), "rpmlike-1.0-1.noarch\n");
+    assert_eq!(
+        String::from_utf8_lossy(&qf.stdout),
+        "rpmlike-1.0-1.noarch\n"
+    );
 }
 
 /// Processes on the host whose command line contains `needle`.

@@ -487,7 +487,11 @@ fn export_materialises_modes_links_and_refuses_nonempty_dest() {
     let object = store.blob_path(&Hash::of(b"read only\n"));
     let object_time = fs::metadata(&object).unwrap().mtime();
     for p in ["exe", "ro", "locked", "locked/secret", "escape"] {
-        assert_eq!(fs::symlink_metadata(out.join(p)).unwrap().mtime(), 1_400_000_000, "{p}");
+        assert_eq!(
+            fs::symlink_metadata(out.join(p)).unwrap().mtime(),
+            1_400_000_000,
+            "{p}"
+        );
     }
     assert_ne!(object_time, 1_400_000_000);
     assert_eq!(fs::metadata(&object).unwrap().mtime(), object_time);
@@ -511,7 +515,11 @@ fn export_materialises_modes_links_and_refuses_nonempty_dest() {
 
     // Exporting the same tree again writes nothing; a directory holding
     // anything else is refused; an empty one is fine.
-    assert!(export_tree(&store, &root, &out, 1_400_000_000).unwrap().unchanged);
+    assert!(
+        export_tree(&store, &root, &out, 1_400_000_000)
+            .unwrap()
+            .unchanged
+    );
     let other = store
         .put_tree(&Tree::new(vec![file_entry("ro", &store, b"other\n", 0o444)]).unwrap())
         .unwrap();

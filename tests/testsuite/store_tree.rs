@@ -302,9 +302,7 @@ fn mtimes_are_encoded_last_and_clamped_by_outputs() {
     let plain = Tree::new(vec![entry("f", file.clone())]).unwrap();
     let mut timed = entry("f", file);
     timed.mtime = Some(1_399_999_999);
-    timed
-        .xattrs
-        .insert("security.capability".into(), vec![7]);
+    timed.xattrs.insert("security.capability".into(), vec![7]);
     let with = Tree::new(vec![timed.clone()]).unwrap();
 
     let mut want = plain.encode();
