@@ -795,7 +795,7 @@ fn run_one(
             .try_wait()
             .map_err(|e| ScriptletError::Sandbox(e.to_string()))?;
         // The disk, every 100 ms and once more at the end.
-        if exited.is_some() || polls % 10 == 0 {
+        if exited.is_some() || polls.is_multiple_of(10) {
             low = free_bytes(dir).filter(|&f| f < min_free);
         }
         polls += 1;
