@@ -366,6 +366,7 @@ mod tests {
         let mut ping = file(&s, "ping", "p", 0o755);
         ping.xattrs
             .insert("security.capability".into(), vec![0, 0, 0, 2]);
+        ping.mtime = Some(1_399_000_000);
         let b = output(
             &s,
             vec![
@@ -419,7 +420,7 @@ mod tests {
                 (
                     "/bin/ping",
                     Change::Changed,
-                    vec!["xattrs"],
+                    vec!["xattrs", "mtime"],
                     vec!["iputils-1".to_string()]
                 ),
                 ("/opt", Change::Added, vec![], vec![]),
