@@ -76,7 +76,7 @@ trait Transport: Send + Sync {
     }
     /// [`Transport::get`] with the object's version (its `ETag`), if the
     /// server gives one, for a later [`Transport::put_if`].
-    fn get_versioned(&self, path: &str) -> Result<Option<(Box<dyn Read>, Option<String>)>>;
+    fn get_versioned(&self, path: &str) -> Result<Option<Versioned>>;
     /// Whether there is an object at `path` (without its bytes).
     fn exists(&self, path: &str) -> Result<bool>;
     /// Stores `body` at `path`, replacing what may be there (the paths
@@ -88,6 +88,10 @@ trait Transport: Send + Sync {
     /// server that ignores the condition (nginx's WebDAV) just writes.
     fn put_if(&self, path: &str, body: &[u8], expect: &Expect) -> Result<bool>;
 }
+
+/// An object's bytes to read and its version (`ETag`), if the server
+/// gives one.
+type Versioned = (Box<dyn Read>, Option<String>);
 
 /// What a record write expects to find at its path, so that two machines
 /// pushing the same record at once cannot drop each other's signatures.
@@ -1051,11 +1055,13 @@ mod tests {
     /// A remote in memory with S3's conditional writes; `race` runs once,
     /// just before the first conditional write is judged, as another
     /// machine's write landing between our read and our write.
+    type Race = Box<dyn FnOnce(&Objects) + Send>;
+
     #[derive(Default)]
     struct Objects {
         /// Path to (bytes, version).
         map: Mutex<HashMap<String, (Vec<u8>, u64)>>,
-        race: Mutex<Option<Box<dyn FnOnce(&Objects) + Send>>>,
+        race: Mutex<Option<Race>>,
         conditional_writes: AtomicU64,
     }
 
@@ -1068,7 +1074,7 @@ mod tests {
     }
 
     impl Transport for std::sync::Arc<Objects> {
-        fn get_versioned(&self, path: &str) -> Result<Option<(Box<dyn Read>, Option<String>)>> {
+        fn get_versioned(&self, path: &str) -> Result<Option<Versioned>> {
             let m = self.map.lock().unwrap();
             Ok(m.get(path).map(|(b, v)| {
                 let r: Box<dyn Read> = Box::new(std::io::Cursor::new(b.clone()));

@@ -2,8 +2,7 @@
 //! can serve a cache), WebDAV PUT and, where the server wants the
 //! collections made first, MKCOL.
 
-use super::{http_err, Error, Expect, Result, Transport};
-use std::io::Read;
+use super::{http_err, Error, Expect, Result, Transport, Versioned};
 
 pub(super) struct Http {
     /// `http[s]://HOST[:PORT]/PATH`, no trailing slash.
@@ -47,7 +46,7 @@ impl Http {
 }
 
 impl Transport for Http {
-    fn get_versioned(&self, path: &str) -> Result<Option<(Box<dyn Read>, Option<String>)>> {
+    fn get_versioned(&self, path: &str) -> Result<Option<Versioned>> {
         let what = format!("GET {path}");
         let resp = self
             .agent

@@ -8,7 +8,7 @@
 //! endpoint it is AWS, virtual-hosted (`BUCKET.s3.REGION.amazonaws.com`).
 
 use super::sigv4::{self, Credentials};
-use super::{http_err, Error, Expect, Result, Transport};
+use super::{http_err, Error, Expect, Result, Transport, Versioned};
 use std::io::Read;
 
 pub(super) struct S3 {
@@ -217,7 +217,7 @@ impl S3 {
 }
 
 impl Transport for S3 {
-    fn get_versioned(&self, path: &str) -> Result<Option<(Box<dyn Read>, Option<String>)>> {
+    fn get_versioned(&self, path: &str) -> Result<Option<Versioned>> {
         let resp = self.send("GET", path, None, None)?;
         match resp.status().as_u16() {
             200 => {
