@@ -98,6 +98,10 @@ Environment (every variable cvmbuild reads; README.md, section Environment):
   AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL
                         another S3-compatible server (MinIO, Ceph RGW,
                         moto), addressed path-style
+  AWS_PROFILE, AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE
+                        the profile (default `default`) and the AWS tools'
+                        files (~/.aws/credentials, ~/.aws/config) that give
+                        what the variables above do not
   TMPDIR                scratch directories of the image builders and of
                         scriptlet runs
   PATH                  where the image builders find mksquashfs, xorriso,

@@ -62,6 +62,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(60);
 const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
+mod aws;
 mod http;
 mod s3;
 mod sigv4;

@@ -23,6 +23,9 @@ fn run(m: &Fixture, env: &[(&'static str, String)], args: &[&str]) -> Output {
         "AWS_DEFAULT_REGION",
         "AWS_ENDPOINT_URL",
         "AWS_ENDPOINT_URL_S3",
+        "AWS_PROFILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_CONFIG_FILE",
     ] {
         cmd.env_remove(k);
     }
@@ -136,14 +139,37 @@ fn a_second_machine_substitutes_from_s3_and_damage_and_bad_credentials_are_refus
     assert_eq!(signers, ["farm-a", "farm-b"]);
 
     // Machine B: everything substituted, nothing built, the same roots.
+    // Set up as `aws configure --profile ci` leaves a machine: nothing in
+    // the environment but the profile's name (HOME is the fixture's).
     let b = Fixture::new();
+    let aws = b.dir.path().join("home/.aws");
+    std::fs::create_dir_all(&aws).unwrap();
+    let lookup = |k: &str| env.iter().find(|(n, _)| *n == k).unwrap().1.clone();
+    std::fs::write(
+        aws.join("credentials"),
+        format!(
+            "[default]\naws_access_key_id = AKIADEFAULTUNUSED000\naws_secret_access_key = x\n\n\
+             [ci]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            lookup("AWS_ACCESS_KEY_ID"),
+            lookup("AWS_SECRET_ACCESS_KEY")
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        aws.join("config"),
+        format!(
+            "[profile ci]\nregion = us-east-1\nendpoint_url = {}\n",
+            lookup("AWS_ENDPOINT_URL")
+        ),
+    )
+    .unwrap();
     let subst = [
         "--substituter",
         &url,
         "--trusted-key",
         pubkey.to_str().unwrap(),
     ];
-    let (sb, stderr) = realize(&b, &env, &subst);
+    let (sb, stderr) = realize(&b, &[("AWS_PROFILE", "ci".into())], &subst);
     assert_eq!(sb["built"], 0, "{sb}\n{stderr}");
     assert_eq!(sb["substituted"], 2, "{sb}");
     assert!(!stderr.contains("warning"), "{stderr}");

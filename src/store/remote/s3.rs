@@ -6,6 +6,9 @@
 //! `AWS_ENDPOINT_URL` for another S3-compatible server (MinIO, Ceph RGW,
 //! moto), addressed path-style (`ENDPOINT/BUCKET/KEY`). Without an
 //! endpoint it is AWS, virtual-hosted (`BUCKET.s3.REGION.amazonaws.com`).
+//! What the environment does not set comes from the profile in the AWS
+//! tools' shared files ([`super::aws`]): `aws_access_key_id`,
+//! `aws_secret_access_key`, `aws_session_token`, `region`, `endpoint_url`.
 
 use super::sigv4::{self, Credentials};
 use super::{http_err, Error, Expect, Result, Transport, Versioned};
@@ -69,12 +72,35 @@ impl S3 {
             reason,
         };
         let var = |k: &str| env(k).filter(|v| !v.is_empty());
-        let access_key = var("AWS_ACCESS_KEY_ID")
-            .ok_or_else(|| config("AWS_ACCESS_KEY_ID is not set".into()))?;
-        let secret_key = var("AWS_SECRET_ACCESS_KEY")
-            .ok_or_else(|| config("AWS_SECRET_ACCESS_KEY is not set".into()))?;
+        let profile = super::aws::Profile::load(env).map_err(config)?;
+        // Credentials from the environment come as a set, as the AWS
+        // tools take them; else all from the profile.
+        let (access_key, secret_key, session_token) = match var("AWS_ACCESS_KEY_ID") {
+            Some(id) => (
+                id,
+                var("AWS_SECRET_ACCESS_KEY")
+                    .ok_or_else(|| config("AWS_SECRET_ACCESS_KEY is not set".into()))?,
+                var("AWS_SESSION_TOKEN"),
+            ),
+            None => {
+                let id = profile.get("aws_access_key_id").ok_or_else(|| {
+                    config(format!(
+                        "AWS_ACCESS_KEY_ID is not set, nor aws_access_key_id in {}",
+                        profile.describe()
+                    ))
+                })?;
+                let secret = profile.get("aws_secret_access_key").ok_or_else(|| {
+                    config(format!(
+                        "no aws_secret_access_key in {}",
+                        profile.describe()
+                    ))
+                })?;
+                (id, secret, profile.get("aws_session_token"))
+            }
+        };
         let region = var("AWS_REGION")
             .or_else(|| var("AWS_DEFAULT_REGION"))
+            .or_else(|| profile.get("region"))
             .unwrap_or_else(|| "us-east-1".into());
         if !region
             .bytes()
@@ -89,6 +115,7 @@ impl S3 {
         };
         let (base, host, key_prefix) = match var("AWS_ENDPOINT_URL_S3")
             .or_else(|| var("AWS_ENDPOINT_URL"))
+            .or_else(|| profile.get("endpoint_url"))
         {
             Some(endpoint) => {
                 let e = endpoint.trim_end_matches('/');
@@ -123,7 +150,7 @@ impl S3 {
             creds: Credentials {
                 access_key,
                 secret_key,
-                session_token: var("AWS_SESSION_TOKEN"),
+                session_token,
             },
             agent: super::agent(),
         })
