@@ -211,8 +211,14 @@ fn write_solv(primary_gz: &Path, out: &Path) -> Result<(), String> {
 }
 
 /// Runs both sides on the repository in `repo_dir` and the shopping list
-/// `list`, and prints the comparison.
-pub fn compare(label: &str, repo_dir: &Path, list: &[String]) -> Result<(), String> {
+/// `list`, and prints the comparison; with `keep`, the spec is also left
+/// there as `LABEL.cvm` (spaces as dashes).
+pub fn compare(
+    label: &str,
+    repo_dir: &Path,
+    list: &[String],
+    keep: Option<&Path>,
+) -> Result<(), String> {
     let work = tempfile::tempdir().map_err(|e| e.to_string())?;
     let spec_path = work.path().join("bench.cvm");
     let names: Vec<String> = list.iter().map(|n| format!("{n:?}")).collect();
@@ -227,6 +233,14 @@ pub fn compare(label: &str, repo_dir: &Path, list: &[String]) -> Result<(), Stri
         ),
     )
     .map_err(|e| e.to_string())?;
+    if let Some(k) = keep {
+        std::fs::create_dir_all(k).map_err(|e| e.to_string())?;
+        std::fs::copy(
+            &spec_path,
+            k.join(format!("{}.cvm", label.replace(' ', "-"))),
+        )
+        .map_err(|e| e.to_string())?;
+    }
     let lock_path = spec_path.with_extension("lock");
 
     // libsolv: XML (cold) and .solv (warm).

@@ -14,7 +14,7 @@
 //! no core is used before solving again under exactly its literals.
 
 use super::encode::{lit, Formula, Group};
-use std::collections::HashMap;
+use hashbrown::{HashMap, HashSet};
 use std::time::Instant;
 use varisat::{ExtendFormula, Lit, Solver};
 
@@ -224,7 +224,7 @@ impl Oll {
                 self.fixed = val[..npackages].iter().filter(|v| v.is_some()).count();
             }
             let mut active: Vec<Lit> = Vec::new();
-            let mut seen = std::collections::HashSet::new();
+            let mut seen = HashSet::new();
             for &l in softs {
                 match value(&val, l) {
                     Some(true) => {}
