@@ -51,10 +51,38 @@ struct InternerParts {
 }
 
 impl From<InternerParts> for Interner {
-    /// Unsound parts (see [`Interner::from_parts`]) make an empty interner,
-    /// so the pool then finds no name, rather than a panic.
     fn from(parts: InternerParts) -> Self {
-        Interner::from_parts(parts.buf, parts.ends).unwrap_or_default()
+        let mut i = Interner {
+            buf: parts.buf,
+            ends: parts.ends,
+            table: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+        };
+        // A cache entry passed its hash check, but a reader never trusts
+        // offsets it did not write: out-of-order or out-of-range ends, or
+        // a cut inside a character, make an empty interner (and the pool
+        // then finds no name) rather than a panic.
+        let mut start = 0usize;
+        let sound = i.ends.iter().all(|&e| {
+            let ok = (e as usize) >= start && i.buf.is_char_boundary(e as usize);
+            start = e as usize;
+            ok
+        }) && start <= i.buf.len();
+        if !sound {
+            return Interner::default();
+        }
+        i.table.reserve(i.ends.len(), |_| 0);
+        for id in 0..i.ends.len() as u32 {
+            let h = i.hasher.hash_one(i.resolve(NameId(id)));
+            let Interner {
+                table,
+                buf,
+                ends,
+                hasher,
+            } = &mut i;
+            table.insert_unique(h, NameId(id), |&n| hasher.hash_one(slice(buf, ends, n)));
+        }
+        i
     }
 }
 
@@ -83,46 +111,6 @@ impl fmt::Debug for Interner {
 }
 
 impl Interner {
-    /// An interner over strings stored back to back in `buf`, string `i`
-    /// ending at `ends[i]`, with its lookup table rebuilt (so that more can
-    /// be interned without duplicating these). A reader of the metadata
-    /// cache never trusts offsets it did not write: out-of-order or
-    /// out-of-range ends, or a cut inside a character, give `None`.
-    pub(crate) fn from_parts(buf: String, ends: Vec<u32>) -> Option<Interner> {
-        let mut start = 0usize;
-        let sound = ends.iter().all(|&e| {
-            let ok = (e as usize) >= start && buf.is_char_boundary(e as usize);
-            start = e as usize;
-            ok
-        });
-        if !sound {
-            return None;
-        }
-        let mut i = Interner {
-            buf,
-            ends,
-            table: HashTable::new(),
-            hasher: DefaultHashBuilder::default(),
-        };
-        i.table.reserve(i.ends.len(), |_| 0);
-        for id in 0..i.ends.len() as u32 {
-            let h = i.hasher.hash_one(i.resolve(NameId(id)));
-            let Interner {
-                table,
-                buf,
-                ends,
-                hasher,
-            } = &mut i;
-            table.insert_unique(h, NameId(id), |&n| hasher.hash_one(slice(buf, ends, n)));
-        }
-        Some(i)
-    }
-
-    /// The buffer and end offsets [`Interner::from_parts`] takes.
-    pub(crate) fn parts(&self) -> (&str, &[u32]) {
-        (&self.buf, &self.ends)
-    }
-
     pub fn intern(&mut self, s: &str) -> NameId {
         if let Some(id) = self.get(s) {
             return id;
