@@ -219,3 +219,35 @@ impl Graph {
         s + "}\n"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drv::Builder;
+    use serde_json::json;
+
+    /// Tops are what nothing consumes as an input: the output at the end
+    /// of an input chain and the solve (which only pins), not what they
+    /// consume, so their input closures cover every node.
+    #[test]
+    fn tops_are_the_nodes_no_input_edge_leaves() {
+        let mut g = Graph::with_capacity(4);
+        let d = |name: &str| Derivation::new(name, Builder::builtin("t", 1), json!({}));
+        let solve = g.add(d("solve"));
+        let fetch = g.add(d("fetch"));
+        g.pin(&solve, &fetch);
+        let extract = g.add(d("extract").input_drv("rpm", &fetch));
+        let tree = g.add(d("tree").input_drv("pkg", &extract));
+        let tops: Vec<&DrvId> = g.tops().collect();
+        assert_eq!(tops, [&solve, &tree]);
+        let mut covered: std::collections::BTreeSet<&DrvId> = tops.iter().copied().collect();
+        for t in &tops {
+            covered.extend(
+                g.nodes()
+                    .filter(|(id, _, _)| g.downstream(id).contains(t))
+                    .map(|(id, _, _)| id),
+            );
+        }
+        assert_eq!(covered.len(), g.len());
+    }
+}
