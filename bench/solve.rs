@@ -11,9 +11,13 @@
 //! ```text
 //! cargo bench --bench solve -- [--real DIR|--no-real] [--multilib] [--save-list FILE]
 //!                              [--sizes 20000,40000,80000] [--list 500] [--seed 1]
+//!                              [--keep KEEP]
 //! ```
 //!
-//! `DIR` contains `repodata/`; it is read in place, never copied.
+//! `DIR` contains `repodata/`; it is read in place, never copied. `KEEP`
+//! receives the end-to-end specs (`real.cvm`, `generated-N.cvm`) and the
+//! generated repositories they name, so that one eval can be profiled or
+//! its lock compared across builds afterwards.
 
 use cvmbuild::repo::{
     load, Checksum, Dep, Evr, Op, Package, PackageId, Pool, Range, RepoId, RepoInfo, RepoSource,
@@ -61,6 +65,8 @@ struct Args {
     /// Where to write the real universe's final shopping list.
     save_list: Option<String>,
     sizes: Vec<usize>,
+    /// Where to leave the end-to-end specs and generated repositories.
+    keep: Option<std::path::PathBuf>,
     list: usize,
     seed: u64,
 }
@@ -71,6 +77,7 @@ fn args() -> Result<Args, String> {
         save_list: None,
         multilib: false,
         sizes: vec![20_000, 40_000, 80_000],
+        keep: None,
         list: 500,
         seed: 1,
     };
@@ -89,6 +96,7 @@ fn args() -> Result<Args, String> {
             "--no-real" => a.real = None,
             "--multilib" => a.multilib = true,
             "--save-list" => a.save_list = Some(val()?),
+            "--keep" => a.keep = Some(val()?.into()),
             "--list" => a.list = val()?.parse().map_err(|e| format!("--list: {e}"))?,
             "--seed" => a.seed = val()?.parse().map_err(|e| format!("--seed: {e}"))?,
             // cargo bench passes --bench to harness = false targets.
@@ -393,7 +401,7 @@ fn main() {
                         );
                         if size >= 60_000 {
                             let label = format!("generated {size}");
-                            if let Err(e) = end_to_end(&label, &pool, &list) {
+                            if let Err(e) = end_to_end(&label, &pool, &list, a.keep.as_deref()) {
                                 println!("{label}: end to end: {e}");
                             }
                         }
@@ -483,15 +491,24 @@ fn real(dir: &str, a: &Args) -> Result<(), String> {
         "check: libsolv installing our closure exactly: {objections} problems, {added} packages (ours {})",
         sol.packages.len()
     );
-    e2e::compare("real", std::path::Path::new(dir), &list)
+    e2e::compare("real", std::path::Path::new(dir), &list, a.keep.as_deref())
 }
 
 /// A generated universe written as an rpm-md repository, then compared end
 /// to end.
-fn end_to_end(label: &str, pool: &Pool, list: &[String]) -> Result<(), String> {
-    let (_keep, dir) = e2e::scratch()?;
+fn end_to_end(
+    label: &str,
+    pool: &Pool,
+    list: &[String],
+    keep: Option<&std::path::Path>,
+) -> Result<(), String> {
+    let (_scratch, dir) = e2e::scratch()?;
+    let dir = match keep {
+        Some(k) => k.join(format!("{}-repo", label.replace(' ', "-"))),
+        None => dir,
+    };
     e2e::write_rpmmd(pool, &dir)?;
-    e2e::compare(label, &dir, list)
+    e2e::compare(label, &dir, list, keep)
 }
 
 /// Runs `bench/solve_libsolv.py` on `lines` (job names, or NEVRAs with

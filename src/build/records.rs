@@ -13,7 +13,20 @@ use crate::store::FsStore;
 /// realize or a repeated eval writes nothing. A record is the canonical
 /// serialisation without its format line, i.e. plain canonical JSON: the
 /// bytes the graph hashed for the id, so nothing is serialised again.
+///
+/// A repeated eval first asks only for the graph's [`Graph::tops`] (a few
+/// ids instead of thousands): a record's inputs are recorded with it in
+/// the same transaction (ids hash their inputs, so any graph holding a
+/// derivation holds its whole input closure) and `gc` removes a record
+/// only with everything that reaches it, so recorded tops mean a recorded
+/// graph.
 pub fn record_graph(store: &FsStore, graph: &Graph) -> Result<(), crate::store::Error> {
+    if store
+        .missing_drv_records(graph.tops().map(|id| id.0.as_str()))?
+        .is_empty()
+    {
+        return Ok(());
+    }
     let missing: std::collections::HashSet<&str> = store
         .missing_drv_records(graph.nodes().map(|(id, _, _)| id.0.as_str()))?
         .into_iter()

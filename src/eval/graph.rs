@@ -2,10 +2,11 @@
 //! derivation to the derivation that consumes it.
 
 use crate::drv::{Derivation, DrvId};
+use hashbrown::HashMap;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// Why one node points at another.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -33,6 +34,18 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// An empty graph with room for `nodes` derivations: a branch's graph
+    /// is two per package, and growing its index and lists from empty
+    /// rehashed and copied them a dozen times.
+    pub fn with_capacity(nodes: usize) -> Self {
+        Graph {
+            dag: DiGraph::with_capacity(nodes, 2 * nodes),
+            index: HashMap::with_capacity(nodes),
+            nodes: Vec::with_capacity(nodes),
+            roots: BTreeMap::new(),
+        }
+    }
+
     /// Adds a derivation (idempotent: the same derivation twice is one node)
     /// and its input edges. Inputs must already be in the graph, which makes
     /// cycles impossible by construction.
@@ -63,6 +76,18 @@ impl Graph {
             .map(|((id, bytes), d)| (id, d, bytes.as_slice()))
     }
 
+    /// The derivations no other derivation of the graph takes as an input
+    /// (the outputs, and the solve, which only pins): every node is one of
+    /// them or in the input closure of one, so they stand for the whole
+    /// graph where inputs are kept with their consumers (store records).
+    pub fn tops(&self) -> impl Iterator<Item = &DrvId> {
+        self.nodes
+            .iter()
+            .zip(self.dag.node_indices())
+            .filter(|&(_, n)| !self.dag.edges(n).any(|e| *e.weight() == Edge::Input))
+            .map(|((id, _), _)| id)
+    }
+
     /// Records that `from` chose the parameters of `to` (see [`Edge::Pin`]).
     pub fn pin(&mut self, from: &DrvId, to: &DrvId) {
         let (a, b) = (self.index[from], self.index[to]);
@@ -80,6 +105,11 @@ impl Graph {
                 self.dag.add_edge(a, b, Edge::Pin);
             }
         }
+    }
+
+    /// The id of node `n` (nodes are numbered in the order added).
+    fn id_of(&self, n: NodeIndex) -> &DrvId {
+        &self.nodes[n.index()].0
     }
 
     pub fn get(&self, id: &DrvId) -> Option<&Derivation> {
@@ -136,17 +166,17 @@ impl Graph {
             }
             out.push(n);
         }
-        let ids: HashMap<NodeIndex, &DrvId> = self.index.iter().map(|(k, &v)| (v, k)).collect();
-        out.into_iter().map(|n| (ids[&n], &self.dag[n])).collect()
+        out.into_iter()
+            .map(|n| (self.id_of(n), &self.dag[n]))
+            .collect()
     }
 
     /// Edges as (from, to, kind), sorted.
     pub fn edges(&self) -> Vec<(&DrvId, &DrvId, Edge)> {
-        let ids: HashMap<NodeIndex, &DrvId> = self.index.iter().map(|(k, &v)| (v, k)).collect();
         let mut v: Vec<_> = self
             .dag
             .edge_references()
-            .map(|e| (ids[&e.source()], ids[&e.target()], *e.weight()))
+            .map(|e| (self.id_of(e.source()), self.id_of(e.target()), *e.weight()))
             .collect();
         v.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         v
@@ -154,12 +184,11 @@ impl Graph {
 
     /// Every derivation that transitively consumes `id` through input edges.
     pub fn downstream(&self, id: &DrvId) -> Vec<&DrvId> {
-        let ids: HashMap<NodeIndex, &DrvId> = self.index.iter().map(|(k, &v)| (v, k)).collect();
         let mut seen = std::collections::BTreeSet::new();
         let mut stack = vec![self.index[id]];
         while let Some(n) = stack.pop() {
             for e in self.dag.edges(n) {
-                if *e.weight() == Edge::Input && seen.insert(ids[&e.target()]) {
+                if *e.weight() == Edge::Input && seen.insert(self.id_of(e.target())) {
                     stack.push(e.target());
                 }
             }
@@ -188,5 +217,37 @@ impl Graph {
             s += &format!("  \"{}\" -> \"{}\"{};\n", a.short(), b.short(), style);
         }
         s + "}\n"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drv::Builder;
+    use serde_json::json;
+
+    /// Tops are what nothing consumes as an input: the output at the end
+    /// of an input chain and the solve (which only pins), not what they
+    /// consume, so their input closures cover every node.
+    #[test]
+    fn tops_are_the_nodes_no_input_edge_leaves() {
+        let mut g = Graph::with_capacity(4);
+        let d = |name: &str| Derivation::new(name, Builder::builtin("t", 1), json!({}));
+        let solve = g.add(d("solve"));
+        let fetch = g.add(d("fetch"));
+        g.pin(&solve, &fetch);
+        let extract = g.add(d("extract").input_drv("rpm", &fetch));
+        let tree = g.add(d("tree").input_drv("pkg", &extract));
+        let tops: Vec<&DrvId> = g.tops().collect();
+        assert_eq!(tops, [&solve, &tree]);
+        let mut covered: std::collections::BTreeSet<&DrvId> = tops.iter().copied().collect();
+        for t in &tops {
+            covered.extend(
+                g.nodes()
+                    .filter(|(id, _, _)| g.downstream(id).contains(t))
+                    .map(|(id, _, _)| id),
+            );
+        }
+        assert_eq!(covered.len(), g.len());
     }
 }

@@ -102,7 +102,8 @@ pub fn plan(
     sources: &lang::SourceMap,
     keys_dir: Option<&Path>,
 ) -> Result<Graph, lang::Error> {
-    let mut g = Graph::default();
+    // Solve, a fetch and an extract per package, and a few outputs.
+    let mut g = Graph::with_capacity(2 * closure.len() + 16);
     let solve_id = g.add(solve);
     g.roots.insert("solve".into(), solve_id.clone());
 

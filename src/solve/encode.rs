@@ -8,7 +8,8 @@ use super::glob::glob_match;
 use super::universe::{Cone, Universe};
 use super::Request;
 use crate::repo::{Dep, NameId, PackageId, Rich, SimpleDep};
-use std::collections::{BTreeMap, HashMap};
+use hashbrown::HashMap;
+use std::collections::BTreeMap;
 use varisat::{Lit, Var};
 
 /// The rule a clause encodes.

@@ -14,7 +14,7 @@
 //! no core is used before solving again under exactly its literals.
 
 use super::encode::{lit, Formula, Group};
-use std::collections::HashMap;
+use hashbrown::{HashMap, HashSet};
 use std::time::Instant;
 use varisat::{ExtendFormula, Lit, Solver};
 
@@ -224,7 +224,7 @@ impl Oll {
                 self.fixed = val[..npackages].iter().filter(|v| v.is_some()).count();
             }
             let mut active: Vec<Lit> = Vec::new();
-            let mut seen = std::collections::HashSet::new();
+            let mut seen = HashSet::new();
             for &l in softs {
                 match value(&val, l) {
                     Some(true) => {}
@@ -341,16 +341,32 @@ impl Oll {
     fn propagate(&self) -> Option<Vec<Option<bool>>> {
         let n = self.nvars;
         let mut val: Vec<Option<bool>> = vec![None; n];
-        let mut occ: Vec<Vec<u32>> = vec![Vec::new(); 2 * n];
+        // Clauses of each literal as one flat list cut by literal code
+        // (counted, then placed in clause order): a vector per literal was
+        // a hundred thousand allocations per level on a large universe.
+        let mut starts = vec![0u32; 2 * n + 1];
         let mut queue: Vec<Lit> = Vec::new();
-        for (i, c) in self.mirror.iter().enumerate() {
+        for c in &self.mirror {
             for l in c {
-                occ[l.code()].push(i as u32);
+                starts[l.code() + 1] += 1;
             }
             if let [u] = c[..] {
                 queue.push(u);
             }
         }
+        for i in 0..2 * n {
+            starts[i + 1] += starts[i];
+        }
+        let mut next = starts.clone();
+        let mut flat = vec![0u32; starts[2 * n] as usize];
+        for (i, c) in self.mirror.iter().enumerate() {
+            for l in c {
+                let at = &mut next[l.code()];
+                flat[*at as usize] = i as u32;
+                *at += 1;
+            }
+        }
+        let occ = |l: Lit| &flat[starts[l.code()] as usize..starts[l.code() + 1] as usize];
         let mut head = 0;
         let assign =
             |l: Lit, val: &mut Vec<Option<bool>>, queue: &mut Vec<Lit>| match val[l.index()] {
@@ -370,7 +386,7 @@ impl Oll {
         while head < queue.len() {
             let l = queue[head];
             head += 1;
-            for &ci in &occ[(!l).code()] {
+            for &ci in occ(!l) {
                 let c = &self.mirror[ci as usize];
                 let mut open = None;
                 let mut n_open = 0;

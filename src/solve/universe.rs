@@ -9,9 +9,10 @@
 use super::glob::glob_match;
 use super::{Job, SolveError, VersionReq};
 use crate::repo::{arch_compatible, Dep, NameId, PackageId, Pool, Rich, SimpleDep};
+use hashbrown::HashMap;
 use std::cell::RefCell;
 use std::cmp::Ordering;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 /// Why a package is not visible; explanations quote it.
