@@ -3,19 +3,26 @@
 //! `%pre`, all on a busybox shell package) against the host's
 //! `rpm -i --root --nodeps` of the very same RPM files, and the cost of
 //! a one-package change (a second release pinning another version of one
-//! package: fetch and extract that package, then assemble again, which
-//! reruns the whole transaction). Drives the release `cvmbuild` binary.
-//! Needs root, bubblewrap, rpm and createrepo_c.
+//! package: fetch and extract that package, then assemble again) for an
+//! early package (`pkg000`, step 2 of 301) and a late one (`pkg290`, step
+//! 292), before (`CVMBUILD_CHECKPOINT_EVERY=0`: the whole transaction
+//! reruns) and after (checkpoints every 16 steps: the change resumes from
+//! the latest one before it), each in its own store. Drives the release
+//! `cvmbuild` binary. Needs root, bubblewrap, rpm and createrepo_c.
 //!
 //! Run: `cargo bench --bench assemble_scriptlets`
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+use cvmbuild::builders::scriptlets::checkpoint::EVERY;
 
 const PACKAGES: usize = 300;
 const FILES_PER_PACKAGE: usize = 8;
+/// The late package a third release changes.
+const LATE: usize = 290;
 
 fn main() {
     let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
@@ -27,6 +34,7 @@ fn main() {
         rpms.push(write_package(&dir, i, "1.0"));
     }
     write_package(&dir, 0, "2.0");
+    write_package(&dir, LATE, "2.0");
     run(Command::new("createrepo_c").args(["--quiet"]).arg(&repo));
 
     let mut names: Vec<String> = (0..PACKAGES).map(|i| format!("\"pkg{i:03}\"")).collect();
@@ -37,37 +45,46 @@ fn main() {
         format!(
             "let r = repo {{ name = \"bench\", url = \"./repo\" }}\n\
              let base = release {{\n  name = \"bench-system\"\n  version = \"1.0\"\n  \
-             arch = \"x86_64\"\n  repos = [r]\n  packages = [{}]\n  pins = {{ pkg000 = \"1.*\" }}\n  \
+             arch = \"x86_64\"\n  repos = [r]\n  packages = [{}]\n  pins = {{ pkg000 = \"1.*\", pkg{LATE} = \"1.*\" }}\n  \
              epoch = 1400000000\n}}\n\
              branch one = base\n\
-             branch two = base // {{ pins = {{ pkg000 = \"2.*\" }} }}\n",
+             branch early = base // {{ pins = {{ pkg000 = \"2.*\", pkg{LATE} = \"1.*\" }} }}\n\
+             branch late = base // {{ pins = {{ pkg000 = \"1.*\", pkg{LATE} = \"2.*\" }} }}\n",
             names.join(", ")
         ),
     )
     .unwrap();
     let bin = env!("CARGO_BIN_EXE_cvmbuild");
-    let store = work.path().join("store");
-    // The lock (resolved closures) first, as a user's `eval` writes it.
-    run(Command::new(bin)
-        .arg("--store")
-        .arg(&store)
-        .arg("eval")
-        .arg(&spec));
-    let realize = |branch: &str| -> Duration {
-        let t = Instant::now();
+    // Per store: checkpoints every this many steps (0: none), and the
+    // realize and assemble times of the cold build, the early change and
+    // the late change.
+    let measure = |every: &str| -> [(f64, f64); 3] {
+        let store = work.path().join(format!("store-{every}"));
+        // The lock (resolved closures) first, as a user's `eval` writes it.
         run(Command::new(bin)
             .arg("--store")
             .arg(&store)
-            .args(["-j", "2", "realize"])
-            .arg(&spec)
-            .args(["--branch", branch, "--offline"]));
-        t.elapsed()
+            .arg("eval")
+            .arg(&spec));
+        let mut seen = Vec::new();
+        ["one", "early", "late"].map(|branch| {
+            let t = Instant::now();
+            run(Command::new(bin)
+                .env("CVMBUILD_CHECKPOINT_EVERY", every)
+                .arg("--store")
+                .arg(&store)
+                .args(["-j", "2", "realize"])
+                .arg(&spec)
+                .args(["--branch", branch, "--offline"]));
+            let realize = t.elapsed().as_secs_f64();
+            let all = assemble_seconds(&store);
+            let assemble = all.iter().find(|s| !seen.contains(*s)).copied();
+            seen = all;
+            (realize, assemble.unwrap_or(f64::NAN))
+        })
     };
-    let cold = realize("one");
-    let cold_assemble = assemble_seconds(&store);
-    let change = realize("two");
-    let all = assemble_seconds(&store);
-    let change_assemble = all.iter().find(|s| !cold_assemble.contains(s)).copied();
+    let before = measure("0");
+    let after = measure(&EVERY.to_string());
 
     let root = work.path().join("rpm-root");
     fs::create_dir(&root).unwrap();
@@ -77,21 +94,31 @@ fn main() {
         .arg(&root)
         .args(["--dbpath", "/var/lib/rpm", "-i", "--nodeps"])
         .args(&rpms));
-    let rpm_time = t.elapsed();
-    let ours = cold_assemble.first().copied().unwrap_or(f64::NAN);
+    let rpm_time = t.elapsed().as_secs_f64();
     println!(
-        "{} packages, {} scriptlets: cold realize {:.2} s, of which assemble {ours:.2} s; \
-         rpm -i --root of the same RPMs {:.2} s (assemble / rpm = {:.2})",
+        "{} packages, {} scriptlets; rpm -i --root of the same RPMs {rpm_time:.2} s",
         PACKAGES + 1,
         PACKAGES + PACKAGES / 10,
-        cold.as_secs_f64(),
-        rpm_time.as_secs_f64(),
-        ours / rpm_time.as_secs_f64()
     );
     println!(
-        "one-package change: realize {:.2} s, of which assemble {:.2} s (the whole transaction reruns)",
-        change.as_secs_f64(),
-        change_assemble.unwrap_or(f64::NAN)
+        "{:<34} {:>22} {:>22}",
+        "realize (of which assemble), s",
+        "before: no checkpoint",
+        format!("after: every {EVERY} steps")
+    );
+    let rows = [
+        "cold",
+        "one-package change, early (step 2)",
+        "one-package change, late (step 292)",
+    ];
+    for (k, row) in rows.iter().enumerate() {
+        let cell = |(r, a): (f64, f64)| format!("{r:.2} ({a:.2})");
+        println!("{row:<34} {:>22} {:>22}", cell(before[k]), cell(after[k]));
+    }
+    println!(
+        "cold assemble / rpm = {:.2} before, {:.2} after",
+        before[0].1 / rpm_time,
+        after[0].1 / rpm_time
     );
 }
 

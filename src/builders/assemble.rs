@@ -411,12 +411,13 @@ pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
             epoch,
             super::scriptlets::Limits::from_env(),
         )?;
-        for l in report.log {
+        for l in report.log.into_iter().chain(report.notes) {
             cx.log(l);
         }
         cx.log(format!(
-            "{} scriptlets run, {} failed",
+            "{} scriptlets run ({} of them before the checkpoint resumed from), {} failed",
             report.ran,
+            report.resumed,
             report.failed.len()
         ));
         a.tree = tree;
