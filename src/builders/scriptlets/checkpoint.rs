@@ -277,6 +277,8 @@ impl Checkpoints<'_> {
         for e in self.store.get_tree(tree)?.into_entries() {
             let r = format!("{rel}/{}", e.name);
             let path = root.join(&r[1..]);
+            // Parents before children, as the capture lists them.
+            made.order.push(r.clone());
             if let Some(first) = state.get(r.as_str()).and_then(|s| s.link.as_deref()) {
                 if !made.files.contains(first) {
                     return Err(ScriptletError::Sandbox(format!(
@@ -284,7 +286,6 @@ impl Checkpoints<'_> {
                     )));
                 }
                 fs::hard_link(root.join(&first[1..]), &path).map_err(io_err(&path))?;
-                made.order.push(r);
                 continue;
             }
             match &e.node {
@@ -311,9 +312,8 @@ impl Checkpoints<'_> {
                 set_mode(&path, u32::from(e.mode))?;
             }
             if !matches!(e.node, Node::Directory { .. }) {
-                made.files.insert(r.clone());
+                made.files.insert(r);
             }
-            made.order.push(r);
         }
         Ok(())
     }
