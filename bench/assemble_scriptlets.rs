@@ -58,7 +58,8 @@ fn main() {
     // Per store: checkpoints every this many steps (0: none), and the
     // realize and assemble times of the cold build, the early change and
     // the late change.
-    let measure = |every: &str| -> [(f64, f64); 3] {
+    let mut notes = Vec::new();
+    let mut measure = |every: &str| -> [(f64, f64); 3] {
         let store = work.path().join(format!("store-{every}"));
         // The lock (resolved closures) first, as a user's `eval` writes it.
         run(Command::new(bin)
@@ -67,6 +68,7 @@ fn main() {
             .arg("eval")
             .arg(&spec));
         let mut seen = Vec::new();
+        let mut logs_seen = assemble_logs(&store);
         ["one", "early", "late"].map(|branch| {
             let t = Instant::now();
             run(Command::new(bin)
@@ -77,6 +79,26 @@ fn main() {
                 .arg(&spec)
                 .args(["--branch", branch, "--offline"]));
             let realize = t.elapsed().as_secs_f64();
+            // What the checkpoints cost and saved, from the new log.
+            let logs = assemble_logs(&store);
+            for log in logs.iter().filter(|l| !logs_seen.contains(*l)) {
+                let taken: Vec<f64> = log
+                    .lines()
+                    .filter(|l| l.starts_with("checkpoint after step "))
+                    .filter_map(|l| l.split_once(" (")?.1.split_once(" s)")?.0.parse().ok())
+                    .collect();
+                if !taken.is_empty() {
+                    notes.push(format!(
+                        "{branch}, every {every}: {} checkpoints taken in {:.2} s",
+                        taken.len(),
+                        taken.iter().sum::<f64>()
+                    ));
+                }
+                for l in log.lines().filter(|l| l.starts_with("resumed after ")) {
+                    notes.push(format!("{branch}, every {every}: {l}"));
+                }
+            }
+            logs_seen = logs;
             let all = assemble_seconds(&store);
             let assemble = all.iter().find(|s| !seen.contains(*s)).copied();
             seen = all;
@@ -120,31 +142,39 @@ fn main() {
         before[0].1 / rpm_time,
         after[0].1 / rpm_time
     );
+    for n in notes {
+        println!("{n}");
+    }
+}
+
+/// The text of every assemble log in the store.
+fn assemble_logs(store: &Path) -> Vec<String> {
+    let Ok(rd) = fs::read_dir(store.join("logs")) else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| fs::read_to_string(e.ok()?.path()).ok())
+        .filter(|t| t.contains("\nname assemble\n"))
+        .collect()
 }
 
 /// The durations (`in N s` on the output line) of every assemble log in
 /// the store.
 fn assemble_seconds(store: &Path) -> Vec<f64> {
-    let mut out = Vec::new();
-    for e in fs::read_dir(store.join("logs")).unwrap() {
-        let text = fs::read_to_string(e.unwrap().path()).unwrap_or_default();
-        if !text.contains("\nname assemble\n") {
-            continue;
-        }
-        let secs = text
-            .lines()
-            .filter(|l| l.starts_with("output "))
-            .filter_map(|l| {
-                l.rsplit_once(" in ")?
-                    .1
-                    .strip_suffix(" s")?
-                    .parse::<f64>()
-                    .ok()
-            })
-            .next();
-        out.extend(secs);
-    }
-    out
+    assemble_logs(store)
+        .iter()
+        .filter_map(|text| {
+            text.lines()
+                .filter(|l| l.starts_with("output "))
+                .filter_map(|l| {
+                    l.rsplit_once(" in ")?
+                        .1
+                        .strip_suffix(" s")?
+                        .parse::<f64>()
+                        .ok()
+                })
+                .next()
+        })
+        .collect()
 }
 
 /// `shell-1.0-1.x86_64.rpm`: busybox as `/bin/sh` and `/bin/echo`.

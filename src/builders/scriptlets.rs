@@ -295,21 +295,20 @@ pub fn run(
     let first = checkpoint::placed_at(&unowned_dirs, &entries, &tx.unmade);
     let every = checkpoint::every_from_env();
     let chain = checkpoint::Chain::new(every, epoch, limits, pkgs, &seq, &first, &steps);
-    let cps = checkpoint::Checkpoints {
-        store,
-        entries: &entries,
-        limit: limits.file_size,
-    };
+    let mut cps = checkpoint::Checkpoints::new(store, &entries, limits.file_size);
     let mut notes = Vec::new();
+    let t = Instant::now();
     let start = match cps.resume(&chain, &tx.dir, &mut notes)? {
         Some((j, report, snap)) => {
             tx.report = report;
             tx.report.resumed = tx.report.ran;
             notes.push(format!(
-                "resumed after step {} of {} from checkpoint {}: {} scriptlets not run again",
+                "resumed after step {} of {} from checkpoint {} (restored in {:.3} s): \
+                 {} scriptlets not run again",
                 j + 1,
                 seq.len(),
                 chain.keys[j].to_hex(),
+                t.elapsed().as_secs_f64(),
                 tx.report.resumed
             ));
             tx.snap = snap;
@@ -335,8 +334,13 @@ pub fn run(
         tx.package_triggers(pkgs, i, &installed, When::In)?;
         tx.file_triggers(pkgs, i, &installed, false)?;
         if chain.is_checkpoint(j) {
+            let t = Instant::now();
             let line = match cps.capture(&chain, j, &tx.dir, &tx.snap, &tx.report)? {
-                Ok(id) => format!("checkpoint after step {}: {id}", j + 1),
+                Ok(id) => format!(
+                    "checkpoint after step {} ({:.3} s): {id}",
+                    j + 1,
+                    t.elapsed().as_secs_f64()
+                ),
                 Err(why) => format!("no checkpoint after step {}: {why}", j + 1),
             };
             notes.push(line);
@@ -355,6 +359,7 @@ pub fn run(
         limit: limits.file_size,
     };
     let tree = import(store, &tx.dir, Some(&orig), "", &cx)?;
+    tx.report.notes.extend(cps.register());
     Ok((tree, tx.report))
 }
 

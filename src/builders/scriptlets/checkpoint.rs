@@ -188,9 +188,42 @@ pub(super) struct Checkpoints<'a> {
     /// [`Limits::file_size`]: a state holding a file that large is not
     /// kept (the import will refuse it anyway).
     pub(super) limit: u64,
+    /// Captured, registered by [`Checkpoints::register`]: registering
+    /// flushes the store's file system, so once for all of them.
+    pub(super) pending: Vec<(String, Output)>,
+    /// Files read from disk by an earlier capture of this transaction, by
+    /// path, with their stamp then: unchanged, they are not read again.
+    pub(super) read: HashMap<String, (Stamp, Node)>,
 }
 
-impl Checkpoints<'_> {
+impl<'a> Checkpoints<'a> {
+    pub(super) fn new(
+        store: &'a dyn Store,
+        entries: &'a HashMap<String, Entry>,
+        limit: u64,
+    ) -> Self {
+        Checkpoints {
+            store,
+            entries,
+            limit,
+            pending: Vec::new(),
+            read: HashMap::new(),
+        }
+    }
+
+    /// Registers the captured checkpoints; returns a note for each that
+    /// could not be (the same key registered with another state means a
+    /// step is not deterministic; the first one stays).
+    pub(super) fn register(&mut self) -> Vec<String> {
+        let mut notes = Vec::new();
+        for (id, out) in self.pending.drain(..) {
+            if let Err(e) = self.store.register_output(&id, &out) {
+                notes.push(format!("checkpoint {id} not registered: {e}"));
+            }
+        }
+        notes
+    }
+
     /// The latest step whose checkpoint restores into the empty directory
     /// `dir`: its index, with the report so far and the snapshot of the
     /// paths still as placed. A checkpoint that fails to restore is noted
@@ -318,12 +351,12 @@ impl Checkpoints<'_> {
         Ok(())
     }
 
-    /// Captures `dir` after step `j` and registers it under `chain`'s key;
-    /// says why not when the state cannot be kept (a device, FIFO or
-    /// socket, a file at the size limit, a file hardlinked to something
-    /// outside the root).
+    /// Captures `dir` after step `j` for [`Checkpoints::register`] under
+    /// `chain`'s key; says why not when the state cannot be kept (a
+    /// device, FIFO or socket, a file at the size limit, a file hardlinked
+    /// to something outside the root).
     pub(super) fn capture(
-        &self,
+        &mut self,
         chain: &Chain,
         j: usize,
         dir: &Path,
@@ -331,7 +364,10 @@ impl Checkpoints<'_> {
         report: &Report,
     ) -> Result<Result<String, String>, ScriptletError> {
         let mut cx = Capture {
-            cp: self,
+            store: self.store,
+            entries: self.entries,
+            limit: self.limit,
+            read: &mut self.read,
             snap,
             paths: Vec::new(),
             links: HashMap::new(),
@@ -369,12 +405,8 @@ impl Checkpoints<'_> {
             root: Root::Tree { hash: tree },
             meta: [("state".to_string(), blob.hash.to_hex())].into(),
         };
-        // The same key registered with another state means a step is not
-        // deterministic; the first one stays.
-        match self.store.register_output(&id, &out) {
-            Ok(()) => Ok(Ok(id)),
-            Err(e) => Ok(Err(e.to_string())),
-        }
+        self.pending.push((id.clone(), out));
+        Ok(Ok(id))
     }
 }
 
@@ -387,7 +419,10 @@ struct Made {
 }
 
 struct Capture<'a> {
-    cp: &'a Checkpoints<'a>,
+    store: &'a dyn Store,
+    entries: &'a HashMap<String, Entry>,
+    limit: u64,
+    read: &'a mut HashMap<String, (Stamp, Node)>,
     snap: &'a Snapshot,
     paths: Vec<PathState>,
     /// Files with more than one name, by device and inode: the first
@@ -444,16 +479,22 @@ impl Capture<'_> {
                     target: target.to_string(),
                 }
             } else if md.is_file() {
-                if md.len() >= self.cp.limit {
+                if md.len() >= self.limit {
                     return Ok(Err(format!("{r} is at the file size limit")));
                 }
+                let stamp = Stamp::of(&md);
                 // Still as placed: the merged tree's blob holds its bytes.
-                match self.cp.entries.get(&r).map(|e| &e.node) {
+                match self.entries.get(&r).map(|e| &e.node) {
                     Some(n @ Node::File { blob: Some(_), .. }) if untouched => n.clone(),
-                    _ => {
-                        let mut f = File::open(&path).map_err(io_err(&path))?;
-                        Node::file(&self.cp.store.put_blob(&mut f)?)
-                    }
+                    _ => match self.read.get(&r) {
+                        Some((s, n)) if *s == stamp => n.clone(),
+                        _ => {
+                            let mut f = File::open(&path).map_err(io_err(&path))?;
+                            let n = Node::file(&self.store.put_blob(&mut f)?);
+                            self.read.insert(r.clone(), (stamp, n.clone()));
+                            n
+                        }
+                    },
                 }
             } else {
                 return Ok(Err(format!("{r} is a device, FIFO or socket")));
@@ -463,7 +504,7 @@ impl Capture<'_> {
             e.group = md.gid().to_string();
             entries.push(e);
         }
-        Ok(Ok(self.cp.store.put_tree(&Tree::new(entries)?)?))
+        Ok(Ok(self.store.put_tree(&Tree::new(entries)?)?))
     }
 }
 
@@ -543,4 +584,85 @@ pub(super) fn placed_at<'a>(
             unmade: unmade.contains(path),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builders::scriptlets::Script;
+    use std::time::Duration;
+
+    fn pkg(name: &str, post: &str) -> Package {
+        Package {
+            nevra: format!("{name}-1-1.noarch"),
+            evr: None,
+            deps: Default::default(),
+            scripts: vec![Script {
+                kind: "post".into(),
+                program: vec![],
+                body: post.into(),
+            }],
+            triggers: vec![],
+        }
+    }
+
+    fn keys(pkgs: &[Package], entry: &Entry) -> Vec<Hash> {
+        let limits = Limits {
+            time: Duration::from_secs(300),
+            file_size: 1 << 30,
+        };
+        let seq: Vec<usize> = (0..pkgs.len()).collect();
+        let steps: Vec<Vec<Placed>> = seq
+            .iter()
+            .map(|&i| {
+                vec![Placed {
+                    path: if i == 1 { "/etc/b" } else { "/etc/other" },
+                    entry: Some(entry),
+                    unmade: false,
+                }]
+            })
+            .collect();
+        Chain::new(EVERY, 1, limits, pkgs, &seq, &[], &steps).keys
+    }
+
+    #[test]
+    fn a_step_changes_its_key_and_every_later_one_only() {
+        let file = Entry::root_owned("b", Node::Symlink { target: "x".into() }, 0o644);
+        let base = [pkg("a", "echo a"), pkg("b", "echo b"), pkg("c", "echo c")];
+        let k = keys(&base, &file);
+        let mut changed = base.clone();
+        changed[1].scripts[0].body = "echo B".into();
+        let c = keys(&changed, &file);
+        assert_eq!(k[0], c[0]);
+        assert_ne!(k[1], c[1]);
+        assert_ne!(k[2], c[2]);
+        // The entry placed at a step is part of it, down to its mode.
+        let mut other = file.clone();
+        other.mode = 0o755;
+        let o = keys(&base, &other);
+        assert_ne!(k[0], o[0], "the entry step 0 places changed");
+        // A late package's %pretrans runs before the first step.
+        let mut pre = base.clone();
+        pre[2].scripts.push(Script {
+            kind: "pretrans".into(),
+            program: vec![],
+            body: "true".into(),
+        });
+        assert_ne!(k[0], keys(&pre, &file)[0]);
+    }
+
+    #[test]
+    fn a_directory_is_keyed_without_what_it_holds() {
+        let dir = |t: u8| {
+            Entry::root_owned(
+                "d",
+                Node::Directory {
+                    tree: Hash([t; 32]),
+                },
+                0o755,
+            )
+        };
+        let base = [pkg("a", "echo a"), pkg("b", "echo b")];
+        assert_eq!(keys(&base, &dir(1)), keys(&base, &dir(2)));
+    }
 }
