@@ -55,33 +55,40 @@ fn main() {
     )
     .unwrap();
     let bin = env!("CARGO_BIN_EXE_cvmbuild");
-    // Per store: checkpoints every this many steps (0: none), and the
-    // realize and assemble times of the cold build, the early change and
-    // the late change.
-    let mut notes = Vec::new();
-    let mut measure = |every: &str| -> [(f64, f64); 3] {
-        let store = work.path().join(format!("store-{every}"));
+    // Two stores: checkpoints every this many steps (0: none). Each
+    // release is realized in one, then in the other, so that the load of
+    // a shared machine weighs on both alike.
+    let every = ["0".to_string(), EVERY.to_string()];
+    let stores = every
+        .clone()
+        .map(|e| work.path().join(format!("store-{e}")));
+    for store in &stores {
         // The lock (resolved closures) first, as a user's `eval` writes it.
         run(Command::new(bin)
             .arg("--store")
-            .arg(&store)
+            .arg(store)
             .arg("eval")
             .arg(&spec));
-        let mut seen = Vec::new();
-        let mut logs_seen = assemble_logs(&store);
-        ["one", "early", "late"].map(|branch| {
+    }
+    let mut notes = Vec::new();
+    // Per release, per store: realize and assemble seconds.
+    let times = ["one", "early", "late"].map(|branch| {
+        [0, 1].map(|k| {
+            let (store, every) = (&stores[k], &every[k]);
+            let logs_seen = assemble_logs(store);
             let t = Instant::now();
             run(Command::new(bin)
                 .env("CVMBUILD_CHECKPOINT_EVERY", every)
                 .arg("--store")
-                .arg(&store)
+                .arg(store)
                 .args(["-j", "2", "realize"])
                 .arg(&spec)
                 .args(["--branch", branch, "--offline"]));
             let realize = t.elapsed().as_secs_f64();
+            let logs = assemble_logs(store);
+            let new: Vec<&String> = logs.iter().filter(|l| !logs_seen.contains(*l)).collect();
             // What the checkpoints cost and saved, from the new log.
-            let logs = assemble_logs(&store);
-            for log in logs.iter().filter(|l| !logs_seen.contains(*l)) {
+            for log in &new {
                 let taken: Vec<f64> = log
                     .lines()
                     .filter(|l| l.starts_with("checkpoint after step "))
@@ -94,19 +101,18 @@ fn main() {
                         taken.iter().sum::<f64>()
                     ));
                 }
-                for l in log.lines().filter(|l| l.starts_with("resumed after ")) {
+                let shown =
+                    |l: &&str| l.starts_with("resumed after ") || l.contains(" registered in ");
+                for l in log.lines().filter(shown) {
                     notes.push(format!("{branch}, every {every}: {l}"));
                 }
             }
-            logs_seen = logs;
-            let all = assemble_seconds(&store);
-            let assemble = all.iter().find(|s| !seen.contains(*s)).copied();
-            seen = all;
+            let assemble = new.first().and_then(|l| assemble_seconds(l));
             (realize, assemble.unwrap_or(f64::NAN))
         })
-    };
-    let before = measure("0");
-    let after = measure(&EVERY.to_string());
+    });
+    let before = times.map(|t| t[0]);
+    let after = times.map(|t| t[1]);
 
     let root = work.path().join("rpm-root");
     fs::create_dir(&root).unwrap();
@@ -157,24 +163,11 @@ fn assemble_logs(store: &Path) -> Vec<String> {
         .collect()
 }
 
-/// The durations (`in N s` on the output line) of every assemble log in
-/// the store.
-fn assemble_seconds(store: &Path) -> Vec<f64> {
-    assemble_logs(store)
-        .iter()
-        .filter_map(|text| {
-            text.lines()
-                .filter(|l| l.starts_with("output "))
-                .filter_map(|l| {
-                    l.rsplit_once(" in ")?
-                        .1
-                        .strip_suffix(" s")?
-                        .parse::<f64>()
-                        .ok()
-                })
-                .next()
-        })
-        .collect()
+/// The duration (`in N s` on the output line) of an assemble log.
+fn assemble_seconds(log: &str) -> Option<f64> {
+    log.lines()
+        .filter(|l| l.starts_with("output "))
+        .find_map(|l| l.rsplit_once(" in ")?.1.strip_suffix(" s")?.parse().ok())
 }
 
 /// `shell-1.0-1.x86_64.rpm`: busybox as `/bin/sh` and `/bin/echo`.

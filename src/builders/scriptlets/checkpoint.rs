@@ -216,10 +216,17 @@ impl<'a> Checkpoints<'a> {
     /// step is not deterministic; the first one stays).
     pub(super) fn register(&mut self) -> Vec<String> {
         let mut notes = Vec::new();
+        let (t, n) = (std::time::Instant::now(), self.pending.len());
         for (id, out) in self.pending.drain(..) {
             if let Err(e) = self.store.register_output(&id, &out) {
                 notes.push(format!("checkpoint {id} not registered: {e}"));
             }
+        }
+        if n > 0 {
+            notes.push(format!(
+                "{n} checkpoints registered in {:.3} s",
+                t.elapsed().as_secs_f64()
+            ));
         }
         notes
     }
