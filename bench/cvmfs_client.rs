@@ -339,7 +339,7 @@ fn publish_generated(repo: &Path, keys: &Path, exported: &Path) {
         whitelist_days: 30,
     };
     cvmbuild::cvmfs::publish(&store, &root, &req, &opts).unwrap();
-    export_tree(&store, &root, exported).unwrap();
+    export_tree(&store, &root, exported, 1_400_000_000).unwrap();
 }
 
 fn main() {

@@ -43,6 +43,8 @@ pub enum AssembleError {
     },
     #[error("{path}: a package makes it something other than a directory; the rpm database cannot go there")]
     NotADirectory { path: String },
+    #[error("{path}: {package} ships it, but the tree's rpm database goes there (assemble writes it from the installed headers; only a %ghost may own it)")]
+    Reserved { path: String, package: String },
     #[error(transparent)]
     Store(#[from] store::Error),
 }
@@ -120,11 +122,26 @@ pub fn assemble_with(
             }
             dir = slot.merged.as_mut().expect("set above");
         }
+        // A package may own the path as a %ghost (rpm's own package
+        // does); one shipping content there would silently lose it.
+        let owners = match dir.entries.get(&entry.name) {
+            Some(slot) if slot.entry.flags.ghost && slot.merged.is_none() => slot.owners.clone(),
+            Some(slot) => {
+                return Err(AssembleError::Reserved {
+                    path: format!("{path}/{}", entry.name),
+                    package: slot
+                        .owners
+                        .first()
+                        .map_or_else(String::new, |&i| packages[i].nevra.clone()),
+                })
+            }
+            None => vec![],
+        };
         dir.entries.insert(
             entry.name.clone(),
             Slot {
                 entry,
-                owners: vec![],
+                owners,
                 merged: None,
             },
         );
@@ -410,6 +427,7 @@ pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
             &transaction,
             epoch,
             super::scriptlets::Limits::from_env(),
+            &format!("/{}/rpmdb.sqlite", RPMDB_PATH.join("/")),
         )?;
         for l in report.log.into_iter().chain(report.notes) {
             cx.log(l);

@@ -172,6 +172,8 @@ struct Planned {
     blob: Option<Hash>,
     /// `security.capability` from the header's `%caps`, if any.
     xattrs: BTreeMap<String, Vec<u8>>,
+    /// The header's `FILEMTIMES`: the time rpm gives the file.
+    mtime: u32,
 }
 
 /// Extracts the RPM at `rpm_path` into `store` and returns its tree and
@@ -452,6 +454,7 @@ fn plan_entries(metadata: &PackageMetadata) -> Result<Vec<Planned>, Kind> {
             rdev: (e.rdev_major().into(), e.rdev_minor().into()),
             link_group: None,
             blob: None,
+            mtime: e.modified_at().0,
             path,
         });
     }
@@ -581,6 +584,7 @@ fn put_dir(store: &dyn Store, plan: &[Planned], dir: &DirBuild, at: &str) -> Res
             group,
             flags,
             xattrs: BTreeMap::new(),
+            mtime: None,
         });
     }
     for &i in &dir.leaves {
@@ -618,6 +622,10 @@ fn put_dir(store: &dyn Store, plan: &[Planned], dir: &DirBuild, at: &str) -> Res
             group: p.group.clone(),
             flags: p.flags,
             xattrs: p.xattrs.clone(),
+            // Directories take the output's epoch: rpm gives them the
+            // header's time too, but every file installed into one
+            // changes it again, so no installed system keeps it.
+            mtime: Some(p.mtime.into()),
         });
     }
     let tree = Tree::new(entries).map_err(|e| Kind::BadEntry {

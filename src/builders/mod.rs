@@ -85,15 +85,15 @@ pub const FETCH: Def = Def {
 };
 pub const EXTRACT: Def = Def {
     name: names::EXTRACT,
-    version: 3,
+    version: 4,
     run: extract::build,
 };
 pub const ASSEMBLE: Def = Def {
     name: names::ASSEMBLE,
-    // 5: the rpm database file is placed after the transaction, not
+    // 6: the rpm database file is placed after the transaction, not
     // before it: a scriptlet querying it finds none where it found every
     // header, so its output may differ.
-    version: 5,
+    version: 6,
     run: assemble::build,
 };
 pub const META_RPM: Def = Def {
@@ -113,7 +113,7 @@ pub const INITRD: Def = Def {
 };
 pub const ROOTFS: Def = Def {
     name: names::ROOTFS,
-    version: 2,
+    version: 3,
     run: rootfs::build,
 };
 pub const IMAGE: Def = Def {
@@ -123,7 +123,7 @@ pub const IMAGE: Def = Def {
 };
 pub const PUBLISH: Def = Def {
     name: names::PUBLISH,
-    version: 1,
+    version: 2,
     run: publish::build,
 };
 

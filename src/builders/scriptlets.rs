@@ -44,6 +44,10 @@ use triggers::{Class, Trigger, When};
 pub const TIME_LIMIT: Duration = Duration::from_secs(300);
 /// The largest file a scriptlet may write (`RLIMIT_FSIZE`).
 pub const FILE_SIZE_LIMIT: u64 = 1 << 30;
+/// The free space a scriptlet must leave on the file system the
+/// transaction is on (many files each under the size limit can still fill
+/// a disk, the store's with it).
+pub const MIN_FREE: u64 = 512 << 20;
 
 /// What a scriptlet may use. Limits only decide whether a build fails,
 /// never what it makes, so they are not part of the derivation.
@@ -52,17 +56,21 @@ pub struct Limits {
     pub time: Duration,
     /// Bytes; a process writing past it gets `SIGXFSZ` (or `EFBIG`).
     pub file_size: u64,
+    /// Bytes; a scriptlet leaving less free is stopped, failing the build.
+    pub min_free: u64,
 }
 
 impl Limits {
-    /// [`TIME_LIMIT`] and [`FILE_SIZE_LIMIT`], or
-    /// `CVMBUILD_SCRIPTLET_TIMEOUT` seconds and
-    /// `CVMBUILD_SCRIPTLET_FILE_SIZE` bytes when set.
+    /// [`TIME_LIMIT`], [`FILE_SIZE_LIMIT`] and [`MIN_FREE`], or
+    /// `CVMBUILD_SCRIPTLET_TIMEOUT` seconds,
+    /// `CVMBUILD_SCRIPTLET_FILE_SIZE` and `CVMBUILD_SCRIPTLET_MIN_FREE`
+    /// bytes when set.
     pub fn from_env() -> Limits {
         let var = |name: &str| std::env::var(name).ok().and_then(|s| s.parse().ok());
         Limits {
             time: var("CVMBUILD_SCRIPTLET_TIMEOUT").map_or(TIME_LIMIT, Duration::from_secs),
             file_size: var("CVMBUILD_SCRIPTLET_FILE_SIZE").unwrap_or(FILE_SIZE_LIMIT),
+            min_free: var("CVMBUILD_SCRIPTLET_MIN_FREE").unwrap_or(MIN_FREE),
         }
     }
 }
@@ -155,6 +163,18 @@ pub enum ScriptletError {
         help("set CVMBUILD_SCRIPTLET_FILE_SIZE (bytes) if the file is meant to be that large")
     )]
     TooLarge { path: String, size: u64, limit: u64 },
+    #[error("{nevra}: %{kind} scriptlet left {free} bytes free where the transaction runs ({dir}), under the {min} bytes it must leave; it was stopped")]
+    #[diagnostic(
+        code(build::scriptlet_disk),
+        help("make room there (TMPDIR), or lower CVMBUILD_SCRIPTLET_MIN_FREE (bytes) if the package is meant to write that much")
+    )]
+    DiskFull {
+        nevra: String,
+        kind: String,
+        dir: String,
+        free: u64,
+        min: u64,
+    },
     #[error("{}: {source}", path.display())]
     #[diagnostic(code(build::scriptlet_io))]
     Io {
@@ -233,8 +253,9 @@ pub fn order(pkgs: &[Package]) -> Vec<usize> {
 
 /// Runs the transaction in the tree `root`, whose paths `owners` maps to
 /// the packages shipping them; returns the tree after it. `epoch` is
-/// `SOURCE_DATE_EPOCH`. Resumes from the latest [`checkpoint`] `store`
-/// holds for the same steps, and leaves checkpoints for later runs.
+/// `SOURCE_DATE_EPOCH`; `database` the rpm database's path, placed after
+/// the transaction. Resumes from the latest [`checkpoint`] `store` holds
+/// for the same steps, and leaves checkpoints for later runs.
 pub fn run(
     store: &dyn Store,
     root: &Hash,
@@ -242,10 +263,12 @@ pub fn run(
     pkgs: &[Package],
     epoch: i64,
     limits: Limits,
+    database: &str,
 ) -> Result<(Hash, Report), ScriptletError> {
     let tmp = tempfile::tempdir().map_err(io_err(Path::new("temporary directory")))?;
     let stage = tmp.path().join("stage");
-    store::export_tree_copies(store, root, &stage)?;
+    // Package files carry their headers' times, as rpm installs them.
+    store::export_tree_copies(store, root, &stage, epoch.max(0) as u64)?;
     let dir = tmp.path().join("root");
     fs::create_dir(&dir).map_err(io_err(&dir))?;
     let mut tx = Transaction {
@@ -261,10 +284,11 @@ pub fn run(
     let seq = order(pkgs);
     // Each path is placed with the first package (in install order)
     // shipping it; directories no package ships come first, as rpm opens
-    // its database before the transaction. The database itself (the
-    // files no package ships) is placed after the transaction: it holds
-    // every package's header, so a scriptlet seeing it would make every
-    // step depend on the whole closure and no step could be reused.
+    // its database before the transaction. The database itself (even
+    // where rpm's package owns it as a %ghost), and any other file no
+    // package ships, is placed after the transaction: it holds every
+    // package's header, so a scriptlet seeing it would make every step
+    // depend on the whole closure and no step could be reused.
     let rank: HashMap<&str, usize> = seq
         .iter()
         .enumerate()
@@ -276,6 +300,7 @@ pub fn run(
     let (mut unowned_dirs, mut unowned_rest) = (Vec::new(), Vec::new());
     for (path, by) in owners {
         match by.iter().filter_map(|n| rank.get(n.as_str())).min() {
+            _ if path == database => unowned_rest.push(path.as_str()),
             Some(&r) => files[seq[r]].push(path.as_str()),
             None if matches!(
                 entries.get(path).map(|e| &e.node),
@@ -357,6 +382,7 @@ pub fn run(
         snap: &tx.snap,
         ids: &owners,
         limit: limits.file_size,
+        epoch: epoch.max(0) as u64,
     };
     let tree = import(store, &tx.dir, Some(&orig), "", &cx)?;
     tx.report.notes.extend(cps.register());
@@ -830,14 +856,22 @@ fn run_one(
         spawned.map_err(|e| ScriptletError::Sandbox(format!("cannot start bwrap: {e}")))?;
     let collector = std::thread::spawn(move || collect(reader));
     let start = Instant::now();
+    let min_free = run.limits.min_free;
+    let mut low = None;
+    let mut polls = 0u32;
     let status = loop {
-        if let Some(st) = child
+        let exited = child
             .try_wait()
-            .map_err(|e| ScriptletError::Sandbox(e.to_string()))?
-        {
+            .map_err(|e| ScriptletError::Sandbox(e.to_string()))?;
+        // The disk, every 100 ms and once more at the end.
+        if exited.is_some() || polls.is_multiple_of(10) {
+            low = free_bytes(dir).filter(|&f| f < min_free);
+        }
+        polls += 1;
+        if let Some(st) = exited {
             break Some(st);
         }
-        if start.elapsed() >= limit {
+        if start.elapsed() >= limit || low.is_some() {
             // bwrap's death takes the sandbox's pid namespace with it.
             let _ = child.kill();
             let _ = child.wait();
@@ -862,6 +896,15 @@ fn run_one(
     let xfsz = |st: &std::process::ExitStatus| {
         st.signal() == Some(libc::SIGXFSZ) || st.code() == Some(128 + libc::SIGXFSZ)
     };
+    if let Some(free) = low {
+        return Err(ScriptletError::DiskFull {
+            nevra: p.nevra.clone(),
+            kind: s.kind.clone(),
+            dir: dir.display().to_string(),
+            free,
+            min: min_free,
+        });
+    }
     Ok(match status {
         None => Err((
             format!("was killed after the time limit of {} s", limit.as_secs()),
@@ -885,6 +928,17 @@ fn run_one(
             output,
         )),
     })
+}
+
+/// Bytes an unprivileged process may still write on the file system of
+/// `dir`; `None` if it cannot be asked.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `c` is NUL-terminated and `st` a struct statvfs fills.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    (unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0)
+        .then(|| st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 /// How a placed path looked when placed: a directory by its inode, mode
@@ -988,6 +1042,9 @@ struct ImportCx<'a> {
     ids: &'a Ids,
     /// [`Limits::file_size`]: a file written up to it was cut short.
     limit: u64,
+    /// `SOURCE_DATE_EPOCH`: what a scriptlet wrote gets its time on disk
+    /// clamped to it (so, written now, the epoch).
+    epoch: u64,
 }
 
 /// Reads the directory back as a tree (see the module documentation).
@@ -998,7 +1055,7 @@ fn import(
     rel: &str,
     cx: &ImportCx,
 ) -> Result<Hash, ScriptletError> {
-    let (snap, ids) = (cx.snap, cx.ids);
+    let snap = cx.snap;
     let mut entries = Vec::new();
     let mut seen = BTreeSet::new();
     let mut names: Vec<_> = fs::read_dir(dir)
@@ -1035,7 +1092,7 @@ fn import(
                     node: Node::Directory { tree },
                     ..e.clone()
                 },
-                _ => new_entry(&name, Node::Directory { tree }, &md, old, ids),
+                _ => new_entry(&name, Node::Directory { tree }, &md, old, cx),
             }
         } else if let (true, Some(e)) = (untouched, old) {
             e.clone()
@@ -1044,7 +1101,7 @@ fn import(
             let node = Node::Symlink {
                 target: target.to_string_lossy().into_owned(),
             };
-            new_entry(&name, node, &md, old, ids)
+            new_entry(&name, node, &md, old, cx)
         } else if md.is_file() {
             if md.len() >= cx.limit {
                 return Err(ScriptletError::TooLarge {
@@ -1055,7 +1112,7 @@ fn import(
             }
             let mut f = File::open(&path).map_err(io_err(&path))?;
             let blob = store.put_blob(&mut f)?;
-            new_entry(&name, Node::file(&blob), &md, old, ids)
+            new_entry(&name, Node::file(&blob), &md, old, cx)
         } else {
             // Devices, FIFOs, sockets made by a scriptlet: not imported.
             continue;
@@ -1082,7 +1139,19 @@ fn import(
 /// export's root, the setuid/setgid bits while the other bits are as
 /// exported, and the package's flags; a directory also keeps its extended
 /// attributes (a rewritten file loses its capabilities, as with rpm).
-fn new_entry(name: &str, node: Node, md: &fs::Metadata, old: Option<&Entry>, ids: &Ids) -> Entry {
+/// Anything but a directory keeps its time on disk, clamped to the epoch.
+fn new_entry(
+    name: &str,
+    node: Node,
+    md: &fs::Metadata,
+    old: Option<&Entry>,
+    cx: &ImportCx,
+) -> Entry {
+    let ids = cx.ids;
+    let mtime = match &node {
+        Node::Directory { .. } => None,
+        _ => Some((md.mtime().max(0) as u64).min(cx.epoch)),
+    };
     let mut e = Entry {
         name: name.to_string(),
         node,
@@ -1091,6 +1160,7 @@ fn new_entry(name: &str, node: Node, md: &fs::Metadata, old: Option<&Entry>, ids
         group: ids.group(md.gid()),
         flags: Flags::default(),
         xattrs: BTreeMap::new(),
+        mtime,
     };
     if let Some(o) =
         old.filter(|o| std::mem::discriminant(&o.node) == std::mem::discriminant(&e.node))

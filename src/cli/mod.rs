@@ -73,7 +73,12 @@ Environment (every variable cvmbuild reads; README.md, section Environment):
   CVMBUILD_SCRIPTLET_FILE_SIZE
                         bytes of the largest file a package scriptlet may
                         write (default 1073741824)
-  SOURCE_DATE_EPOCH     mtime of every entry of `realize --tar` (default: the
+  CVMBUILD_SCRIPTLET_MIN_FREE
+                        bytes a package scriptlet must leave free where the
+                        transaction runs (TMPDIR; default 536870912)
+  SOURCE_DATE_EPOCH     latest time an entry of `realize --tar` or `--out`
+                        shows: package times after it are clamped to it,
+                        entries cvmbuild makes get it (default: the
                         release's epoch)
   NO_COLOR              set (to anything): no colours, even on a terminal
   ALL_PROXY, HTTPS_PROXY, HTTP_PROXY (or lower case), NO_PROXY, no_proxy

@@ -29,7 +29,7 @@ pub struct RealizeArgs {
     /// as it is).
     #[arg(long, requires = "out")]
     pub replace: bool,
-    /// Write the OS tree as a reproducible tarball (mtime: $SOURCE_DATE_EPOCH, else the release's epoch).
+    /// Write the OS tree as a reproducible tarball (times clamped to $SOURCE_DATE_EPOCH, else the release's epoch).
     #[arg(long, value_name = "FILE")]
     pub tar: Option<PathBuf>,
     /// Print what would be fetched and built, with sizes, and build nothing.
@@ -332,7 +332,9 @@ pub(super) fn realize_cmd(g: &Global, a: RealizeArgs) -> Result<i32> {
                     } else {
                         crate::store::IfDifferent::Refuse
                     };
-                    let r = crate::store::export_tree_with(&store, &hash, dest, if_different)?;
+                    let epoch = output_epoch(b.release.epoch)?;
+                    let r =
+                        crate::store::export_tree_with(&store, &hash, dest, epoch, if_different)?;
                     if !a.json {
                         print_export(what, dest, &r);
                     }
@@ -523,6 +525,21 @@ pub(super) fn log_cmd(g: &Global, a: LogArgs) -> Result<i32> {
     }
 }
 
+/// The epoch `--out` and `--tar` clamp times to: `$SOURCE_DATE_EPOCH`,
+/// else the release's.
+fn output_epoch(release_epoch: i64) -> Result<u64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => v.parse::<u64>().map_err(|_| {
+            miette!(
+                code = "cli::source-date-epoch",
+                "SOURCE_DATE_EPOCH={v:?} is not a number of seconds"
+            )
+        }),
+        _ => u64::try_from(release_epoch)
+            .map_err(|_| miette!("the release's epoch {release_epoch} is before 1970")),
+    }
+}
+
 /// `realize --tar`: the OS tree as a reproducible tarball.
 fn write_tar(
     store: &crate::store::FsStore,
@@ -531,16 +548,7 @@ fn write_tar(
     epoch: i64,
     quiet: bool,
 ) -> Result<()> {
-    let mtime = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => v.parse::<u64>().map_err(|_| {
-            miette!(
-                code = "cli::source-date-epoch",
-                "SOURCE_DATE_EPOCH={v:?} is not a number of seconds"
-            )
-        })?,
-        _ => u64::try_from(epoch)
-            .map_err(|_| miette!("the release's epoch {epoch} is before 1970"))?,
-    };
+    let mtime = output_epoch(epoch)?;
     let owners = crate::store::Owners::from_tree(store, tree)?;
     let r = crate::store::export_tar(store, tree, file, mtime, &owners)?;
     if !quiet {

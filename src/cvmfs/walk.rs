@@ -209,7 +209,7 @@ impl Walk<'_> {
         let uid = numeric(self.owners.uid(&e.owner), &e.owner, &mut self.unknown);
         let gid = numeric(self.owners.gid(&e.group), &e.group, &mut self.unknown);
         let perm = u32::from(e.mode);
-        let mtime = self.epoch;
+        let mtime = e.mtime_at(self.epoch.max(0) as u64) as i64;
         let base = |mode: u32, flags: u32, size: u64| Item {
             path: path.clone(),
             mode,

@@ -28,7 +28,8 @@ pub struct FileChange {
     /// For `changed`: which attributes differ, from `type`, `content`,
     /// `target`, `device`, `mode`, `owner`, `group`, `flags`, `hardlink`
     /// (became or stopped being a name of a hardlinked file), `xattrs`
-    /// (extended attributes such as file capabilities).
+    /// (extended attributes such as file capabilities), `mtime` (the time
+    /// the package gives the file; before the release's epoch clamps it).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub what: Vec<&'static str>,
     /// Packages shipping the path (B's for added and changed, A's for
@@ -258,6 +259,9 @@ impl Walk<'_> {
         if x.xattrs != y.xattrs {
             what.push("xattrs");
         }
+        if x.mtime != y.mtime {
+            what.push("mtime");
+        }
         match (&x.node, &y.node) {
             (Node::Directory { tree: ta }, Node::Directory { tree: tb }) => {
                 if !what.is_empty() {
@@ -362,6 +366,7 @@ mod tests {
         let mut ping = file(&s, "ping", "p", 0o755);
         ping.xattrs
             .insert("security.capability".into(), vec![0, 0, 0, 2]);
+        ping.mtime = Some(1_399_000_000);
         let b = output(
             &s,
             vec![
@@ -415,7 +420,7 @@ mod tests {
                 (
                     "/bin/ping",
                     Change::Changed,
-                    vec!["xattrs"],
+                    vec!["xattrs", "mtime"],
                     vec!["iputils-1".to_string()]
                 ),
                 ("/opt", Change::Added, vec![], vec![]),

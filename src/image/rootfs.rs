@@ -5,8 +5,9 @@
 //! The tree is exported from the store into a scratch directory (contents,
 //! directories, symlinks; files copied, so the only files sharing an inode
 //! are the names of one hardlinked file, which mksquashfs keeps as
-//! hardlinks) and packed by `mksquashfs` with every time set to the epoch
-//! (it takes `SOURCE_DATE_EPOCH` from [`tools::run`]) and one processor
+//! hardlinks) with the entries' times clamped to the epoch, and packed by
+//! `mksquashfs` (which takes `SOURCE_DATE_EPOCH` from [`tools::run`] and
+//! clamps the same way) with one processor
 //! (block order never depends on scheduling). What an unprivileged export
 //! cannot create on the host
 //! comes from a pseudo-file (`-pf`) with one definition per entry: the
@@ -36,7 +37,10 @@ pub fn squashfs(
     out: &Path,
 ) -> Result<Vec<String>, Error> {
     let root = work.join("root");
-    export_tree_copies(store, tree, &root).map_err(|e| format!("exporting the OS tree: {e}"))?;
+    // Files keep their packages' times (clamped to the epoch, as
+    // mksquashfs also clamps to the SOURCE_DATE_EPOCH tools::run sets).
+    export_tree_copies(store, tree, &root, epoch.max(0) as u64)
+        .map_err(|e| format!("exporting the OS tree: {e}"))?;
     let owners =
         Owners::from_tree(store, tree).map_err(|e| format!("reading the tree's owners: {e}"))?;
     let mut p = Pseudo {

@@ -65,11 +65,18 @@ pub enum IfDifferent {
 /// object's (read-only `0444`), because changing the mode of a hardlink
 /// would change the store object; otherwise they are copied. Directory modes
 /// are applied after their contents are written so read-only directories
-/// can be exported. Ownership and timestamps are not applied. Names of one
-/// hardlinked file ([`super::Flags::hardlink`]) are hard links to each
-/// other.
-pub fn export_tree(store: &dyn Store, root: &Hash, dest: &Path) -> Result<ExportReport> {
-    export_tree_with(store, root, dest, IfDifferent::Refuse)
+/// can be exported. Ownership is not applied; every file, symlink and
+/// directory gets its time as an output of epoch `epoch` gives it
+/// ([`super::Entry::mtime_at`]), so a store object is hardlinked only when
+/// it already has that time. Names of one hardlinked file
+/// ([`super::Flags::hardlink`]) are hard links to each other.
+pub fn export_tree(
+    store: &dyn Store,
+    root: &Hash,
+    dest: &Path,
+    epoch: u64,
+) -> Result<ExportReport> {
+    export_tree_with(store, root, dest, epoch, IfDifferent::Refuse)
 }
 
 /// Writes the tree `root` as the directory `dest`, so that re-running an
@@ -86,16 +93,38 @@ pub fn export_tree_with(
     store: &dyn Store,
     root: &Hash,
     dest: &Path,
+    epoch: u64,
     if_different: IfDifferent,
 ) -> Result<ExportReport> {
-    export(store, root, dest, true, if_different)
+    let how = How {
+        from_store: true,
+        epoch,
+    };
+    export(store, root, dest, how, if_different)
 }
 
 /// [`export_tree`] without hardlinks to store objects: every file is a
 /// copy, so the only files sharing an inode are the names of one
 /// hardlinked file (what `mksquashfs` needs to find exactly those).
-pub fn export_tree_copies(store: &dyn Store, root: &Hash, dest: &Path) -> Result<ExportReport> {
-    export(store, root, dest, false, IfDifferent::Refuse)
+pub fn export_tree_copies(
+    store: &dyn Store,
+    root: &Hash,
+    dest: &Path,
+    epoch: u64,
+) -> Result<ExportReport> {
+    let how = How {
+        from_store: false,
+        epoch,
+    };
+    export(store, root, dest, how, IfDifferent::Refuse)
+}
+
+/// How an export writes: whether it may hardlink store objects, and the
+/// epoch its times are clamped to.
+#[derive(Clone, Copy)]
+struct How {
+    from_store: bool,
+    epoch: u64,
 }
 
 /// Whether `dest` must be swapped with the new tree rather than renamed
@@ -110,7 +139,7 @@ fn export(
     store: &dyn Store,
     root: &Hash,
     dest: &Path,
-    from_store: bool,
+    how: How,
     if_different: IfDifferent,
 ) -> Result<ExportReport> {
     let export_err = |reason: String| Error::Export {
@@ -124,7 +153,7 @@ fn export(
                 Target::Empty
             } else {
                 let mut report = ExportReport::default();
-                match difference(store, root, dest, "", &mut report)? {
+                match difference(store, root, dest, "", how.epoch, &mut report)? {
                     None => {
                         report.unchanged = true;
                         return Ok(report);
@@ -161,7 +190,8 @@ fn export(
     }
     fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
     let mut report = ExportReport::default();
-    let written = export_dir(store, root, &tmp, "", from_store, &mut report)
+    let written = export_dir(store, root, &tmp, "", how, &mut report)
+        .and_then(|()| set_mtime(&tmp, how.epoch))
         .and_then(|()| install(&tmp, dest, &target));
     if let Err(e) = written {
         let _ = remove_all(&tmp);
@@ -241,6 +271,7 @@ fn difference(
     hash: &Hash,
     dir: &Path,
     rel: &str,
+    epoch: u64,
     report: &mut ExportReport,
 ) -> Result<Option<String>> {
     let tree = store.get_tree(hash)?;
@@ -298,7 +329,7 @@ fn difference(
                 if perm(md) != e.mode & EXPORT_MASK {
                     return differs("different permissions");
                 }
-                if let Some(d) = difference(store, tree, &path, &rel_path, report)? {
+                if let Some(d) = difference(store, tree, &path, &rel_path, epoch, report)? {
                     return Ok(Some(d));
                 }
             }
@@ -325,7 +356,12 @@ fn difference(
                     return differs("exists, but an export does not create it");
                 }
                 skipped(e, &rel_path, report);
+                continue;
             }
+        }
+        // What an export writes, it writes with the entry's time.
+        if found.is_ok_and(|md| md.mtime() != e.mtime_at(epoch) as i64) {
+            return differs("a different modification time");
         }
     }
     for e in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
@@ -400,7 +436,7 @@ fn export_dir(
     hash: &Hash,
     dir: &Path,
     rel: &str,
-    from_store: bool,
+    how: How,
     report: &mut ExportReport,
 ) -> Result<()> {
     let tree = store.get_tree(hash)?;
@@ -413,6 +449,7 @@ fn export_dir(
             format!("{rel}/{}", e.name)
         };
         let mode = e.mode & EXPORT_MASK;
+        let mtime = e.mtime_at(how.epoch);
         note(e, &rel_path, report);
         match &e.node {
             Node::File { blob: None, .. }
@@ -429,7 +466,7 @@ fn export_dir(
                     fs::hard_link(&first, &path).map_err(|err| Error::io(&path, err))?;
                     report.linked += 1;
                 }
-                _ => export_file(store, blob, &path, mode, from_store, report)?,
+                _ => export_file(store, blob, &path, (mode, mtime), how, report)?,
             },
             Node::Directory { tree } => {
                 // Owner-only while filling, so a read-only directory mode
@@ -438,11 +475,13 @@ fn export_dir(
                     .mode(0o700)
                     .create(&path)
                     .map_err(|err| Error::io(&path, err))?;
-                export_dir(store, tree, &path, &rel_path, from_store, report)?;
+                export_dir(store, tree, &path, &rel_path, how, report)?;
                 set_mode(&path, mode)?;
+                set_mtime(&path, mtime)?;
             }
             Node::Symlink { target } => {
-                std::os::unix::fs::symlink(target, &path).map_err(|err| Error::io(&path, err))?
+                std::os::unix::fs::symlink(target, &path).map_err(|err| Error::io(&path, err))?;
+                set_mtime(&path, mtime)?;
             }
         }
     }
@@ -454,19 +493,51 @@ fn set_mode(path: &Path, mode: u16) -> Result<()> {
         .map_err(|e| Error::io(path, e))
 }
 
+/// Sets the modification (and access) time of `path` itself, not of what
+/// a symlink points to.
+fn set_mtime(path: &Path, secs: u64) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| Error::io(path, io::Error::new(ErrorKind::InvalidInput, e)))?;
+    let t = libc::timespec {
+        tv_sec: i64::try_from(secs).unwrap_or(i64::MAX) as libc::time_t,
+        tv_nsec: 0,
+    };
+    let times = [t, t];
+    // SAFETY: `c` is a NUL-terminated path and `times` two timespecs, both
+    // alive for the call; utimensat keeps neither.
+    let r = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r != 0 {
+        return Err(Error::io(path, io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Writes one file with permission bits and time `(mode, mtime)`.
 fn export_file(
     store: &dyn Store,
     blob: &Hash,
     path: &PathBuf,
-    mode: u16,
-    from_store: bool,
+    (mode, mtime): (u16, u64),
+    how: How,
     report: &mut ExportReport,
 ) -> Result<()> {
-    if let Some(src) = store.local_blob_path(blob).filter(|_| from_store) {
-        let same_mode = fs::metadata(&src)
-            .map(|m| m.permissions().mode() & 0o7777 == u32::from(mode))
+    if let Some(src) = store.local_blob_path(blob).filter(|_| how.from_store) {
+        // Changing a hardlink's mode or time would change the store
+        // object (and every other export of it).
+        let same_inode_attrs = fs::metadata(&src)
+            .map(|m| {
+                m.permissions().mode() & 0o7777 == u32::from(mode) && m.mtime() == mtime as i64
+            })
             .unwrap_or(false);
-        if same_mode && fs::hard_link(&src, path).is_ok() {
+        if same_inode_attrs && fs::hard_link(&src, path).is_ok() {
             report.hardlinked += 1;
             return Ok(());
         }
@@ -481,6 +552,7 @@ fn export_file(
     io::copy(&mut reader, &mut out).map_err(|e| Error::io(path, e))?;
     drop(out);
     set_mode(path, mode)?;
+    set_mtime(path, mtime)?;
     report.copied += 1;
     Ok(())
 }

@@ -71,14 +71,50 @@ mod sigv4;
 /// move bytes: bounds, hashes and signatures are checked by [`Remote`].
 trait Transport: Send + Sync {
     /// The object's bytes to read, `None` if there is none at `path`.
-    fn get(&self, path: &str) -> Result<Option<Box<dyn Read>>>;
+    fn get(&self, path: &str) -> Result<Option<Box<dyn Read>>> {
+        Ok(self.get_versioned(path)?.map(|(r, _)| r))
+    }
+    /// [`Transport::get`] with the object's version (its `ETag`), if the
+    /// server gives one, for a later [`Transport::put_if`].
+    fn get_versioned(&self, path: &str) -> Result<Option<Versioned>>;
     /// Whether there is an object at `path` (without its bytes).
     fn exists(&self, path: &str) -> Result<bool>;
     /// Stores `body` at `path`, replacing what may be there (the paths
     /// are content-addressed, so a replacement has the same bytes; records
     /// are checked before they are replaced, see [`Remote::push`]).
     fn put(&self, path: &str, body: &[u8]) -> Result<()>;
+    /// [`Transport::put`] only if `path` still holds what `expect` says;
+    /// `Ok(false)` when the server answers that it does not (HTTP 412). A
+    /// server that ignores the condition (nginx's WebDAV) just writes.
+    fn put_if(&self, path: &str, body: &[u8], expect: &Expect) -> Result<bool>;
 }
+
+/// An object's bytes to read and its version (`ETag`), if the server
+/// gives one.
+type Versioned = (Box<dyn Read>, Option<String>);
+
+/// What a record write expects to find at its path, so that two machines
+/// pushing the same record at once cannot drop each other's signatures.
+enum Expect {
+    /// No object (`If-None-Match: *`).
+    Absent,
+    /// The version read before (`If-Match: ETAG`).
+    Version(String),
+}
+
+impl Expect {
+    /// The request header that states the condition.
+    fn header(&self) -> (&'static str, &str) {
+        match self {
+            Expect::Absent => ("if-none-match", "*"),
+            Expect::Version(v) => ("if-match", v),
+        }
+    }
+}
+
+/// How often a record write is retried after another writer changed the
+/// record between our read and our write.
+const RECORD_ATTEMPTS: usize = 4;
 
 /// The agent both transports use: bounded waits, statuses as answers.
 fn agent() -> ureq::Agent {
@@ -90,6 +126,14 @@ fn agent() -> ureq::Agent {
         .allow_non_standard_methods(true)
         .build();
     ureq::Agent::new_with_config(config)
+}
+
+/// A response's `ETag`, the object version a conditional write names.
+fn etag(headers: &ureq::http::HeaderMap) -> Option<String> {
+    headers
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 fn http_err(remote: &str, what: &str, reason: impl ToString) -> Error {
@@ -423,14 +467,18 @@ impl Remote {
         } else {
             Box::new(http::Http::new(trimmed).map_err(given)?)
         };
-        Ok(Remote {
-            url: trimmed.to_string(),
+        Ok(Remote::over(trimmed, transport))
+    }
+
+    fn over(url: &str, transport: Box<dyn Transport>) -> Remote {
+        Remote {
+            url: url.to_string(),
             transport,
             marker: OnceLock::new(),
             fetched_objects: AtomicU64::new(0),
             fetched_bytes: AtomicU64::new(0),
             fetched_present: AtomicU64::new(0),
-        })
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -470,7 +518,17 @@ impl Remote {
 
     /// GET `path` into memory, at most `limit` bytes.
     fn get_bytes(&self, path: &str, limit: u64) -> Result<Option<Vec<u8>>> {
-        let Some(body) = self.transport.get(path)? else {
+        Ok(self.get_bytes_versioned(path, limit)?.map(|(b, _)| b))
+    }
+
+    /// [`Remote::get_bytes`] with the object's version, if the server
+    /// gives one.
+    fn get_bytes_versioned(
+        &self,
+        path: &str,
+        limit: u64,
+    ) -> Result<Option<(Vec<u8>, Option<String>)>> {
+        let Some((body, version)) = self.transport.get_versioned(path)? else {
             return Ok(None);
         };
         let mut buf = Vec::new();
@@ -483,7 +541,34 @@ impl Remote {
         self.fetched_objects.fetch_add(1, Ordering::Relaxed);
         self.fetched_bytes
             .fetch_add(buf.len() as u64, Ordering::Relaxed);
-        Ok(Some(buf))
+        Ok(Some((buf, version)))
+    }
+
+    /// The record at `rec_path` as [`Remote::push`] sees it: its
+    /// signatures if it is a record of `out` (an unreadable one is
+    /// replaced), and what a write must expect to find there (`None`: the
+    /// server gives no version, write unconditionally). A record of
+    /// another output is a conflict.
+    fn read_record(
+        &self,
+        drv_id: &str,
+        rec_path: &str,
+        out: &Output,
+    ) -> Result<(Vec<Signature>, Option<Expect>)> {
+        let Some((bytes, version)) = self.get_bytes_versioned(rec_path, RECORD_LIMIT)? else {
+            return Ok((Vec::new(), Some(Expect::Absent)));
+        };
+        let mut signatures = Vec::new();
+        if let Ok(old) = serde_json::from_slice::<Record>(&bytes) {
+            if old.output != *out {
+                return Err(Error::Conflict {
+                    remote: self.url.clone(),
+                    drv: drv_id.to_string(),
+                });
+            }
+            signatures = old.signatures;
+        }
+        Ok((signatures, version.map(Expect::Version)))
     }
 
     /// Whether to ask this remote at all: the first call checks that it
@@ -526,25 +611,13 @@ impl Remote {
         let mut t = Transfer::default();
         // Another machine's signatures of the same output are kept: a
         // realizing machine may trust only one of the signers.
-        let mut signatures = Vec::new();
-        if let Some(bytes) = self.get_bytes(&rec_path, RECORD_LIMIT)? {
-            if let Ok(old) = serde_json::from_slice::<Record>(&bytes) {
-                if old.output != out {
-                    return Err(Error::Conflict {
-                        remote: self.url.clone(),
-                        drv: drv_id.to_string(),
-                    });
-                }
-                // ed25519 signatures are deterministic: this key signed
-                // this record already, and a record implies its closure.
-                if old.signatures.contains(&signature) {
-                    t.present += 1;
-                    return Ok(t);
-                }
-                signatures = old.signatures;
-            }
+        let (mut signatures, mut expect) = self.read_record(drv_id, &rec_path, &out)?;
+        // ed25519 signatures are deterministic: this key signed this
+        // record already, and a record implies its closure.
+        if signatures.contains(&signature) {
+            t.present += 1;
+            return Ok(t);
         }
-        signatures.push(signature);
         let mut seen = HashSet::new();
         match out.root {
             Root::Tree { hash } => self.push_tree(store, hash, &mut seen, &mut t)?,
@@ -559,17 +632,38 @@ impl Remote {
                 }
             }
         }
-        let record = Record {
-            version: 1,
-            drv: drv_id.to_string(),
-            signatures,
-            output: out,
-        };
-        let body = serde_json::to_vec_pretty(&record).expect("plain data");
-        self.transport.put(&rec_path, &body)?;
-        t.objects += 1;
-        t.bytes += body.len() as u64;
-        Ok(t)
+        // The record is written only over what was read: if another
+        // machine wrote it in between, read it again and add to it.
+        for _ in 0..RECORD_ATTEMPTS {
+            signatures.push(signature.clone());
+            let record = Record {
+                version: 1,
+                drv: drv_id.to_string(),
+                signatures,
+                output: out.clone(),
+            };
+            let body = serde_json::to_vec_pretty(&record).expect("plain data");
+            let written = match &expect {
+                Some(e) => self.transport.put_if(&rec_path, &body, e)?,
+                None => self.transport.put(&rec_path, &body).map(|()| true)?,
+            };
+            if written {
+                t.objects += 1;
+                t.bytes += body.len() as u64;
+                return Ok(t);
+            }
+            (signatures, expect) = self.read_record(drv_id, &rec_path, &out)?;
+            if signatures.contains(&signature) {
+                t.present += 1;
+                return Ok(t);
+            }
+        }
+        Err(self.http_err(
+            &format!("PUT {rec_path}"),
+            format!(
+                "another writer changed the record {RECORD_ATTEMPTS} times while this one wrote it"
+            ),
+        ))
     }
 
     /// Pushes `drv_id`'s output and those of every derivation it was
@@ -955,6 +1049,121 @@ impl Substituter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    /// A remote in memory with S3's conditional writes; `race` runs once,
+    /// just before the first conditional write is judged, as another
+    /// machine's write landing between our read and our write.
+    type Race = Box<dyn FnOnce(&Objects) + Send>;
+
+    #[derive(Default)]
+    struct Objects {
+        /// Path to (bytes, version).
+        map: Mutex<HashMap<String, (Vec<u8>, u64)>>,
+        race: Mutex<Option<Race>>,
+        conditional_writes: AtomicU64,
+    }
+
+    impl Objects {
+        fn write(&self, path: &str, body: &[u8]) {
+            let mut m = self.map.lock().unwrap();
+            let v = m.get(path).map_or(1, |(_, v)| v + 1);
+            m.insert(path.to_string(), (body.to_vec(), v));
+        }
+    }
+
+    impl Transport for std::sync::Arc<Objects> {
+        fn get_versioned(&self, path: &str) -> Result<Option<Versioned>> {
+            let m = self.map.lock().unwrap();
+            Ok(m.get(path).map(|(b, v)| {
+                let r: Box<dyn Read> = Box::new(std::io::Cursor::new(b.clone()));
+                (r, Some(format!("\"{v}\"")))
+            }))
+        }
+        fn exists(&self, path: &str) -> Result<bool> {
+            Ok(self.map.lock().unwrap().contains_key(path))
+        }
+        fn put(&self, path: &str, body: &[u8]) -> Result<()> {
+            self.write(path, body);
+            Ok(())
+        }
+        fn put_if(&self, path: &str, body: &[u8], expect: &Expect) -> Result<bool> {
+            self.conditional_writes.fetch_add(1, Ordering::Relaxed);
+            if let Some(race) = self.race.lock().unwrap().take() {
+                race(self);
+            }
+            let now = self
+                .map
+                .lock()
+                .unwrap()
+                .get(path)
+                .map(|(_, v)| format!("\"{v}\""));
+            let holds = match expect {
+                Expect::Absent => now.is_none(),
+                Expect::Version(v) => now.as_deref() == Some(v),
+            };
+            if holds {
+                self.write(path, body);
+            }
+            Ok(holds)
+        }
+    }
+
+    /// Two machines pushing the same output at once: the record written
+    /// between our read and our write is read again and kept, so both
+    /// signatures end up on it (last writer wins would drop one).
+    #[test]
+    fn a_record_changed_while_pushing_is_read_again_and_both_signatures_kept() {
+        let store = crate::store::MemStore::new();
+        let blob = store.put_blob(&mut &b"bytes"[..]).unwrap();
+        let out = Output {
+            root: Root::Blob {
+                hash: blob.hash,
+                size: blob.size,
+            },
+            meta: Default::default(),
+        };
+        store.register_output("d1", &out).unwrap();
+        let (a, b) = (
+            SecretKey::generate("a").unwrap(),
+            SecretKey::generate("b").unwrap(),
+        );
+        for first_push in [true, false] {
+            let objects = std::sync::Arc::new(Objects::default());
+            if !first_push {
+                // The record is there already, signed by nobody we know.
+                let rec = Record {
+                    version: 1,
+                    drv: "d1".into(),
+                    signatures: vec![],
+                    output: out.clone(),
+                };
+                objects.write("outputs/d1.json", &serde_json::to_vec(&rec).unwrap());
+            }
+            let b_sig = b.sign(&signed_bytes("d1", &out));
+            let racing = out.clone();
+            *objects.race.lock().unwrap() = Some(Box::new(move |o: &Objects| {
+                let rec = Record {
+                    version: 1,
+                    drv: "d1".into(),
+                    signatures: vec![b_sig],
+                    output: racing,
+                };
+                o.write("outputs/d1.json", &serde_json::to_vec(&rec).unwrap());
+            }));
+            let remote = Remote::over("mem://", Box::new(objects.clone()));
+            remote.push(&store, "d1", &a).unwrap();
+            assert_eq!(objects.conditional_writes.load(Ordering::Relaxed), 2);
+            let bytes = objects.map.lock().unwrap()["outputs/d1.json"].0.clone();
+            let rec: Record = serde_json::from_slice(&bytes).unwrap();
+            let keys: Vec<&str> = rec.signatures.iter().map(|s| s.key.as_str()).collect();
+            assert_eq!(keys, ["b", "a"], "first push: {first_push}");
+            for k in [&a, &b] {
+                remote.check_signatures("d1", &rec, &[k.public()]).unwrap();
+            }
+        }
+    }
 
     #[test]
     fn keys_round_trip_and_reject_garbage() {

@@ -2,7 +2,7 @@
 //!
 //! The same tree always gives the same bytes: entries in tree order (each
 //! directory, then its children by byte order of their names, like GNU
-//! tar's `--sort=name`), one fixed mtime, numeric owners resolved by a fixed
+//! tar's `--sort=name`), times clamped to one epoch, numeric owners resolved by a fixed
 //! rule, GNU headers with no host-dependent field. A tar is data, so unlike
 //! a directory export it carries setuid bits, device nodes and FIFOs as they
 //! are; only what tar cannot express is left out and reported.
@@ -104,6 +104,9 @@ pub struct TarReport {
 /// archive is built under a temporary name next to `dest`, fsynced and
 /// renamed, so `dest` is either absent, the old file, or complete.
 ///
+/// Every entry's time is its own clamped to `mtime` (the epoch; see
+/// [`super::Entry::mtime_at`]), as `tar --clamp-mtime --mtime=@EPOCH`.
+///
 /// Hardlinked names of one file in a directory ([`Flags::hardlink`]) are
 /// archived as the first name plus hard link entries; other files with
 /// equal contents each carry their bytes.
@@ -198,7 +201,7 @@ impl Cx<'_> {
             let path = format!("{rel}{}", e.name);
             let mut h = tar::Header::new_gnu();
             h.set_mode(e.mode.into());
-            h.set_mtime(self.mtime);
+            h.set_mtime(e.mtime_at(self.mtime));
             let uid = self.owners.uid(&e.owner).unwrap_or_else(|| {
                 report
                     .unknown_names

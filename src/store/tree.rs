@@ -30,6 +30,10 @@ const FLAG_GHOST: u8 = 0x02;
 const FLAG_XATTRS: u8 = 0x04;
 /// [`Flags::hardlink`]; like `FLAG_XATTRS`, absent from older trees.
 const FLAG_HARDLINK: u8 = 0x08;
+/// Not an RPM flag: set exactly when [`Entry::mtime`] follows the body
+/// (and the attributes). Trees written before mtimes existed never have
+/// it, so their encodings and hashes are unchanged.
+const FLAG_MTIME: u8 = 0x10;
 
 /// Limits of one entry's extended attributes: what Linux allows
 /// (`XATTR_NAME_MAX`, `XATTR_SIZE_MAX`) and a count a one-byte field holds.
@@ -68,6 +72,7 @@ type HardlinkKey<'a> = (
     &'a str,
     &'a str,
     &'a BTreeMap<String, Vec<u8>>,
+    Option<u64>,
 );
 
 /// One name of a hardlinked file, as [`Tree::hardlinks`] reports it.
@@ -95,6 +100,7 @@ impl Entry {
                 self.owner.as_str(),
                 self.group.as_str(),
                 &self.xattrs,
+                self.mtime,
             )),
             _ => None,
         }
@@ -143,6 +149,11 @@ pub struct Entry {
     /// Extended attributes by name (e.g. `security.capability` from an
     /// RPM's `%caps`), sorted by name; usually empty.
     pub xattrs: BTreeMap<String, Vec<u8>>,
+    /// Modification time in seconds since 1970 as the package header (or
+    /// a scriptlet) gave it; `None` for what cvmbuild makes itself, which
+    /// takes the output's epoch. Outputs never show a time after their
+    /// epoch: see [`Entry::mtime_at`].
+    pub mtime: Option<u64>,
 }
 
 impl Node {
@@ -168,7 +179,16 @@ impl Entry {
             group: "root".into(),
             flags: Flags::default(),
             xattrs: BTreeMap::new(),
+            mtime: None,
         }
+    }
+
+    /// The time an output whose epoch (`SOURCE_DATE_EPOCH`) is `epoch`
+    /// gives this entry: its own, clamped to the epoch, as
+    /// reproducible-builds tools clamp (`--clamp-mtime`), so an output
+    /// never carries a time later than the release says it was made.
+    pub fn mtime_at(&self, epoch: u64) -> u64 {
+        self.mtime.map_or(epoch, |t| t.min(epoch))
     }
 }
 
@@ -329,7 +349,8 @@ impl Tree {
             put_str(&mut out, &e.owner);
             put_str(&mut out, &e.group);
             let xattr_bit = if e.xattrs.is_empty() { 0 } else { FLAG_XATTRS };
-            out.push(e.flags.bits() | xattr_bit);
+            let mtime_bit = if e.mtime.is_some() { FLAG_MTIME } else { 0 };
+            out.push(e.flags.bits() | xattr_bit | mtime_bit);
             match &e.node {
                 Node::File { size, blob } => {
                     out.extend_from_slice(&size.to_le_bytes());
@@ -357,6 +378,9 @@ impl Tree {
                     out.extend_from_slice(v);
                 }
             }
+            if let Some(t) = e.mtime {
+                out.extend_from_slice(&t.to_le_bytes());
+            }
         }
         out
     }
@@ -383,7 +407,7 @@ impl Tree {
             let owner = d.string()?;
             let group = d.string()?;
             let bits = d.u8()?;
-            if bits & !(FLAG_CONFIG | FLAG_GHOST | FLAG_XATTRS | FLAG_HARDLINK) != 0 {
+            if bits & !(FLAG_CONFIG | FLAG_GHOST | FLAG_XATTRS | FLAG_HARDLINK | FLAG_MTIME) != 0 {
                 return Err(Error::InvalidTree(format!("unknown flag bits {bits:#x}")));
             }
             let flags = Flags {
@@ -442,6 +466,11 @@ impl Tree {
                     xattrs.insert(k, v);
                 }
             }
+            let mtime = if bits & FLAG_MTIME != 0 {
+                Some(u64::from_le_bytes(d.array()?))
+            } else {
+                None
+            };
             let entry = Entry {
                 name,
                 node,
@@ -450,6 +479,7 @@ impl Tree {
                 group,
                 flags,
                 xattrs,
+                mtime,
             };
             validate_entry(&entry)?;
             if let Some(prev) = entries.last() {

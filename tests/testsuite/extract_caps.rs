@@ -179,7 +179,7 @@ fn extracted_capabilities_equal_what_rpm_installs() {
         );
     }
     let exported = dir.path().join("export");
-    let report = export_tree(&store, &x.tree, &exported).unwrap();
+    let report = export_tree(&store, &x.tree, &exported, 1_400_000_000).unwrap();
     assert_eq!(report.xattrs_dropped, ["usr/bin/ping", "usr/sbin/arping"]);
     assert_eq!(xattr(&exported.join("usr/bin/ping")), None);
 }

@@ -214,7 +214,7 @@ fn devices_fifos_sockets_and_setuid_are_recorded_not_applied() {
     assert_eq!(su.get("su").unwrap().mode, 0o4755);
 
     let out = dir.path().join("out");
-    let report = export_tree(&store, &x.tree, &out).unwrap();
+    let report = export_tree(&store, &x.tree, &out, 1_400_000_000).unwrap();
     for p in ["dev/null", "dev/sda", "run/fifo", "run/sock"] {
         assert!(out.join(p).symlink_metadata().is_err(), "{p} created");
         assert!(

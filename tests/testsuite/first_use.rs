@@ -811,7 +811,7 @@ fn export_reports_what_it_skips_and_recognises_its_own_tree() {
     let store = FsStore::open(&tmp.path().join("store")).unwrap();
     let root = tree_with_unexportables(&store);
     let out = tmp.path().join("out");
-    let r = export_tree(&store, &root, &out).unwrap();
+    let r = export_tree(&store, &root, &out, 1_400_000_000).unwrap();
     assert!(!r.unchanged);
     assert_eq!(r.setid_dropped, ["bin/su"]);
     assert_eq!(r.xattrs_dropped, ["bin/ping"]);
@@ -831,7 +831,7 @@ fn export_reports_what_it_skips_and_recognises_its_own_tree() {
         ]
     );
     // Again: nothing written, the same notes.
-    let again = export_tree(&store, &root, &out).unwrap();
+    let again = export_tree(&store, &root, &out, 1_400_000_000).unwrap();
     assert!(again.unchanged);
     assert_eq!((again.copied, again.hardlinked), (0, 0));
     assert_eq!(
@@ -840,7 +840,7 @@ fn export_reports_what_it_skips_and_recognises_its_own_tree() {
     );
 
     // Each way a directory can differ is named, and nothing is touched.
-    let differs = |what: &str| match export_tree(&store, &root, &out) {
+    let differs = |what: &str| match export_tree(&store, &root, &out, 1_400_000_000) {
         Err(Error::ExportDiffers { difference, .. }) => {
             assert_eq!(difference, what);
         }
@@ -865,12 +865,18 @@ fn export_reports_what_it_skips_and_recognises_its_own_tree() {
     differs("bin/motd: missing");
     std::fs::write(&motd, b"hellO\n").unwrap();
     differs("bin/motd: different content");
+    std::fs::write(&motd, b"hello\n").unwrap();
+    differs("bin/motd: a different modification time");
 
     // Replace swaps the whole tree in; the result is recognised again.
-    let r = export_tree_with(&store, &root, &out, IfDifferent::Replace).unwrap();
+    let r = export_tree_with(&store, &root, &out, 1_400_000_000, IfDifferent::Replace).unwrap();
     assert!(!r.unchanged);
     assert_eq!(std::fs::read(&motd).unwrap(), b"hello\n");
-    assert!(export_tree(&store, &root, &out).unwrap().unchanged);
+    assert!(
+        export_tree(&store, &root, &out, 1_400_000_000)
+            .unwrap()
+            .unchanged
+    );
     assert!(leftovers(&out).is_empty(), "{:?}", leftovers(&out));
 }
 

@@ -112,6 +112,29 @@ fn a_second_machine_substitutes_from_s3_and_damage_and_bad_credentials_are_refus
     );
     assert!(keys.iter().all(|(k, _)| k.starts_with("ci/")), "{keys:?}");
 
+    // A second signer's push adds its signature with a conditional write
+    // over the record's ETag (If-Match), which moto checks as S3 does.
+    let key2 = a.path("farm-b.key");
+    let out = run(
+        &a,
+        &[],
+        &["key", "generate", "farm-b", "--out", key2.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let mut copy2 = copy.clone();
+    copy2[4] = key2.to_str().unwrap();
+    let out = run(&a, &env, &copy2);
+    assert!(out.status.success(), "{}\n{}", text(&out), moto.log());
+    let record: Value =
+        serde_json::from_slice(&moto.get(&format!("ci/outputs/{}.json", ids[0]))).unwrap();
+    let signers: Vec<&str> = record["signatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(signers, ["farm-a", "farm-b"]);
+
     // Machine B: everything substituted, nothing built, the same roots.
     let b = Fixture::new();
     let subst = [

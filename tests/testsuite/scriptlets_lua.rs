@@ -71,7 +71,14 @@ f:close()
 if arg[2] == 1 then print("luaarg: fresh install") end
 local g = assert(io.open("/var/lib/luaarg/random", "w"))
 g:write(math.random(1, 1000000000), "\n")
-g:close()"#,
+g:close()
+local keys = {}
+for i = 1, 40 do keys["key" .. i] = i end
+local order = {}
+for k in pairs(keys) do order[#order + 1] = k end
+local o = assert(io.open("/var/lib/luaarg/order", "w"))
+o:write(table.concat(order, " "), "\n")
+o:close()"#,
         ),
         Pkg::new("luabadpost", "1.0", "1")
             .file("/usr/share/luabadpost/f", b"f\n")
@@ -187,11 +194,15 @@ fn lua_scriptlets_run_in_the_sandbox_and_match_rpm() {
     );
     // rpm's scratch directory for scriptlet files, if it made one.
     let _ = std::fs::remove_dir(peer.join("var/tmp"));
-    // rpm seeds `math.random` from the clock, cvmbuild from the epoch.
+    // rpm seeds `math.random` from the clock, cvmbuild from the epoch;
+    // rpm's Lua seeds its string hashes (the order of `pairs()`) from the
+    // clock and addresses, cvmbuild's with a constant.
     let mut a = listing(&ours);
     let mut b = listing(&peer);
-    assert!(a.remove("var/lib/luaarg/random").is_some());
-    assert!(b.remove("var/lib/luaarg/random").is_some());
+    for varies in ["var/lib/luaarg/random", "var/lib/luaarg/order"] {
+        assert!(a.remove(varies).is_some());
+        assert!(b.remove(varies).is_some());
+    }
     let only = |x: &std::collections::BTreeMap<String, String>,
                 y: &std::collections::BTreeMap<String, String>| {
         x.iter()
@@ -216,6 +227,11 @@ fn lua_scriptlets_run_in_the_sandbox_and_match_rpm() {
     assert_eq!(
         std::fs::read_to_string(ours2.join("var/lib/luaarg/random")).unwrap(),
         random
+    );
+    // ... and visits a table's string keys in the same order.
+    assert_eq!(
+        std::fs::read_to_string(ours2.join("var/lib/luaarg/order")).unwrap(),
+        std::fs::read_to_string(ours.join("var/lib/luaarg/order")).unwrap()
     );
     assert_eq!(listing(&ours), listing(&ours2));
 }

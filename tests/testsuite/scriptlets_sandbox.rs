@@ -157,10 +157,13 @@ branch main = release {{
   arch = "x86_64"
   repos = [r]
   packages = [{}]
-  epoch = 1400000000{extra}
+  epoch = {epoch}{extra}
 }}
 "#,
-        list.join(", ")
+        list.join(", "),
+        // Made when its packages were (their files' times), so no time
+        // is clamped and rpm -V can check every one.
+        epoch = crate::support::rpmrepo::SOURCE_DATE_EPOCH,
     );
     let p = dir.join(format!("s{}.cvm", extra.len()));
     std::fs::write(&p, text).unwrap();
@@ -212,6 +215,19 @@ pub(crate) fn listing(root: &Path) -> BTreeMap<String, String> {
         }
     }
     walk(root, root, &mut m);
+    m
+}
+
+/// The modification time of every regular file and symlink below
+/// `root` (but rpm's database and logs).
+fn mtimes(root: &Path) -> BTreeMap<String, i64> {
+    let mut m = BTreeMap::new();
+    for (rel, what) in listing(root) {
+        if what.starts_with("file") || what.starts_with("link") {
+            let md = std::fs::symlink_metadata(root.join(&rel)).unwrap();
+            m.insert(rel, md.mtime());
+        }
+    }
     m
 }
 
@@ -376,9 +392,30 @@ fn scriptlets_run_sandboxed_and_match_rpm_installing_the_same_files() {
     theirs.sort();
     assert_eq!(qa(&ours), theirs);
 
+    // Times: what rpm set from a header (the fixtures' build time, long
+    // ago) ours has too; what a scriptlet wrote rpm stamps with the wall
+    // clock (within the last hour) and we with the release's epoch.
+    let recent = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 3600;
+    let epoch = crate::support::rpmrepo::SOURCE_DATE_EPOCH as i64;
+    let (theirs, ours_t) = (mtimes(&peer), mtimes(&ours));
+    let mut checked = 0;
+    for (path, t) in &theirs {
+        let want = if *t < recent as i64 { *t } else { epoch };
+        assert_eq!(ours_t.get(path), Some(&want), "mtime of {path}");
+        checked += 1;
+    }
+    assert!(theirs
+        .get("etc/passwd")
+        .is_some_and(|t| *t >= recent as i64));
+    assert!(checked > 20, "{checked} files compared");
+
     // `rpm -Va` finds in ours what it finds in rpm's own install (the
-    // accounts %pre added), but for mtimes: the exported tree carries
-    // none (store trees have no mtimes), so that column is masked.
+    // accounts %pre added), but for the time of the files %pre rewrote
+    // (rpm's are now, ours the epoch: that column is masked for rpm's).
     let verify = |root: &Path| -> String {
         let o = Command::new("rpm")
             .arg("--root")
@@ -405,6 +442,15 @@ fn scriptlets_run_sandboxed_and_match_rpm_installing_the_same_files() {
         verify(&ours),
         "S.5......    /etc/group\nS.5......    /etc/passwd"
     );
+    // Unmasked, ours has no time wrong anywhere.
+    let va = Command::new("rpm")
+        .arg("--root")
+        .arg(&ours)
+        .args(["--dbpath", "/var/lib/rpm", "-Va"])
+        .output()
+        .unwrap();
+    let va = String::from_utf8_lossy(&va.stdout).into_owned();
+    assert!(va.lines().all(|l| l.chars().nth(7) != Some('T')), "{va}");
     // Two builds from scratch: the same tree.
     let t2 = tempfile::tempdir().unwrap();
     std::fs::create_dir(t2.path().join("repo")).unwrap();
@@ -472,6 +518,74 @@ fn failing_pre_stops_the_build_and_scriptlets_false_runs_none() {
     assert!(!off.join("srv").exists());
 }
 
+/// The tree's rpm database is assemble's: a package may own it as a
+/// `%ghost` (rpm's own package does), but one shipping a file there (here
+/// not even a database) is refused by name rather than silently replaced.
+#[test]
+fn a_package_shipping_the_rpm_database_is_refused_and_a_ghost_one_owns_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let repo = t.join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let mut pkgs = packages(t, 9);
+    pkgs.push(Pkg::new("rpmlike", "1.0", "1").custom(
+        "mkdir -p $RPM_BUILD_ROOT/var/lib/rpm",
+        "%dir /var/lib/rpm\n%ghost /var/lib/rpm/rpmdb.sqlite",
+    ));
+    pkgs.push(Pkg::new("baddb", "1.0", "1").file("/var/lib/rpm/rpmdb.sqlite", b"not a database\n"));
+    build_repo(&repo, &pkgs, &RepoOptions::default());
+
+    let s = spec(t, &["shell", "baddb"], "");
+    let out = realize(t, &s, &t.join("bad"));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "a package's database must be refused"
+    );
+    assert!(
+        err.contains("/var/lib/rpm/rpmdb.sqlite: baddb-1.0-1.noarch ships it"),
+        "{err}"
+    );
+    assert!(!t.join("bad").exists(), "nothing exported");
+    // Nothing was registered half-done: the store verifies, and the
+    // same realize fails the same way again rather than finding an output.
+    let verify = crate::support::cvmbuild(t)
+        .args(["store", "verify"])
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let again = realize(t, &s, &t.join("bad"));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("baddb-1.0-1.noarch ships it"));
+
+    let s = spec(t, &["shell", "rpmlike"], "");
+    let ours = t.join("ours");
+    let out = realize(t, &s, &ours);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let qf = Command::new("rpm")
+        .arg("--root")
+        .arg(&ours)
+        .args([
+            "--dbpath",
+            "/var/lib/rpm",
+            "-qf",
+            "/var/lib/rpm/rpmdb.sqlite",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&qf.stdout),
+        "rpmlike-1.0-1.noarch\n"
+    );
+}
+
 /// Processes on the host whose command line contains `needle`.
 pub(crate) fn running(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
@@ -532,6 +646,15 @@ fn hanging_daemonising_flooding_and_uninterpretable_scriptlets() {
             .preamble("Requires(post): shell")
             .script("post", "dd if=/dev/zero of=/big2 bs=1024 count=4096\ntrue"),
     );
+    // Many files each under the size limit, until the disk is full.
+    pkgs.push(
+        Pkg::new("flood", "1.0", "1")
+            .preamble("Requires(post): shell")
+            .script(
+                "post",
+                "i=0\nwhile dd if=/dev/zero of=/flood$i bs=1048576 count=4 2>/dev/null; do i=$((i+1)); done\necho stopped at $i",
+            ),
+    );
     // (rpmbuild makes the interpreter a requirement; the package says it
     // provides it, so the solver lets it through.)
     pkgs.push(
@@ -590,6 +713,46 @@ fn hanging_daemonising_flooding_and_uninterpretable_scriptlets() {
         assert!(err.contains(wanted), "{err}");
         assert!(!dest.exists());
     }
+
+    // Files under the size limit filling the transaction's file system
+    // (a 96 MiB tmpfs as TMPDIR): stopped with 32 MiB left, naming the
+    // scriptlet, nothing exported, and the space given back.
+    let small = t.join("small");
+    std::fs::create_dir(&small).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=96m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount a tmpfs (the tests run as root)");
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(&small);
+    let s = spec(t, &["shell", "flood"], "");
+    let dest = t.join("flood");
+    let out = crate::support::cvmbuild(t)
+        .env("TMPDIR", &small)
+        .env("CVMBUILD_SCRIPTLET_MIN_FREE", (32u64 << 20).to_string())
+        .arg("realize")
+        .arg(&s)
+        .arg("--out")
+        .arg(&dest)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("flood-1.0-1.noarch: %post scriptlet left")
+            && err.contains("under the 33554432 bytes it must leave; it was stopped"),
+        "{err}"
+    );
+    assert!(!dest.exists());
+    let left = std::fs::read_dir(&small).unwrap().count();
+    assert_eq!(left, 0, "the transaction's directory is removed");
 
     // A hanging %pre is killed at the limit, named, and stops the build.
     let s = spec(t, &["shell", "hang"], "");

@@ -464,7 +464,7 @@ fn export_materialises_modes_links_and_refuses_nonempty_dest() {
         .put_tree(&Tree::new(vec![exe, ro, locked, link]).unwrap())
         .unwrap();
     let out = dir.path().join("out");
-    let report = export_tree(&store, &root, &out).unwrap();
+    let report = export_tree(&store, &root, &out, 1_400_000_000).unwrap();
     let mode = |p: &str| {
         fs::symlink_metadata(out.join(p))
             .unwrap()
@@ -481,34 +481,61 @@ fn export_materialises_modes_links_and_refuses_nonempty_dest() {
         fs::read_link(out.join("escape")).unwrap(),
         PathBuf::from("../../etc/passwd")
     );
-    assert_eq!(
-        fs::metadata(out.join("ro")).unwrap().ino(),
-        fs::metadata(store.blob_path(&Hash::of(b"read only\n")))
-            .unwrap()
-            .ino()
-    );
-    assert_eq!((report.hardlinked, report.copied), (1, 2));
+    // Every entry has the epoch's time (they carry none of their own),
+    // so the read-only file is a copy: a hardlink would change the time of
+    // the store's object, which keeps its own.
+    let object = store.blob_path(&Hash::of(b"read only\n"));
+    let object_time = fs::metadata(&object).unwrap().mtime();
+    for p in ["exe", "ro", "locked", "locked/secret", "escape"] {
+        assert_eq!(
+            fs::symlink_metadata(out.join(p)).unwrap().mtime(),
+            1_400_000_000,
+            "{p}"
+        );
+    }
+    assert_ne!(object_time, 1_400_000_000);
+    assert_eq!(fs::metadata(&object).unwrap().mtime(), object_time);
+    assert_eq!((report.hardlinked, report.copied), (0, 3));
     assert_eq!(report.setid_dropped, ["exe"]);
+    // With the object's mode and time, the file shares its inode.
+    let same_time = std::process::Command::new("touch")
+        .args(["-d", "@1400000000"])
+        .arg(&object)
+        .status()
+        .unwrap();
+    assert!(same_time.success());
+    let linked = dir.path().join("linked");
+    let report = export_tree(&store, &root, &linked, 1_400_000_000).unwrap();
+    assert_eq!((report.hardlinked, report.copied), (1, 2));
+    assert_eq!(
+        fs::metadata(linked.join("ro")).unwrap().ino(),
+        fs::metadata(&object).unwrap().ino()
+    );
+    fs::set_permissions(linked.join("locked"), fs::Permissions::from_mode(0o700)).unwrap();
 
     // Exporting the same tree again writes nothing; a directory holding
     // anything else is refused; an empty one is fine.
-    assert!(export_tree(&store, &root, &out).unwrap().unchanged);
+    assert!(
+        export_tree(&store, &root, &out, 1_400_000_000)
+            .unwrap()
+            .unchanged
+    );
     let other = store
         .put_tree(&Tree::new(vec![file_entry("ro", &store, b"other\n", 0o444)]).unwrap())
         .unwrap();
     assert!(matches!(
-        export_tree(&store, &other, &out),
+        export_tree(&store, &other, &out, 1_400_000_000),
         Err(Error::ExportDiffers { .. })
     ));
     let empty = dir.path().join("empty");
     fs::create_dir(&empty).unwrap();
-    export_tree(&store, &root, &empty).unwrap();
+    export_tree(&store, &root, &empty, 1_400_000_000).unwrap();
 
     // MemStore has no local files: everything is copied.
     let mem = MemStore::new();
     let f = file_entry("ro", &mem, b"read only\n", 0o444);
     let t = mem.put_tree(&Tree::new(vec![f]).unwrap()).unwrap();
-    let report = export_tree(&mem, &t, &dir.path().join("mem")).unwrap();
+    let report = export_tree(&mem, &t, &dir.path().join("mem"), 1_400_000_000).unwrap();
     assert_eq!((report.hardlinked, report.copied), (0, 1));
     // Let TempDir clean up even when the tests do not run as root.
     fs::set_permissions(out.join("locked"), fs::Permissions::from_mode(0o700)).unwrap();
@@ -632,9 +659,9 @@ fn hardlinks_in_export_and_tar() {
     for copies in [false, true] {
         let out = dir.path().join(format!("out-{copies}"));
         let report = if copies {
-            cvmbuild::store::export_tree_copies(&store, &root, &out).unwrap()
+            cvmbuild::store::export_tree_copies(&store, &root, &out, 1_400_000_000).unwrap()
         } else {
-            export_tree(&store, &root, &out).unwrap()
+            export_tree(&store, &root, &out, 1_400_000_000).unwrap()
         };
         let (a, b, c) = inodes(&out);
         assert_eq!(a, b);

@@ -99,7 +99,9 @@ fn hash_does_not_depend_on_insertion_order() {
 #[test]
 fn every_field_changes_the_hash() {
     let base = Tree::new(sample_entries()).unwrap().hash();
-    let variants: [fn(&mut Entry); 5] = [
+    let variants: [fn(&mut Entry); 7] = [
+        |e| e.mtime = Some(1_400_000_000),
+        |e| e.mtime = Some(0),
         |e| e.mode = 0o4755,
         |e| e.owner = "daemon".into(),
         |e| e.group = "bin".into(),
@@ -285,6 +287,45 @@ fn extended_attributes_are_encoded_after_the_body() {
     let mut big = entry("x", Node::Fifo);
     big.xattrs.insert("user.big".into(), vec![0; 65537]);
     assert!(Tree::new(vec![big]).is_err());
+}
+
+/// Modification times (store-layout.md 2.3): flag bit 0x10, then after
+/// the body and any attributes the seconds as a u64. Trees without times
+/// encode exactly as before the field existed; an output clamps a time to
+/// its epoch and gives an entry without one the epoch.
+#[test]
+fn mtimes_are_encoded_last_and_clamped_by_outputs() {
+    let file = Node::File {
+        size: 3,
+        blob: Some(Hash::of(b"abc")),
+    };
+    let plain = Tree::new(vec![entry("f", file.clone())]).unwrap();
+    let mut timed = entry("f", file);
+    timed.mtime = Some(1_399_999_999);
+    timed.xattrs.insert("security.capability".into(), vec![7]);
+    let with = Tree::new(vec![timed.clone()]).unwrap();
+
+    let mut want = plain.encode();
+    let flags_at = 16 + 4 + 4 + 1 + 1 + 2 + 8 + 8;
+    assert_eq!(want[flags_at], 0);
+    want[flags_at] = 0x04 | 0x10;
+    want.extend_from_slice(&1u32.to_le_bytes());
+    s(&mut want, "security.capability");
+    want.extend_from_slice(&1u32.to_le_bytes());
+    want.push(7);
+    want.extend_from_slice(&1_399_999_999u64.to_le_bytes());
+    assert_eq!(with.encode(), want);
+    assert_eq!(Tree::decode(&want).unwrap(), with);
+
+    // Strict: the flag without the time, the time without the flag.
+    assert!(Tree::decode(&want[..want.len() - 1]).is_err());
+    let mut unflagged = want.clone();
+    unflagged[flags_at] = 0x04;
+    assert!(Tree::decode(&unflagged).is_err());
+
+    assert_eq!(timed.mtime_at(1_400_000_000), 1_399_999_999);
+    assert_eq!(timed.mtime_at(1_000), 1_000);
+    assert_eq!(plain.entries()[0].mtime_at(1_400_000_000), 1_400_000_000);
 }
 
 /// Hardlinks (store-layout.md 2.2): flag bit 0x08 on each name; a flag

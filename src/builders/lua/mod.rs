@@ -21,7 +21,10 @@
 //! number, as rpm ≥ 4.17 passes them), the `posix` module ([`posix`]),
 //! the `rpm` module and the `macros` table ([`rpm`]). `print` and
 //! `io.write` go to the scriptlet's output; `math.random` is seeded from
-//! `SOURCE_DATE_EPOCH`. A Lua error is printed as rpm
+//! `SOURCE_DATE_EPOCH`, and the string-hash seed (the order in which
+//! `pairs()` visits string keys) is a constant compiled in
+//! (`.cargo/config.toml`), so a script does the same thing every build.
+//! A Lua error is printed as rpm
 //! prints it (`lua script failed: …`) and is the scriptlet's failure
 //! (exit status 1), which `scriptlets` treats by rpm's rules.
 

@@ -73,7 +73,7 @@ pub(super) struct Placed<'a> {
 
 impl Chain {
     /// Everything that can influence a step, hashed: the builder and this
-    /// format, `SOURCE_DATE_EPOCH`, the limits, every `%pretrans` (they
+    /// format, `SOURCE_DATE_EPOCH`, the three limits, every `%pretrans` (they
     /// run before the first step), the paths placed before them, then per
     /// step the whole package (identity, dependencies, files, every script
     /// and trigger) and the entries placed with it.
@@ -93,6 +93,7 @@ impl Chain {
         field(&mut h, &epoch.to_le_bytes());
         field(&mut h, &limits.time.as_nanos().to_le_bytes());
         field(&mut h, &limits.file_size.to_le_bytes());
+        field(&mut h, &limits.min_free.to_le_bytes());
         for &i in seq {
             for s in pkgs[i].scripts.iter().filter(|s| s.kind == "pretrans") {
                 field(&mut h, format!("{} {s:?}", pkgs[i].nevra).as_bytes());
@@ -617,6 +618,7 @@ mod tests {
         let limits = Limits {
             time: Duration::from_secs(300),
             file_size: 1 << 30,
+            min_free: 0,
         };
         let seq: Vec<usize> = (0..pkgs.len()).collect();
         let steps: Vec<Vec<Placed>> = seq

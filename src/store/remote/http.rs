@@ -2,8 +2,7 @@
 //! can serve a cache), WebDAV PUT and, where the server wants the
 //! collections made first, MKCOL.
 
-use super::{http_err, Error, Result, Transport};
-use std::io::Read;
+use super::{http_err, Error, Expect, Result, Transport, Versioned};
 
 pub(super) struct Http {
     /// `http[s]://HOST[:PORT]/PATH`, no trailing slash.
@@ -47,7 +46,7 @@ impl Http {
 }
 
 impl Transport for Http {
-    fn get(&self, path: &str) -> Result<Option<Box<dyn Read>>> {
+    fn get_versioned(&self, path: &str) -> Result<Option<Versioned>> {
         let what = format!("GET {path}");
         let resp = self
             .agent
@@ -55,7 +54,10 @@ impl Transport for Http {
             .call()
             .map_err(|e| self.err(&what, e))?;
         match resp.status().as_u16() {
-            200 => Ok(Some(Box::new(resp.into_body().into_reader()))),
+            200 => {
+                let version = super::etag(resp.headers());
+                Ok(Some((Box::new(resp.into_body().into_reader()), version)))
+            }
             404 | 410 => Ok(None),
             code => Err(self.err(&what, format!("HTTP {code}"))),
         }
@@ -79,13 +81,25 @@ impl Transport for Http {
     /// fail (409 by RFC 4918; nginx without `create_full_put_path`
     /// answers 500, some servers 404), MKCOL each parent and try once more.
     fn put(&self, path: &str, body: &[u8]) -> Result<()> {
+        self.put_with(path, body, None).map(|_| ())
+    }
+
+    fn put_if(&self, path: &str, body: &[u8], expect: &Expect) -> Result<bool> {
+        self.put_with(path, body, Some(expect))
+    }
+}
+
+impl Http {
+    /// PUT with an optional condition; `Ok(false)` on 412.
+    fn put_with(&self, path: &str, body: &[u8], expect: Option<&Expect>) -> Result<bool> {
         let url = format!("{}/{path}", self.url);
         let what = format!("PUT {path}");
         let send = || {
-            self.agent
-                .put(&url)
-                .send(body)
-                .map_err(|e| self.err(&what, e))
+            let mut req = self.agent.put(&url);
+            if let Some((k, v)) = expect.map(Expect::header) {
+                req = req.header(k, v);
+            }
+            req.send(body).map_err(|e| self.err(&what, e))
         };
         let mut resp = send()?;
         if matches!(resp.status().as_u16(), 404 | 409 | 500) {
@@ -99,7 +113,8 @@ impl Transport for Http {
             resp = send()?;
         }
         match resp.status().as_u16() {
-            200..=299 => Ok(()),
+            200..=299 => Ok(true),
+            412 if expect.is_some() => Ok(false),
             507 => Err(Error::Full {
                 remote: self.url.clone(),
                 what,

@@ -8,7 +8,7 @@
 //! endpoint it is AWS, virtual-hosted (`BUCKET.s3.REGION.amazonaws.com`).
 
 use super::sigv4::{self, Credentials};
-use super::{http_err, Error, Result, Transport};
+use super::{http_err, Error, Expect, Result, Transport, Versioned};
 use std::io::Read;
 
 pub(super) struct S3 {
@@ -135,6 +135,7 @@ impl S3 {
         method: &str,
         path: &str,
         body: Option<&[u8]>,
+        expect: Option<&Expect>,
     ) -> Result<ureq::http::Response<ureq::Body>> {
         let what = format!("{method} {path}");
         let key = format!("{}/{path}", self.key_prefix);
@@ -147,6 +148,9 @@ impl S3 {
         ];
         if let Some(t) = &self.creds.session_token {
             headers.push(("x-amz-security-token", t.as_str()));
+        }
+        if let Some(e) = expect {
+            headers.push(e.header());
         }
         let auth = sigv4::authorization(
             &self.creds,
@@ -213,10 +217,13 @@ impl S3 {
 }
 
 impl Transport for S3 {
-    fn get(&self, path: &str) -> Result<Option<Box<dyn Read>>> {
-        let resp = self.send("GET", path, None)?;
+    fn get_versioned(&self, path: &str) -> Result<Option<Versioned>> {
+        let resp = self.send("GET", path, None, None)?;
         match resp.status().as_u16() {
-            200 => Ok(Some(Box::new(resp.into_body().into_reader()))),
+            200 => {
+                let version = super::etag(resp.headers());
+                Ok(Some((Box::new(resp.into_body().into_reader()), version)))
+            }
             404 => {
                 // A missing key is "not there"; a missing bucket is an error.
                 match self.status_err(&format!("GET {path}"), resp) {
@@ -229,7 +236,7 @@ impl Transport for S3 {
     }
 
     fn exists(&self, path: &str) -> Result<bool> {
-        let resp = self.send("HEAD", path, None)?;
+        let resp = self.send("HEAD", path, None, None)?;
         match resp.status().as_u16() {
             200..=299 => Ok(true),
             404 => Ok(false),
@@ -238,9 +245,20 @@ impl Transport for S3 {
     }
 
     fn put(&self, path: &str, body: &[u8]) -> Result<()> {
-        let resp = self.send("PUT", path, Some(body))?;
+        let resp = self.send("PUT", path, Some(body), None)?;
         match resp.status().as_u16() {
             200..=299 => Ok(()),
+            _ => Err(self.status_err(&format!("PUT {path}"), resp)),
+        }
+    }
+
+    /// S3's conditional writes: 412 when the condition fails, 409 when a
+    /// concurrent conditional write is under way.
+    fn put_if(&self, path: &str, body: &[u8], expect: &Expect) -> Result<bool> {
+        let resp = self.send("PUT", path, Some(body), Some(expect))?;
+        match resp.status().as_u16() {
+            200..=299 => Ok(true),
+            409 | 412 => Ok(false),
             _ => Err(self.status_err(&format!("PUT {path}"), resp)),
         }
     }
