@@ -183,6 +183,14 @@ fn a_changed_package_resumes_from_a_checkpoint_and_gives_the_fresh_tree() {
     let (late, log) = realize(&seen, "late");
     assert!(log.contains("resumed after step 6 of 9"), "{log}");
     assert_eq!(counts(&log), (9, 6), "{log}");
+    // The log still names every scriptlet, those carried over too.
+    for s in [
+        "c1-1.0-1.noarch %post",
+        "c2-1.0-1.noarch %pre",
+        "c7-2.0-1.noarch %post",
+    ] {
+        assert!(log.contains(&format!("running {s}: /bin/sh")), "{log}");
+    }
     assert_ne!(late, one);
     let (late_fresh, log) = realize(&fresh, "late");
     assert!(!log.contains("resumed after"), "{log}");

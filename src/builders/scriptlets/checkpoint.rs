@@ -152,8 +152,12 @@ fn placed(h: &mut blake3::Hasher, paths: &[Placed]) {
 /// What a checkpoint holds beside its tree.
 #[derive(Serialize, Deserialize)]
 struct State {
-    /// The report of the steps up to the checkpoint.
+    /// The report of the steps up to the checkpoint, without its log.
     report: Report,
+    /// The log, as blobs of JSON lists of lines: one per checkpoint that
+    /// added lines, shared with the earlier checkpoints of the same run,
+    /// so that a long log is stored once rather than once per checkpoint.
+    log: Vec<Hash>,
     /// The root directory's own metadata.
     root: Meta,
     /// Every path below the root, parents before children, in the order
@@ -195,6 +199,9 @@ pub(super) struct Checkpoints<'a> {
     /// Files read from disk by an earlier capture of this transaction, by
     /// path, with their stamp then: unchanged, they are not read again.
     pub(super) read: HashMap<String, (Stamp, Node)>,
+    /// The log's blobs so far ([`State::log`]) and how many lines they hold.
+    log: Vec<Hash>,
+    logged: usize,
 }
 
 impl<'a> Checkpoints<'a> {
@@ -209,6 +216,8 @@ impl<'a> Checkpoints<'a> {
             limit,
             pending: Vec::new(),
             read: HashMap::new(),
+            log: Vec::new(),
+            logged: 0,
         }
     }
 
@@ -238,7 +247,7 @@ impl<'a> Checkpoints<'a> {
     /// in `log` and the next earlier one tried; `dir` is left empty when
     /// none does.
     pub(super) fn resume(
-        &self,
+        &mut self,
         chain: &Chain,
         dir: &Path,
         log: &mut Vec<String>,
@@ -263,7 +272,7 @@ impl<'a> Checkpoints<'a> {
         Ok(None)
     }
 
-    fn restore(&self, out: &Output, dir: &Path) -> Result<(Report, Snapshot), String> {
+    fn restore(&mut self, out: &Output, dir: &Path) -> Result<(Report, Snapshot), String> {
         let Root::Tree { hash } = out.root else {
             return Err("not a tree".into());
         };
@@ -272,13 +281,12 @@ impl<'a> Checkpoints<'a> {
             .get("state")
             .and_then(|h| Hash::from_hex(h))
             .ok_or("no state")?;
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(
-            &mut self.store.open_blob(&state).map_err(|e| e.to_string())?,
-            &mut bytes,
-        )
-        .map_err(|e| e.to_string())?;
-        let state: State = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+        let state: State = self.read_json(&state)?;
+        let mut report = state.report;
+        for h in &state.log {
+            let lines: Vec<String> = self.read_json(h)?;
+            report.log.extend(lines);
+        }
         let by_path: HashMap<&str, &PathState> =
             state.paths.iter().map(|p| (p.path.as_str(), p)).collect();
         let mut made = Made::default();
@@ -303,7 +311,19 @@ impl<'a> Checkpoints<'a> {
             let md = fs::symlink_metadata(&path).map_err(|e| e.to_string())?;
             snap.insert(p.path.clone(), Stamp::of(&md));
         }
-        Ok((state.report, snap))
+        self.log = state.log;
+        self.logged = report.log.len();
+        Ok((report, snap))
+    }
+
+    fn read_json<T: serde::de::DeserializeOwned>(&self, blob: &Hash) -> Result<T, String> {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut self.store.open_blob(blob).map_err(|e| e.to_string())?,
+            &mut bytes,
+        )
+        .map_err(|e| e.to_string())?;
+        serde_json::from_slice(&bytes).map_err(|e| e.to_string())
     }
 
     /// Makes the entries of `tree` at `rel` below `root`.
@@ -390,13 +410,19 @@ impl<'a> Checkpoints<'a> {
             )));
         }
         let md = fs::symlink_metadata(dir).map_err(io_err(dir))?;
+        if report.log.len() > self.logged {
+            let lines = serde_json::to_vec(&report.log[self.logged..]).expect("plain data");
+            self.log
+                .push(self.store.put_blob(&mut lines.as_slice())?.hash);
+            self.logged = report.log.len();
+        }
         let state = State {
             report: Report {
-                log: report.log.clone(),
                 failed: report.failed.clone(),
                 ran: report.ran,
                 ..Report::default()
             },
+            log: self.log.clone(),
             root: Meta {
                 mode: md.mode() & 0o7777,
                 uid: md.uid(),
