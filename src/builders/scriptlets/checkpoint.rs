@@ -382,7 +382,7 @@ impl<'a> Checkpoints<'a> {
     /// Captures `dir` after step `j` for [`Checkpoints::register`] under
     /// `chain`'s key; says why not when the state cannot be kept (a
     /// device, FIFO or socket, a file at the size limit, a file hardlinked
-    /// to something outside the root).
+    /// to something outside the root, extended attributes).
     pub(super) fn capture(
         &mut self,
         chain: &Chain,
@@ -480,6 +480,11 @@ impl Capture<'_> {
             let path = dir.join(name);
             let r = format!("{rel}/{name}");
             let md = fs::symlink_metadata(&path).map_err(io_err(&path))?;
+            // The export writes none, so a scriptlet set them; a later one
+            // could read them, and a checkpoint does not keep them.
+            if has_xattrs(&path)? {
+                return Ok(Err(format!("{r} has extended attributes")));
+            }
             let untouched = self.snap.get(&r) == Some(&Stamp::of(&md));
             let mut link = None;
             if !md.is_dir() && md.nlink() > 1 {
@@ -540,6 +545,33 @@ impl Capture<'_> {
         }
         Ok(Ok(self.store.put_tree(&Tree::new(entries)?)?))
     }
+}
+
+/// Whether a path (not following a symlink) has extended attributes, but
+/// for the SELinux label a host may give every file.
+fn has_xattrs(path: &Path) -> Result<bool, ScriptletError> {
+    let err = |source| ScriptletError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| err(std::io::Error::other(e)))?;
+    let mut names = vec![0u8; 4096];
+    // SAFETY: `c` is a NUL-terminated path and `names` a buffer of the
+    // length passed.
+    let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    if n < 0 {
+        return match std::io::Error::last_os_error() {
+            // A file system without them has none.
+            e if e.raw_os_error() == Some(libc::ENOTSUP) => Ok(false),
+            // More names than fit: there are some.
+            e if e.raw_os_error() == Some(libc::ERANGE) => Ok(true),
+            e => Err(err(e)),
+        };
+    }
+    Ok(names[..n as usize]
+        .split(|&b| b == 0)
+        .any(|name| !name.is_empty() && name != b"security.selinux"))
 }
 
 /// Sets a path's modification time (not following a symlink).
@@ -684,6 +716,27 @@ mod tests {
             body: "true".into(),
         });
         assert_ne!(k[0], keys(&pre, &file)[0]);
+    }
+
+    #[test]
+    fn extended_attributes_on_disk_are_seen() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("f");
+        fs::write(&f, "x").unwrap();
+        assert!(!has_xattrs(&f).unwrap());
+        let c = std::ffi::CString::new(f.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path, name and a 1-byte value.
+        let rc = unsafe {
+            libc::lsetxattr(
+                c.as_ptr(),
+                c"user.cvmbuild".as_ptr(),
+                b"v".as_ptr().cast(),
+                1,
+                0,
+            )
+        };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+        assert!(has_xattrs(&f).unwrap());
     }
 
     #[test]
