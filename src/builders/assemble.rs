@@ -427,13 +427,15 @@ pub fn build(cx: &super::BuildCx) -> Result<Output, super::Error> {
             &transaction,
             epoch,
             super::scriptlets::Limits::from_env(),
+            &format!("/{}/rpmdb.sqlite", RPMDB_PATH.join("/")),
         )?;
-        for l in report.log {
+        for l in report.log.into_iter().chain(report.notes) {
             cx.log(l);
         }
         cx.log(format!(
-            "{} scriptlets run, {} failed",
+            "{} scriptlets run ({} of them before the checkpoint resumed from), {} failed",
             report.ran,
+            report.resumed,
             report.failed.len()
         ));
         a.tree = tree;

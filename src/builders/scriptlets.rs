@@ -36,6 +36,7 @@ use crate::repo::evr::Evr;
 use crate::rpmdb::Deps;
 use crate::store::{self, Entry, Flags, Hash, Node, Store, Tree};
 
+pub mod checkpoint;
 pub mod triggers;
 use triggers::{Class, Trigger, When};
 
@@ -117,7 +118,7 @@ pub struct Package {
 }
 
 /// What a run did, for the build log and the output's summary.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Report {
     /// Log lines: each scriptlet run, and its output, named.
     pub log: Vec<String>,
@@ -126,6 +127,13 @@ pub struct Report {
     pub failed: Vec<String>,
     /// Scriptlets run.
     pub ran: usize,
+    /// Of those, how many ran in an earlier transaction and were carried
+    /// over with the checkpoint this one resumed from.
+    pub resumed: usize,
+    /// What happened to checkpoints (resumed from, taken, not taken): for
+    /// the build log, not carried in a checkpoint.
+    #[serde(skip)]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -245,7 +253,9 @@ pub fn order(pkgs: &[Package]) -> Vec<usize> {
 
 /// Runs the transaction in the tree `root`, whose paths `owners` maps to
 /// the packages shipping them; returns the tree after it. `epoch` is
-/// `SOURCE_DATE_EPOCH`.
+/// `SOURCE_DATE_EPOCH`; `database` the rpm database's path, placed after
+/// the transaction. Resumes from the latest [`checkpoint`] `store` holds
+/// for the same steps, and leaves checkpoints for later runs.
 pub fn run(
     store: &dyn Store,
     root: &Hash,
@@ -253,6 +263,7 @@ pub fn run(
     pkgs: &[Package],
     epoch: i64,
     limits: Limits,
+    database: &str,
 ) -> Result<(Hash, Report), ScriptletError> {
     let tmp = tempfile::tempdir().map_err(io_err(Path::new("temporary directory")))?;
     let stage = tmp.path().join("stage");
@@ -272,29 +283,72 @@ pub fn run(
     };
     let seq = order(pkgs);
     // Each path is placed with the first package (in install order)
-    // shipping it; paths no package ships (the rpm database) come first,
-    // as rpm opens its database before the transaction.
+    // shipping it; directories no package ships come first, as rpm opens
+    // its database before the transaction. The database itself (even
+    // where rpm's package owns it as a %ghost), and any other file no
+    // package ships, is placed after the transaction: it holds every
+    // package's header, so a scriptlet seeing it would make every step
+    // depend on the whole closure and no step could be reused.
     let rank: HashMap<&str, usize> = seq
         .iter()
         .enumerate()
         .map(|(r, &i)| (pkgs[i].nevra.as_str(), r))
         .collect();
+    let orig = store.get_tree(root)?;
+    let entries = checkpoint::entries_by_path(store, &orig)?;
     let mut files: Vec<Vec<&str>> = vec![Vec::new(); pkgs.len()];
-    let mut unowned = Vec::new();
+    let (mut unowned_dirs, mut unowned_rest) = (Vec::new(), Vec::new());
     for (path, by) in owners {
         match by.iter().filter_map(|n| rank.get(n.as_str())).min() {
+            _ if path == database => unowned_rest.push(path.as_str()),
             Some(&r) => files[seq[r]].push(path.as_str()),
-            None => unowned.push(path.as_str()),
+            None if matches!(
+                entries.get(path).map(|e| &e.node),
+                Some(Node::Directory { .. })
+            ) =>
+            {
+                unowned_dirs.push(path.as_str())
+            }
+            None => unowned_rest.push(path.as_str()),
         }
     }
-    let orig = store.get_tree(root)?;
     tx.unmade = unmade(store, &orig, pkgs)?;
-    tx.place(&unowned)?;
-    for &i in &seq {
-        tx.scripts(&pkgs[i], "pretrans")?;
-    }
-    let mut installed = Vec::new();
-    for &i in &seq {
+    let steps: Vec<Vec<checkpoint::Placed>> = seq
+        .iter()
+        .map(|&i| checkpoint::placed_at(&files[i], &entries, &tx.unmade))
+        .collect();
+    let first = checkpoint::placed_at(&unowned_dirs, &entries, &tx.unmade);
+    let every = checkpoint::every_from_env();
+    let chain = checkpoint::Chain::new(every, epoch, limits, pkgs, &seq, &first, &steps);
+    let mut cps = checkpoint::Checkpoints::new(store, &entries, limits.file_size);
+    let mut notes = Vec::new();
+    let t = Instant::now();
+    let start = match cps.resume(&chain, &tx.dir, &mut notes)? {
+        Some((j, report, snap)) => {
+            tx.report = report;
+            tx.report.resumed = tx.report.ran;
+            notes.push(format!(
+                "resumed after step {} of {} from checkpoint {} (restored in {:.3} s): \
+                 {} scriptlets not run again",
+                j + 1,
+                seq.len(),
+                chain.keys[j].to_hex(),
+                t.elapsed().as_secs_f64(),
+                tx.report.resumed
+            ));
+            tx.snap = snap;
+            j + 1
+        }
+        None => {
+            tx.place(&unowned_dirs)?;
+            for &i in &seq {
+                tx.scripts(&pkgs[i], "pretrans")?;
+            }
+            0
+        }
+    };
+    let mut installed: Vec<usize> = seq[..start].to_vec();
+    for (j, &i) in seq.iter().enumerate().skip(start) {
         let p = &pkgs[i];
         tx.package_triggers(pkgs, i, &installed, When::PreIn)?;
         tx.scripts(p, "pre")?;
@@ -304,11 +358,25 @@ pub fn run(
         tx.scripts(p, "post")?;
         tx.package_triggers(pkgs, i, &installed, When::In)?;
         tx.file_triggers(pkgs, i, &installed, false)?;
+        if chain.is_checkpoint(j) {
+            let t = Instant::now();
+            let line = match cps.capture(&chain, j, &tx.dir, &tx.snap, &tx.report)? {
+                Ok(id) => format!(
+                    "checkpoint after step {} ({:.3} s): {id}",
+                    j + 1,
+                    t.elapsed().as_secs_f64()
+                ),
+                Err(why) => format!("no checkpoint after step {}: {why}", j + 1),
+            };
+            notes.push(line);
+        }
     }
     for &i in &seq {
         tx.scripts(&pkgs[i], "posttrans")?;
     }
     tx.trans_file_triggers(pkgs, &installed)?;
+    tx.place(&unowned_rest)?;
+    tx.report.notes = notes;
     let owners = Ids::read(&tx.dir);
     let cx = ImportCx {
         snap: &tx.snap,
@@ -317,6 +385,7 @@ pub fn run(
         epoch: epoch.max(0) as u64,
     };
     let tree = import(store, &tx.dir, Some(&orig), "", &cx)?;
+    tx.report.notes.extend(cps.register());
     Ok((tree, tx.report))
 }
 

@@ -48,6 +48,7 @@ mod repo_fixture;
 mod repo_http;
 mod repo_real;
 mod rpmdb_tree;
+mod scriptlets_incremental;
 mod scriptlets_lua;
 mod scriptlets_sandbox;
 mod solve_bruteforce;
