@@ -76,6 +76,9 @@ Environment (every variable cvmbuild reads; README.md, section Environment):
   CVMBUILD_SCRIPTLET_MIN_FREE
                         bytes a package scriptlet must leave free where the
                         transaction runs (TMPDIR; default 536870912)
+  CVMBUILD_CHECKPOINT_EVERY
+                        packages between the transaction checkpoints a
+                        rebuild resumes from (default 16; 0: none)
   SOURCE_DATE_EPOCH     latest time an entry of `realize --tar` or `--out`
                         shows: package times after it are clamped to it,
                         entries cvmbuild makes get it (default: the
