@@ -75,6 +75,12 @@ impl Limits {
     }
 }
 
+/// The longest wait between two looks at a running scriptlet.
+const POLL: Duration = Duration::from_millis(10);
+/// How often the free space of the transaction's file system is checked
+/// while a scriptlet runs.
+const DISK_POLL: Duration = Duration::from_millis(100);
+
 /// The most output kept (and logged) per scriptlet.
 const MAX_OUTPUT: u64 = 64 * 1024;
 /// Where the scriptlet's body is bound inside the sandbox (on the
@@ -858,16 +864,20 @@ fn run_one(
     let start = Instant::now();
     let min_free = run.limits.min_free;
     let mut low = None;
-    let mut polls = 0u32;
+    let mut disk_checked: Option<Instant> = None;
+    // Most scriptlets are over in a few milliseconds: the wait starts
+    // short and doubles to POLL, so a quick one costs no more than its
+    // run (a fixed 10 ms nap was most of a transaction's time).
+    let mut nap = Duration::from_micros(200);
     let status = loop {
         let exited = child
             .try_wait()
             .map_err(|e| ScriptletError::Sandbox(e.to_string()))?;
-        // The disk, every 100 ms and once more at the end.
-        if exited.is_some() || polls.is_multiple_of(10) {
+        // The disk, every DISK_POLL and once more at the end.
+        if exited.is_some() || disk_checked.is_none_or(|t| t.elapsed() >= DISK_POLL) {
             low = free_bytes(dir).filter(|&f| f < min_free);
+            disk_checked = Some(Instant::now());
         }
-        polls += 1;
         if let Some(st) = exited {
             break Some(st);
         }
@@ -877,7 +887,8 @@ fn run_one(
             let _ = child.wait();
             break None;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(POLL);
     };
     let (output, cut) = collector
         .join()
