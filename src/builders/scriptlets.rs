@@ -273,8 +273,9 @@ pub fn run(
 ) -> Result<(Hash, Report), ScriptletError> {
     let tmp = tempfile::tempdir().map_err(io_err(Path::new("temporary directory")))?;
     let stage = tmp.path().join("stage");
+    let clamp_to = epoch.max(0) as u64;
     // Package files carry their headers' times, as rpm installs them.
-    store::export_tree_copies(store, root, &stage, epoch.max(0) as u64)?;
+    store::export_tree_copies(store, root, &stage, clamp_to)?;
     let dir = tmp.path().join("root");
     fs::create_dir(&dir).map_err(io_err(&dir))?;
     let mut tx = Transaction {
@@ -301,7 +302,7 @@ pub fn run(
         .map(|(r, &i)| (pkgs[i].nevra.as_str(), r))
         .collect();
     let orig = store.get_tree(root)?;
-    let entries = checkpoint::entries_by_path(store, &orig)?;
+    let entries = checkpoint::entries_by_path(store, root)?;
     let mut files: Vec<Vec<&str>> = vec![Vec::new(); pkgs.len()];
     let (mut unowned_dirs, mut unowned_rest) = (Vec::new(), Vec::new());
     for (path, by) in owners {
@@ -388,7 +389,7 @@ pub fn run(
         snap: &tx.snap,
         ids: &owners,
         limit: limits.file_size,
-        epoch: epoch.max(0) as u64,
+        epoch: clamp_to,
     };
     let tree = import(store, &tx.dir, Some(&orig), "", &cx)?;
     tx.report.notes.extend(cps.register());

@@ -191,7 +191,7 @@ fn export(
     fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
     let mut report = ExportReport::default();
     let written = export_dir(store, root, &tmp, "", how, &mut report)
-        .and_then(|()| set_mtime(&tmp, how.epoch))
+        .and_then(|()| set_time(&tmp, how.epoch))
         .and_then(|()| install(&tmp, dest, &target));
     if let Err(e) = written {
         let _ = remove_all(&tmp);
@@ -477,11 +477,11 @@ fn export_dir(
                     .map_err(|err| Error::io(&path, err))?;
                 export_dir(store, tree, &path, &rel_path, how, report)?;
                 set_mode(&path, mode)?;
-                set_mtime(&path, mtime)?;
+                set_time(&path, mtime)?;
             }
             Node::Symlink { target } => {
                 std::os::unix::fs::symlink(target, &path).map_err(|err| Error::io(&path, err))?;
-                set_mtime(&path, mtime)?;
+                set_time(&path, mtime)?;
             }
         }
     }
@@ -493,17 +493,21 @@ fn set_mode(path: &Path, mode: u16) -> Result<()> {
         .map_err(|e| Error::io(path, e))
 }
 
-/// Sets the modification (and access) time of `path` itself, not of what
-/// a symlink points to.
-fn set_mtime(path: &Path, secs: u64) -> Result<()> {
+/// Sets the modification time of `path` itself (not of what a symlink
+/// points to) to `sec`.`nsec`, leaving its access time.
+pub fn set_mtime(path: &Path, sec: i64, nsec: i64) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| Error::io(path, io::Error::new(ErrorKind::InvalidInput, e)))?;
-    let t = libc::timespec {
-        tv_sec: i64::try_from(secs).unwrap_or(i64::MAX) as libc::time_t,
-        tv_nsec: 0,
+        .map_err(|e| io::Error::new(ErrorKind::InvalidInput, e))?;
+    let omit = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: libc::UTIME_OMIT,
     };
-    let times = [t, t];
+    let t = libc::timespec {
+        tv_sec: sec as libc::time_t,
+        tv_nsec: nsec as _,
+    };
+    let times = [omit, t];
     // SAFETY: `c` is a NUL-terminated path and `times` two timespecs, both
     // alive for the call; utimensat keeps neither.
     let r = unsafe {
@@ -515,9 +519,15 @@ fn set_mtime(path: &Path, secs: u64) -> Result<()> {
         )
     };
     if r != 0 {
-        return Err(Error::io(path, io::Error::last_os_error()));
+        return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// [`set_mtime`] to whole seconds, as the store's error.
+fn set_time(path: &Path, secs: u64) -> Result<()> {
+    let sec = i64::try_from(secs).unwrap_or(i64::MAX);
+    set_mtime(path, sec, 0).map_err(|e| Error::io(path, e))
 }
 
 /// Writes one file with permission bits and time `(mode, mtime)`.
@@ -552,7 +562,7 @@ fn export_file(
     io::copy(&mut reader, &mut out).map_err(|e| Error::io(path, e))?;
     drop(out);
     set_mode(path, mode)?;
-    set_mtime(path, mtime)?;
+    set_time(path, mtime)?;
     report.copied += 1;
     Ok(())
 }

@@ -28,8 +28,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use export::{
-    export_blob, export_tree, export_tree_copies, export_tree_with, ExportReport, IfDifferent,
-    Skipped,
+    export_blob, export_tree, export_tree_copies, export_tree_with, set_mtime, ExportReport,
+    IfDifferent, Skipped,
 };
 pub use fs::{DrvLock, FsStore};
 pub use gc::{gc, BuildsLock, GcReport, InputsOf};

@@ -26,7 +26,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{io_err, set_mode, Limits, Package, Report, ScriptletError, Snapshot, Stamp};
-use crate::store::{Entry, Hash, Node, Output, Root, Store, Tree};
+use crate::store::{set_mtime, Entry, Hash, Node, Output, Root, Store, Tree};
 
 /// Steps between checkpoints. A capture stats every path placed so far and
 /// stores what the scriptlets changed, so it costs far less than the
@@ -299,12 +299,12 @@ impl<'a> Checkpoints<'a> {
         // Times last, children before parents (making a child changes
         // its directory's time).
         for p in state.paths.iter().rev() {
-            set_time(&dir.join(&p.path[1..]), p.mtime, p.nsec).map_err(|e| e.to_string())?;
+            set_mtime(&dir.join(&p.path[1..]), p.mtime, p.nsec).map_err(|e| e.to_string())?;
         }
         let r = &state.root;
         std::os::unix::fs::lchown(dir, Some(r.uid), Some(r.gid)).map_err(|e| e.to_string())?;
         set_mode(dir, r.mode).map_err(|e| e.to_string())?;
-        set_time(dir, r.mtime, r.nsec).map_err(|e| e.to_string())?;
+        set_mtime(dir, r.mtime, r.nsec).map_err(|e| e.to_string())?;
         let mut snap = Snapshot::new();
         for p in state.paths.iter().filter(|p| p.untouched) {
             let path = dir.join(&p.path[1..]);
@@ -574,65 +574,15 @@ fn has_xattrs(path: &Path) -> Result<bool, ScriptletError> {
         .any(|name| !name.is_empty() && name != b"security.selinux"))
 }
 
-/// Sets a path's modification time (not following a symlink).
-fn set_time(path: &Path, sec: i64, nsec: i64) -> Result<(), ScriptletError> {
-    let c =
-        std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|e| ScriptletError::Io {
-            path: path.to_path_buf(),
-            source: std::io::Error::other(e),
-        })?;
-    let t = libc::timespec {
-        tv_sec: sec,
-        tv_nsec: nsec,
-    };
-    // Access time: left as it is.
-    let omit = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: libc::UTIME_OMIT,
-    };
-    let times = [omit, t];
-    // SAFETY: `c` is a NUL-terminated path and `times` two timespecs, as
-    // utimensat(2) takes them.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if rc != 0 {
-        return Err(ScriptletError::Io {
-            path: path.to_path_buf(),
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    Ok(())
-}
-
 /// The merged tree's entries by absolute path (`/usr/bin/sh`).
 pub(super) fn entries_by_path(
     store: &dyn Store,
-    root: &Tree,
+    root: &Hash,
 ) -> Result<HashMap<String, Entry>, ScriptletError> {
-    fn walk(
-        store: &dyn Store,
-        tree: &Tree,
-        at: &str,
-        out: &mut HashMap<String, Entry>,
-    ) -> Result<(), ScriptletError> {
-        for e in tree.entries() {
-            let path = format!("{at}/{}", e.name);
-            if let Node::Directory { tree } = &e.node {
-                walk(store, &store.get_tree(tree)?, &path, out)?;
-            }
-            out.insert(path, e.clone());
-        }
-        Ok(())
-    }
-    let mut out = HashMap::new();
-    walk(store, root, "", &mut out)?;
-    Ok(out)
+    Ok(crate::image::paths::walk(store, root)?
+        .into_iter()
+        .map(|(path, e)| (format!("/{path}"), e))
+        .collect())
 }
 
 /// `paths` as the key sees them: with their merged entries, and whether
