@@ -33,7 +33,9 @@ fn entry_path(dir: &Path, metadata_hash: &str) -> PathBuf {
 /// up (deserialising rebuilds its map, so more can be merged into it); the
 /// pool is not indexed.
 pub fn read(dir: &Path, metadata_hash: &str) -> Option<Pool> {
-    let data = std::fs::read(entry_path(dir, metadata_hash)).ok()?;
+    let file = std::fs::File::open(entry_path(dir, metadata_hash)).ok()?;
+    let data = Mapped::new(&file)?;
+    let data = data.bytes();
     if data.len() < HEADER || &data[..8] != MAGIC || data[8..12] != FORMAT.to_le_bytes() {
         return None;
     }
@@ -43,14 +45,66 @@ pub fn read(dir: &Path, metadata_hash: &str) -> Option<Pool> {
     }
     let pool = postcard::from_bytes(payload).ok()?;
     // The modification time records the last use, for [`prune`]; failing
-    // to set it only makes the entry look older.
-    if let Ok(f) = std::fs::File::options()
-        .append(true)
-        .open(entry_path(dir, metadata_hash))
-    {
-        let _ = f.set_modified(std::time::SystemTime::now());
-    }
+    // to set it (a cache owned by someone else) only makes the entry look
+    // older.
+    let _ = file.set_modified(std::time::SystemTime::now());
     Some(pool)
+}
+
+/// A whole file mapped read-only, unmapped on drop.
+///
+/// Mapped rather than read: a read copies the entry (megabytes) into fresh
+/// anonymous memory that the kernel must zero first, which was a tenth of
+/// a warm eval. Entries are only ever replaced by rename or removed, never
+/// rewritten or truncated in place, so the mapping's pages cannot change
+/// or vanish under the decoder.
+struct Mapped {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Mapped {
+    fn new(file: &std::fs::File) -> Option<Mapped> {
+        use std::os::fd::AsRawFd;
+        let len = usize::try_from(file.metadata().ok()?.len()).ok()?;
+        if len == 0 {
+            return Some(Mapped {
+                ptr: std::ptr::null_mut(),
+                len,
+            });
+        }
+        // SAFETY: a fresh private read-only mapping of `len` bytes of an
+        // open file; checked for failure, unmapped once in `drop`.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        (ptr != libc::MAP_FAILED).then_some(Mapped { ptr, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: `ptr` maps `len` readable bytes for as long as `self`
+        // lives (see the type's comment on why they do not change).
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: unmaps exactly the mapping `new` made.
+            unsafe { libc::munmap(self.ptr, self.len) };
+        }
+    }
 }
 
 /// What [`prune`] removed (or would remove).
