@@ -47,7 +47,39 @@ pub struct Interner {
 #[derive(Serialize, Deserialize)]
 struct InternerParts {
     buf: String,
+    #[serde(deserialize_with = "reserved")]
     ends: Vec<u32>,
+}
+
+/// Most elements a decoded sequence reserves room for up front (more still
+/// decode, growing as usual): a quarter million packages, beyond any
+/// distribution, and what a corrupt length can make us reserve in vain.
+const RESERVE_MAX: usize = 1 << 18;
+
+/// Decodes a long sequence into a vector reserved to its stated length
+/// (up to [`RESERVE_MAX`]). serde reserves at most 1 MiB, so the 16 MB of
+/// a large universe's packages grew by doubling, moved at every step: a
+/// tenth of a warm `eval`.
+fn reserved<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Seq<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Seq<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a sequence")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(RESERVE_MAX));
+            while let Some(x) = seq.next_element()? {
+                v.push(x);
+            }
+            Ok(v)
+        }
+    }
+    d.deserialize_seq(Seq(std::marker::PhantomData))
 }
 
 impl From<InternerParts> for Interner {
@@ -254,6 +286,7 @@ enum Provide {
 pub struct Pool {
     pub names: Interner,
     pub repos: Vec<RepoInfo>,
+    #[serde(deserialize_with = "reserved")]
     pub packages: Vec<Package>,
     /// Packages providing each name, as one flat list cut by `NameId`
     /// (ids are dense, so no hashing, and one allocation instead of one
