@@ -185,9 +185,11 @@ fn generate(n: usize, seed: u64) -> Pool {
             } else {
                 SimpleDep {
                     name: pool.intern(&format!("pkg{t}")),
-                    range: r.chance(30).then(|| Range {
-                        op: Op::Ge,
-                        evr: Evr::new(0, "1.0", None),
+                    range: r.chance(30).then(|| {
+                        Box::new(Range {
+                            op: Op::Ge,
+                            evr: Evr::new(0, "1.0", None),
+                        })
                     }),
                 }
             };

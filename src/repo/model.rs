@@ -188,10 +188,16 @@ impl Interner {
 }
 
 /// A capability with an optional version range: `name`, `name >= 1.0`.
+///
+/// The range is boxed: nine in ten dependencies have none, and inline it
+/// made every one 72 bytes instead of 16. A universe's few hundred thousand
+/// dependencies are most of the memory a warm `eval` fills, and touching
+/// fresh memory was a third of its time. (Serialised as before: serde sees
+/// through the box.)
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SimpleDep {
     pub name: NameId,
-    pub range: Option<Range>,
+    pub range: Option<Box<Range>>,
 }
 
 /// A dependency as it appears in `Requires`, `Conflicts`, `Obsoletes`:

@@ -267,10 +267,10 @@ fn entry<R>(
         (Some(f), Some(v)) => {
             let op = Op::from_repodata(&f)
                 .ok_or_else(|| XmlError::at(reader, format!("unknown flags `{f}` on `{name}`")))?;
-            Some(Range {
+            Some(Box::new(Range {
                 op,
                 evr: Evr::new(epoch, &v, rel.as_deref()),
-            })
+            }))
         }
         _ => None,
     };

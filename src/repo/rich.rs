@@ -245,7 +245,7 @@ impl Parser<'_, '_> {
         })?;
         Ok(Rich::Dep(SimpleDep {
             name: self.names.intern(&name),
-            range: Some(Range { op, evr }),
+            range: Some(Box::new(Range { op, evr })),
         }))
     }
 }

@@ -211,7 +211,7 @@ impl<'p> Universe<'p> {
                 let dep = SimpleDep {
                     name: nid,
                     range: match &job.req {
-                        VersionReq::Range(r) => Some(r.clone()),
+                        VersionReq::Range(r) => Some(Box::new(r.clone())),
                         _ => None,
                     },
                 };

@@ -336,10 +336,14 @@ fn range_overlap_agrees_with_librpm() {
             op: Op::Eq,
             evr: p.evr.clone(),
         });
-        haves.extend(p.provides.iter().filter_map(|d| d.range.clone()));
+        haves.extend(
+            p.provides
+                .iter()
+                .filter_map(|d| d.range.as_deref().cloned()),
+        );
         for d in p.requires.iter().chain(&p.conflicts).chain(&p.obsoletes) {
             if let Dep::Simple(s) = d {
-                wants.extend(s.range.clone());
+                wants.extend(s.range.as_deref().cloned());
             }
         }
     }

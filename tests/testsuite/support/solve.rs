@@ -32,7 +32,10 @@ pub fn dep(pool: &mut Pool, s: &str) -> SimpleDep {
         op: Op::from_symbol(op).expect("operator"),
         evr: Evr::parse(it.next().expect("version")).expect("evr"),
     });
-    SimpleDep { name, range }
+    SimpleDep {
+        name,
+        range: range.map(Box::new),
+    }
 }
 
 /// Adds `name-evr.arch` to `repo` with dependencies given as
@@ -168,7 +171,10 @@ pub fn job_candidates(pool: &Pool, req: &Request, j: &Job) -> Vec<PackageId> {
     let named: Vec<PackageId> = pool.named(n).iter().copied().filter(ok).collect();
     if named.is_empty() && (pool.named(n).is_empty() || !provided.is_empty()) {
         return pool
-            .whatprovides(&SimpleDep { name: n, range })
+            .whatprovides(&SimpleDep {
+                name: n,
+                range: range.map(Box::new),
+            })
             .into_iter()
             .filter(ok)
             .collect();
