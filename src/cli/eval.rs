@@ -115,7 +115,7 @@ pub(super) fn report_signers(ev: &Evaluation) {
 
 fn builder_counts(b: &BranchEval) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
-    for (_, d) in b.graph.topo() {
+    for (_, d, _) in b.graph.nodes() {
         let kind = match &d.builder {
             eval::Builder::Builtin { name, .. } => name.clone(),
             eval::Builder::External { tool, .. } => tool.clone(),
