@@ -33,6 +33,11 @@ use std::time::Instant;
 #[path = "solve_e2e.rs"]
 mod e2e;
 
+/// The allocator the `cvmbuild` binary uses (src/main.rs), so that the
+/// phases timed here through the library cost what they cost there.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// xorshift64*: deterministic across machines, no extra crate.
 struct Rng(u64);
 
