@@ -504,7 +504,7 @@ pub fn set_mtime(path: &Path, sec: i64, nsec: i64) -> io::Result<()> {
         tv_nsec: libc::UTIME_OMIT,
     };
     let t = libc::timespec {
-        tv_sec: sec as libc::time_t,
+        tv_sec: sec as _,
         tv_nsec: nsec as _,
     };
     let times = [omit, t];
