@@ -51,7 +51,7 @@ pub fn read(dir: &Path, metadata_hash: &str) -> Option<Pool> {
     Some(pool)
 }
 
-/// A whole file mapped read-only, unmapped on drop.
+/// A whole, non-empty file mapped read-only, unmapped on drop.
 ///
 /// Mapped rather than read: a read copies the entry (megabytes) into fresh
 /// anonymous memory that the kernel must zero first, which was a tenth of
@@ -66,13 +66,10 @@ struct Mapped {
 impl Mapped {
     fn new(file: &std::fs::File) -> Option<Mapped> {
         use std::os::fd::AsRawFd;
-        let len = usize::try_from(file.metadata().ok()?.len()).ok()?;
-        if len == 0 {
-            return Some(Mapped {
-                ptr: std::ptr::null_mut(),
-                len,
-            });
-        }
+        // An empty file cannot be mapped, and is no entry either.
+        let len = usize::try_from(file.metadata().ok()?.len())
+            .ok()
+            .filter(|&l| l > 0)?;
         // SAFETY: a fresh private read-only mapping of `len` bytes of an
         // open file; checked for failure, unmapped once in `drop`.
         let ptr = unsafe {
@@ -89,9 +86,6 @@ impl Mapped {
     }
 
     fn bytes(&self) -> &[u8] {
-        if self.len == 0 {
-            return &[];
-        }
         // SAFETY: `ptr` maps `len` readable bytes for as long as `self`
         // lives (see the type's comment on why they do not change).
         unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
@@ -100,10 +94,8 @@ impl Mapped {
 
 impl Drop for Mapped {
     fn drop(&mut self) {
-        if self.len > 0 {
-            // SAFETY: unmaps exactly the mapping `new` made.
-            unsafe { libc::munmap(self.ptr, self.len) };
-        }
+        // SAFETY: unmaps exactly the mapping `new` made.
+        unsafe { libc::munmap(self.ptr, self.len) };
     }
 }
 

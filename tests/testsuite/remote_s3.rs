@@ -6,7 +6,7 @@
 //! boto3, behind cvmbuild's back) is refused with a warning naming the
 //! remote, and wrong credentials are a clear error naming it.
 
-use crate::support::fixture::{assert_verify_clean, text, Fixture};
+use crate::support::fixture::{assert_verify_clean, record_signers, text, Fixture};
 use crate::support::moto::Moto;
 use serde_json::Value;
 use std::process::Output;
@@ -130,12 +130,7 @@ fn a_second_machine_substitutes_from_s3_and_damage_and_bad_credentials_are_refus
     assert!(out.status.success(), "{}\n{}", text(&out), moto.log());
     let record: Value =
         serde_json::from_slice(&moto.get(&format!("ci/outputs/{}.json", ids[0]))).unwrap();
-    let signers: Vec<&str> = record["signatures"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["key"].as_str().unwrap())
-        .collect();
+    let signers = record_signers(&record);
     assert_eq!(signers, ["farm-a", "farm-b"]);
 
     // Machine B: everything substituted, nothing built, the same roots.

@@ -9,7 +9,7 @@
 //! remote that vanishes mid-download, a full remote disk, and the cache
 //! on a second host (a network namespace) instead of loopback.
 
-use crate::support::fixture::{assert_verify_clean, text, Fixture};
+use crate::support::fixture::{assert_verify_clean, record_signers, text, Fixture};
 use crate::support::nginx::Nginx;
 use serde_json::Value;
 use std::fs;
@@ -1084,12 +1084,7 @@ fn a_second_signer_adds_its_signature_to_the_record() {
     let record: Value =
         serde_json::from_slice(&fs::read(record_path(&cache, &summary, "os-tree")).unwrap())
             .unwrap();
-    let signers: Vec<&str> = record["signatures"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["key"].as_str().unwrap())
-        .collect();
+    let signers = record_signers(&record);
     assert_eq!(signers, ["farm0", "farm1"], "{record}");
     for i in 0..2 {
         let c = Fixture::new();

@@ -76,6 +76,16 @@ pub fn run_in(store: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// The keys that signed an output record (store-layout.md 2.11), in order.
+pub fn record_signers(record: &serde_json::Value) -> Vec<&str> {
+    record["signatures"]
+        .as_array()
+        .expect("a record has signatures")
+        .iter()
+        .map(|s| s["key"].as_str().expect("a signature names its key"))
+        .collect()
+}
+
 /// Both streams, for assertion messages.
 pub fn text(out: &Output) -> String {
     format!(
