@@ -21,6 +21,15 @@ use rusqlite::{params, OptionalExtension};
 use super::fs::io_err;
 use super::{validate_id, Error, FsStore, Result};
 
+/// A write transaction that takes the write lock when it begins. A
+/// deferred one takes it at its first write, and in WAL mode, if another
+/// process committed since its snapshot was taken, SQLite fails it at once
+/// (`SQLITE_BUSY_SNAPSHOT`) instead of waiting out the busy timeout, as
+/// two realizes recording the same graph at once can.
+fn immediate(conn: &mut rusqlite::Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+}
+
 impl FsStore {
     /// Ids among `ids` that have no record yet, in the order given: lets a
     /// caller serialise only the derivations it must record, so a no-op
@@ -57,7 +66,7 @@ impl FsStore {
             validate_id(id)?;
         }
         let mut conn = self.index();
-        let tx = conn.transaction()?;
+        let tx = immediate(&mut conn)?;
         {
             let mut stmt =
                 tx.prepare_cached("INSERT OR IGNORE INTO drvs (id, json) VALUES (?1, ?2)")?;
@@ -93,7 +102,7 @@ impl FsStore {
     /// one transaction: one flush however many there are.
     pub(super) fn remove_drv_records(&self, ids: &[String]) -> Result<()> {
         let mut conn = self.index();
-        let tx = conn.transaction()?;
+        let tx = immediate(&mut conn)?;
         {
             let mut stmt = tx.prepare_cached("DELETE FROM drvs WHERE id = ?1")?;
             for id in ids {

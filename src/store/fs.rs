@@ -36,6 +36,29 @@ use super::{
     Output, Result, Root, Store, Tree, VerifyReport, VerifyingReader,
 };
 
+/// How long a store operation waits for another process's hold on the
+/// index before it fails.
+const INDEX_BUSY: Duration = Duration::from_secs(60);
+
+/// Puts the index in WAL mode. While another process opens or closes the
+/// same index, SQLite answers this pragma "database is locked" at once,
+/// without waiting on the busy handler (two realizes started together hit
+/// it one time in three), so it is retried for as long as the busy timeout.
+fn set_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + INDEX_BUSY;
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            done => return done,
+        }
+    }
+}
+
 /// Temporary files and session directories younger than this are never
 /// swept, which closes the window between another process creating its
 /// session lock file and taking the lock on it.
@@ -172,10 +195,10 @@ impl FsStore {
 
         let index_path = root.join("index.sqlite");
         let conn = Connection::open(&index_path)?;
-        conn.busy_timeout(Duration::from_secs(60))?;
+        conn.busy_timeout(INDEX_BUSY)?;
         // WAL lets readers in other processes proceed during a write;
         // synchronous=FULL makes a returned registration durable.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        set_wal(&conn)?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(INDEX_SCHEMA)?;
 
